@@ -1,0 +1,85 @@
+import { z } from 'zod';
+import { DecodeError } from '../errors';
+import type { Op, Row } from '../types';
+import type { SourceBlock } from './source';
+
+/**
+ * zod schemas of the Debezium value envelope (formats.md §2.3–2.4). Rows are checked for shape only (object or
+ * null): their columns depend on the table and are converted by the compiled Connect schema, not validated here.
+ */
+const int64 = z.union([z.number().int(), z.string().regex(/^-?\d+$/)]);
+const row = z.custom<Row | null>((v) => v === null || (typeof v === 'object' && !Array.isArray(v)), {
+  message: 'must be an object or null',
+});
+const text = z.string().nullish();
+
+export const SourceBlockSchema = z.object({
+  connector: z.string().min(1),
+  name: z.string(),
+  ts_ms: int64.nullish(),
+  ts_ns: int64.nullish(),
+  snapshot: z.union([z.string(), z.boolean()]).nullish(),
+  db: text,
+  schema: text,
+  table: text,
+  lsn: int64.nullish(),
+  txId: int64.nullish(),
+  sequence: text,
+  file: text,
+  pos: int64.nullish(),
+  row: int64.nullish(),
+  gtid: text,
+  commit_lsn: text,
+  change_lsn: text,
+  event_serial_no: int64.nullish(),
+});
+
+export const OPS = ['c', 'u', 'd', 'r', 't', 'm'] as const;
+
+export const EnvelopeSchema = z.object({
+  op: z.enum(OPS),
+  source: SourceBlockSchema,
+  before: row.optional(),
+  after: row.optional(),
+  ts_ms: int64.nullish(),
+});
+
+export interface Envelope {
+  op: Op | 'm';
+  source: SourceBlock;
+  before: Row | null;
+  after: Row | null;
+  tsMs: number | null;
+}
+
+function describeIssues(error: z.ZodError): string {
+  return error.issues
+    .slice(0, 3)
+    .map((issue) => `${issue.path.join('.') || 'envelope'}: ${issue.message}`)
+    .join('; ');
+}
+
+/** Validates a payload that has an `op` field. Errors name the field: UNKNOWN_OP, MISSING_SOURCE, INVALID_ENVELOPE. */
+export function readEnvelope(payload: Record<string, unknown>): Envelope {
+  const op = payload.op;
+  if (typeof op !== 'string' || !(OPS as readonly string[]).includes(op)) {
+    throw new DecodeError('UNKNOWN_OP', `unknown op ${JSON.stringify(op)} (expected one of ${OPS.join(', ')})`);
+  }
+  if (payload.source === null || payload.source === undefined) {
+    throw new DecodeError('MISSING_SOURCE', `op "${op}" event has no source block`);
+  }
+  const parsed = EnvelopeSchema.safeParse(payload);
+  if (!parsed.success) throw new DecodeError('INVALID_ENVELOPE', describeIssues(parsed.error));
+  const envelope: Envelope = {
+    op: parsed.data.op,
+    source: parsed.data.source,
+    // zod's output copies the shape; rows are taken from the payload itself to keep their column order untouched.
+    before: (payload.before as Row | null | undefined) ?? null,
+    after: (payload.after as Row | null | undefined) ?? null,
+    tsMs: parsed.data.ts_ms === null || parsed.data.ts_ms === undefined ? null : Number(parsed.data.ts_ms),
+  };
+  if ((op === 'c' || op === 'r' || op === 'u') && envelope.after === null) {
+    throw new DecodeError('INVALID_ENVELOPE', `op "${op}" event has no after image`);
+  }
+  return envelope;
+}

@@ -1,0 +1,148 @@
+/**
+ * Debezium / Kafka Connect logical types → canonical values (formats.md §2.9): exact decimal strings, ISO dates and
+ * times, parsed JSON. Pure functions over one value; `connect-schema.ts` picks which one a column needs.
+ */
+import { parseJson } from './json';
+
+/** `unscaled × 10^-scale` as a plain decimal string, e.g. (12345n, 2) → "123.45", (-5n, 3) → "-0.005". */
+export function formatScaled(unscaled: bigint | number, scale: number): string {
+  const negative = unscaled < 0;
+  let digits = (negative ? -unscaled : unscaled).toString();
+  if (scale > 0) {
+    if (digits.length <= scale) digits = '0'.repeat(scale - digits.length + 1) + digits;
+    digits = `${digits.slice(0, digits.length - scale)}.${digits.slice(digits.length - scale)}`;
+  } else if (scale < 0 && digits !== '0') {
+    digits += '0'.repeat(-scale);
+  }
+  return negative ? `-${digits}` : digits;
+}
+
+/**
+ * Connect's Decimal: the unscaled value as big-endian two's complement bytes (Java BigInteger#toByteArray), base64
+ * in JSON. Up to 6 bytes fit a double exactly, so the common case avoids BigInt.
+ */
+export function decimalFromBase64(base64: string, scale: number): string {
+  const bytes = Buffer.from(base64, 'base64');
+  if (bytes.length === 0) return formatScaled(0, scale);
+  if (bytes.length <= 6) return formatScaled(bytes.readIntBE(0, bytes.length), scale);
+  let unscaled = 0n;
+  for (const byte of bytes) unscaled = (unscaled << 8n) | BigInt(byte);
+  if ((bytes[0] as number) & 0x80) unscaled -= 1n << BigInt(bytes.length * 8);
+  return formatScaled(unscaled, scale);
+}
+
+/** A Decimal column's value in any of the shapes converters produce: base64 bytes, a JSON number, a string. */
+export function decimalValue(value: unknown, scale: number): unknown {
+  if (typeof value === 'string') return decimalFromBase64(value, scale);
+  if (typeof value === 'number') return value.toFixed(Math.max(0, scale));
+  return value;
+}
+
+/** io.debezium.data.VariableScaleDecimal: `{ scale, value }` (PostgreSQL NUMERIC without a declared scale). */
+export function variableScaleDecimal(value: unknown): unknown {
+  if (value === null || typeof value !== 'object') return value;
+  const { scale, value: unscaled } = value as { scale?: unknown; value?: unknown };
+  if (typeof scale !== 'number' || typeof unscaled !== 'string') return value;
+  return decimalFromBase64(unscaled, scale);
+}
+
+const MS_PER_DAY = 86_400_000;
+
+function isoDateTime(epochMs: number): string {
+  // toISOString gives YYYY-MM-DDTHH:mm:ss.sssZ (±YYYYYY outside years 0-9999).
+  return new Date(epochMs).toISOString();
+}
+
+/** Days since the epoch → "YYYY-MM-DD" (io.debezium.time.Date, org.apache.kafka.connect.data.Date). */
+export function dateFromDays(value: unknown): unknown {
+  if (typeof value !== 'number') return value;
+  const iso = isoDateTime(value * MS_PER_DAY);
+  return iso.slice(0, iso.indexOf('T'));
+}
+
+/** Splits an integer count of `unit`-ths of a second into whole milliseconds and the sub-millisecond rest. */
+function splitSubMillis(value: number | bigint, perMs: number): { ms: number; rest: number } {
+  if (typeof value === 'bigint') {
+    const per = BigInt(perMs);
+    let ms = value / per;
+    let rest = value % per;
+    if (rest < 0n) {
+      rest += per;
+      ms -= 1n;
+    }
+    return { ms: Number(ms), rest: Number(rest) };
+  }
+  const ms = Math.floor(value / perMs);
+  return { ms, rest: value - ms * perMs };
+}
+
+function toInteger(value: unknown): number | bigint | undefined {
+  if (typeof value === 'number') return value;
+  // Integers beyond 2^53 reach us as digit strings (see json.ts).
+  if (typeof value === 'string' && /^-?\d+$/.test(value)) return BigInt(value);
+  return undefined;
+}
+
+/**
+ * Naive (zone-less) timestamps: io.debezium.time.Timestamp (ms), MicroTimestamp (µs), NanoTimestamp (ns), and
+ * Connect's Timestamp (ms). The fraction always has the column's precision: 3, 6 or 9 digits, no zone suffix.
+ */
+export function naiveTimestamp(value: unknown, unitsPerSecond: 1_000 | 1_000_000 | 1_000_000_000): unknown {
+  const integer = toInteger(value);
+  if (integer === undefined) return value;
+  const perMs = unitsPerSecond / 1000;
+  const { ms, rest } = splitSubMillis(integer, perMs);
+  const iso = isoDateTime(ms).slice(0, -1); // drop "Z": the value has no zone
+  if (perMs === 1) return iso;
+  return iso + String(rest).padStart(String(perMs).length - 1, '0');
+}
+
+/** Time of day: io.debezium.time.Time (ms), MicroTime (µs), NanoTime (ns), Connect Time (ms) → "HH:mm:ss.fff…". */
+export function timeOfDay(value: unknown, unitsPerSecond: 1_000 | 1_000_000 | 1_000_000_000): unknown {
+  const integer = toInteger(value);
+  if (integer === undefined) return value;
+  const perMs = unitsPerSecond / 1000;
+  const { ms, rest } = splitSubMillis(integer, perMs);
+  // PostgreSQL allows 24:00:00, which Date would wrap to 00:00:00.
+  if (ms === MS_PER_DAY && rest === 0)
+    return perMs === 1 ? '24:00:00.000' : `24:00:00.${'0'.repeat(perMs === 1000 ? 6 : 9)}`;
+  const iso = isoDateTime(ms);
+  const time = iso.slice(iso.indexOf('T') + 1, -1);
+  if (perMs === 1) return time;
+  return time + String(rest).padStart(String(perMs).length - 1, '0');
+}
+
+const ZONED = /^([+-]?\d{4,}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d+))?(Z|[+-]\d\d:?\d\d)?$/;
+
+/**
+ * io.debezium.time.ZonedTimestamp is an ISO-8601 string whose fraction width changed between Debezium versions
+ * (trimmed before 2.2, padded to the column precision since DBZ-5996). Canonical form: UTC with "Z" and the fraction
+ * without trailing zeros, so the same instant reads the same whatever the connector version.
+ */
+export function zonedTimestamp(value: unknown): unknown {
+  if (typeof value !== 'string') return value;
+  const match = ZONED.exec(value);
+  if (!match) return value;
+  const [, seconds, fraction = '', zone = 'Z'] = match;
+  let base = `${seconds}`;
+  if (zone !== 'Z') {
+    const sign = zone[0] === '-' ? -1 : 1;
+    const digits = zone.slice(1).replace(':', '');
+    const offsetMs = sign * (Number(digits.slice(0, 2)) * 60 + Number(digits.slice(2))) * 60_000;
+    const utc = Date.parse(`${seconds}Z`) - offsetMs;
+    if (Number.isNaN(utc)) return value;
+    base = isoDateTime(utc).slice(0, 19);
+  }
+  const trimmed = fraction.replace(/0+$/, '');
+  return trimmed ? `${base}.${trimmed}Z` : `${base}Z`;
+}
+
+/** io.debezium.data.Json: JSON text in a string → the parsed value (big integers kept exact). */
+export function jsonValue(value: unknown): unknown {
+  if (typeof value !== 'string') return value;
+  try {
+    return parseJson(value);
+  } catch {
+    return value; // not JSON after all (a custom converter); keep the text rather than lose the row
+  }
+}

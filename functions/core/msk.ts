@@ -1,0 +1,84 @@
+import { z } from 'zod';
+import { InvalidEventError } from './errors';
+import type { KafkaEvent, KafkaRecord, PartitionBatch } from './types';
+
+/**
+ * zod schemas of what a Kafka event source mapping delivers (formats.md §1). Tolerant where the wild varies:
+ * key/value may be absent or null (tombstones), headers may be missing, bootstrapServers is one string or absent.
+ */
+export const KafkaRecordSchema = z.object({
+  topic: z.string().min(1),
+  partition: z.number().int().nonnegative(),
+  offset: z.number().int().nonnegative(),
+  timestamp: z.number(),
+  timestampType: z.string().optional(),
+  key: z.string().nullish(),
+  value: z.string().nullish(),
+  headers: z.array(z.record(z.string(), z.array(z.number().int().min(-128).max(255)))).optional(),
+});
+
+export const KafkaEventSchema = z.object({
+  eventSource: z.enum(['aws:kafka', 'SelfManagedKafka']),
+  eventSourceArn: z.string().optional(),
+  bootstrapServers: z.string().nullish(),
+  records: z.record(z.string(), z.array(z.unknown())),
+});
+
+/** A record of the batch that is not even a Kafka record: dead-lettered as it came. */
+export interface MalformedRecord {
+  partitionId: string;
+  raw: unknown;
+  message: string;
+}
+
+export interface ParsedEvent {
+  event: KafkaEvent;
+  partitions: PartitionBatch[];
+  malformed: MalformedRecord[];
+}
+
+/**
+ * Validates the event and groups its records by topic-partition, in offset order. Never splits the map key on "-":
+ * topic names contain dashes; the record's own topic/partition fields are used. A malformed record is set aside
+ * for the dead-letter queue; the event itself being malformed is an InvalidEventError.
+ */
+export function parseKafkaEvent(input: unknown): ParsedEvent {
+  const parsed = KafkaEventSchema.safeParse(input);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    throw new InvalidEventError(
+      `not a Kafka event source mapping event: ${issue ? `${issue.path.join('.') || 'event'}: ${issue.message}` : 'invalid'}`,
+    );
+  }
+  const byPartition = new Map<string, PartitionBatch>();
+  const malformed: MalformedRecord[] = [];
+  for (const [mapKey, records] of Object.entries(parsed.data.records)) {
+    for (const raw of records) {
+      const record = KafkaRecordSchema.safeParse(raw);
+      if (!record.success) {
+        const issue = record.error.issues[0];
+        malformed.push({ partitionId: mapKey, raw, message: `${issue?.path.join('.')}: ${issue?.message}` });
+        continue;
+      }
+      // zod's copy is used for the fields it checked; the raw object keeps fields we don't model (schema metadata).
+      const value = raw as KafkaRecord;
+      const id = `${value.topic}-${value.partition}`;
+      let batch = byPartition.get(id);
+      if (!batch) {
+        batch = { id, topic: value.topic, partition: value.partition, records: [] };
+        byPartition.set(id, batch);
+      }
+      batch.records.push(value);
+    }
+  }
+  for (const batch of byPartition.values()) {
+    const records = batch.records;
+    for (let i = 1; i < records.length; i++) {
+      if ((records[i] as KafkaRecord).offset <= (records[i - 1] as KafkaRecord).offset) {
+        records.sort((a, b) => a.offset - b.offset);
+        break;
+      }
+    }
+  }
+  return { event: parsed.data as KafkaEvent, partitions: [...byPartition.values()], malformed };
+}
