@@ -1,0 +1,26 @@
+import { SinkError } from '../core/errors';
+
+/** Error names AWS uses for throttling across services (the SDK already retried these with backoff). */
+const THROTTLING = new Set([
+  'ThrottlingException',
+  'Throttling',
+  'TooManyRequestsException',
+  'ProvisionedThroughputExceededException',
+  'RequestLimitExceeded',
+  'SlowDown',
+  'RequestThrottled',
+  'RequestThrottledException',
+]);
+
+/**
+ * Maps an AWS SDK failure of a sink write to a SinkError. Everything is retryable: an outage, throttling, and also
+ * access or configuration errors — dead-lettering good records because a bucket policy is wrong would lose them,
+ * while retrying keeps them until an operator fixes it (the error alarm fires meanwhile).
+ */
+export function sinkErrorFrom(error: unknown, what: string): SinkError {
+  if (error instanceof SinkError) return error;
+  const name = (error as { name?: string })?.name ?? 'Error';
+  const message = (error as Error)?.message ?? String(error);
+  const code = THROTTLING.has(name) ? 'SINK_THROTTLED' : 'SINK_UNAVAILABLE';
+  return new SinkError(code, `${what}: ${name}: ${message}`, true, { cause: error });
+}

@@ -1,0 +1,235 @@
+import type { Cluster, Redis } from 'ioredis';
+import { tableIdOf } from '../core/change';
+import type { ChangeEvent, Row, Sink, SinkPartition, SinkPartitionResult, SkipReason } from '../core/types';
+import { sinkErrorFrom } from './aws-errors';
+
+export type RedisLike = Redis | Cluster;
+
+export interface RedisCacheSinkOptions {
+  /** Key prefix, e.g. "cdc". */
+  prefix: string;
+  /** How long a deleted row's version is kept so that an older change cannot resurrect it. */
+  tombstoneTtlSeconds: number;
+  clock?: () => number;
+}
+
+/**
+ * Lua helpers shared by the scripts. Orders are compared byte by byte: Lua's `<` on strings uses strcoll, and Redis
+ * sets LC_COLLATE from the environment, where punctuation may be ignored. Orders of different connector kinds, or
+ * PostgreSQL orders without a commit LSN, are not comparable: the newer write wins (mirrors core/dedupe.ts).
+ */
+const LUA_COMPARE = `
+local function kind(o) local i = string.find(o, ':', 1, true) return i and string.sub(o, 1, i - 1) or o end
+local function unknownCommit(o) return string.sub(o, 1, 24) == 'pg:00000000000000000000:' end
+local function older(a, b)
+  if kind(a) ~= kind(b) then return false end
+  if kind(a) == 'pg' and unknownCommit(a) ~= unknownCommit(b) then return false end
+  local n = math.min(#a, #b)
+  for i = 1, n do
+    local x, y = string.byte(a, i), string.byte(b, i)
+    if x ~= y then return x < y end
+  end
+  return #a <= #b
+end
+local function stored(key)
+  local v = redis.call('GET', key)
+  if not v then return nil end
+  local bar = string.find(v, '|', 1, true)
+  if bar then return string.sub(v, 1, bar - 1) end
+  return v
+end
+`;
+
+/**
+ * Upsert. KEYS: row hash, version. ARGV: order, mode ('replace' | 'merge'), truncate watermark ('' if none),
+ * then column/value pairs. Returns 1 applied, 0 not newer than the stored version, -1 older than a truncate.
+ */
+const UPSERT = `${LUA_COMPARE}
+local current = stored(KEYS[2])
+if current and older(ARGV[1], current) then return 0 end
+if ARGV[3] ~= '' and older(ARGV[1], ARGV[3]) then return -1 end
+if ARGV[2] == 'replace' then redis.call('DEL', KEYS[1]) end
+if #ARGV > 3 then redis.call('HSET', KEYS[1], unpack(ARGV, 4)) end
+redis.call('SET', KEYS[2], ARGV[1])
+return 1
+`;
+
+/**
+ * Delete (also used to clear rows older than a truncate). KEYS: row hash, version. ARGV: order, tombstone TTL,
+ * marker ('d' delete, 't' truncate). The version stays behind as a tombstone for TTL seconds.
+ */
+const REMOVE = `${LUA_COMPARE}
+local current = stored(KEYS[2])
+if current and older(ARGV[1], current) then return 0 end
+redis.call('DEL', KEYS[1])
+redis.call('SET', KEYS[2], ARGV[1] .. '|' .. ARGV[3], 'EX', tonumber(ARGV[2]))
+return 1
+`;
+
+/** Raises a table's truncate watermark. KEYS: watermark. ARGV: order. */
+const RAISE_WATERMARK = `${LUA_COMPARE}
+local current = redis.call('GET', KEYS[1])
+if current and older(ARGV[1], current) then return 0 end
+redis.call('SET', KEYS[1], ARGV[1])
+return 1
+`;
+
+interface CacheCommands {
+  cdcUpsert(row: string, version: string, ...args: string[]): Promise<number>;
+  cdcRemove(row: string, version: string, order: string, ttl: string, marker: string): Promise<number>;
+  cdcRaiseWatermark(watermark: string, order: string): Promise<number>;
+}
+
+/** Percent-encodes the characters that would break the key layout or the cluster hash tag. */
+function encodeKeyPart(value: unknown): string {
+  const text = typeof value === 'string' ? value : JSON.stringify(value);
+  return text.replace(/[%{}|\s]/g, (c) => `%${c.charCodeAt(0).toString(16).padStart(2, '0')}`);
+}
+
+/** Escapes Redis glob characters for SCAN MATCH. */
+function globEscape(text: string): string {
+  return text.replace(/[*?[\]\\]/g, '\\$&');
+}
+
+/**
+ * Cache lane: keeps the current row of every keyed table in Redis/Valkey (ElastiCache Serverless in AWS).
+ *
+ * Layout (`<p>` = prefix, `<t>` = table id, `<k>` = key values joined by `|`):
+ * - `<p>:<t>:{<k>}` hash: one field per column, value JSON-encoded;
+ * - `<p>:<t>:{<k>}:v` the source order of the last change applied (`<order>|d` after a delete, with a TTL);
+ * - `<p>:<t>:truncated` the order of the table's last truncate.
+ * The row and its version share the `{<k>}` hash tag, so a Lua script updates both atomically in cluster mode.
+ * The version guard compares source orders: a redelivered or replayed older change never overwrites a newer one.
+ */
+export class RedisCacheSink implements Sink {
+  private readonly clock: () => number;
+  private readonly redis: RedisLike & CacheCommands;
+
+  constructor(
+    redis: RedisLike,
+    private readonly options: RedisCacheSinkOptions,
+  ) {
+    this.clock = options.clock ?? Date.now;
+    redis.defineCommand('cdcUpsert', { numberOfKeys: 2, lua: UPSERT });
+    redis.defineCommand('cdcRemove', { numberOfKeys: 2, lua: REMOVE });
+    redis.defineCommand('cdcRaiseWatermark', { numberOfKeys: 1, lua: RAISE_WATERMARK });
+    this.redis = redis as RedisLike & CacheCommands;
+  }
+
+  async close(): Promise<void> {
+    await this.redis.quit().catch(() => this.redis.disconnect());
+  }
+
+  /** The hash key holding a row (exported for tests, verification and readers). */
+  rowKey(table: string, key: Row): string {
+    return `${this.options.prefix}:${table}:{${Object.values(key).map(encodeKeyPart).join('|')}}`;
+  }
+
+  watermarkKey(table: string): string {
+    return `${this.options.prefix}:${table}:truncated`;
+  }
+
+  async write(partitions: readonly SinkPartition[]): Promise<SinkPartitionResult[]> {
+    // Each partition is independent; within one, commands are issued in order and auto-pipelined per node, and
+    // commands for one row key (same slot, same connection) execute in the order issued.
+    return Promise.all(partitions.map((p) => this.writePartition(p)));
+  }
+
+  private async writePartition(p: SinkPartition): Promise<SinkPartitionResult> {
+    try {
+      const skipped: Array<{ index: number; reason: SkipReason }> = [];
+      const tables = new Set<string>();
+      for (const e of p.events) tables.add(tableIdOf(e.source));
+      const watermarks = await this.readWatermarks(tables);
+      const pending: Array<Promise<unknown>> = [];
+      const written: Array<{ table: string; key: Row; order: string }> = [];
+      p.events.forEach((event, index) => {
+        const table = tableIdOf(event.source);
+        if (event.op === 't') {
+          pending.push(this.truncate(table, event.source.order));
+          return;
+        }
+        if (event.key === null) {
+          skipped.push({ index, reason: 'no-key' });
+          return;
+        }
+        const row = this.rowKey(table, event.key);
+        if (event.op === 'd') {
+          pending.push(
+            this.redis.cdcRemove(row, `${row}:v`, event.source.order, String(this.options.tombstoneTtlSeconds), 'd'),
+          );
+        } else {
+          pending.push(this.upsert(row, event, watermarks.get(table) ?? ''));
+          written.push({ table, key: event.key, order: event.source.order });
+        }
+      });
+      await Promise.all(pending);
+      await this.recheckTruncates(tables, watermarks, written);
+      return { ok: true, skipped, writtenAt: this.clock() };
+    } catch (error) {
+      return { ok: false, error: sinkErrorFrom(error, `writing the cache for ${p.partition.id}`) };
+    }
+  }
+
+  private upsert(row: string, event: ChangeEvent, watermark: string): Promise<number> {
+    const args: string[] = [event.source.order, event.unchanged.length > 0 ? 'merge' : 'replace', watermark];
+    for (const [column, value] of Object.entries(event.after ?? {})) args.push(column, JSON.stringify(value ?? null));
+    return this.redis.cdcUpsert(row, `${row}:v`, ...args);
+  }
+
+  private async readWatermarks(tables: Set<string>): Promise<Map<string, string>> {
+    const names = [...tables];
+    const values = await Promise.all(names.map((t) => this.redis.get(this.watermarkKey(t))));
+    return new Map(names.map((t, i) => [t, values[i] ?? ''] as const));
+  }
+
+  /**
+   * Truncate: raise the table's watermark first, then clear every row whose version is older. A writer in another
+   * partition that read the watermark before it was raised re-checks it after its writes (recheckTruncates), and
+   * SCAN returns every key that exists for the whole scan, so no older row survives either way.
+   */
+  private async truncate(table: string, order: string): Promise<void> {
+    await this.redis.cdcRaiseWatermark(this.watermarkKey(table), order);
+    const pattern = `${globEscape(`${this.options.prefix}:${table}:{`)}*}:v`;
+    const nodes =
+      'nodes' in this.redis && typeof this.redis.nodes === 'function' ? this.redis.nodes('master') : [this.redis];
+    for (const node of nodes as Redis[]) {
+      let cursor = '0';
+      do {
+        const [next, keys] = await node.scan(cursor, 'MATCH', pattern, 'COUNT', 1000);
+        cursor = next;
+        await Promise.all(
+          keys.map((versionKey) =>
+            this.redis.cdcRemove(
+              versionKey.slice(0, -2),
+              versionKey,
+              order,
+              String(this.options.tombstoneTtlSeconds),
+              't',
+            ),
+          ),
+        );
+      } while (cursor !== '0');
+    }
+  }
+
+  private async recheckTruncates(
+    tables: Set<string>,
+    before: Map<string, string>,
+    written: Array<{ table: string; key: Row; order: string }>,
+  ): Promise<void> {
+    if (written.length === 0) return;
+    const after = await this.readWatermarks(tables);
+    for (const [table, watermark] of after) {
+      if (watermark === '' || watermark === before.get(table)) continue;
+      await Promise.all(
+        written
+          .filter((w) => w.table === table)
+          .map((w) => {
+            const row = this.rowKey(table, w.key);
+            return this.redis.cdcRemove(row, `${row}:v`, watermark, String(this.options.tombstoneTtlSeconds), 't');
+          }),
+      );
+    }
+  }
+}

@@ -1,0 +1,85 @@
+import { z } from 'zod';
+import { TableRulesSchema } from '../core/enrich';
+import { ConfigError } from '../core/errors';
+import type { Lane } from '../core/types';
+
+/**
+ * Runtime configuration of a lane function: environment variables set by the CDK construct that also grants the
+ * access (lib/constructs/lane-function.ts), parsed once at cold start. A missing or bad variable fails with its name.
+ */
+const bool = z.enum(['true', 'false']).transform((v) => v === 'true');
+const positiveInt = z.coerce.number().int().positive();
+const json = <T extends z.ZodType>(schema: T) =>
+  z
+    .string()
+    .transform((text, ctx) => {
+      try {
+        return JSON.parse(text) as unknown;
+      } catch {
+        ctx.addIssue({ code: 'custom', message: 'is not valid JSON' });
+        return z.NEVER;
+      }
+    })
+    .pipe(schema);
+
+const common = {
+  /** DynamoDB table holding the per-lane, per-partition checkpoints. */
+  DEDUPE_TABLE_NAME: z.string().min(1),
+  /** SQS queue URL of this lane's dead-letter queue. */
+  DLQ_URL: z.string().url(),
+  /** S3 bucket for dead-letter payloads too large for an SQS message (claim check). */
+  DLQ_PAYLOAD_BUCKET: z.string().min(1),
+  /** Must match the event source mapping's FunctionResponseTypes. */
+  REPORT_BATCH_ITEM_FAILURES: bool.default(true),
+  /** Include/exclude tables and columns, mask or hash PII (see functions/core/enrich.ts). */
+  TABLE_RULES: json(TableRulesSchema).optional(),
+  /** Salt for `sha256` PII hashing (set from Secrets Manager in AWS). */
+  PII_HASH_SALT: z.string().default(''),
+  /** Records whose value is larger are dead-lettered (Kafka's default message.max.bytes is 1 MiB). */
+  MAX_RECORD_BYTES: positiveInt.default(1_048_576),
+  /** Debezium's unavailable.value.placeholder. */
+  UNAVAILABLE_VALUE_PLACEHOLDER: z.string().min(1).default('__debezium_unavailable_value'),
+  /** Days a checkpoint of an idle partition is kept (the audit lane's never expire: they hold the chain head). */
+  CHECKPOINT_TTL_DAYS: positiveInt.default(30),
+  /** Endpoint override for local runs (dynalite, s3rver, fauxqs); unset in AWS. */
+  AWS_ENDPOINT_URL_DYNAMODB: z.string().url().optional(),
+  AWS_ENDPOINT_URL_S3: z.string().url().optional(),
+  AWS_ENDPOINT_URL_SQS: z.string().url().optional(),
+};
+
+export const LaneEnvSchemas = {
+  warehouse: z.object({
+    ...common,
+    WAREHOUSE_BUCKET: z.string().min(1),
+    WAREHOUSE_PREFIX: z.string().default('changes/'),
+  }),
+  cache: z.object({
+    ...common,
+    /** redis:// or rediss:// (TLS, as ElastiCache Serverless requires). */
+    REDIS_URL: z.string().regex(/^rediss?:\/\//, 'must start with redis:// or rediss://'),
+    /** ElastiCache Serverless speaks the cluster protocol. */
+    REDIS_CLUSTER: bool.default(false),
+    CACHE_KEY_PREFIX: z.string().min(1).default('cdc'),
+    /** How long a deleted row's version is kept so a late older change cannot resurrect it. */
+    CACHE_TOMBSTONE_TTL_SECONDS: positiveInt.default(7 * 24 * 3600),
+  }),
+  audit: z.object({
+    ...common,
+    AUDIT_BUCKET: z.string().min(1),
+    AUDIT_PREFIX: z.string().default('audit/'),
+  }),
+} as const;
+
+export type LaneEnv<L extends Lane> = z.infer<(typeof LaneEnvSchemas)[L]>;
+
+/** Parses the lane's environment or throws a ConfigError naming every missing or bad variable. */
+export function loadLaneEnv<L extends Lane>(lane: L, env: NodeJS.ProcessEnv = process.env): LaneEnv<L> {
+  const parsed = LaneEnvSchemas[lane].safeParse(env);
+  if (parsed.success) return parsed.data as LaneEnv<L>;
+  const problems = parsed.error.issues.map((issue) => {
+    const name = issue.path.join('.');
+    const value = env[String(issue.path[0])];
+    return value === undefined ? `${name} is missing` : `${name} ${issue.message}`;
+  });
+  throw new ConfigError(`${lane} lane configuration: ${problems.join('; ')}`);
+}

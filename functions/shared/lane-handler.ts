@@ -1,0 +1,76 @@
+import { injectLambdaContext } from '@aws-lambda-powertools/logger/middleware';
+import { logMetrics } from '@aws-lambda-powertools/metrics/middleware';
+import { captureLambdaHandler } from '@aws-lambda-powertools/tracer/middleware';
+import middy from '@middy/core';
+import type { Context } from 'aws-lambda';
+import { type BatchItemFailure, type BatchResult, processBatch } from '../core/pipeline';
+import type { Lane } from '../core/types';
+import { loadLaneEnv } from './config';
+import { createClients, createLaneDeps } from './lane-deps';
+import { createObservability, recordBatchMetrics } from './observability';
+
+/** What a lane returns to the event source mapping (the Kafka partial batch response). */
+export interface LaneResponse {
+  batchItemFailures: BatchItemFailure[];
+}
+
+function summary(result: BatchResult) {
+  return {
+    records: result.records,
+    processed: result.processed,
+    skipped: result.skipped,
+    skippedByReason: result.skippedByReason,
+    duplicates: result.duplicates,
+    deadLettered: result.deadLettered,
+    retried: result.retried,
+    batchItemFailures: result.batchItemFailures.length,
+    sinkWriteMs: result.sinkWriteMs,
+  };
+}
+
+/**
+ * A lane's Lambda handler: configuration parsed and clients built once at cold start (a bad variable fails here,
+ * with its name), the pure core per invocation, Powertools logging/metrics/tracing around it via middy.
+ */
+export interface LaneHandlerOptions {
+  /** Called with every batch's full result (local runner and invoke CLI report from it). */
+  onBatch?: (result: BatchResult) => void;
+}
+
+export function createLaneHandler(lane: Lane, env: NodeJS.ProcessEnv = process.env, options: LaneHandlerOptions = {}) {
+  const config = loadLaneEnv(lane, env);
+  const { logger, metrics, tracer } = createObservability(lane);
+  const deps = createLaneDeps(
+    lane,
+    config,
+    createClients(env, (client) => tracer.captureAWSv3Client(client)),
+  );
+
+  const handle = async (event: unknown, _context: Context): Promise<LaneResponse> => {
+    const result = await processBatch(event, deps);
+    recordBatchMetrics(metrics, result);
+    options.onBatch?.(result);
+    if (result.error || result.fatal) {
+      logger.error('batch partly failed; the event source mapping will retry', {
+        ...summary(result),
+        error: { code: (result.fatal ?? result.error)?.code, message: (result.fatal ?? result.error)?.message },
+        failures: result.batchItemFailures,
+      });
+    } else {
+      logger.info('batch done', summary(result));
+    }
+    if (result.fatal) throw result.fatal;
+    if (result.error && !config.REPORT_BATCH_ITEM_FAILURES) throw result.error;
+    return { batchItemFailures: result.batchItemFailures };
+  };
+
+  const handler = middy(handle)
+    .use(captureLambdaHandler(tracer, { captureResponse: false }))
+    .use(injectLambdaContext(logger))
+    .use(logMetrics(metrics));
+  /** Closes the sink's connections (Redis) so a local process can exit; Lambda never calls it. */
+  const close = async () => {
+    await deps.sink.close?.();
+  };
+  return Object.assign(handler, { close });
+}

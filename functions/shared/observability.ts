@@ -1,0 +1,58 @@
+import { Logger } from '@aws-lambda-powertools/logger';
+import { Metrics, MetricUnit } from '@aws-lambda-powertools/metrics';
+import { Tracer } from '@aws-lambda-powertools/tracer';
+import type { BatchResult } from '../core/pipeline';
+import type { Lane } from '../core/types';
+
+/** Namespace and service name of every metric: dashboards and alarms select `{service, lane}` (+ `table`). */
+export const METRICS_NAMESPACE = 'cdc-sync';
+export const METRICS_SERVICE = 'cdc-sync';
+
+export interface Observability {
+  logger: Logger;
+  metrics: Metrics;
+  tracer: Tracer;
+}
+
+export function createObservability(lane: Lane): Observability {
+  return {
+    logger: new Logger({ serviceName: `cdc-sync-${lane}`, persistentKeys: { lane } }),
+    metrics: new Metrics({ namespace: METRICS_NAMESPACE, serviceName: METRICS_SERVICE, defaultDimensions: { lane } }),
+    tracer: new Tracer({ serviceName: `cdc-sync-${lane}` }),
+  };
+}
+
+/**
+ * EMF keeps at most 100 values per metric per document: with more, keep 100 evenly spaced order statistics so
+ * CloudWatch percentiles stay representative of the batch.
+ */
+export function sampleForEmf(values: number[], limit = 100): number[] {
+  if (values.length <= limit) return values;
+  const sorted = [...values].sort((a, b) => a - b);
+  return Array.from({ length: limit }, (_, i) => sorted[Math.round((i * (sorted.length - 1)) / (limit - 1))] as number);
+}
+
+/**
+ * Publishes the batch's metrics: per topic (dimension `table`, one topic per table) and a lane rollup
+ * (published by the logMetrics middleware at the end of the invocation).
+ */
+export function recordBatchMetrics(metrics: Metrics, result: BatchResult): void {
+  const all: number[] = [];
+  for (const [topic, c] of result.topics) {
+    metrics.addDimension('table', topic);
+    metrics.addMetric('EventsProcessed', MetricUnit.Count, c.processed);
+    metrics.addMetric('EventsSkipped', MetricUnit.Count, c.skipped);
+    metrics.addMetric('Duplicates', MetricUnit.Count, c.duplicates);
+    metrics.addMetric('DeadLettered', MetricUnit.Count, c.deadLettered);
+    for (const v of sampleForEmf(c.latenciesMs)) metrics.addMetric('CommitToSinkLatency', MetricUnit.Milliseconds, v);
+    metrics.publishStoredMetrics();
+    for (const v of c.latenciesMs) all.push(v);
+  }
+  metrics.addMetric('EventsProcessed', MetricUnit.Count, result.processed);
+  metrics.addMetric('EventsSkipped', MetricUnit.Count, result.skipped);
+  metrics.addMetric('Duplicates', MetricUnit.Count, result.duplicates);
+  metrics.addMetric('DeadLettered', MetricUnit.Count, result.deadLettered);
+  metrics.addMetric('RecordsRetried', MetricUnit.Count, result.retried);
+  metrics.addMetric('SinkWriteMs', MetricUnit.Milliseconds, result.sinkWriteMs);
+  for (const v of sampleForEmf(all)) metrics.addMetric('CommitToSinkLatency', MetricUnit.Milliseconds, v);
+}

@@ -1,0 +1,4 @@
+import { createLaneHandler } from '../shared/lane-handler';
+
+/** The warehouse lane: MSK-triggered, one consumer group per source topic. Wiring only; the work is in ../core. */
+export const handler = createLaneHandler('warehouse');
