@@ -39,7 +39,7 @@ export interface LaneHandlerOptions {
 
 export function createLaneHandler(lane: Lane, env: NodeJS.ProcessEnv = process.env, options: LaneHandlerOptions = {}) {
   const config = loadLaneEnv(lane, env);
-  const { logger, metrics, tracer } = createObservability(lane);
+  const { logger, metrics, tracer } = createObservability(lane, env);
   const deps = createLaneDeps(
     lane,
     config,

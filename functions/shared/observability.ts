@@ -1,4 +1,5 @@
 import { Logger } from '@aws-lambda-powertools/logger';
+import type { LogLevel } from '@aws-lambda-powertools/logger/types';
 import { Metrics, MetricUnit } from '@aws-lambda-powertools/metrics';
 import { Tracer } from '@aws-lambda-powertools/tracer';
 import type { BatchResult } from '../core/pipeline';
@@ -14,9 +15,15 @@ export interface Observability {
   tracer: Tracer;
 }
 
-export function createObservability(lane: Lane): Observability {
+export function createObservability(lane: Lane, env: NodeJS.ProcessEnv = process.env): Observability {
+  // Passed explicitly (not only read from process.env) so several local lanes in one process can differ.
+  const logLevel = env.POWERTOOLS_LOG_LEVEL as LogLevel | undefined;
   return {
-    logger: new Logger({ serviceName: `cdc-sync-${lane}`, persistentKeys: { lane } }),
+    logger: new Logger({
+      serviceName: `cdc-sync-${lane}`,
+      persistentKeys: { lane },
+      ...(logLevel ? { logLevel } : {}),
+    }),
     metrics: new Metrics({ namespace: METRICS_NAMESPACE, serviceName: METRICS_SERVICE, defaultDimensions: { lane } }),
     tracer: new Tracer({ serviceName: `cdc-sync-${lane}` }),
   };

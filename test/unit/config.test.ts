@@ -1,0 +1,38 @@
+import { describe, expect, it } from 'vitest';
+import { ConfigError } from '../../functions/core/errors';
+import { loadLaneEnv } from '../../functions/shared/config';
+
+const base = {
+  DEDUPE_TABLE_NAME: 'dedupe',
+  DLQ_URL: 'https://sqs.eu-west-1.amazonaws.com/111122223333/dlq',
+  DLQ_PAYLOAD_BUCKET: 'dead-letters',
+};
+
+describe('loadLaneEnv', () => {
+  it('parses a complete environment with defaults', () => {
+    const env = loadLaneEnv('warehouse', { ...base, WAREHOUSE_BUCKET: 'lake' });
+    expect(env).toMatchObject({
+      WAREHOUSE_BUCKET: 'lake',
+      WAREHOUSE_PREFIX: 'changes/',
+      REPORT_BATCH_ITEM_FAILURES: true,
+      MAX_RECORD_BYTES: 1_048_576,
+    });
+  });
+
+  it('names every missing variable', () => {
+    expect(() => loadLaneEnv('cache', { DLQ_URL: base.DLQ_URL })).toThrow(ConfigError);
+    expect(() => loadLaneEnv('cache', { DLQ_URL: base.DLQ_URL })).toThrow(
+      /DEDUPE_TABLE_NAME is missing.*DLQ_PAYLOAD_BUCKET is missing.*REDIS_URL is missing/,
+    );
+  });
+
+  it.each([
+    ['REDIS_URL', 'http://cache:6379', /REDIS_URL must start with redis/],
+    ['REPORT_BATCH_ITEM_FAILURES', 'yes', /REPORT_BATCH_ITEM_FAILURES/],
+    ['TABLE_RULES', '{not json', /TABLE_RULES is not valid JSON/],
+    ['TABLE_RULES', '{"columns":{"t":{"pii":{"email":"rot13"}}}}', /TABLE_RULES/],
+    ['MAX_RECORD_BYTES', '-1', /MAX_RECORD_BYTES/],
+  ])('rejects a bad %s', (name, value, message) => {
+    expect(() => loadLaneEnv('cache', { ...base, REDIS_URL: 'redis://x:6379', [name]: value })).toThrow(message);
+  });
+});

@@ -1,0 +1,96 @@
+import { describe, expect, it } from 'vitest';
+import { compareOrder, digestId, HW_IDS_LIMIT, PartitionDedupe } from '../../functions/core/dedupe';
+import type { ChangeEvent, Checkpoint } from '../../functions/core/types';
+
+function change(id: string, order: string, offset: number): ChangeEvent {
+  return {
+    id,
+    op: 'u',
+    source: {
+      connector: 'postgresql',
+      name: 'pg',
+      db: null,
+      schema: null,
+      table: 't',
+      position: {},
+      order,
+      snapshot: 'false',
+      txId: null,
+      commitTs: null,
+    },
+    key: { id },
+    before: null,
+    after: { id },
+    unchanged: [],
+    kafka: { topic: 't', partition: 0, offset, timestamp: 0 },
+    capturedAt: null,
+    processedAt: 0,
+  };
+}
+
+const pg = (commit: number, lsn: number) => `pg:${String(commit).padStart(20, '0')}:${String(lsn).padStart(20, '0')}`;
+
+describe('compareOrder', () => {
+  it.each([
+    [pg(1, 5), pg(1, 6), -1],
+    [pg(2, 1), pg(1, 9), 1],
+    [pg(2, 1), pg(2, 1), 0],
+    [pg(0, 5), pg(1, 6), undefined],
+    ['my:1:2:3', 'pg:1:2', undefined],
+  ])('compares %s with %s as %s', (a, b, expected) => {
+    expect(compareOrder(a, b)).toBe(expected);
+  });
+});
+
+describe('PartitionDedupe', () => {
+  it('treats offsets at or below the committed one as redelivered', () => {
+    const d = new PartitionDedupe({ offset: 10, hw: pg(1, 1), hwIds: [], version: 1 });
+    expect(d.isRedelivered(10)).toBe(true);
+    expect(d.isRedelivered(11)).toBe(false);
+  });
+
+  it('judges changes below the high-water order as duplicates (Debezium re-emission)', () => {
+    const d = new PartitionDedupe({ offset: 10, hw: pg(5, 50), hwIds: [digestId('b')], version: 1 });
+    expect(d.judge(change('a', pg(5, 40), 11))).toBe('duplicate');
+    expect(d.judge(change('b', pg(5, 50), 12))).toBe('duplicate');
+    expect(d.judge(change('c', pg(5, 50), 13))).toBe('new'); // another row at the same position (snapshot)
+    expect(d.judge(change('d', pg(6, 60), 14))).toBe('new');
+  });
+
+  it('treats an incomparable order as new rather than dropping it', () => {
+    const d = new PartitionDedupe({ offset: 10, hw: pg(5, 50), hwIds: [], version: 1 });
+    expect(d.judge(change('a', pg(0, 40), 11))).toBe('new');
+  });
+
+  it('builds the next checkpoint: last offset, high-water order, digests of ids at it, next version', () => {
+    // Arrange
+    const previous: Checkpoint = { offset: 3, hw: pg(1, 1), hwIds: [], version: 7, sinkState: { s: 1 } };
+    const d = new PartitionDedupe(previous);
+    d.judge(change('a', pg(2, 2), 4));
+    d.judge(change('b', pg(3, 3), 5));
+    d.judge(change('c', pg(3, 3), 6));
+    d.pass(7);
+    // Act
+    const next = d.next({ s: 2 });
+    // Assert
+    expect(next).toEqual({
+      offset: 7,
+      hw: pg(3, 3),
+      hwIds: [digestId('b'), digestId('c')],
+      version: 8,
+      sinkState: { s: 2 },
+    });
+  });
+
+  it('bounds the ids kept for one position', () => {
+    const d = new PartitionDedupe(undefined);
+    for (let i = 0; i < HW_IDS_LIMIT + 50; i++) d.judge(change(`row-${i}`, pg(1, 1), i));
+    expect(d.next(undefined).hwIds).toHaveLength(HW_IDS_LIMIT);
+  });
+
+  it('needs no commit when every record was redelivered', () => {
+    const d = new PartitionDedupe({ offset: 10, hw: '', hwIds: [], version: 1 });
+    d.isRedelivered(5);
+    expect(d.changed).toBe(false);
+  });
+});

@@ -1,0 +1,272 @@
+import { describe, expect, it } from 'vitest';
+import { JsonDebeziumDecoder } from '../../functions/core/decode';
+import { createEnricher } from '../../functions/core/enrich';
+import { DeadLetterError, SinkError } from '../../functions/core/errors';
+import { type PipelineDeps, processBatch } from '../../functions/core/pipeline';
+import type { KafkaEvent, KafkaRecord } from '../../functions/core/types';
+import { b64, eventOf, pgMessage } from '../support/builders';
+import { MemoryDeadLetterQueue, MemoryDedupeStore, MemorySink, sinkDown } from '../support/fakes';
+
+function setup(overrides: Partial<PipelineDeps> = {}) {
+  const dedupe = new MemoryDedupeStore();
+  const sink = new MemorySink();
+  const deadLetters = new MemoryDeadLetterQueue();
+  const deps: PipelineDeps = {
+    lane: 'warehouse',
+    decoder: new JsonDebeziumDecoder(),
+    enricher: createEnricher(undefined, { lane: 'warehouse' }),
+    dedupe,
+    sink,
+    deadLetters,
+    reportBatchItemFailures: true,
+    clock: () => 1_710_498_700_000,
+    ...overrides,
+  };
+  return { deps, dedupe, sink, deadLetters };
+}
+
+/** Three changes on partition 0 of orders and one on partition 1. */
+function batch(): KafkaEvent {
+  return eventOf([
+    pgMessage({ op: 'c', after: { id: 1 }, lsn: 100, offset: 10 }),
+    pgMessage({ op: 'u', after: { id: 1, v: 2 }, lsn: 110, offset: 11 }),
+    pgMessage({ op: 'd', before: { id: 1 }, lsn: 120, offset: 12 }),
+    pgMessage({ op: 'c', after: { id: 2 }, lsn: 105, offset: 3, partition: 1 }),
+  ]);
+}
+
+function withRecord(event: KafkaEvent, partitionKey: string, record: Partial<KafkaRecord>): KafkaEvent {
+  const copy = structuredClone(event);
+  const records = copy.records[partitionKey] ?? [];
+  const last = records.at(-1) as KafkaRecord;
+  records.push({ ...last, ...record });
+  copy.records[partitionKey] = records;
+  return copy;
+}
+
+describe('processBatch', () => {
+  it('writes every new change once, in offset order per partition, and commits the checkpoints', async () => {
+    // Arrange
+    const { deps, sink, dedupe } = setup();
+    // Act
+    const result = await processBatch(batch(), deps);
+    // Assert
+    expect(result).toMatchObject({
+      records: 4,
+      processed: 4,
+      skipped: 0,
+      duplicates: 0,
+      deadLettered: 0,
+      batchItemFailures: [],
+    });
+    expect(sink.writes.find((w) => w.partition.id === 'pg.public.orders-0')?.events.map((e) => e.kafka.offset)).toEqual(
+      [10, 11, 12],
+    );
+    expect(dedupe.items.get('warehouse#pg.public.orders-0')).toMatchObject({ offset: 12, version: 1 });
+    expect(dedupe.calls).toEqual({ load: 1, commit: 2 });
+  });
+
+  it('skips a redelivered batch as duplicates without writing again', async () => {
+    // Arrange
+    const { deps, sink } = setup();
+    await processBatch(batch(), deps);
+    // Act
+    const again = await processBatch(batch(), deps);
+    // Assert
+    expect(again).toMatchObject({ records: 4, processed: 0, duplicates: 4 });
+    expect(sink.events).toHaveLength(4);
+  });
+
+  it('recognises changes Debezium re-emits at new offsets after a restart', async () => {
+    // Arrange
+    const { deps, sink } = setup();
+    await processBatch(batch(), deps);
+    const replay = eventOf([
+      pgMessage({ op: 'u', after: { id: 1, v: 2 }, lsn: 110, offset: 13 }),
+      pgMessage({ op: 'd', before: { id: 1 }, lsn: 120, offset: 14 }),
+      pgMessage({ op: 'c', after: { id: 3 }, lsn: 130, offset: 15 }),
+    ]);
+    // Act
+    const result = await processBatch(replay, deps);
+    // Assert
+    expect(result).toMatchObject({ processed: 1, duplicates: 2 });
+    expect(sink.events.at(-1)?.key).toEqual({ id: 3 });
+  });
+
+  it('counts a change duplicated within one batch once', async () => {
+    const { deps, sink } = setup();
+    const event = eventOf([
+      pgMessage({ op: 'c', after: { id: 1 }, lsn: 100, offset: 1 }),
+      pgMessage({ op: 'c', after: { id: 1 }, lsn: 100, offset: 2 }),
+    ]);
+    const result = await processBatch(event, deps);
+    expect(result).toMatchObject({ processed: 1, duplicates: 1 });
+    expect(sink.events).toHaveLength(1);
+  });
+
+  it('dead-letters a bad record with its original bytes and reason, and processes its neighbours', async () => {
+    // Arrange
+    const { deps, sink, deadLetters } = setup();
+    const bad = { offset: 13, value: b64('{"op":"x","source":{"connector":"postgresql","name":"pg","lsn":1}}') };
+    const event = withRecord(batch(), 'pg.public.orders-0', bad);
+    // Act
+    const result = await processBatch(event, deps);
+    // Assert
+    expect(result).toMatchObject({ records: 5, processed: 4, deadLettered: 1 });
+    expect(sink.events).toHaveLength(4);
+    expect(deadLetters.letters).toEqual([
+      {
+        lane: 'warehouse',
+        error: { code: 'UNKNOWN_OP', message: expect.stringContaining('"x"') },
+        record: expect.objectContaining({
+          topic: 'pg.public.orders',
+          partition: 0,
+          offset: 13,
+          value: bad.value,
+          headers: [],
+        }),
+        failedAt: '2024-03-15T10:31:40.000Z',
+      },
+    ]);
+  });
+
+  it('does not dead-letter a bad record again when its batch is redelivered', async () => {
+    const { deps, deadLetters } = setup();
+    const event = withRecord(batch(), 'pg.public.orders-0', { offset: 13, value: b64('not json') });
+    await processBatch(event, deps);
+    const again = await processBatch(event, deps);
+    expect(deadLetters.letters).toHaveLength(1);
+    expect(again.duplicates).toBe(5);
+  });
+
+  it('dead-letters a record that is not even a Kafka record and keeps the rest', async () => {
+    const { deps, deadLetters } = setup();
+    const event = structuredClone(batch());
+    (event.records['pg.public.orders-0'] as unknown[]).push({ topic: 'pg.public.orders', offset: 'NaN' });
+    const result = await processBatch(event, deps);
+    expect(result).toMatchObject({ records: 5, processed: 4, deadLettered: 1 });
+    expect(deadLetters.letters[0]?.error.code).toBe('INVALID_RECORD');
+  });
+
+  it('counts skipped control records by reason', async () => {
+    const { deps } = setup();
+    const event = withRecord(batch(), 'pg.public.orders-0', { offset: 13, value: null });
+    const result = await processBatch(event, deps);
+    expect(result).toMatchObject({ skipped: 1, skippedByReason: { tombstone: 1 }, processed: 4 });
+  });
+
+  it('reports the lowest pending offset of a partition whose sink write failed, and commits the others', async () => {
+    // Arrange
+    const { deps, sink, dedupe } = setup();
+    sink.failFor.set('pg.public.orders-0', sinkDown());
+    // Act
+    const result = await processBatch(batch(), deps);
+    // Assert
+    expect(result.batchItemFailures).toEqual([{ itemIdentifier: { partition: 'pg.public.orders-0', offset: 10 } }]);
+    expect(result).toMatchObject({ processed: 1, retried: 3 });
+    expect(result.error?.code).toBe('SINK_UNAVAILABLE');
+    expect(dedupe.items.has('warehouse#pg.public.orders-0')).toBe(false);
+    expect(dedupe.items.has('warehouse#pg.public.orders-1')).toBe(true);
+  });
+
+  it('resumes a failed partition after the last committed offset', async () => {
+    // Arrange: first batch commits offsets 10-12; the next one (13, 14) fails.
+    const { deps, sink } = setup();
+    await processBatch(batch(), deps);
+    sink.failFor.set('pg.public.orders-0', sinkDown());
+    const next = eventOf([
+      pgMessage({ op: 'c', after: { id: 1 }, lsn: 100, offset: 12 }),
+      pgMessage({ op: 'c', after: { id: 5 }, lsn: 200, offset: 13 }),
+      pgMessage({ op: 'c', after: { id: 6 }, lsn: 210, offset: 14 }),
+    ]);
+    // Act
+    const result = await processBatch(next, deps);
+    // Assert
+    expect(result.batchItemFailures).toEqual([{ itemIdentifier: { partition: 'pg.public.orders-0', offset: 13 } }]);
+  });
+
+  it('fails every partition when the checkpoints cannot be read', async () => {
+    const { deps, dedupe, sink } = setup();
+    dedupe.failLoad = new Error('dynamodb down');
+    const result = await processBatch(batch(), deps);
+    expect(result.batchItemFailures.map((f) => f.itemIdentifier)).toEqual([
+      { partition: 'pg.public.orders-0', offset: 10 },
+      { partition: 'pg.public.orders-1', offset: 3 },
+    ]);
+    expect(result.error?.retryable).toBe(true);
+    expect(sink.writes).toHaveLength(0);
+  });
+
+  it('fails the partition whose checkpoint commit fails, after the (idempotent) sink write', async () => {
+    const { deps, dedupe } = setup();
+    dedupe.failCommitFor = 'pg.public.orders-1';
+    const result = await processBatch(batch(), deps);
+    expect(result.batchItemFailures).toEqual([{ itemIdentifier: { partition: 'pg.public.orders-1', offset: 3 } }]);
+    expect(result.error?.code).toBe('DEDUPE_UNAVAILABLE');
+  });
+
+  it('fails the partition when its dead letters cannot be stored, so the bad record is not acknowledged', async () => {
+    const { deps, deadLetters, dedupe } = setup();
+    deadLetters.fail = new DeadLetterError('sqs down');
+    const event = withRecord(batch(), 'pg.public.orders-0', { offset: 13, value: b64('not json') });
+    const result = await processBatch(event, deps);
+    expect(result.batchItemFailures).toEqual([{ itemIdentifier: { partition: 'pg.public.orders-0', offset: 10 } }]);
+    expect(dedupe.items.has('warehouse#pg.public.orders-0')).toBe(false);
+  });
+
+  it('dead-letters the events of a partition the sink refuses for good instead of retrying forever', async () => {
+    const { deps, sink, deadLetters } = setup();
+    sink.failFor.set('pg.public.orders-1', new SinkError('SINK_REJECTED', 'too large', false));
+    const result = await processBatch(batch(), deps);
+    expect(result).toMatchObject({ processed: 3, deadLettered: 1, batchItemFailures: [] });
+    expect(deadLetters.letters[0]).toMatchObject({
+      error: { code: 'SINK_REJECTED' },
+      record: { partition: 1, offset: 3 },
+    });
+  });
+
+  it('passes the sink state of the last checkpoint back to the sink and commits the new one', async () => {
+    const { deps, sink, dedupe } = setup();
+    sink.stateFor = (p) => ({ seen: ((p.state as { seen?: number })?.seen ?? 0) + p.events.length });
+    await processBatch(batch(), deps);
+    await processBatch(eventOf([pgMessage({ op: 'c', after: { id: 9 }, lsn: 300, offset: 13 })]), deps);
+    expect(dedupe.items.get('warehouse#pg.public.orders-0')?.sinkState).toEqual({ seen: 4 });
+  });
+
+  it('skips tables excluded by the table rules with a counted reason', async () => {
+    const { deps, sink } = setup({
+      enricher: createEnricher({ exclude: ['public.orders'], columns: {} }, { lane: 'warehouse' }),
+    });
+    const result = await processBatch(batch(), deps);
+    expect(result).toMatchObject({ processed: 0, skipped: 4, skippedByReason: { 'table-excluded': 4 } });
+    expect(sink.writes).toHaveLength(0);
+  });
+
+  it('throws a non-retryable error for an event that is not a Kafka event', async () => {
+    const { deps } = setup();
+    await expect(processBatch({ Records: [] }, deps)).rejects.toMatchObject({
+      code: 'INVALID_EVENT',
+      retryable: false,
+    });
+  });
+
+  it('measures commit-to-sink latency per processed event', async () => {
+    const { deps } = setup();
+    const result = await processBatch(batch(), deps);
+    expect(result.topics.get('pg.public.orders')?.latenciesMs).toHaveLength(4);
+  });
+
+  it('leaves every record in exactly one outcome', async () => {
+    // Arrange: a mix of everything.
+    const { deps, sink } = setup();
+    sink.failFor.set('pg.public.orders-1', sinkDown());
+    let event = withRecord(batch(), 'pg.public.orders-0', { offset: 13, value: null });
+    event = withRecord(event, 'pg.public.orders-0', { offset: 14, value: b64('[]') });
+    await processBatch(eventOf([pgMessage({ op: 'c', after: { id: 1 }, lsn: 100, offset: 10 })]), deps);
+    // Act
+    const r = await processBatch(event, deps);
+    // Assert
+    expect(r.processed + r.skipped + r.duplicates + r.deadLettered + r.retried).toBe(r.records);
+    expect(r).toMatchObject({ records: 6, processed: 2, skipped: 1, duplicates: 1, deadLettered: 1, retried: 1 });
+  });
+});
