@@ -163,7 +163,7 @@ describe('lane handlers against local services', () => {
       ['missing source', b64('{"op":"c","after":{"id":1}}')],
       ['2 MB value', b64(`{"op":"c","pad":"${'x'.repeat(2 * 1024 * 1024)}"}`)],
     ];
-    bad.forEach(([, value], i) => orders.push({ ...template, offset: 100 + i, value }));
+    for (const [i, [, value]] of bad.entries()) orders.push({ ...template, offset: 100 + i, value });
     try {
       // Act
       const response = (await l.invoke(event)) as { batchItemFailures: unknown[] };
