@@ -1,9 +1,24 @@
-import type { Cluster, Redis } from 'ioredis';
+import { Cluster, Redis } from 'ioredis';
 import { tableIdOf } from '../core/change';
 import type { ChangeEvent, Row, Sink, SinkPartition, SinkPartitionResult, SkipReason } from '../core/types';
 import { sinkErrorFrom } from './aws-errors';
 
 export type RedisLike = Redis | Cluster;
+
+/** A Redis or Valkey client; cluster mode for ElastiCache Serverless (TLS via rediss://). */
+export function createRedis(url: string, cluster: boolean): Redis | Cluster {
+  const parsed = new URL(url);
+  const tls = parsed.protocol === 'rediss:' ? {} : undefined;
+  const common = { enableAutoPipelining: true, maxRetriesPerRequest: 2, connectTimeout: 5000 };
+  if (!cluster) return new Redis(url, { ...common, lazyConnect: true });
+  return new Cluster([{ host: parsed.hostname, port: Number(parsed.port || 6379) }], {
+    ...common,
+    lazyConnect: true,
+    // ElastiCache's TLS certificates name the configuration endpoint, not the node IPs it returns.
+    dnsLookup: (address, callback) => callback(null, address),
+    redisOptions: { tls, username: parsed.username || undefined, password: parsed.password || undefined },
+  });
+}
 
 export interface RedisCacheSinkOptions {
   /** Key prefix, e.g. "cdc". */

@@ -1,4 +1,9 @@
 import { createLaneHandler } from '../shared/lane-handler';
+import { createAuditSink } from './sink';
 
-/** The audit lane: MSK-triggered, one consumer group per source topic. Wiring only; the work is in ../core. */
-export const handler = createLaneHandler('audit');
+/**
+ * The audit lane: MSK-triggered (one event source mapping per source topic, consumer group per lane and topic).
+ * Wiring only; the work is in ../core and the sink in ./sink.ts. Each lane imports only its own sink, so its
+ * bundle carries only the clients it uses.
+ */
+export const handler = createLaneHandler('audit', createAuditSink);

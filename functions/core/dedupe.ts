@@ -34,17 +34,16 @@ export function digestId(id: string): string {
 }
 
 /**
- * Compares two orders. PostgreSQL orders whose commit-LSN part is unknown (zero) are not comparable with ones that
- * know it; anything incomparable is treated as new — when unsure, apply (sinks are version-guarded) rather than
- * drop a change.
+ * Compares two orders of one partition's stream. A PostgreSQL order without its commit-LSN part (no `sequence`:
+ * old Debezium, or unwrap output with only `__lsn`) is not comparable: change LSNs of concurrent transactions
+ * interleave, so "lower LSN" does not mean "already applied" across rows. Anything incomparable is treated as new —
+ * when unsure, apply (sinks are version-guarded per row, where LSN order is commit order) rather than drop a change.
  */
 export function compareOrder(a: string, b: string): -1 | 0 | 1 | undefined {
   const kindA = a.slice(0, a.indexOf(':'));
   if (kindA !== b.slice(0, b.indexOf(':'))) return undefined;
-  if (kindA === 'pg') {
-    const unknownA = a.startsWith('pg:00000000000000000000:');
-    const unknownB = b.startsWith('pg:00000000000000000000:');
-    if (unknownA !== unknownB) return undefined;
+  if (kindA === 'pg' && (a.startsWith('pg:00000000000000000000:') || b.startsWith('pg:00000000000000000000:'))) {
+    return a === b ? 0 : undefined;
   }
   return a < b ? -1 : a > b ? 1 : 0;
 }

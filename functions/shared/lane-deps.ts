@@ -1,11 +1,7 @@
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { S3Client } from '@aws-sdk/client-s3';
 import { SQSClient } from '@aws-sdk/client-sqs';
-import { Cluster, Redis } from 'ioredis';
 import { DynamoDedupeStore } from '../adapters/dynamodb-dedupe-store';
-import { RedisCacheSink } from '../adapters/redis-cache-sink';
-import { S3AuditSink } from '../adapters/s3-audit-sink';
-import { S3WarehouseSink } from '../adapters/s3-warehouse-sink';
 import { SqsDeadLetterQueue } from '../adapters/sqs-dead-letter-queue';
 import { JsonDebeziumDecoder } from '../core/decode';
 import { createEnricher } from '../core/enrich';
@@ -46,43 +42,16 @@ export function createClients(env: NodeJS.ProcessEnv, capture: CaptureClient): C
   };
 }
 
-/** A Redis or Valkey client; cluster mode for ElastiCache Serverless (TLS via rediss://). */
-export function createRedis(url: string, cluster: boolean): Redis | Cluster {
-  const parsed = new URL(url);
-  const tls = parsed.protocol === 'rediss:' ? {} : undefined;
-  const common = { enableAutoPipelining: true, maxRetriesPerRequest: 2, connectTimeout: 5000 };
-  if (!cluster) return new Redis(url, { ...common, lazyConnect: true });
-  return new Cluster([{ host: parsed.hostname, port: Number(parsed.port || 6379) }], {
-    ...common,
-    lazyConnect: true,
-    // ElastiCache's TLS certificates name the configuration endpoint, not the node IPs it returns.
-    dnsLookup: (address, callback) => callback(null, address),
-    redisOptions: { tls, username: parsed.username || undefined, password: parsed.password || undefined },
-  });
-}
-
-function sinkFor(lane: Lane, env: LaneEnv<Lane>, clients: Clients): Sink {
-  switch (lane) {
-    case 'warehouse': {
-      const e = env as LaneEnv<'warehouse'>;
-      return new S3WarehouseSink(clients.s3, { bucket: e.WAREHOUSE_BUCKET, prefix: e.WAREHOUSE_PREFIX });
-    }
-    case 'audit': {
-      const e = env as LaneEnv<'audit'>;
-      return new S3AuditSink(clients.s3, { bucket: e.AUDIT_BUCKET, prefix: e.AUDIT_PREFIX });
-    }
-    case 'cache': {
-      const e = env as LaneEnv<'cache'>;
-      return new RedisCacheSink(createRedis(e.REDIS_URL, e.REDIS_CLUSTER), {
-        prefix: e.CACHE_KEY_PREFIX,
-        tombstoneTtlSeconds: e.CACHE_TOMBSTONE_TTL_SECONDS,
-      });
-    }
-  }
-}
+/** Builds a lane's sink from its configuration and the shared AWS clients. */
+export type SinkFactory<L extends Lane> = (env: LaneEnv<L>, clients: Clients) => Sink;
 
 /** Everything the pipeline needs for one lane, built once per cold start. */
-export function createLaneDeps(lane: Lane, env: LaneEnv<Lane>, clients: Clients): PipelineDeps {
+export function createLaneDeps<L extends Lane>(
+  lane: L,
+  env: LaneEnv<L>,
+  clients: Clients,
+  sink: SinkFactory<L>,
+): PipelineDeps {
   return {
     lane,
     decoder: new JsonDebeziumDecoder({
@@ -94,7 +63,7 @@ export function createLaneDeps(lane: Lane, env: LaneEnv<Lane>, clients: Clients)
       tableName: env.DEDUPE_TABLE_NAME,
       ttlDays: env.CHECKPOINT_TTL_DAYS,
     }),
-    sink: sinkFor(lane, env, clients),
+    sink: sink(env, clients),
     deadLetters: new SqsDeadLetterQueue(clients.sqs, clients.s3, {
       queueUrl: env.DLQ_URL,
       payloadBucket: env.DLQ_PAYLOAD_BUCKET,

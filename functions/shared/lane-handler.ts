@@ -6,7 +6,7 @@ import type { Context } from 'aws-lambda';
 import { type BatchItemFailure, type BatchResult, processBatch } from '../core/pipeline';
 import type { Lane } from '../core/types';
 import { loadLaneEnv } from './config';
-import { createClients, createLaneDeps } from './lane-deps';
+import { createClients, createLaneDeps, type SinkFactory } from './lane-deps';
 import { createObservability, recordBatchMetrics } from './observability';
 
 /** What a lane returns to the event source mapping (the Kafka partial batch response). */
@@ -37,13 +37,19 @@ export interface LaneHandlerOptions {
   onBatch?: (result: BatchResult) => void;
 }
 
-export function createLaneHandler(lane: Lane, env: NodeJS.ProcessEnv = process.env, options: LaneHandlerOptions = {}) {
+export function createLaneHandler<L extends Lane>(
+  lane: L,
+  sink: SinkFactory<L>,
+  env: NodeJS.ProcessEnv = process.env,
+  options: LaneHandlerOptions = {},
+) {
   const config = loadLaneEnv(lane, env);
   const { logger, metrics, tracer } = createObservability(lane, env);
   const deps = createLaneDeps(
     lane,
     config,
     createClients(env, (client) => tracer.captureAWSv3Client(client)),
+    sink,
   );
 
   const handle = async (event: unknown, _context: Context): Promise<LaneResponse> => {

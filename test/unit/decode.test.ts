@@ -4,6 +4,7 @@ import { parseJson } from '../../functions/core/decode/json';
 import {
   dateFromDays,
   decimalFromBase64,
+  decimalValue,
   naiveTimestamp,
   timeOfDay,
   variableScaleDecimal,
@@ -40,6 +41,16 @@ describe('logical types', () => {
     expect(value).toBe(expected);
   });
 
+  it.each([
+    ['12345678901234567.89', 2, '12345678901234567.89'],
+    ['1.5', 2, '1.50'],
+    ['1.2E+3', 2, '1200.00'],
+    ['-0.000', 3, '0.000'],
+    ['12345678901234567890', 0, '12345678901234567890'],
+  ])('a NUMERIC-format decimal %s with scale %i is %s', (text, scale, expected) => {
+    expect(decimalValue(text, scale)).toBe(expected);
+  });
+
   it('VariableScaleDecimal uses its own scale', () => {
     expect(variableScaleDecimal({ scale: 3, value: 'MDk=' })).toBe('12.345');
   });
@@ -57,6 +68,8 @@ describe('logical types', () => {
     [1_710_498_600_123_456, 1_000_000, '2024-03-15T10:30:00.123456'],
     ['1710498600123456789', 1_000_000_000, '2024-03-15T10:30:00.123456789'],
     [-1, 1_000_000, '1969-12-31T23:59:59.999999'],
+    ['9223372036825200000', 1_000_000, 'infinity'],
+    ['-9223372036832400000', 1_000_000, '-infinity'],
   ] as const)('naive timestamp %s (%i per second) is %s', (value, unit, expected) => {
     expect(naiveTimestamp(value, unit)).toBe(expected);
   });
@@ -95,6 +108,11 @@ describe('JSON with large integers', () => {
       n: '-12345678901234567890',
       f: 1.5,
     });
+  });
+
+  it('keeps decimals a double cannot hold as exact text, and doubles it can as numbers', () => {
+    const parsed = parseJson('{"a":12345678901234567.89,"b":1234567.891234567,"c":0.1}') as Record<string, unknown>;
+    expect(parsed).toEqual({ a: '12345678901234567.89', b: 1234567.891234567, c: 0.1 });
   });
 
   it('falls back to the lossless parser when digits inside a string look like a number', () => {

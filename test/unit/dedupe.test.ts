@@ -36,6 +36,8 @@ describe('compareOrder', () => {
     [pg(2, 1), pg(1, 9), 1],
     [pg(2, 1), pg(2, 1), 0],
     [pg(0, 5), pg(1, 6), undefined],
+    [pg(0, 5), pg(0, 6), undefined],
+    [pg(0, 5), pg(0, 5), 0],
     ['my:1:2:3', 'pg:1:2', undefined],
   ])('compares %s with %s as %s', (a, b, expected) => {
     expect(compareOrder(a, b)).toBe(expected);

@@ -80,9 +80,16 @@ function fieldPlan(schema: ConnectSchema): { convert?: Convert; type: ColumnType
       return { type: 'int32' };
     case 'int64':
       return { type: 'int64' };
+    // JsonConverter writes "float"/"double" (Connect's FLOAT32/FLOAT64); accept both spellings.
+    case 'float':
+    case 'double':
     case 'float32':
     case 'float64':
-      return { type: 'double' };
+      // json.ts hands over a double it could not hold exactly as text; the column is a double, so make it one.
+      return {
+        convert: (v) => (typeof v === 'string' && v !== 'NaN' && !Number.isNaN(Number(v)) ? Number(v) : v),
+        type: 'double',
+      };
     case 'bytes':
       return { type: 'bytes' };
     case 'array': {

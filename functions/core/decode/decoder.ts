@@ -89,9 +89,15 @@ export class JsonDebeziumDecoder implements Decoder {
       );
 
     const kafka: KafkaCoordinates = { topic: record.topic, partition: record.partition, offset: record.offset };
-    if ('op' in payload) return this.fromEnvelope(payload, plan, record, kafka, text, processedAt);
+    // With a schema, its name and shape say what the record is; without one, the payload's shape does (formats.md §5).
     const control = this.controlReason(payload, plan);
     if (control) return { kind: 'skip', reason: control };
+    if (plan.kind === 'envelope') return this.fromEnvelope(payload, plan, record, kafka, text, processedAt);
+    if (plan.kind === 'row') return this.fromFlattenedRow(payload, plan, record, kafka, text, processedAt);
+    // A flattened row may have a column named `op`; an envelope also has `source`, `before` or `after`.
+    if ('op' in payload && ('source' in payload || 'before' in payload || 'after' in payload)) {
+      return this.fromEnvelope(payload, plan, record, kafka, text, processedAt);
+    }
     return this.fromFlattenedRow(payload, plan, record, kafka, text, processedAt);
   }
 
@@ -132,8 +138,17 @@ export class JsonDebeziumDecoder implements Decoder {
     if (plan.name) {
       for (const [pattern, reason] of CONTROL_SCHEMA_NAMES) if (pattern.test(plan.name)) return reason;
     }
-    if ((payload.status === 'BEGIN' || payload.status === 'END') && 'id' in payload) return 'transaction';
-    if ('tableChanges' in payload || ('databaseName' in payload && 'ddl' in payload)) return 'schema-change';
+    if (plan.kind !== 'other') return undefined; // a schema naming a row or an envelope
+    // Shapes are checked with all their fields, so an unwrapped row with a `status` or `ddl` column stays a row.
+    if (
+      (payload.status === 'BEGIN' || payload.status === 'END') &&
+      'id' in payload &&
+      'event_count' in payload &&
+      'data_collections' in payload
+    ) {
+      return 'transaction';
+    }
+    if ('databaseName' in payload && 'tableChanges' in payload && 'source' in payload) return 'schema-change';
     const keys = Object.keys(payload);
     if (keys.length === 1 && keys[0] === 'ts_ms') return 'heartbeat';
     return undefined;
@@ -203,8 +218,17 @@ export class JsonDebeziumDecoder implements Decoder {
       const value = field(name);
       return typeof value === 'number' || typeof value === 'string' ? value : undefined;
     };
+    // add.fields rarely includes the connector name: infer it from the position fields it did include.
+    const inferred =
+      field('lsn') !== undefined
+        ? 'postgresql'
+        : field('commit_lsn') !== undefined
+          ? 'sqlserver'
+          : field('file') !== undefined
+            ? 'mysql'
+            : 'kafka';
     const block: SourceBlock = {
-      connector: textField('connector') ?? 'kafka',
+      connector: textField('connector') ?? inferred,
       name: textField('name') ?? (topicParts.slice(0, -2).join('.') || record.topic),
       ts_ms: intField('ts_ms'),
       db: textField('db') ?? null,

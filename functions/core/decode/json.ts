@@ -1,29 +1,34 @@
 import { isInteger, parse as parseLossless } from 'lossless-json';
 
 /**
- * JSON.parse rounds integers beyond 2^53 (PostgreSQL LSNs can, `ts_ns` always does). Before parsing, integers of
- * 16+ digits in value position are quoted when they are not safe, so they arrive as exact decimal strings. The
+ * JSON.parse rounds integers beyond 2^53 (PostgreSQL LSNs can, `ts_ns` always does) and decimals a double cannot
+ * hold (JsonConverter's decimal.format=NUMERIC). Before parsing, numbers of 16+ digits in value position are quoted
+ * when a double would change them, so they arrive as exact decimal strings. The
  * pattern can also match digits inside a string literal; quoting those always makes the text invalid JSON (a
  * string followed by a number), so JSON.parse throws and the record takes the slow lossless parser instead. The
  * fast path therefore never changes the meaning of a document, it only fails over.
  */
-const LONG_INTEGER = /(?<=[:,[]\s*)-?\d{16,}(?=\s*[,}\]])/g;
+const LONG_NUMBER = /(?<=[:,[]\s*)-?(?=[\d.]{16})\d+(?:\.\d+)?(?:[eE][-+]?\d+)?(?=\s*[,}\]])/g;
 
-function quoteUnsafe(digits: string): string {
-  return Number.isSafeInteger(Number(digits)) ? digits : `"${digits}"`;
+/** True when a double holds the number written in `text` exactly (so JSON.parse loses nothing). */
+function fitsDouble(text: string): boolean {
+  const n = Number(text);
+  if (isInteger(text)) return Number.isSafeInteger(n);
+  // Non-integers (decimal.format=NUMERIC decimals, long doubles): exact if the shortest round trip gives them back.
+  return String(n) === text.replace(/^(-?)0+(?=\d)/, '$1');
+}
+
+function quoteUnsafe(text: string): string {
+  return fitsDouble(text) ? text : `"${text}"`;
 }
 
 function losslessNumber(text: string): unknown {
-  if (isInteger(text)) {
-    const n = Number(text);
-    return Number.isSafeInteger(n) ? n : text;
-  }
-  return Number(text);
+  return fitsDouble(text) ? Number(text) : text;
 }
 
 /** Parses JSON keeping every digit of large integers (as strings). Throws SyntaxError on invalid JSON. */
 export function parseJson(text: string): unknown {
-  const guarded = text.replace(LONG_INTEGER, quoteUnsafe);
+  const guarded = text.replace(LONG_NUMBER, quoteUnsafe);
   try {
     return JSON.parse(guarded);
   } catch (error) {

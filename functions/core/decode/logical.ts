@@ -31,11 +31,44 @@ export function decimalFromBase64(base64: string, scale: number): string {
   return formatScaled(unscaled, scale);
 }
 
-/** A Decimal column's value in any of the shapes converters produce: base64 bytes, a JSON number, a string. */
+/**
+ * A decimal written as number text ("12345678901234567.89", "1.2E+3") → plain text with at least `scale` fraction
+ * digits, without going through a double.
+ */
+export function decimalFromText(text: string, scale: number): string {
+  const match = /^(-?)(\d*)(?:\.(\d*))?(?:[eE]([-+]?\d+))?$/.exec(text);
+  if (!match) return text;
+  const [, sign = '', whole = '', fraction = '', exponent = '0'] = match;
+  let digits = whole + fraction;
+  let point = whole.length + Number(exponent);
+  if (point < 0) {
+    digits = '0'.repeat(-point) + digits;
+    point = 0;
+  }
+  if (point > digits.length) digits += '0'.repeat(point - digits.length);
+  let integer = digits.slice(0, point).replace(/^0+(?=\d)/, '') || '0';
+  let decimals = digits.slice(point);
+  if (decimals.length < scale) decimals += '0'.repeat(scale - decimals.length);
+  if (integer === '') integer = '0';
+  const zero = /^0*$/.test(integer + decimals);
+  return `${zero ? '' : sign}${integer}${decimals ? `.${decimals}` : ''}`;
+}
+
+/** Number text, as opposed to base64: has a point, an exponent or a sign (none of which base64 uses). */
+const NUMBER_TEXT = /^-?\d*(\.\d*)?([eE][-+]?\d+)?$/;
+
+/**
+ * A Decimal column's value in any of the shapes JsonConverter writes: base64 bytes (decimal.format=BASE64, the
+ * default), or a JSON number (decimal.format=NUMERIC) — which json.ts hands over as exact text when a double
+ * cannot hold it.
+ */
 export function decimalValue(value: unknown, scale: number): unknown {
-  if (typeof value === 'string') return decimalFromBase64(value, scale);
-  if (typeof value === 'number') return value.toFixed(Math.max(0, scale));
-  return value;
+  if (typeof value === 'number') return decimalFromText(String(value), scale);
+  if (typeof value !== 'string') return value;
+  // All-digit text of 16+ digits is a NUMERIC integer json.ts quoted: base64 of that length would be a value of
+  // 2^88 or more, and base64 never has '.', 'e' or '-'.
+  const numeric = NUMBER_TEXT.test(value) && (/[.eE-]/.test(value) || (scale <= 0 && value.length >= 16));
+  return numeric ? decimalFromText(value, scale) : decimalFromBase64(value, scale);
 }
 
 /** io.debezium.data.VariableScaleDecimal: `{ scale, value }` (PostgreSQL NUMERIC without a declared scale). */
@@ -47,15 +80,27 @@ export function variableScaleDecimal(value: unknown): unknown {
 }
 
 const MS_PER_DAY = 86_400_000;
+/** The largest epoch offset a JavaScript Date can represent (±100,000,000 days). */
+const MAX_DATE_MS = 8.64e15;
 
 function isoDateTime(epochMs: number): string {
   // toISOString gives YYYY-MM-DDTHH:mm:ss.sssZ (±YYYYYY outside years 0-9999).
   return new Date(epochMs).toISOString();
 }
 
+/**
+ * PostgreSQL's ±infinity timestamps arrive as the int64 extremes Debezium uses for them (9223372036825200000 and
+ * -9223372036832400000 µs); anything beyond what a date can be is treated the same way, like TIMESTAMPTZ, whose
+ * infinity Debezium already sends as the text "infinity".
+ */
+function infinity(ms: number): string {
+  return ms > 0 ? 'infinity' : '-infinity';
+}
+
 /** Days since the epoch → "YYYY-MM-DD" (io.debezium.time.Date, org.apache.kafka.connect.data.Date). */
 export function dateFromDays(value: unknown): unknown {
   if (typeof value !== 'number') return value;
+  if (Math.abs(value * MS_PER_DAY) > MAX_DATE_MS) return infinity(value);
   const iso = isoDateTime(value * MS_PER_DAY);
   return iso.slice(0, iso.indexOf('T'));
 }
@@ -92,6 +137,7 @@ export function naiveTimestamp(value: unknown, unitsPerSecond: 1_000 | 1_000_000
   if (integer === undefined) return value;
   const perMs = unitsPerSecond / 1000;
   const { ms, rest } = splitSubMillis(integer, perMs);
+  if (Math.abs(ms) > MAX_DATE_MS) return infinity(ms);
   const iso = isoDateTime(ms).slice(0, -1); // drop "Z": the value has no zone
   if (perMs === 1) return iso;
   return iso + String(rest).padStart(String(perMs).length - 1, '0');
