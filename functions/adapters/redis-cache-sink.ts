@@ -29,16 +29,16 @@ export interface RedisCacheSinkOptions {
 }
 
 /**
- * Lua helpers shared by the scripts. Orders are compared byte by byte: Lua's `<` on strings uses strcoll, and Redis
- * sets LC_COLLATE from the environment, where punctuation may be ignored. Orders of different connector kinds, or
- * PostgreSQL orders without a commit LSN, are not comparable: the newer write wins (mirrors core/dedupe.ts).
+ * Lua helpers shared by the scripts. The guard compares one row's versions, where source order is a plain string
+ * comparison (see decode/source.ts: PostgreSQL orders put the LSN before the commit part because, per row, LSN
+ * order is commit order). Byte by byte: Lua's `<` on strings uses strcoll, and Redis sets LC_COLLATE from the
+ * environment, where punctuation may be ignored. Orders of different connector kinds are not comparable: the newer
+ * write wins.
  */
 const LUA_COMPARE = `
 local function kind(o) local i = string.find(o, ':', 1, true) return i and string.sub(o, 1, i - 1) or o end
-local function unknownCommit(o) return string.sub(o, 1, 24) == 'pg:00000000000000000000:' end
 local function older(a, b)
   if kind(a) ~= kind(b) then return false end
-  if kind(a) == 'pg' and unknownCommit(a) ~= unknownCommit(b) then return false end
   local n = math.min(#a, #b)
   for i = 1, n do
     local x, y = string.byte(a, i), string.byte(b, i)

@@ -34,19 +34,27 @@ export function digestId(id: string): string {
 }
 
 /**
- * Compares two orders of one partition's stream. A PostgreSQL order without its commit-LSN part (no `sequence`:
- * old Debezium, or unwrap output with only `__lsn`) is not comparable: change LSNs of concurrent transactions
- * interleave, so "lower LSN" does not mean "already applied" across rows. Anything incomparable is treated as new —
- * when unsure, apply (sinks are version-guarded per row, where LSN order is commit order) rather than drop a change.
+ * Compares two orders of one partition's stream (different rows). PostgreSQL orders are `pg:<phase>:<lsn>:<commit>`:
+ * snapshot reads (phase 0) sort below streamed changes (phase 1) and by LSN among themselves; streamed changes sort
+ * by (last commit LSN, LSN) — the stream's order — and one without its commit part (the first transaction after a
+ * connector start, old Debezium without `sequence`, unwrap output with only `__lsn`) is not comparable with another:
+ * change LSNs of concurrent transactions interleave, so "lower LSN" does not mean "already applied" across rows.
+ * Anything incomparable is treated as new — when unsure, apply (sinks are version-guarded per row) rather than drop.
  */
 export function compareOrder(a: string, b: string): -1 | 0 | 1 | undefined {
+  if (a === b) return 0;
   const kindA = a.slice(0, a.indexOf(':'));
   if (kindA !== b.slice(0, b.indexOf(':'))) return undefined;
-  if (kindA === 'pg' && (a.startsWith('pg:00000000000000000000:') || b.startsWith('pg:00000000000000000000:'))) {
-    return a === b ? 0 : undefined;
+  if (kindA === 'pg' && a[3] === '1' && b[3] === '1') {
+    const commitA = a.slice(26);
+    const commitB = b.slice(26);
+    if (commitA === UNKNOWN_COMMIT || commitB === UNKNOWN_COMMIT) return undefined;
+    if (commitA !== commitB) return commitA < commitB ? -1 : 1;
   }
-  return a < b ? -1 : a > b ? 1 : 0;
+  return a < b ? -1 : 1;
 }
+
+const UNKNOWN_COMMIT = '0'.repeat(20);
 
 export type Verdict = 'new' | 'duplicate';
 

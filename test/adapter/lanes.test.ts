@@ -8,7 +8,9 @@ import { verifyAuditLog } from '../../functions/adapters/audit-verify';
 import type { DeadLetterMessage } from '../../functions/adapters/sqs-dead-letter-queue';
 import type { BatchResult } from '../../functions/core/pipeline';
 import type { KafkaEvent, KafkaRecord, Lane } from '../../functions/core/types';
+import type { SinkFactory } from '../../functions/shared/lane-deps';
 import { createLaneHandler } from '../../functions/shared/lane-handler';
+import { SINKS } from '../../functions/shared/lanes';
 import { lambdaContext } from '../../tools/lib/cli';
 import { downloadChangeLog, openWarehouse } from '../../tools/lib/warehouse';
 import { LOCAL_NAMES } from '../../tools/local/services';
@@ -39,7 +41,7 @@ function lane(name: Lane, prefix: string) {
     CACHE_KEY_PREFIX: prefix,
     POWERTOOLS_LOG_LEVEL: 'SILENT',
   };
-  const handler = createLaneHandler(name, env, { onBatch: (r) => results.push(r) });
+  const handler = createLaneHandler(name, SINKS[name] as SinkFactory<Lane>, env, { onBatch: (r) => results.push(r) });
   return {
     results,
     invoke: (event: KafkaEvent) => handler(event, lambdaContext(`cdc-sync-${name}`) as never),
@@ -209,7 +211,7 @@ describe('lane handlers against local services', () => {
       WAREHOUSE_PREFIX: `${prefix}/`,
       POWERTOOLS_LOG_LEVEL: 'SILENT',
     };
-    const handler = createLaneHandler('warehouse', env, { onBatch: (r) => results.push(r) });
+    const handler = createLaneHandler('warehouse', SINKS.warehouse, env, { onBatch: (r) => results.push(r) });
     s3Proxy.failing.add(/^PUT /);
     try {
       // Act

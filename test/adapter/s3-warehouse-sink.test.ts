@@ -130,7 +130,7 @@ describe('S3WarehouseSink (s3rver + DuckDB)', () => {
     );
     expect(stored).toEqual({
       _cdc_op: 'c',
-      _cdc_order: 'pg:00000000000000000099:00000000000000000100',
+      _cdc_order: 'pg:1:00000000000000000100:00000000000000000099',
       day_type: 'DATE',
       at_type: 'TIMESTAMP WITH TIME ZONE',
       big_type: 'BIGINT',

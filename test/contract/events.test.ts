@@ -231,7 +231,7 @@ describe('logical types decoded from the samples', () => {
     const [event] = await eventsOf('postgres/lsn-beyond-2-53.json');
     // Assert
     expect(event?.source.position).toEqual({ lsn: '12345678901234567890', lastCommitLsn: '12345678901234567000' });
-    expect(event?.source.order).toBe('pg:12345678901234567000:12345678901234567890');
+    expect(event?.source.order).toBe('pg:1:12345678901234567890:12345678901234567000');
     expect(event?.source.commitTsNs).toBe('1710498600123457000');
     expect(event?.id).toBe('pg.public.orders/lsn=12345678901234567890/{"id":1001}');
   });

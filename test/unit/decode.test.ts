@@ -10,6 +10,7 @@ import {
   variableScaleDecimal,
   zonedTimestamp,
 } from '../../functions/core/decode/logical';
+import { compareOrder } from '../../functions/core/dedupe';
 import type { ChangeEvent, DecodeOutcome } from '../../functions/core/types';
 import { b64, pgMessage, rawRecord, recordOf } from '../support/builders';
 
@@ -93,6 +94,20 @@ describe('logical types', () => {
   });
 });
 
+describe('timestamp formatting', () => {
+  it('formats epoch milliseconds exactly like Date#toISOString across years 1-9999', () => {
+    // Arrange: deterministic pseudo-random instants, plus edges
+    const instants = [0, -1, 86_399_999, 951_782_400_000, -62_135_596_800_000, 253_402_300_799_999];
+    let seed = 42;
+    for (let i = 0; i < 5000; i++) {
+      seed = (seed * 1_103_515_245 + 12_345) % 2 ** 31;
+      instants.push(Math.floor((seed / 2 ** 31) * 315_537_897_599_999) - 62_135_596_800_000);
+    }
+    // Act + Assert
+    for (const ms of instants) expect(naiveTimestamp(ms, 1_000)).toBe(new Date(ms).toISOString().slice(0, -1));
+  });
+});
+
 describe('JSON with large integers', () => {
   it('keeps every digit of integers beyond 2^53 and leaves safe ones as numbers', () => {
     // Arrange
@@ -155,7 +170,7 @@ describe('JsonDebeziumDecoder', () => {
         schema: 'public',
         table: 'orders',
         position: { lsn: '33816536', lastCommitLsn: '33816400' },
-        order: 'pg:00000000000033816400:00000000000033816536',
+        order: 'pg:1:00000000000033816536:00000000000033816400',
         snapshot: 'false',
         txId: '771',
         commitTs: 1_710_498_600_000 + 33_816_536,
@@ -193,8 +208,8 @@ describe('JsonDebeziumDecoder', () => {
     expect(a.source.order).toBe(b.source.order);
   });
 
-  it('orders PostgreSQL changes by (last commit LSN, LSN), not by the change LSN alone', () => {
-    // Arrange: T2 (change at 200) commits before T1 (change at 300); pgoutput streams T2 first.
+  it('orders PostgreSQL changes of a stream by (last commit LSN, LSN), not by the change LSN alone', () => {
+    // Arrange: T2 (change at 200) commits before T1 (change at 100); pgoutput streams T2 first.
     const t2 = eventOf(
       decoder().decode(recordOf(pgMessage({ op: 'c', after: { id: 1 }, lsn: 200, lastCommitLsn: 150 })), 1),
     );
@@ -202,7 +217,20 @@ describe('JsonDebeziumDecoder', () => {
       decoder().decode(recordOf(pgMessage({ op: 'c', after: { id: 2 }, lsn: 100, lastCommitLsn: 400 })), 1),
     );
     // Assert
-    expect(t2.source.order < t1.source.order).toBe(true);
+    expect(compareOrder(t2.source.order, t1.source.order)).toBe(-1);
+  });
+
+  it('orders a PostgreSQL snapshot read below any streamed change, even one written earlier', () => {
+    const read = eventOf(
+      decoder().decode(
+        recordOf(pgMessage({ op: 'r', after: { id: 1 }, lsn: 500, lastCommitLsn: null, snapshot: 'last' })),
+        1,
+      ),
+    );
+    const first = eventOf(
+      decoder().decode(recordOf(pgMessage({ op: 'u', after: { id: 1 }, lsn: 450, lastCommitLsn: null })), 1),
+    );
+    expect(read.source.order < first.source.order).toBe(true);
   });
 
   it.each([
@@ -303,6 +331,7 @@ describe('JsonDebeziumDecoder', () => {
           tags: [placeholder],
           blob: b64(placeholder),
           attrs: { [placeholder]: placeholder },
+          counts: [...Buffer.from(placeholder)],
           n: 2,
         },
       }),
@@ -311,7 +340,7 @@ describe('JsonDebeziumDecoder', () => {
     const event = eventOf(decoder().decode(record, 1));
     // Assert
     expect(event.after).toEqual({ id: 1, n: 2 });
-    expect(event.unchanged).toEqual(['body', 'tags', 'blob', 'attrs']);
+    expect(event.unchanged).toEqual(['body', 'tags', 'blob', 'attrs', 'counts']);
     expect(JSON.stringify(event)).not.toContain(placeholder);
   });
 

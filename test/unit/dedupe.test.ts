@@ -28,16 +28,20 @@ function change(id: string, order: string, offset: number): ChangeEvent {
   };
 }
 
-const pg = (commit: number, lsn: number) => `pg:${String(commit).padStart(20, '0')}:${String(lsn).padStart(20, '0')}`;
+const pg = (commit: number, lsn: number, phase = 1) =>
+  `pg:${phase}:${String(lsn).padStart(20, '0')}:${String(phase === 0 ? 0 : commit).padStart(20, '0')}`;
 
 describe('compareOrder', () => {
   it.each([
     [pg(1, 5), pg(1, 6), -1],
     [pg(2, 1), pg(1, 9), 1],
     [pg(2, 1), pg(2, 1), 0],
+    [pg(9, 1), pg(2, 8), 1], // later transaction, lower change LSN: later in the stream
     [pg(0, 5), pg(1, 6), undefined],
     [pg(0, 5), pg(0, 6), undefined],
     [pg(0, 5), pg(0, 5), 0],
+    [pg(0, 900, 0), pg(0, 5), -1], // a snapshot read sorts below any streamed change
+    [pg(0, 5, 0), pg(0, 6, 0), -1],
     ['my:1:2:3', 'pg:1:2', undefined],
   ])('compares %s with %s as %s', (a, b, expected) => {
     expect(compareOrder(a, b)).toBe(expected);

@@ -1,10 +1,10 @@
 import { changeId } from '../change';
 import { CdcError, DecodeError } from '../errors';
 import type { ChangeEvent, ColumnTypes, DecodeOutcome, Decoder, KafkaRecord, Op, Row, SkipReason } from '../types';
-import { decodeBase64, framingOf, utf8Text } from './bytes';
+import { ConnectJsonReader } from './connect-json';
 import { applyRowPlan, compileKeySchema, compileValueSchema, type RowPlan, type ValuePlan } from './connect-schema';
 import { readEnvelope } from './envelope';
-import { parseJson, splitSchemaPayload } from './json';
+import { parseDebeziumPayload } from './json';
 import { type KafkaCoordinates, readSource, type SourceBlock } from './source';
 
 export interface JsonDecoderOptions {
@@ -15,7 +15,6 @@ export interface JsonDecoderOptions {
 }
 
 const NO_SCHEMA: ValuePlan = { kind: 'other', name: undefined, row: undefined };
-const SCHEMA_CACHE_LIMIT = 512;
 
 /** Kafka headers Debezium adds are irrelevant to decoding; heartbeats live on their own topic. */
 const HEARTBEAT_TOPIC_PREFIX = '__debezium-heartbeat';
@@ -36,17 +35,21 @@ function isObject(value: unknown): value is Record<string, unknown> {
  * output) into canonical change events. Schemas are compiled once per distinct schema text and cached.
  */
 export class JsonDebeziumDecoder implements Decoder {
-  private readonly valuePlans = new Map<string, ValuePlan>();
-  private readonly keyPlans = new Map<string, RowPlan | undefined>();
+  private readonly values = new ConnectJsonReader<ValuePlan>(compileValueSchema, 'value', parseDebeziumPayload);
+  private readonly keys = new ConnectJsonReader<RowPlan | undefined>(compileKeySchema, 'key');
   private readonly maxRecordBytes: number;
   private readonly placeholder: string;
   private readonly placeholderBase64: string;
+  private readonly placeholderBytes: number[];
+  private readonly placeholderBytesText: string;
 
   constructor(options: JsonDecoderOptions = {}) {
     this.maxRecordBytes = options.maxRecordBytes ?? 1_048_576;
     this.placeholder = options.placeholder ?? '__debezium_unavailable_value';
     // bytea columns under binary.handling.mode=bytes carry the placeholder's bytes in base64 (formats.md §2.9).
     this.placeholderBase64 = Buffer.from(this.placeholder).toString('base64');
+    this.placeholderBytes = [...Buffer.from(this.placeholder)];
+    this.placeholderBytesText = this.placeholderBytes.join(',');
   }
 
   decode(record: KafkaRecord, processedAt: number): DecodeOutcome {
@@ -71,16 +74,9 @@ export class JsonDebeziumDecoder implements Decoder {
         `value is ${Math.floor(record.value.length * 0.75)} bytes, more than MAX_RECORD_BYTES=${this.maxRecordBytes}`,
       );
     }
-    const bytes = decodeBase64(record.value, 'value');
-    const framing = framingOf(bytes);
-    if (framing) {
-      throw new DecodeError(
-        'UNSUPPORTED_FORMAT',
-        `value is ${framing === 'glue' ? 'AWS Glue Schema Registry' : 'Confluent Schema Registry'}-framed binary; this lane decodes JsonConverter JSON`,
-      );
-    }
-    const text = utf8Text(bytes, 'value');
-    const { payload, plan } = this.parseValue(text);
+    const document = this.values.read(record.topic, record.value);
+    const { payload, text } = document;
+    const plan = document.plan ?? NO_SCHEMA;
     if (payload === null) return { kind: 'skip', reason: 'tombstone' };
     if (!isObject(payload))
       throw new DecodeError(
@@ -99,39 +95,6 @@ export class JsonDebeziumDecoder implements Decoder {
       return this.fromEnvelope(payload, plan, record, kafka, text, processedAt);
     }
     return this.fromFlattenedRow(payload, plan, record, kafka, text, processedAt);
-  }
-
-  /** JSON text → payload and the compiled plan of its schema (NO_SCHEMA when schemas are off). */
-  private parseValue(text: string): { payload: unknown; plan: ValuePlan } {
-    const split = splitSchemaPayload(text);
-    if (split) {
-      try {
-        let plan = this.valuePlans.get(split.schemaText);
-        if (plan === undefined) {
-          plan = compileValueSchema(parseJson(split.schemaText));
-          this.remember(this.valuePlans, split.schemaText, plan);
-        }
-        return { payload: parseJson(split.payloadText), plan };
-      } catch {
-        // fall through: parse the whole text, which reports the real syntax error if there is one
-      }
-    }
-    let whole: unknown;
-    try {
-      whole = parseJson(text);
-    } catch (error) {
-      throw new DecodeError('NOT_JSON', `value is not JSON: ${(error as Error).message}`, { cause: error });
-    }
-    if (isObject(whole) && 'schema' in whole && 'payload' in whole && Object.keys(whole).length === 2) {
-      return { payload: whole.payload, plan: whole.schema === null ? NO_SCHEMA : compileValueSchema(whole.schema) };
-    }
-    return { payload: whole, plan: NO_SCHEMA };
-  }
-
-  private remember<V>(cache: Map<string, V>, key: string, value: V): void {
-    // Schemas change rarely (DDL); a bound keeps a pathological stream from growing the cache without limit.
-    if (cache.size >= SCHEMA_CACHE_LIMIT) cache.clear();
-    cache.set(key, value);
   }
 
   private controlReason(payload: Record<string, unknown>, plan: ValuePlan): SkipReason | undefined {
@@ -164,7 +127,7 @@ export class JsonDebeziumDecoder implements Decoder {
   ): DecodeOutcome {
     const envelope = readEnvelope(payload);
     if (envelope.op === 'm') return { kind: 'skip', reason: 'logical-message' };
-    const source = readSource(envelope.source, kafka);
+    const source = readSource(envelope.source, kafka, envelope.op);
     const key = this.decodeKey(record);
     const unchanged = this.convertRows(envelope.before, envelope.after, plan.row, text);
     const event: ChangeEvent = {
@@ -248,10 +211,10 @@ export class JsonDebeziumDecoder implements Decoder {
     };
     let source: ReturnType<typeof readSource>;
     try {
-      source = readSource(block, kafka);
+      source = readSource(block, kafka, op);
     } catch {
       // add.fields named a connector but not all of its position fields: order by Kafka offset instead.
-      source = readSource({ ...block, connector: 'kafka' }, kafka);
+      source = readSource({ ...block, connector: 'kafka' }, kafka, op);
     }
     const key = this.decodeKey(record);
     const before = op === 'd' ? row : null;
@@ -276,7 +239,10 @@ export class JsonDebeziumDecoder implements Decoder {
   /** Applies logical types and takes TOAST placeholders out of the rows; returns the columns left unchanged. */
   private convertRows(before: Row | null, after: Row | null, plan: RowPlan | undefined, text: string): string[] {
     // One substring search per record decides whether any column can hold the placeholder.
-    const mayHavePlaceholder = text.includes(this.placeholder) || text.includes(this.placeholderBase64);
+    const mayHavePlaceholder =
+      text.includes(this.placeholder) ||
+      text.includes(this.placeholderBase64) ||
+      text.includes(this.placeholderBytesText);
     const unchanged: string[] = [];
     if (mayHavePlaceholder) {
       if (before) this.takePlaceholders(before, undefined);
@@ -291,7 +257,11 @@ export class JsonDebeziumDecoder implements Decoder {
 
   private isPlaceholder(value: unknown): boolean {
     if (typeof value === 'string') return value === this.placeholder || value === this.placeholderBase64;
-    if (Array.isArray(value)) return value.length === 1 && value[0] === this.placeholder;
+    if (Array.isArray(value)) {
+      if (value.length === 1 && value[0] === this.placeholder) return true;
+      // int/bigint arrays carry the placeholder as the list of its byte values (formats.md §2.9).
+      return value.length === this.placeholderBytes.length && value.every((v, i) => v === this.placeholderBytes[i]);
+    }
     if (isObject(value)) return this.placeholder in value;
     return false;
   }
@@ -307,34 +277,7 @@ export class JsonDebeziumDecoder implements Decoder {
 
   private decodeKey(record: KafkaRecord): Row | null {
     if (record.key === null || record.key === undefined || record.key === '') return null;
-    const text = utf8Text(decodeBase64(record.key, 'key'), 'key');
-    const split = splitSchemaPayload(text);
-    let payload: unknown;
-    let plan: RowPlan | undefined;
-    if (split) {
-      try {
-        if (this.keyPlans.has(split.schemaText)) plan = this.keyPlans.get(split.schemaText);
-        else {
-          plan = compileKeySchema(parseJson(split.schemaText));
-          this.remember(this.keyPlans, split.schemaText, plan);
-        }
-        payload = parseJson(split.payloadText);
-      } catch {
-        payload = undefined;
-      }
-    }
-    if (payload === undefined) {
-      let whole: unknown;
-      try {
-        whole = parseJson(text);
-      } catch (error) {
-        throw new DecodeError('INVALID_KEY', `key is not JSON: ${(error as Error).message}`, { cause: error });
-      }
-      if (isObject(whole) && 'schema' in whole && 'payload' in whole) {
-        plan = compileKeySchema(whole.schema);
-        payload = whole.payload;
-      } else payload = whole;
-    }
+    const { payload, plan } = this.keys.read(record.topic, record.key);
     if (payload === null) return null;
     if (!isObject(payload))
       throw new DecodeError('INVALID_KEY', 'key is not a JSON object (Debezium keys are structs)');

@@ -1,12 +1,15 @@
 import { isInteger, parse as parseLossless } from 'lossless-json';
 
 /**
- * JSON.parse rounds integers beyond 2^53 (PostgreSQL LSNs can, `ts_ns` always does) and decimals a double cannot
- * hold (JsonConverter's decimal.format=NUMERIC). Before parsing, numbers of 16+ digits in value position are quoted
- * when a double would change them, so they arrive as exact decimal strings. The
- * pattern can also match digits inside a string literal; quoting those always makes the text invalid JSON (a
- * string followed by a number), so JSON.parse throws and the record takes the slow lossless parser instead. The
- * fast path therefore never changes the meaning of a document, it only fails over.
+ * JSON.parse rounds integers beyond 2^53 (PostgreSQL LSNs can, snowflake-style bigint keys do, `ts_ns` always does)
+ * and decimals a double cannot hold (JsonConverter's decimal.format=NUMERIC). Strategy, fastest first:
+ * 1. JSON.parse, then walk the result for numbers a double may have changed (unsafe integers; non-integers printed
+ *    with 16+ significant digits). Debezium's own `ts_ns` fields (always unsafe) are exempt here and read exactly
+ *    from the text by `exactDigitsAfter` when they are used. Most records stop here.
+ * 2. Otherwise, quote every 16+-digit number a double would change, so it arrives as an exact decimal string, and
+ *    JSON.parse again. The pattern can also match digits inside a string literal; quoting those always makes the
+ *    text invalid JSON (a string followed by a number), so JSON.parse throws and:
+ * 3. the slow lossless parser reads the original text.
  */
 const LONG_NUMBER = /(?<=[:,[]\s*)-?(?=[\d.]{16})\d+(?:\.\d+)?(?:[eE][-+]?\d+)?(?=\s*[,}\]])/g;
 
@@ -26,8 +29,36 @@ function losslessNumber(text: string): unknown {
   return fitsDouble(text) ? Number(text) : text;
 }
 
-/** Parses JSON keeping every digit of large integers (as strings). Throws SyntaxError on invalid JSON. */
-export function parseJson(text: string): unknown {
+/** A parsed number that may not be what the text said: an unsafe integer, or a long non-integer. */
+function doubtful(n: number): boolean {
+  if (Number.isInteger(n)) return !Number.isSafeInteger(n);
+  // The shortest round-trip form of a double has at most 17 significant digits; 16+ means the text may have had more.
+  const text = String(n);
+  let digits = 0;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c === 101 /* e */) break;
+    if (c >= 48 && c <= 57) digits++;
+  }
+  return digits >= 16;
+}
+
+/** Whether a parsed JSON value holds a doubtful number (optionally ignoring top-level keys). */
+export function hasDoubtfulNumber(value: unknown, exemptKey?: string): boolean {
+  if (typeof value === 'number') return doubtful(value);
+  if (value === null || typeof value !== 'object') return false;
+  if (Array.isArray(value)) {
+    for (const item of value) if (hasDoubtfulNumber(item)) return true;
+    return false;
+  }
+  for (const key in value) {
+    if (key !== exemptKey && hasDoubtfulNumber((value as Record<string, unknown>)[key])) return true;
+  }
+  return false;
+}
+
+/** Parses text known to hold doubtful numbers: quoted exact, or the lossless parser if quoting went wrong. */
+export function parseExact(text: string): unknown {
   const guarded = text.replace(LONG_NUMBER, quoteUnsafe);
   try {
     return JSON.parse(guarded);
@@ -35,6 +66,28 @@ export function parseJson(text: string): unknown {
     if (guarded === text) throw error;
     return parseLossless(text, null, losslessNumber);
   }
+}
+
+/** Parses JSON keeping every digit of numbers a double cannot hold (as strings). Throws SyntaxError. */
+export function parseJson(text: string): unknown {
+  const value = JSON.parse(text);
+  return hasDoubtfulNumber(value) ? parseExact(text) : value;
+}
+
+/**
+ * The digits of the first number after `"<key>":` following `from` in JSON text, e.g. a `ts_ns` that JSON.parse
+ * rounded. The text must be valid JSON (already parsed): an unescaped quote cannot occur inside a string, so the
+ * match is a real key.
+ */
+export function exactDigitsAfter(text: string, key: string, from: number): string | undefined {
+  const at = text.indexOf(`"${key}":`, from);
+  if (at < 0) return undefined;
+  let i = at + key.length + 3;
+  while (text.charCodeAt(i) === 32) i++;
+  const start = i;
+  if (text.charCodeAt(i) === 45 /* - */) i++;
+  while (i < text.length && text.charCodeAt(i) >= 48 && text.charCodeAt(i) <= 57) i++;
+  return i > start ? text.slice(start, i) : undefined;
 }
 
 const SCHEMA_PREFIX = '{"schema":';
@@ -47,12 +100,44 @@ const PAYLOAD_SEPARATOR = ',"payload":';
  * schema JSON has no key named payload, and an unescaped quote cannot occur inside a JSON string. If the guess is
  * ever wrong, one of the two halves fails to parse and the caller parses the whole text instead.
  */
-export function splitSchemaPayload(text: string): { schemaText: string; payloadText: string } | undefined {
+export function splitSchemaPayload(
+  text: string,
+): { schemaText: string; payloadText: string; payloadStart: number } | undefined {
   if (!text.startsWith(SCHEMA_PREFIX) || text.charCodeAt(text.length - 1) !== 125 /* } */) return undefined;
   const separator = text.indexOf(PAYLOAD_SEPARATOR, SCHEMA_PREFIX.length);
   if (separator < 0) return undefined;
+  const payloadStart = separator + PAYLOAD_SEPARATOR.length;
   return {
     schemaText: text.slice(SCHEMA_PREFIX.length, separator),
-    payloadText: text.slice(separator + PAYLOAD_SEPARATOR.length, text.length - 1),
+    payloadText: text.slice(payloadStart, text.length - 1),
+    payloadStart,
   };
+}
+
+/**
+ * Parses a Debezium value payload. Like parseJson, except that Debezium's own nanosecond timestamps (`ts_ns` of the
+ * envelope and of the source block, always beyond 2^53) do not force the slow path: their digits are read from the
+ * text instead, so they stay exact as strings.
+ */
+export function parseDebeziumPayload(text: string): unknown {
+  const value: unknown = JSON.parse(text);
+  if (value === null || typeof value !== 'object' || Array.isArray(value))
+    return hasDoubtfulNumber(value) ? parseExact(text) : value;
+  const payload = value as Record<string, unknown>;
+  for (const key in payload) {
+    if (key === 'ts_ns') continue;
+    if (hasDoubtfulNumber(payload[key], key === 'source' ? 'ts_ns' : undefined)) return parseExact(text);
+  }
+  const source = payload.source as Record<string, unknown> | null | undefined;
+  if (source !== null && typeof source === 'object' && typeof source.ts_ns === 'number') {
+    const digits = exactDigitsAfter(text, 'ts_ns', text.indexOf('"source":{'));
+    if (digits === undefined || Number(digits) !== source.ts_ns) return parseExact(text);
+    source.ts_ns = digits;
+  }
+  if (typeof payload.ts_ns === 'number') {
+    const digits = exactDigitsAfter(text, 'ts_ns', text.lastIndexOf('"ts_ns":'));
+    if (digits === undefined || Number(digits) !== payload.ts_ns) return parseExact(text);
+    payload.ts_ns = digits;
+  }
+  return payload;
 }

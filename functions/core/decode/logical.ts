@@ -83,9 +83,29 @@ const MS_PER_DAY = 86_400_000;
 /** The largest epoch offset a JavaScript Date can represent (±100,000,000 days). */
 const MAX_DATE_MS = 8.64e15;
 
+const two = (n: number) => (n < 10 ? `0${n}` : `${n}`);
+const three = (n: number) => (n < 10 ? `00${n}` : n < 100 ? `0${n}` : `${n}`);
+
+/**
+ * `YYYY-MM-DDTHH:mm:ss.sssZ` of an epoch offset in ms, like Date#toISOString but without allocating a Date (this
+ * runs for every temporal column of every row). Civil-from-days after Howard Hinnant's algorithm; years outside
+ * 0–9999 use Date's own ±YYYYYY form.
+ */
 function isoDateTime(epochMs: number): string {
-  // toISOString gives YYYY-MM-DDTHH:mm:ss.sssZ (±YYYYYY outside years 0-9999).
-  return new Date(epochMs).toISOString();
+  const days = Math.floor(epochMs / MS_PER_DAY);
+  const msOfDay = epochMs - days * MS_PER_DAY;
+  const z = days + 719_468;
+  const era = Math.floor(z / 146_097);
+  const doe = z - era * 146_097;
+  const yoe = Math.floor((doe - Math.floor(doe / 1460) + Math.floor(doe / 36_524) - Math.floor(doe / 146_096)) / 365);
+  const doy = doe - (365 * yoe + Math.floor(yoe / 4) - Math.floor(yoe / 100));
+  const mp = Math.floor((5 * doy + 2) / 153);
+  const day = doy - Math.floor((153 * mp + 2) / 5) + 1;
+  const month = mp < 10 ? mp + 3 : mp - 9;
+  const year = yoe + era * 400 + (month <= 2 ? 1 : 0);
+  if (year < 0 || year > 9999) return new Date(epochMs).toISOString();
+  const seconds = Math.floor(msOfDay / 1000);
+  return `${String(year).padStart(4, '0')}-${two(month)}-${two(day)}T${two(Math.floor(seconds / 3600))}:${two(Math.floor(seconds / 60) % 60)}:${two(seconds % 60)}.${three(msOfDay - seconds * 1000)}Z`;
 }
 
 /**

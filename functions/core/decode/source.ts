@@ -30,17 +30,24 @@ export interface KafkaCoordinates {
   offset: number;
 }
 
-const str = (value: unknown): string | null => (value === null || value === undefined ? null : String(value));
+/** A position field as an exact string; numbers and strings only (anything else is a malformed source block). */
+function str(value: unknown, field?: string): string | null {
+  if (value === null || value === undefined) return null;
+  if (typeof value === 'number' || typeof value === 'string') return String(value);
+  throw new DecodeError('INVALID_ENVELOPE', `source.${field ?? 'field'}: must be a number or a string`);
+}
 
-/** PostgreSQL `sequence` is a stringified JSON array `["<lastCommitLsn>","<lsn>"]`; either may be null. */
+/**
+ * PostgreSQL `sequence` is a stringified JSON array `["<lastCommitLsn>","<lsn>"]`; either may be null. Read without
+ * JSON.parse (it runs per record): the first element is a quoted run of digits, or null.
+ */
 function lastCommitLsnOf(sequence: string | null | undefined): string | null {
-  if (!sequence) return null;
-  try {
-    const parsed: unknown = JSON.parse(sequence);
-    return Array.isArray(parsed) && parsed[0] !== null && parsed[0] !== undefined ? String(parsed[0]) : null;
-  } catch {
-    return null;
-  }
+  if (!sequence || sequence.charCodeAt(0) !== 91 /* [ */) return null;
+  const quoted = sequence.charCodeAt(1) === 34; /* " */
+  const start = quoted ? 2 : 1;
+  let end = start;
+  while (end < sequence.length && sequence.charCodeAt(end) >= 48 && sequence.charCodeAt(end) <= 57) end++;
+  return end > start ? sequence.slice(start, end) : null;
 }
 
 /** The numeric suffix of a binlog file name: `mysql-bin.000003` → "3" (so 1000000 sorts after 999999). */
@@ -49,39 +56,53 @@ function binlogSequence(file: string): string {
   return match ? String(Number(match[1])) : '0';
 }
 
+/** Snapshot markers of the initial/blocking snapshot ("incremental" reads are interleaved with the stream). */
+function isSnapshotRead(snapshot: SourceBlock['snapshot']): boolean {
+  if (snapshot === true) return true;
+  return typeof snapshot === 'string' && snapshot !== 'false' && snapshot !== 'incremental';
+}
+
 function invalid(message: string): never {
   throw new DecodeError('INVALID_ENVELOPE', message);
 }
 
 /**
  * Reads the connector's position and derives the sortable `order`:
- * - PostgreSQL: (lastCommitLsn, lsn). pgoutput streams whole transactions in commit order, but a change's own LSN
- *   is where it was written, so concurrent transactions interleave; Debezium's `sequence[0]` (commit LSN of the
- *   previous transaction) increases with every transaction and `lsn` within one, so the pair follows the stream.
+ * - PostgreSQL: `pg:<phase>:<lsn>:<lastCommitLsn>`. pgoutput streams whole transactions in commit order, but a
+ *   change's own LSN is where it was written, so concurrent transactions interleave; Debezium's `sequence[0]`
+ *   (commit LSN of the previous transaction) increases with every transaction and `lsn` within one, so the pair
+ *   (lastCommitLsn, lsn) follows the stream (core/dedupe.ts compares it that way).
  * - MySQL/MariaDB: (binlog file number, pos, row): binlog order is commit order.
  * - SQL Server: (commit_lsn, change_lsn, event_serial_no): fixed-width hex LSNs sort as strings.
  * - anything else: the Kafka offset, which orders the records of one partition (and so of one row key).
  */
-export function readSource(block: SourceBlock, kafka: KafkaCoordinates): ChangeSource {
+export function readSource(block: SourceBlock, kafka: KafkaCoordinates, op?: string): ChangeSource {
   const connector = block.connector;
   let position: Record<string, string>;
   let order: string;
-  let txId = str(block.txId);
+  let txId = str(block.txId, 'txId');
   switch (connector) {
     case 'postgresql': {
-      const lsn = str(block.lsn);
+      const lsn = str(block.lsn, 'lsn');
       if (lsn === null) invalid('postgresql source has no lsn');
       const lastCommitLsn = lastCommitLsnOf(block.sequence);
       position = lastCommitLsn === null ? { lsn } : { lsn, lastCommitLsn };
-      order = `pg:${pad(lastCommitLsn ?? '0', 20)}:${pad(lsn, 20)}`;
+      // Phase 0 = a read of the initial (or a blocking) snapshot, 1 = a streamed change. Every streamed change was
+      // committed after the snapshot's consistent point, yet the first transaction streamed has no lastCommitLsn
+      // and may have changes written (LSN) before that point: the phase keeps any snapshot read below it.
+      // The LSN comes before the commit part: for one row LSN order is commit order (row locks serialise writers),
+      // so per-row comparisons (cache guard, warehouse "latest per key") are plain string comparisons that do not
+      // depend on the commit part being known; the dedupe, which compares across rows, reads both parts.
+      const phase = op === 'r' && isSnapshotRead(block.snapshot) ? '0' : '1';
+      order = `pg:${phase}:${pad(lsn, 20)}:${pad(phase === '0' ? '0' : (lastCommitLsn ?? '0'), 20)}`;
       break;
     }
     case 'mysql':
     case 'mariadb': {
-      const file = str(block.file);
-      const pos = str(block.pos);
+      const file = str(block.file, 'file');
+      const pos = str(block.pos, 'pos');
       if (file === null || pos === null) invalid(`${connector} source has no binlog file/pos`);
-      const row = str(block.row) ?? '0';
+      const row = str(block.row, 'row') ?? '0';
       position = { file, pos, row };
       if (block.gtid) position.gtid = block.gtid;
       order = `my:${pad(binlogSequence(file), 20)}:${pad(pos, 20)}:${pad(row, 10)}`;
@@ -89,10 +110,10 @@ export function readSource(block: SourceBlock, kafka: KafkaCoordinates): ChangeS
       break;
     }
     case 'sqlserver': {
-      const commitLsn = str(block.commit_lsn)?.toLowerCase() ?? null;
+      const commitLsn = str(block.commit_lsn, 'commit_lsn')?.toLowerCase() ?? null;
       if (commitLsn === null) invalid('sqlserver source has no commit_lsn');
-      const changeLsn = str(block.change_lsn)?.toLowerCase() ?? null;
-      const serial = str(block.event_serial_no);
+      const changeLsn = str(block.change_lsn, 'change_lsn')?.toLowerCase() ?? null;
+      const serial = str(block.event_serial_no, 'event_serial_no');
       position = { commitLsn };
       if (changeLsn !== null) position.changeLsn = changeLsn;
       if (serial !== null) position.eventSerialNo = serial;
