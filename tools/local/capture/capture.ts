@@ -1,0 +1,794 @@
+/**
+ * The dev connector: captures a PostgreSQL database with logical replication (pgoutput) and emits the records the
+ * Debezium PostgreSQL connector 3.1 emits with JsonConverter and schemas.enable=true. A local stand-in for Debezium
+ * on MSK Connect, not a replacement for it.
+ *
+ * Lifecycle (mirrors Debezium's PostgresConnectorTask / ChangeEventSourceCoordinator):
+ * 1. ensure the publication (FOR TABLE ...; missing tables are added);
+ * 2. load the offset; if no completed snapshot exists (snapshotMode=initial), (re)create the slot with an exported
+ *    snapshot and read every table in one REPEATABLE READ transaction that imports it, so the snapshot is exactly the
+ *    database at the slot's consistent point: nothing is missed or doubled between snapshot and stream;
+ * 3. stream from the slot; on restart skip what the offset says was already handed on (Debezium's
+ *    WalPositionLocator), so changes after the last saved offset are emitted again: at-least-once.
+ *
+ * Acknowledgement (PostgresStreamingChangeEventSource.commitOffset): records go to `produce` in order; after it
+ * resolves the position is "produced"; every offsetFlushIntervalMs the produced offset is saved, and only then its
+ * LSN (lsn_commit, else lsn_proc) is confirmed to the slot. A crash can therefore never lose a change.
+ */
+import pg from 'pg';
+import { Catalog, TEXT_TYPES } from './catalog';
+import { maxLsn, parseLsn } from './lsn';
+import type { SourceOffset } from './offsets';
+import { type PgOutputMessage, parsePgOutput } from './pgoutput';
+import { parseTimestamp } from './pgtext';
+import { RecordFactory } from './records';
+import { quoteIdent, ReplicationConnection, SESSION_OPTIONS } from './replication';
+import { buildTableSchema, type TableSchema } from './table-schema';
+import type {
+  CaptureCounts,
+  CapturedRecord,
+  CaptureLogger,
+  CaptureOperation,
+  CaptureOptions,
+  CaptureStatus,
+  PostgresCapture,
+} from './types';
+
+type Item =
+  | { kind: 'wal'; lsn: bigint; payload: Buffer }
+  | { kind: 'keepalive'; walEnd: bigint }
+  | { kind: 'heartbeat' };
+
+/** The connector's position, as PostgresOffsetContext tracks it. */
+interface Position {
+  lsn: bigint | null;
+  lsnProc: bigint | null;
+  lsnCommit: bigint | null;
+  /** SourceInfo.lastCommitLsn: `sequence[0]` of the next events. */
+  lastCommitLsn: bigint | null;
+  txId: bigint | null;
+  tsUs: bigint | null;
+  messageType: string | null;
+  snapshot: 'INITIAL' | null;
+  lastSnapshotRecord: boolean;
+  /** WAL end reported by a keepalive while no transaction was open: everything before it was handled. */
+  idleLsn: bigint;
+  /** Commit end or idle WAL end reached: what `flushed()` compares with the server's flush position. */
+  processedLsn: bigint;
+}
+
+const QUIET: CaptureLogger = { info() {}, warn() {}, error() {} };
+const STATUS_INTERVAL_MS = 10_000;
+const PAUSE_AT = 20_000;
+const RESUME_AT = 5_000;
+const SNAPSHOT_FETCH = 1000;
+const MESSAGE_TYPES = { insert: 'INSERT', update: 'UPDATE', delete: 'DELETE' } as const;
+
+function toOffset(p: Position): SourceOffset {
+  const o: SourceOffset = {};
+  if (p.tsUs !== null) o.ts_usec = p.tsUs;
+  if (p.txId !== null) o.txId = p.txId;
+  if (p.lsn !== null) o.lsn = p.lsn;
+  if (p.snapshot !== null) {
+    o.snapshot = p.snapshot;
+    o.last_snapshot_record = p.lastSnapshotRecord;
+  }
+  if (p.lsnProc !== null) o.lsn_proc = p.lsnProc;
+  if (p.lsnCommit !== null) o.lsn_commit = p.lsnCommit;
+  if (p.messageType !== null) o.messageType = p.messageType;
+  return o;
+}
+
+/** The LSN that may be confirmed once `p` is saved: Debezium flushes lsn_commit, else lsn_proc. */
+function ackFor(p: Position): bigint {
+  if (p.snapshot !== null) return 0n;
+  return maxLsn(p.lsnCommit ?? p.lsnProc ?? 0n, p.idleLsn);
+}
+
+function snapshotMarker(final: boolean, first: boolean, lastInTable: boolean, firstInTable: boolean): string {
+  // RelationalSnapshotChangeEventSource.setSnapshotMarker, plus BufferingSnapshotChangeRecordReceiver which marks
+  // the very last record "last" even when the last table was empty.
+  if (final) return 'last';
+  if (first) return 'first';
+  if (lastInTable) return 'last_in_data_collection';
+  if (firstInTable) return 'first_in_data_collection';
+  return 'true';
+}
+
+class Capture implements PostgresCapture {
+  private readonly log: CaptureLogger;
+  private readonly prefix: string;
+  private readonly skipped: Set<CaptureOperation>;
+  private readonly maxBatch: number;
+  private readonly meta: pg.Client;
+  private readonly catalog: Catalog;
+  private records!: RecordFactory;
+  private repl: ReplicationConnection | null = null;
+
+  private readonly captured = new Set<number>();
+  private readonly tables = new Map<number, TableSchema>();
+
+  private phase: CaptureStatus['phase'] = 'starting';
+  private consistentPoint: bigint | null = null;
+  private pos: Position = {
+    lsn: null,
+    lsnProc: null,
+    lsnCommit: null,
+    lastCommitLsn: null,
+    txId: null,
+    tsUs: null,
+    messageType: null,
+    snapshot: null,
+    lastSnapshotRecord: false,
+    idleLsn: 0n,
+    processedLsn: 0n,
+  };
+  private inTx = false;
+  private txSkip = false;
+  private txSkipUpTo: bigint | null = null;
+  private resume: { commit: bigint | null; xid: bigint | null; lsnProc: bigint | null } | null = null;
+
+  private queue: Array<Item | undefined> = [];
+  private head = 0;
+  private paused = false;
+  private wake: (() => void) | null = null;
+  private batch: CapturedRecord[] = [];
+  private dirty = false;
+  private produced: Position | null = null;
+  private saved: Position | null = null;
+  private savedOffset: SourceOffset | null = null;
+  private ackedLsn = 0n;
+  private receivedLsn = 0n;
+  private offsetChain: Promise<void> = Promise.resolve();
+  private saveError: Error | null = null;
+  private loopDone: Promise<void> = Promise.resolve();
+  private readonly timers: NodeJS.Timeout[] = [];
+  private readonly progressWaiters = new Set<() => void>();
+  private stopping = false;
+  private killed = false;
+  private failure: Error | null = null;
+  private readonly counts: CaptureCounts = {
+    read: 0,
+    create: 0,
+    update: 0,
+    delete: 0,
+    truncate: 0,
+    tombstone: 0,
+    heartbeat: 0,
+    skippedOnResume: 0,
+  };
+
+  constructor(private readonly opts: CaptureOptions) {
+    this.log = opts.logger ?? QUIET;
+    this.prefix = opts.topicPrefix;
+    this.skipped = new Set(opts.skippedOperations ?? []);
+    this.maxBatch = opts.maxBatchSize ?? 1000;
+    this.meta = new pg.Client({
+      connectionString: opts.connectionString,
+      types: TEXT_TYPES,
+      options: SESSION_OPTIONS,
+      application_name: 'cdc-sync-capture-meta',
+    });
+    this.meta.on('error', (err) => this.fail(err));
+    this.catalog = new Catalog(this.meta);
+  }
+
+  // --- start ----------------------------------------------------------------------------------------------------
+
+  async start(): Promise<void> {
+    const { opts, meta } = this;
+    await meta.connect();
+    const walLevel = (await meta.query('SHOW wal_level')).rows[0]?.wal_level;
+    if (walLevel !== 'logical') {
+      throw new Error(`wal_level is ${walLevel}: logical decoding needs wal_level=logical on the source database`);
+    }
+    const database = (await meta.query('SELECT current_database() AS db')).rows[0]?.db ?? '';
+    this.records = new RecordFactory(this.prefix, database);
+
+    const names = opts.tables
+      ? opts.tables.map((t) => {
+          const dot = t.indexOf('.');
+          return dot < 0 ? { schema: 'public', name: t } : { schema: t.slice(0, dot), name: t.slice(dot + 1) };
+        })
+      : await this.catalog.tablesInSchemas(opts.schemas ?? ['public']);
+    if (names.length === 0) throw new Error('no tables to capture');
+    for (const oid of await this.catalog.tableOids(names)) this.captured.add(oid);
+    await this.ensurePublication(names);
+
+    const offset = await opts.offsets.load();
+    const slot = (
+      await meta.query(
+        'SELECT database, plugin, active::text AS active FROM pg_replication_slots WHERE slot_name = $1',
+        [opts.slotName],
+      )
+    ).rows[0];
+    if (slot && (slot.plugin !== 'pgoutput' || slot.database !== database)) {
+      throw new Error(`slot ${opts.slotName} exists for ${slot.plugin} on database ${slot.database}`);
+    }
+    const snapshotDone = offset !== null && (offset.snapshot === undefined || offset.last_snapshot_record === true);
+    const needSnapshot = (opts.snapshotMode ?? 'initial') === 'initial' && !snapshotDone;
+
+    let startLsn = 0n;
+    if (needSnapshot) {
+      // A snapshot that never completed is redone from scratch, like Debezium. Nothing was acknowledged while it ran,
+      // so the old slot can go: a new one exports a snapshot consistent with its own start.
+      if (slot) await this.dropSlot(opts.slotName);
+      const repl = await this.connectReplication();
+      const created = await repl.createSlot(opts.slotName, true);
+      this.consistentPoint = parseLsn(created.consistentPoint);
+      this.log.info(`capture: slot ${opts.slotName} created at ${created.consistentPoint}, snapshotting`);
+      await this.snapshot(created.snapshotName ?? '', this.consistentPoint);
+      startLsn = this.consistentPoint;
+    } else {
+      if (!slot) {
+        const repl = await this.connectReplication();
+        const created = await repl.createSlot(opts.slotName, false);
+        this.consistentPoint = parseLsn(created.consistentPoint);
+        if (offset) this.log.warn(`capture: slot ${opts.slotName} was missing and was recreated; changes may be lost`);
+      }
+      if (offset) this.restorePosition(offset);
+    }
+
+    this.loopDone = this.run();
+    await this.startStreaming(startLsn);
+    this.phase = 'streaming';
+    const flushEvery = opts.offsetFlushIntervalMs ?? 1000;
+    this.every(flushEvery, () => void this.flushOffsets());
+    this.every(STATUS_INTERVAL_MS, () => this.repl?.sendStatus(this.ackedLsn));
+    const heartbeatMs = opts.heartbeatIntervalMs ?? 0;
+    if (heartbeatMs > 0) {
+      this.every(heartbeatMs, () => {
+        this.enqueue({ kind: 'heartbeat' });
+        // Ask for a keepalive too: its WAL end lets the slot advance when nothing is captured (DBZ heartbeats).
+        this.repl?.sendStatus(this.ackedLsn, true);
+      });
+    }
+  }
+
+  private every(ms: number, fn: () => void): void {
+    const timer = setInterval(fn, ms);
+    timer.unref();
+    this.timers.push(timer);
+  }
+
+  private async ensurePublication(names: Array<{ schema: string; name: string }>): Promise<void> {
+    const pub = this.opts.publicationName;
+    const qualified = (t: { schema: string; name: string }) => `${quoteIdent(t.schema)}.${quoteIdent(t.name)}`;
+    const existing = (
+      await this.meta.query('SELECT puballtables::text AS all FROM pg_publication WHERE pubname = $1', [pub])
+    ).rows[0];
+    if (!existing) {
+      await this.meta.query(`CREATE PUBLICATION ${quoteIdent(pub)} FOR TABLE ${names.map(qualified).join(', ')}`);
+      return;
+    }
+    if (existing.all === 'true') return;
+    const { rows } = await this.meta.query(
+      'SELECT schemaname AS schema, tablename AS name FROM pg_publication_tables WHERE pubname = $1',
+      [pub],
+    );
+    const have = new Set(rows.map((r) => `${r.schema}.${r.name}`));
+    const missing = names.filter((t) => !have.has(`${t.schema}.${t.name}`));
+    if (missing.length > 0) {
+      this.log.warn(`capture: adding ${missing.map((t) => `${t.schema}.${t.name}`).join(', ')} to publication ${pub}`);
+      await this.meta.query(`ALTER PUBLICATION ${quoteIdent(pub)} ADD TABLE ${missing.map(qualified).join(', ')}`);
+    }
+  }
+
+  private async dropSlot(slot: string): Promise<void> {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        await this.meta.query('SELECT pg_drop_replication_slot($1)', [slot]);
+        return;
+      } catch (err) {
+        // A walsender of a killed capture may still hold the slot for a moment.
+        if (attempt >= 40 || !/is active/.test(String(err))) throw err;
+        await new Promise((r) => setTimeout(r, 250));
+      }
+    }
+  }
+
+  private async connectReplication(): Promise<ReplicationConnection> {
+    const repl = new ReplicationConnection(this.opts.connectionString);
+    await repl.connect((err) => this.fail(err));
+    this.repl = repl;
+    return repl;
+  }
+
+  private async startStreaming(startLsn: bigint): Promise<void> {
+    const handlers = {
+      onData: (lsn: bigint, payload: Buffer) => {
+        if (lsn > this.receivedLsn) this.receivedLsn = lsn;
+        this.enqueue({ kind: 'wal', lsn, payload: Buffer.from(payload) });
+      },
+      onKeepalive: (walEnd: bigint, replyRequested: boolean) => {
+        if (walEnd > this.receivedLsn) this.receivedLsn = walEnd;
+        if (replyRequested) this.repl?.sendStatus(this.ackedLsn);
+        this.enqueue({ kind: 'keepalive', walEnd });
+      },
+      onError: (err: Error) => this.fail(err),
+    };
+    for (let attempt = 0; ; attempt++) {
+      const repl = this.repl ?? (await this.connectReplication());
+      try {
+        await repl.start(this.opts.slotName, startLsn, this.opts.publicationName, handlers);
+        return;
+      } catch (err) {
+        await repl.end();
+        this.repl = null;
+        if (attempt >= 40 || !/is active/.test(String(err))) throw err;
+        await new Promise((r) => setTimeout(r, 250));
+      }
+    }
+  }
+
+  private restorePosition(offset: SourceOffset): void {
+    const p = this.pos;
+    p.lsn = offset.lsn ?? null;
+    p.lsnProc = offset.lsn_proc ?? null;
+    p.lsnCommit = offset.lsn_commit ?? null;
+    p.lastCommitLsn = offset.lsn_commit ?? null;
+    p.txId = offset.txId ?? null;
+    p.tsUs = offset.ts_usec ?? null;
+    p.messageType = offset.messageType ?? null;
+    const midTransaction = p.messageType !== null && p.messageType !== 'COMMIT';
+    this.resume = {
+      commit: p.lsnCommit,
+      xid: midTransaction ? p.txId : null,
+      lsnProc: midTransaction ? (p.lsnProc ?? p.lsn) : null,
+    };
+    this.produced = { ...p };
+    this.saved = this.produced;
+    this.savedOffset = offset;
+    this.log.info(
+      `capture: resuming after offset ${JSON.stringify(toOffset(p), (_k, v) => (typeof v === 'bigint' ? String(v) : v))}`,
+    );
+  }
+
+  // --- snapshot -------------------------------------------------------------------------------------------------
+
+  private async snapshot(snapshotName: string, lsn: bigint): Promise<void> {
+    this.phase = 'snapshot';
+    const { meta } = this;
+    await meta.query('BEGIN ISOLATION LEVEL REPEATABLE READ');
+    try {
+      await meta.query(`SET TRANSACTION SNAPSHOT '${snapshotName.replace(/'/g, "''")}'`);
+      // Debezium: source.ts_ms of snapshot reads is the snapshot transaction's CURRENT_TIMESTAMP; txId is
+      // txid_current() of that transaction (PostgresConnection.currentTransactionId).
+      const info = (
+        await meta.query(
+          'SELECT now()::text AS ts, (CASE WHEN pg_is_in_recovery() THEN 0 ELSE txid_current() END)::text AS txid',
+        )
+      ).rows[0];
+      const ts = parseTimestamp(info?.ts ?? '');
+      const tsUs = ts ? BigInt(ts.seconds) * 1_000_000n + BigInt(ts.micros) : BigInt(Date.now()) * 1000n;
+      const txId = info?.txid && info.txid !== '0' ? BigInt(info.txid) : null;
+
+      // Table schemas as of the snapshot, in Debezium's order (sorted table ids).
+      const tables: TableSchema[] = [];
+      for (const oid of this.captured) {
+        const table = await buildTableSchema(this.prefix, this.catalog, await this.catalog.table(oid));
+        this.tables.set(oid, table);
+        tables.push(table);
+      }
+      tables.sort((a, b) => (`${a.schema}.${a.table}` < `${b.schema}.${b.table}` ? -1 : 1));
+
+      let emittedAny = false;
+      let pending: {
+        table: TableSchema;
+        row: Array<string | null>;
+        firstInTable: boolean;
+        lastInTable: boolean;
+      } | null = null;
+      const emit = async (p: NonNullable<typeof pending>, final: boolean) => {
+        const marker = snapshotMarker(
+          final,
+          !emittedAny && p.firstInTable && p.table === tables[0],
+          p.lastInTable,
+          p.firstInTable,
+        );
+        emittedAny = true;
+        const source = this.records.source(p.table, { tsUs, snapshot: marker, lastCommitLsn: null, lsn, txId });
+        const after = p.table.rowJson(p.row);
+        this.batch.push(this.records.change(p.table, 'r', p.table.keyPayload(p.row), null, after, source));
+        this.counts.read++;
+        Object.assign(this.pos, { lsn, txId, tsUs, snapshot: 'INITIAL', lastSnapshotRecord: final });
+        this.dirty = true;
+        if (this.batch.length >= this.maxBatch) await this.flushBatch();
+      };
+
+      for (const table of tables) {
+        const columns = table.columns.map((c) => quoteIdent(c.name)).join(', ');
+        await meta.query(
+          `DECLARE cdc_snapshot NO SCROLL CURSOR FOR SELECT ${columns || '*'} FROM ${quoteIdent(table.schema)}.${quoteIdent(table.table)}`,
+        );
+        let firstInTable = true;
+        for (;;) {
+          const result = await meta.query({
+            text: `FETCH FORWARD ${SNAPSHOT_FETCH} FROM cdc_snapshot`,
+            rowMode: 'array',
+          });
+          const rows = result.rows as unknown as Array<Array<string | null>>;
+          for (const row of rows) {
+            if (pending) await emit(pending, false);
+            pending = { table, row, firstInTable, lastInTable: false };
+            firstInTable = false;
+          }
+          if (rows.length < SNAPSHOT_FETCH) break;
+        }
+        if (pending && pending.table === table) pending.lastInTable = true;
+        await meta.query('CLOSE cdc_snapshot');
+      }
+      if (pending) await emit(pending, true);
+      await this.flushBatch();
+      await meta.query('COMMIT');
+    } catch (err) {
+      await meta.query('ROLLBACK').catch(() => undefined);
+      throw err;
+    }
+    // The snapshot is complete: from here the offset is a streaming one at the consistent point.
+    Object.assign(this.pos, {
+      lsn,
+      snapshot: null,
+      lastSnapshotRecord: false,
+      processedLsn: lsn,
+    });
+    this.dirty = true;
+    await this.flushBatch();
+    await this.flushOffsets();
+    if (this.saveError) throw this.saveError;
+    this.log.info(`capture: snapshot done, ${this.counts.read} rows`);
+  }
+
+  // --- streaming ------------------------------------------------------------------------------------------------
+
+  private enqueue(item: Item): void {
+    if (this.stopping) return;
+    this.queue.push(item);
+    if (!this.paused && this.queue.length - this.head > PAUSE_AT) {
+      this.paused = true;
+      this.repl?.pause();
+    }
+    const wake = this.wake;
+    if (wake) {
+      this.wake = null;
+      wake();
+    }
+  }
+
+  private async run(): Promise<void> {
+    try {
+      while (!this.stopping) {
+        if (this.head >= this.queue.length) {
+          this.queue = [];
+          this.head = 0;
+          if (this.dirty) {
+            await this.flushBatch();
+            continue;
+          }
+          await new Promise<void>((resolve) => {
+            this.wake = resolve;
+          });
+          continue;
+        }
+        const item = this.queue[this.head] as Item;
+        this.queue[this.head++] = undefined;
+        const pendingWork = this.handle(item);
+        if (pendingWork) await pendingWork;
+        if (this.batch.length >= this.maxBatch) await this.flushBatch();
+        if (this.paused && this.queue.length - this.head < RESUME_AT) {
+          this.paused = false;
+          this.repl?.resume();
+        }
+      }
+    } catch (err) {
+      this.fail(err as Error);
+    }
+  }
+
+  private handle(item: Item): Promise<void> | undefined {
+    if (item.kind === 'keepalive') {
+      if (!this.inTx && item.walEnd > this.pos.idleLsn) {
+        this.pos.idleLsn = item.walEnd;
+        this.pos.processedLsn = maxLsn(this.pos.processedLsn, item.walEnd);
+        this.dirty = true;
+      }
+      return undefined;
+    }
+    if (item.kind === 'heartbeat') {
+      this.batch.push(this.records.heartbeat());
+      this.counts.heartbeat++;
+      this.dirty = true;
+      return undefined;
+    }
+    const msg = parsePgOutput(item.payload);
+    switch (msg.tag) {
+      case 'begin':
+        this.inTx = true;
+        this.pos.txId = BigInt(msg.xid);
+        this.pos.tsUs = msg.commitTimeUs;
+        this.txSkip = this.resume?.commit != null && msg.finalLsn < this.resume.commit;
+        this.txSkipUpTo =
+          !this.txSkip && this.resume?.xid != null && this.resume.xid === this.pos.txId ? this.resume.lsnProc : null;
+        return undefined;
+      case 'commit': {
+        const p = this.pos;
+        p.lsn = msg.endLsn;
+        p.lsnProc = msg.endLsn;
+        p.lsnCommit = msg.endLsn;
+        p.lastCommitLsn = msg.endLsn;
+        p.messageType = 'COMMIT';
+        p.processedLsn = maxLsn(p.processedLsn, msg.endLsn);
+        this.inTx = false;
+        this.txSkip = false;
+        this.txSkipUpTo = null;
+        this.dirty = true;
+        return undefined;
+      }
+      case 'relation':
+        return this.onRelation(msg);
+      case 'insert':
+      case 'update':
+      case 'delete':
+        this.onRowChange(item.lsn, msg);
+        return undefined;
+      case 'truncate':
+        this.onTruncate(item.lsn, msg.relationIds);
+        return undefined;
+      default:
+        return undefined; // origin, type and logical messages carry nothing Debezium emits for these tables
+    }
+  }
+
+  private async onRelation(msg: Extract<PgOutputMessage, { tag: 'relation' }>): Promise<void> {
+    if (!this.captured.has(msg.relationId)) return;
+    const existing = this.tables.get(msg.relationId);
+    if (existing?.matches(msg.columns)) return;
+    // New in this session or changed by DDL: rebuild from the catalog for the columns the tuples now carry
+    // (Debezium refreshes its schema the same way when the relation no longer matches).
+    const table = await this.catalog.table(msg.relationId);
+    this.tables.set(msg.relationId, await buildTableSchema(this.prefix, this.catalog, table, msg.columns));
+  }
+
+  private skipOnResume(lsn: bigint): boolean {
+    if (this.txSkip || (this.txSkipUpTo !== null && lsn <= this.txSkipUpTo)) {
+      this.counts.skippedOnResume++;
+      return true;
+    }
+    return false;
+  }
+
+  private onRowChange(lsn: bigint, msg: Extract<PgOutputMessage, { tag: 'insert' | 'update' | 'delete' }>): void {
+    const p = this.pos;
+    p.lsn = lsn;
+    p.lsnProc = lsn;
+    p.messageType = MESSAGE_TYPES[msg.tag];
+    this.dirty = true;
+    const table = this.tables.get(msg.relationId);
+    if (!table || !this.captured.has(msg.relationId) || this.skipOnResume(lsn)) return;
+    const op = msg.tag === 'insert' ? 'c' : msg.tag === 'update' ? 'u' : 'd';
+    if (this.skipped.has(op)) return;
+    const source = this.records.source(table, {
+      tsUs: p.tsUs ?? 0n,
+      snapshot: 'false',
+      lastCommitLsn: p.lastCommitLsn,
+      lsn,
+      txId: p.txId,
+    });
+    const { records } = this;
+    if (msg.tag === 'insert') {
+      this.batch.push(
+        records.change(table, 'c', table.keyPayload(msg.newTuple), null, table.rowJson(msg.newTuple), source),
+      );
+      this.counts.create++;
+      return;
+    }
+    if (msg.tag === 'delete') {
+      const key = table.keyPayload(msg.oldTuple);
+      this.pushDelete(records.change(table, 'd', key, table.rowJson(msg.oldTuple), null, source));
+      return;
+    }
+    // UPDATE. REPLICA IDENTITY DEFAULT sends no old tuple unless the key changed ('K': key columns only);
+    // FULL sends the whole old row ('O'). RelationalChangeRecordEmitter.emitUpdateRecord compares old and new keys.
+    const newKey = table.keyPayload(msg.newTuple);
+    const before = msg.oldTuple ? table.rowJson(msg.oldTuple) : null;
+    const after = table.rowJson(msg.newTuple, msg.oldKind === 'O' ? msg.oldTuple : null);
+    const oldKey = msg.oldTuple ? table.keyPayload(msg.oldTuple) : null;
+    if (oldKey === null || newKey === null || oldKey === newKey) {
+      this.batch.push(records.change(table, 'u', newKey, before, after, source));
+      this.counts.update++;
+      return;
+    }
+    // Primary-key change: delete (old key) + tombstone + create (new key), with the other key in a header.
+    this.pushDelete(
+      records.change(table, 'd', oldKey, before, null, source, [records.keyHeader('__debezium.newkey', newKey)]),
+    );
+    this.batch.push(
+      records.change(table, 'c', newKey, null, after, source, [records.keyHeader('__debezium.oldkey', oldKey)]),
+    );
+    this.counts.create++;
+  }
+
+  private pushDelete(record: CapturedRecord): void {
+    this.batch.push(record);
+    this.counts.delete++;
+    if (this.opts.tombstonesOnDelete ?? true) {
+      this.batch.push(this.records.tombstone(record));
+      this.counts.tombstone++;
+    }
+  }
+
+  private onTruncate(lsn: bigint, relationIds: number[]): void {
+    const p = this.pos;
+    p.lsn = lsn;
+    p.lsnProc = lsn;
+    p.messageType = 'TRUNCATE';
+    this.dirty = true;
+    if (this.skipOnResume(lsn) || this.skipped.has('t')) return;
+    for (const id of relationIds) {
+      const table = this.tables.get(id);
+      if (!table || !this.captured.has(id)) continue;
+      const source = this.records.source(table, {
+        tsUs: p.tsUs ?? 0n,
+        snapshot: 'false',
+        lastCommitLsn: p.lastCommitLsn,
+        lsn,
+        txId: p.txId,
+      });
+      this.batch.push(this.records.change(table, 't', null, null, null, source));
+      this.counts.truncate++;
+    }
+  }
+
+  // --- handing on, offsets, acknowledgement -----------------------------------------------------------------
+
+  private async flushBatch(): Promise<void> {
+    const records = this.batch;
+    this.batch = [];
+    const position = { ...this.pos };
+    this.dirty = false;
+    if (records.length > 0) await this.opts.produce(records);
+    if (this.killed) return;
+    this.produced = position;
+    this.notifyProgress();
+  }
+
+  private flushOffsets(): Promise<void> {
+    this.offsetChain = this.offsetChain.then(() => this.saveProduced());
+    return this.offsetChain;
+  }
+
+  private async saveProduced(): Promise<void> {
+    const p = this.produced;
+    if (p === null || p === this.saved || this.killed) return;
+    const offset = toOffset(p);
+    try {
+      await this.opts.offsets.save(offset);
+      this.saveError = null;
+    } catch (err) {
+      this.saveError = err as Error;
+      this.log.warn(`capture: saving the offset failed: ${String(err)}`);
+      return;
+    }
+    if (this.killed) return;
+    this.saved = p;
+    this.savedOffset = offset;
+    const ack = ackFor(p);
+    if (ack > this.ackedLsn) {
+      this.ackedLsn = ack;
+      this.repl?.sendStatus(ack);
+    }
+    this.notifyProgress();
+  }
+
+  private notifyProgress(): void {
+    for (const waiter of this.progressWaiters) waiter();
+    this.progressWaiters.clear();
+  }
+
+  private waitProgress(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => {
+        this.progressWaiters.delete(resolve);
+        resolve();
+      }, ms);
+      this.progressWaiters.add(() => {
+        clearTimeout(timer);
+        resolve();
+      });
+    });
+  }
+
+  private fail(err: Error): void {
+    if (this.failure || this.stopping) return;
+    this.failure = err;
+    this.phase = 'failed';
+    this.stopping = true;
+    this.log.error(`capture: failed: ${err.message}`);
+    for (const t of this.timers) clearInterval(t);
+    this.repl?.destroy();
+    this.wake?.();
+    this.notifyProgress();
+    this.opts.onError?.(err);
+  }
+
+  // --- public API -------------------------------------------------------------------------------------------
+
+  async flushed(timeoutMs = 30_000): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    const target = parseLsn(
+      (await this.meta.query('SELECT pg_current_wal_flush_lsn()::text AS lsn')).rows[0]?.lsn ?? '0/0',
+    );
+    while ((this.produced?.processedLsn ?? 0n) < target) {
+      if (this.failure) throw this.failure;
+      if (Date.now() > deadline) throw new Error(`capture did not catch up with the server within ${timeoutMs} ms`);
+      this.repl?.sendStatus(this.ackedLsn, true);
+      await this.waitProgress(50);
+    }
+    await this.flushOffsets();
+    if (this.saveError) throw this.saveError;
+    if (this.failure) throw this.failure;
+  }
+
+  async stop(options: { flush?: boolean } = {}): Promise<void> {
+    if (this.phase === 'stopped') return;
+    for (const t of this.timers) clearInterval(t);
+    const flush = (options.flush ?? true) && !this.failure;
+    if (!flush) this.killed = true;
+    this.stopping = true;
+    this.wake?.();
+    if (flush) {
+      this.repl?.pause();
+      await this.loopDone;
+      if (!this.failure) {
+        await this.flushBatch();
+        await this.flushOffsets();
+      }
+      await this.repl?.end();
+    } else {
+      this.repl?.destroy();
+    }
+    await this.meta.end().catch(() => undefined);
+    this.phase = 'stopped';
+  }
+
+  status(): CaptureStatus {
+    return {
+      phase: this.phase,
+      slotName: this.opts.slotName,
+      publicationName: this.opts.publicationName,
+      consistentPoint: this.consistentPoint,
+      receivedLsn: this.receivedLsn,
+      producedLsn: this.produced?.processedLsn ?? 0n,
+      savedOffset: this.savedOffset,
+      acknowledgedLsn: this.ackedLsn,
+      queued: this.queue.length - this.head,
+      emitted: { ...this.counts },
+      ...(this.failure ? { error: this.failure.message } : {}),
+    };
+  }
+
+  /** Releases connections after a failed start. */
+  async abort(): Promise<void> {
+    this.stopping = true;
+    this.killed = true;
+    this.wake?.();
+    for (const t of this.timers) clearInterval(t);
+    await this.repl?.end().catch(() => undefined);
+    await this.meta.end().catch(() => undefined);
+  }
+}
+
+/**
+ * Starts capturing: ensures publication and slot, runs the initial snapshot when needed (the promise resolves after
+ * it), then streams in the background until `stop()`.
+ */
+export async function startPostgresCapture(options: CaptureOptions): Promise<PostgresCapture> {
+  const capture = new Capture(options);
+  try {
+    await capture.start();
+  } catch (err) {
+    await capture.abort();
+    throw err;
+  }
+  return capture;
+}
