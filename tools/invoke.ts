@@ -12,7 +12,9 @@
 import { resolve } from 'node:path';
 import type { BatchResult } from '../functions/core/pipeline';
 import { LANES, type Lane } from '../functions/core/types';
+import type { SinkFactory } from '../functions/shared/lane-deps';
 import { createLaneHandler } from '../functions/shared/lane-handler';
+import { SINKS } from '../functions/shared/lanes';
 import { fail, lambdaContext, parseArgs, reserveStdout } from './lib/cli';
 import { readEventFile } from './lib/event-files';
 import { startLocalServices } from './local/services';
@@ -38,7 +40,7 @@ async function main(): Promise<void> {
   let response: unknown;
   let handler: ReturnType<typeof createLaneHandler> | undefined;
   try {
-    handler = createLaneHandler(lane as Lane, env, { onBatch: (r) => (result = r) });
+    handler = createLaneHandler(lane as Lane, SINKS[lane as Lane] as SinkFactory<Lane>, env, { onBatch: (r) => (result = r) });
     response = await handler(event, lambdaContext(`cdc-sync-${lane}`) as never);
   } catch (error) {
     thrown = error;

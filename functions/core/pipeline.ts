@@ -1,11 +1,13 @@
 import { PartitionDedupe } from './dedupe';
 import type { Enricher } from './enrich';
-import { type CdcError, DedupeError, describeError, SinkError } from './errors';
+import { CdcError, DeadLetterError, DedupeError, describeError, SinkError } from './errors';
 import { parseKafkaEvent } from './msk';
 import type {
   ChangeEvent,
+  Checkpoint,
   ColumnTypes,
   DeadLetter,
+  DecodeOutcome,
   DeadLetterQueue,
   Decoder,
   DedupeStore,
@@ -66,19 +68,6 @@ export interface BatchResult {
   sinkWriteMs: number;
 }
 
-interface PartitionWork {
-  batch: PartitionBatch;
-  dedupe: PartitionDedupe;
-  fresh: ChangeEvent[];
-  columns: Array<ColumnTypes | undefined>;
-  letters: DeadLetter[];
-  /** Offset of the first record past the checkpoint: where a retry must resume. */
-  firstPending: number | undefined;
-  pendingCount: number;
-  failure?: CdcError;
-  result?: Extract<SinkPartitionResult, { ok: true }>;
-}
-
 function counters(result: BatchResult, topic: string): TopicCounters {
   let c = result.topics.get(topic);
   if (!c) {
@@ -99,9 +88,20 @@ function deadLetter(lane: Lane, record: KafkaRecord, error: unknown, at: number)
   return { lane, error: { code, message }, record, failedAt: new Date(at).toISOString() };
 }
 
+function asRetryable(error: unknown, make: (message: string) => CdcError): CdcError {
+  return error instanceof CdcError && error.retryable ? error : make(describeError(error).message);
+}
+
+/** Lets other work (the previous partition's writes, I/O callbacks) run between partitions. */
+const yieldToEventLoop = () => new Promise<void>((resolve) => setImmediate(resolve));
+
 /**
  * The pipeline core: decode → validate → enrich → dedupe → write sink → dead-letter → mark done, for one batch of
  * one lane. Pure orchestration over ports: no AWS SDK, no environment.
+ *
+ * Each topic-partition is an independent unit (its own checkpoint, its own order), so partitions flow through as a
+ * pipeline: while one partition's sink write is in flight, the next one is decoded, and a partition's events are
+ * released as soon as it is done — lower latency, and less memory held than decoding the whole batch first.
  */
 export async function processBatch(input: unknown, deps: PipelineDeps): Promise<BatchResult> {
   const clock = deps.clock ?? Date.now;
@@ -120,181 +120,171 @@ export async function processBatch(input: unknown, deps: PipelineDeps): Promise<
     topics: new Map(),
     sinkWriteMs: 0,
   };
+  for (const batch of partitions) result.records += batch.records.length;
 
-  // The checkpoint read overlaps with decoding, which is CPU only.
-  const checkpointsRead = deps.dedupe.load(deps.lane, partitions);
-  checkpointsRead.catch(() => undefined); // handled below; avoid an unhandled rejection while decoding
-  const decoded = partitions.map((batch) => batch.records.map((record) => deps.decoder.decode(record, startedAt)));
-
-  let checkpoints: Awaited<typeof checkpointsRead> | undefined;
-  let loadError: CdcError | undefined;
-  try {
-    checkpoints = await checkpointsRead;
-  } catch (error) {
-    loadError =
-      error instanceof DedupeError
-        ? error
-        : new DedupeError('DEDUPE_UNAVAILABLE', describeError(error).message, { cause: error });
-  }
-
-  const work: PartitionWork[] = partitions.map((batch, p) => {
-    const outcomes = decoded[p] ?? [];
-    const dedupe = new PartitionDedupe(checkpoints?.get(batch.id));
-    const item: PartitionWork = {
-      batch,
-      dedupe,
-      fresh: [],
-      columns: [],
-      letters: [],
-      firstPending: undefined,
-      pendingCount: 0,
-    };
-    result.records += batch.records.length;
-    if (loadError) {
-      item.failure = loadError;
-      item.firstPending = batch.records[0]?.offset;
-      item.pendingCount = batch.records.length;
-      return item;
-    }
-    batch.records.forEach((record, i) => {
-      if (dedupe.isRedelivered(record.offset)) {
-        result.duplicates++;
-        counters(result, batch.topic).duplicates++;
-        return;
-      }
-      item.firstPending ??= record.offset;
-      item.pendingCount++;
-      const outcome = outcomes[i];
-      if (!outcome) return;
-      if (outcome.kind === 'skip') {
-        dedupe.pass(record.offset);
-        skip(result, batch.topic, outcome.reason);
-      } else if (outcome.kind === 'error') {
-        dedupe.pass(record.offset);
-        item.letters.push(deadLetter(deps.lane, record, outcome.error, startedAt));
-      } else if (!deps.enricher.apply(outcome.event)) {
-        dedupe.pass(record.offset);
-        skip(result, batch.topic, 'table-excluded');
-      } else if (dedupe.judge(outcome.event) === 'duplicate') {
-        result.duplicates++;
-        counters(result, batch.topic).duplicates++;
-      } else {
-        item.fresh.push(outcome.event);
-        item.columns.push(outcome.columns);
-      }
-    });
-    return item;
-  });
-
-  // Sink write: every partition with new events, in one call so the sink can parallelise across partitions.
-  const toWrite = work.filter((w) => !w.failure && w.fresh.length > 0);
-  if (toWrite.length > 0) {
-    const sinkStarted = clock();
-    const input: SinkPartition[] = toWrite.map((w) => ({
-      partition: w.batch,
-      events: w.fresh,
-      columns: w.columns,
-      state: checkpoints?.get(w.batch.id)?.sinkState,
-    }));
-    let results: SinkPartitionResult[];
-    try {
-      results = await deps.sink.write(input);
-    } catch (error) {
-      const failure =
-        error instanceof SinkError
-          ? error
-          : new SinkError('SINK_UNAVAILABLE', describeError(error).message, true, { cause: error });
-      results = toWrite.map(() => ({ ok: false, error: failure }));
-    }
-    result.sinkWriteMs = clock() - sinkStarted;
-    toWrite.forEach((w, i) => {
-      const r = results[i];
-      if (!r) w.failure = new SinkError('SINK_UNAVAILABLE', 'sink returned no result for the partition', true);
-      else if (!r.ok) w.failure = r.error;
-      else w.result = r;
-    });
-  }
-
-  // A sink refusing one event for good (not an outage) dead-letters that event; the partition goes on.
-  for (const w of toWrite) {
-    if (w.failure && !w.failure.retryable) {
-      // The whole partition was refused: dead-letter each of its events rather than retry forever.
-      for (const event of w.fresh)
-        w.letters.push(deadLetter(deps.lane, recordOf(w.batch, event), w.failure, startedAt));
-      w.fresh = [];
-      w.failure = undefined;
-      w.result = { ok: true, writtenAt: clock() };
-    }
-    for (const rejected of w.result?.rejected ?? []) {
-      const event = w.fresh[rejected.index];
-      if (event) w.letters.push(deadLetter(deps.lane, recordOf(w.batch, event), rejected.error, startedAt));
-    }
-  }
-
-  const letters = work.filter((w) => !w.failure).flatMap((w) => w.letters);
-  if (malformed.length > 0 || letters.length > 0) {
-    const all = [
-      ...letters,
-      ...malformed.map((m) => ({
-        lane: deps.lane,
-        error: { code: 'INVALID_RECORD', message: `not a Kafka record: ${m.message}` },
-        record: m.raw as KafkaRecord,
-        failedAt: new Date(startedAt).toISOString(),
-      })),
-    ];
-    try {
-      await deps.deadLetters.send(all);
-    } catch (error) {
-      const failure = error as CdcError;
-      for (const w of work) if (!w.failure && w.letters.length > 0) w.failure = failure;
-      if (malformed.length > 0) result.fatal = failure;
-    }
-  }
-
-  // Mark done: commit each partition's checkpoint after its sink write (and its dead letters) succeeded.
-  await Promise.all(
-    work.map(async (w) => {
-      if (w.failure || !w.dedupe.changed) return;
-      const previous = checkpoints?.get(w.batch.id);
-      try {
-        await deps.dedupe.commit(deps.lane, w.batch, previous, w.dedupe.next(w.result?.state ?? previous?.sinkState));
-      } catch (error) {
-        w.failure =
-          error instanceof DedupeError
-            ? error
-            : new DedupeError('DEDUPE_UNAVAILABLE', describeError(error).message, { cause: error });
-      }
+  // One strongly consistent read of every partition's checkpoint, overlapping with decoding the first partition.
+  const checkpointsRead = deps.dedupe.load(deps.lane, partitions).then(
+    (found) => ({ found, error: undefined }),
+    (error: unknown) => ({
+      found: new Map<string, Checkpoint>(),
+      error: asRetryable(error, (m) => new DedupeError('DEDUPE_UNAVAILABLE', m, { cause: error })),
     }),
   );
 
-  for (const w of work) {
-    if (w.failure) {
-      result.retried += w.pendingCount;
-      result.error ??= w.failure;
-      if (w.firstPending !== undefined) {
-        result.batchItemFailures.push({ itemIdentifier: { partition: w.batch.id, offset: w.firstPending } });
-      }
-      continue;
-    }
-    const topic = counters(result, w.batch.topic);
-    const skippedByIndex = new Set<number>();
-    for (const s of w.result?.skipped ?? []) {
-      skippedByIndex.add(s.index);
-      skip(result, w.batch.topic, s.reason);
-    }
-    const rejected = new Set((w.result?.rejected ?? []).map((r) => r.index));
-    const writtenAt = w.result?.writtenAt ?? clock();
-    w.fresh.forEach((event, i) => {
-      if (skippedByIndex.has(i) || rejected.has(i)) return;
-      result.processed++;
-      topic.processed++;
-      if (event.source.commitTs !== null) topic.latenciesMs.push(writtenAt - event.source.commitTs);
-    });
-    result.deadLettered += w.letters.length;
-    topic.deadLettered += w.letters.length;
+  const units: Array<Promise<void>> = [];
+  for (let p = 0; p < partitions.length; p++) {
+    if (p > 0) await yieldToEventLoop();
+    const batch = partitions[p] as PartitionBatch;
+    const outcomes = batch.records.map((record) => deps.decoder.decode(record, startedAt));
+    const checkpoints = await checkpointsRead;
+    units.push(finishPartition(batch, outcomes, checkpoints.found.get(batch.id), checkpoints.error, deps, result, startedAt, clock));
   }
-  result.deadLettered += malformed.length;
+  await Promise.all(units);
+  // Partitions finish in any order; report failures in the event's order.
+  const position = new Map(partitions.map((b, i) => [b.id, i] as const));
+  result.batchItemFailures.sort((a, b) => (position.get(a.itemIdentifier.partition) ?? 0) - (position.get(b.itemIdentifier.partition) ?? 0));
+
+  if (malformed.length > 0) {
+    const letters = malformed.map((m) => ({
+      lane: deps.lane,
+      error: { code: 'INVALID_RECORD', message: `not a Kafka record: ${m.message}` },
+      record: m.raw as KafkaRecord,
+      failedAt: new Date(startedAt).toISOString(),
+    }));
+    try {
+      await deps.deadLetters.send(letters);
+      result.deadLettered += malformed.length;
+    } catch (error) {
+      // No offset to report for a record that is not a record: the whole batch must be retried.
+      result.fatal = asRetryable(error, (m) => new DeadLetterError(m, { cause: error }));
+    }
+  }
   return result;
+}
+
+/** Classifies, writes, dead-letters and commits one topic-partition, and accounts for every one of its records. */
+async function finishPartition(
+  batch: PartitionBatch,
+  outcomes: DecodeOutcome[],
+  previous: Checkpoint | undefined,
+  loadError: CdcError | undefined,
+  deps: PipelineDeps,
+  result: BatchResult,
+  startedAt: number,
+  clock: () => number,
+): Promise<void> {
+  const topic = counters(result, batch.topic);
+  const fail = (error: CdcError, pending: number, firstPending: number | undefined) => {
+    result.retried += pending;
+    result.error ??= error;
+    if (firstPending !== undefined) result.batchItemFailures.push({ itemIdentifier: { partition: batch.id, offset: firstPending } });
+  };
+  if (loadError) {
+    fail(loadError, batch.records.length, batch.records[0]?.offset);
+    return;
+  }
+
+  const dedupe = new PartitionDedupe(previous);
+  let fresh: ChangeEvent[] = [];
+  let columns: Array<ColumnTypes | undefined> = [];
+  const letters: DeadLetter[] = [];
+  const skipped: SkipReason[] = [];
+  let firstPending: number | undefined;
+  let pending = 0;
+  let duplicates = 0;
+  batch.records.forEach((record, i) => {
+    if (dedupe.isRedelivered(record.offset)) {
+      duplicates++;
+      return;
+    }
+    firstPending ??= record.offset;
+    pending++;
+    const outcome = outcomes[i] as DecodeOutcome;
+    if (outcome.kind === 'skip') {
+      dedupe.pass(record.offset);
+      skipped.push(outcome.reason);
+    } else if (outcome.kind === 'error') {
+      dedupe.pass(record.offset);
+      letters.push(deadLetter(deps.lane, record, outcome.error, startedAt));
+    } else if (!deps.enricher.apply(outcome.event)) {
+      dedupe.pass(record.offset);
+      skipped.push('table-excluded');
+    } else if (dedupe.judge(outcome.event) === 'duplicate') {
+      duplicates++;
+    } else {
+      fresh.push(outcome.event);
+      columns.push(outcome.columns);
+    }
+  });
+  // Redelivered records and re-emitted changes are duplicates whatever happens next.
+  result.duplicates += duplicates;
+  topic.duplicates += duplicates;
+  if (!dedupe.changed) return;
+
+  // Sink write.
+  let written: Extract<SinkPartitionResult, { ok: true }> = { ok: true, writtenAt: clock() };
+  if (fresh.length > 0) {
+    const sinkStarted = clock();
+    let r: SinkPartitionResult | undefined;
+    try {
+      [r] = await deps.sink.write([{ partition: batch, events: fresh, columns, state: previous?.sinkState }]);
+    } catch (error) {
+      r = { ok: false, error: asRetryable(error, (m) => new SinkError('SINK_UNAVAILABLE', m, true, { cause: error })) };
+    }
+    result.sinkWriteMs = Math.max(result.sinkWriteMs, clock() - sinkStarted);
+    if (!r) r = { ok: false, error: new SinkError('SINK_UNAVAILABLE', 'the sink returned no result', true) };
+    if (!r.ok && r.error.retryable) {
+      fail(r.error, pending - duplicates, firstPending);
+      return;
+    }
+    if (!r.ok) {
+      // The sink refuses the whole partition for good: dead-letter its events rather than retry forever.
+      for (const event of fresh) letters.push(deadLetter(deps.lane, recordOf(batch, event), r.error, startedAt));
+      fresh = [];
+      columns = [];
+    } else {
+      written = r;
+      // A sink refusing single events for good (not an outage) dead-letters those; the partition goes on.
+      for (const { index, error } of r.rejected ?? []) {
+        const event = fresh[index];
+        if (event) letters.push(deadLetter(deps.lane, recordOf(batch, event), error, startedAt));
+      }
+    }
+  }
+
+  // Dead letters are stored before the checkpoint moves past them: a bad record is never acknowledged unkept.
+  if (letters.length > 0) {
+    try {
+      await deps.deadLetters.send(letters);
+    } catch (error) {
+      fail(asRetryable(error, (m) => new DeadLetterError(m, { cause: error })), pending - duplicates, firstPending);
+      return;
+    }
+  }
+
+  // Mark done.
+  try {
+    await deps.dedupe.commit(deps.lane, batch, previous, dedupe.next(written.state ?? previous?.sinkState));
+  } catch (error) {
+    fail(asRetryable(error, (m) => new DedupeError('DEDUPE_UNAVAILABLE', m, { cause: error })), pending - duplicates, firstPending);
+    return;
+  }
+
+  for (const reason of skipped) skip(result, batch.topic, reason);
+  const notApplied = new Set<number>();
+  for (const s of written.skipped ?? []) {
+    notApplied.add(s.index);
+    skip(result, batch.topic, s.reason);
+  }
+  for (const r of written.rejected ?? []) notApplied.add(r.index);
+  fresh.forEach((event, i) => {
+    if (notApplied.has(i)) return;
+    result.processed++;
+    topic.processed++;
+    if (event.source.commitTs !== null) topic.latenciesMs.push(written.writtenAt - event.source.commitTs);
+  });
+  result.deadLettered += letters.length;
+  topic.deadLettered += letters.length;
 }
 
 function recordOf(batch: PartitionBatch, event: ChangeEvent): KafkaRecord {

@@ -38,8 +38,8 @@ export class ConnectJsonReader<P> {
   constructor(
     private readonly compile: (schema: unknown) => P,
     private readonly what: 'key' | 'value',
-    /** How payload text is parsed (values: parseDebeziumPayload; keys: parseJson). */
-    private readonly parsePayload: (text: string) => unknown = parseJson,
+    /** How payload text is parsed, knowing the schema's plan when there is one (values: parseDebeziumPayload). */
+    private readonly parsePayload: (text: string, plan: P | undefined) => unknown = (text) => parseJson(text),
   ) {}
 
   read(topic: string, base64: string): ConnectDocument<P> {
@@ -56,7 +56,7 @@ export class ConnectJsonReader<P> {
       if (end > tail.length && rest[end] === 0x7d /* } */ && rest.compare(tail, 0, tail.length, 0, tail.length) === 0) {
         const text = utf8Text(rest.subarray(tail.length, end), this.what);
         try {
-          return { payload: this.parsePayload(text), plan: known.plan, text };
+          return { payload: this.parsePayload(text, known.plan), plan: known.plan, text };
         } catch {
           // not JSON after all: the general path reports the error on the whole document
         }
@@ -83,7 +83,7 @@ export class ConnectJsonReader<P> {
           plan = this.compile(parseJson(split.schemaText));
           remember(this.bySchemaText, split.schemaText, plan);
         }
-        const payload = this.parsePayload(split.payloadText);
+        const payload = this.parsePayload(split.payloadText, plan);
         const prefixBytes = Buffer.byteLength(text.slice(0, split.payloadStart));
         const groups = Math.floor(prefixBytes / 3);
         remember(this.byTopic, topic, {
@@ -99,7 +99,7 @@ export class ConnectJsonReader<P> {
     }
     let whole: unknown;
     try {
-      whole = this.parsePayload(text);
+      whole = this.parsePayload(text, undefined);
     } catch (error) {
       const code = this.what === 'key' ? 'INVALID_KEY' : 'NOT_JSON';
       throw new DecodeError(code, `${this.what} is not JSON: ${(error as Error).message}`, { cause: error });

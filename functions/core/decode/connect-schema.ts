@@ -26,6 +26,8 @@ type Convert = (value: unknown) => unknown;
 export interface RowPlan {
   readonly columns: ColumnTypes;
   readonly converters: ReadonlyArray<readonly [string, Convert]>;
+  /** Columns whose JSON numbers a double might not hold (int64, floats, NUMERIC decimals, arrays of those). */
+  readonly numeric: readonly string[];
 }
 
 /** What a value schema says about the records that carry it. */
@@ -120,17 +122,38 @@ function convertStruct(value: unknown, plan: RowPlan): unknown {
   return value;
 }
 
+/** Whether a field's JSON value can be a number JSON.parse might round (int8–int32 and strings cannot). */
+function mayHoldLongNumbers(schema: ConnectSchema): boolean {
+  switch (schema.type) {
+    case 'int64':
+    case 'float':
+    case 'double':
+    case 'float32':
+    case 'float64':
+    case 'bytes': // a Decimal in decimal.format=NUMERIC
+    case 'struct':
+    case 'map':
+      return true;
+    case 'array':
+      return schema.items ? mayHoldLongNumbers(schema.items) : true;
+    default:
+      return false;
+  }
+}
+
 /** Compiles a struct schema (a table's row or key) once; the plan is reused for every record with that schema. */
 export function compileRowPlan(schema: ConnectSchema): RowPlan {
   const columns = new Map<string, ColumnType>();
   const converters: Array<readonly [string, Convert]> = [];
+  const numeric: string[] = [];
   for (const field of schema.fields ?? []) {
     if (typeof field.field !== 'string') continue;
     const { convert, type } = fieldPlan(field);
     columns.set(field.field, type);
     if (convert) converters.push([field.field, convert]);
+    if (mayHoldLongNumbers(field)) numeric.push(field.field);
   }
-  return { columns, converters };
+  return { columns, converters, numeric };
 }
 
 /** Converts a row's logical-type columns in place. Nulls stay null. */

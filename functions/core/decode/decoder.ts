@@ -35,7 +35,9 @@ function isObject(value: unknown): value is Record<string, unknown> {
  * output) into canonical change events. Schemas are compiled once per distinct schema text and cached.
  */
 export class JsonDebeziumDecoder implements Decoder {
-  private readonly values = new ConnectJsonReader<ValuePlan>(compileValueSchema, 'value', parseDebeziumPayload);
+  private readonly values = new ConnectJsonReader<ValuePlan>(compileValueSchema, 'value', (text, plan) =>
+    parseDebeziumPayload(text, plan?.kind === 'envelope' ? plan.row?.numeric : undefined),
+  );
   private readonly keys = new ConnectJsonReader<RowPlan | undefined>(compileKeySchema, 'key');
   private readonly maxRecordBytes: number;
   private readonly placeholder: string;

@@ -43,6 +43,32 @@ export interface Envelope {
   tsMs: number | null;
 }
 
+const isInt64 = (v: unknown) => typeof v === 'number' || (typeof v === 'string' && /^-?\d+$/.test(v));
+const isRowOrNull = (v: unknown) => v === null || (typeof v === 'object' && !Array.isArray(v));
+const isNullishInt64 = (v: unknown) => v === null || v === undefined || isInt64(v);
+
+/**
+ * The fast path of EnvelopeSchema: exactly its rules (test/unit/envelope.test.ts checks they agree), without
+ * building output objects. When it says no, zod runs and reports why.
+ */
+export function passesEnvelopeSchema(payload: Record<string, unknown>): boolean {
+  const source = payload.source as Record<string, unknown> | null | undefined;
+  return (
+    typeof payload.op === 'string' &&
+    (OPS as readonly string[]).includes(payload.op) &&
+    source !== null &&
+    typeof source === 'object' &&
+    !Array.isArray(source) &&
+    typeof source.connector === 'string' &&
+    source.connector.length > 0 &&
+    typeof source.name === 'string' &&
+    isNullishInt64(source.ts_ms) &&
+    (payload.before === undefined || isRowOrNull(payload.before)) &&
+    (payload.after === undefined || isRowOrNull(payload.after)) &&
+    isNullishInt64(payload.ts_ms)
+  );
+}
+
 function describeIssues(error: z.ZodError): string {
   return error.issues
     .slice(0, 3)
@@ -59,16 +85,20 @@ export function readEnvelope(payload: Record<string, unknown>): Envelope {
   if (payload.source === null || payload.source === undefined) {
     throw new DecodeError('MISSING_SOURCE', `op "${op}" event has no source block`);
   }
-  const parsed = EnvelopeSchema.safeParse(payload);
-  if (!parsed.success) throw new DecodeError('INVALID_ENVELOPE', describeIssues(parsed.error));
+  // zod decides (and words the error) only when the cheap test fails: zod builds output objects for every record.
+  if (!passesEnvelopeSchema(payload)) {
+    const parsed = EnvelopeSchema.safeParse(payload);
+    if (!parsed.success) throw new DecodeError('INVALID_ENVELOPE', describeIssues(parsed.error));
+  }
+  const tsMs = payload.ts_ms;
   const envelope: Envelope = {
-    op: parsed.data.op,
+    op: op as Envelope['op'],
     // zod's output keeps only the checked fields; the position fields are read from the payload's own block.
     source: payload.source as SourceBlock,
     // zod's output copies the shape; rows are taken from the payload itself to keep their column order untouched.
     before: (payload.before as Row | null | undefined) ?? null,
     after: (payload.after as Row | null | undefined) ?? null,
-    tsMs: parsed.data.ts_ms === null || parsed.data.ts_ms === undefined ? null : Number(parsed.data.ts_ms),
+    tsMs: tsMs === null || tsMs === undefined ? null : Number(tsMs),
   };
   if ((op === 'c' || op === 'r' || op === 'u') && envelope.after === null) {
     throw new DecodeError('INVALID_ENVELOPE', `op "${op}" event has no after image`);

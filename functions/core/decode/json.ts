@@ -119,13 +119,21 @@ export function splitSchemaPayload(
  * envelope and of the source block, always beyond 2^53) do not force the slow path: their digits are read from the
  * text instead, so they stay exact as strings.
  */
-export function parseDebeziumPayload(text: string): unknown {
+export function parseDebeziumPayload(text: string, numericColumns?: readonly string[]): unknown {
   const value: unknown = JSON.parse(text);
   if (value === null || typeof value !== 'object' || Array.isArray(value))
     return hasDoubtfulNumber(value) ? parseExact(text) : value;
   const payload = value as Record<string, unknown>;
   for (const key in payload) {
     if (key === 'ts_ns') continue;
+    // With the row schema known, only the columns that can hold long numbers need looking at.
+    if (numericColumns !== undefined && (key === 'before' || key === 'after')) {
+      const row = payload[key] as Record<string, unknown> | null;
+      if (row !== null && typeof row === 'object') {
+        for (const column of numericColumns) if (hasDoubtfulNumber(row[column])) return parseExact(text);
+      }
+      continue;
+    }
     if (hasDoubtfulNumber(payload[key], key === 'source' ? 'ts_ns' : undefined)) return parseExact(text);
   }
   const source = payload.source as Record<string, unknown> | null | undefined;
