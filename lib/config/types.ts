@@ -1,0 +1,361 @@
+/**
+ * Typed per-environment configuration of the CDK app. One object per environment (`lib/config/dev.ts`, …) describes
+ * everything that differs between environments; constructs never read untyped context. `validateConfig` rejects
+ * known-bad combinations at synth time (see `./validate.ts`).
+ */
+
+/** The three sink lanes. Each is its own set of consumer groups, DLQ and dedupe key space. */
+export type LaneName = 'warehouse' | 'cache' | 'audit';
+export const LANE_NAMES: readonly LaneName[] = ['warehouse', 'cache', 'audit'];
+
+export interface EnvironmentConfig {
+  /** Environment name, used in every resource name (`cdc-sync-<name>-…`) and selected with `-c env=<name>`. */
+  readonly name: string;
+  /** AWS account id (12 digits). The committed values are placeholders: replace them with yours. */
+  readonly account: string;
+  /** AWS region, e.g. `eu-west-1`. */
+  readonly region: string;
+  /**
+   * What happens to stateful resources (buckets except the audit bucket, tables, keys, log groups) when a stack is
+   * deleted. The audit bucket and its key are always retained: Object Lock data must never be auto-deleted.
+   */
+  readonly removalPolicy: 'destroy' | 'retain';
+  readonly network: NetworkConfig;
+  readonly msk: MskConfig;
+  readonly connect: ConnectConfig;
+  readonly schemaRegistry: SchemaRegistryConfig;
+  /** One Debezium connector per source database. */
+  readonly sources: readonly SourceConfig[];
+  readonly lanes: LanesConfig;
+  readonly data: DataConfig;
+  readonly cache: CacheConfig;
+  readonly observability: ObservabilityConfig;
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Network
+// ---------------------------------------------------------------------------------------------------------------
+
+export interface NetworkConfig {
+  readonly vpc: NewVpcConfig | ImportedVpcConfig;
+}
+
+/** A new VPC with private (isolated) subnets only: no NAT, AWS services are reached through VPC endpoints. */
+export interface NewVpcConfig {
+  readonly kind: 'new';
+  /** IPv4 CIDR of the VPC, e.g. `10.40.0.0/16`. */
+  readonly cidr: string;
+  /**
+   * The three availability zones to use. Listed explicitly so synth needs no AZ lookup (works offline) and the
+   * MSK brokers are spread over exactly these zones.
+   */
+  readonly availabilityZones: readonly string[];
+  /** Days VPC flow logs are kept. */
+  readonly flowLogRetentionDays: number;
+}
+
+/**
+ * An existing VPC, imported by id with `Vpc.fromVpcAttributes` (no lookup, so synth works offline). The subnets must
+ * be private, one per availability zone, in the same order as `availabilityZones`.
+ */
+export interface ImportedVpcConfig {
+  readonly kind: 'imported';
+  readonly vpcId: string;
+  readonly vpcCidr: string;
+  readonly availabilityZones: readonly string[];
+  readonly privateSubnetIds: readonly string[];
+  readonly privateSubnetRouteTableIds: readonly string[];
+  /**
+   * Create the interface and gateway endpoints the platform needs. Set to false when the VPC already has them
+   * (private DNS of an interface endpoint can only exist once per VPC).
+   * @default true
+   */
+  readonly createEndpoints?: boolean;
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// MSK
+// ---------------------------------------------------------------------------------------------------------------
+
+export type MskConfig = ProvisionedMskConfig | ServerlessMskConfig;
+
+interface MskCommonConfig {
+  /** How long Kafka keeps records, in hours. Bounds how far back a lane can replay. */
+  readonly retentionHours: number;
+}
+
+/** A provisioned cluster: brokers in 3 AZs, IAM auth, TLS in transit, KMS at rest, per-topic-partition metrics. */
+export interface ProvisionedMskConfig extends MskCommonConfig {
+  readonly mode: 'provisioned';
+  /** MSK Kafka version. The topic API behind `AWS::MSK::Topic` needs 3.6.0 or later. */
+  readonly kafkaVersion: string;
+  /** e.g. `kafka.t3.small`, `kafka.m7g.large`. */
+  readonly brokerInstanceType: string;
+  /** Total broker count, a multiple of the AZ count (3). */
+  readonly brokerCount: number;
+  /** EBS volume per broker, GiB. */
+  readonly ebsVolumeGiB: number;
+}
+
+/** MSK Serverless: IAM auth only, no brokers to size. Topics are created by a custom resource (no topic API). */
+export interface ServerlessMskConfig extends MskCommonConfig {
+  readonly mode: 'serverless';
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// MSK Connect and Debezium
+// ---------------------------------------------------------------------------------------------------------------
+
+export interface ConnectConfig {
+  /** MSK Connect's Kafka Connect version, e.g. `3.7.x`. */
+  readonly kafkaConnectVersion: string;
+  /** Where the Debezium plugin archive comes from (see docs/deploy.md, "Debezium plugin archive"). */
+  readonly plugin: PluginFromS3 | PluginFromAsset;
+  /** Days connector worker logs are kept in CloudWatch. */
+  readonly logRetentionDays: number;
+}
+
+/** A ZIP already uploaded to S3 (e.g. by the release pipeline). */
+export interface PluginFromS3 {
+  readonly kind: 's3';
+  readonly bucketArn: string;
+  readonly fileKey: string;
+  /** Pin an object version (recommended for versioned buckets). */
+  readonly objectVersion?: string;
+}
+
+/** A local ZIP uploaded as a CDK asset. Path relative to the repository root. */
+export interface PluginFromAsset {
+  readonly kind: 'asset';
+  readonly path: string;
+}
+
+export type SchemaCompatibility =
+  | 'NONE'
+  | 'DISABLED'
+  | 'BACKWARD'
+  | 'BACKWARD_ALL'
+  | 'FORWARD'
+  | 'FORWARD_ALL'
+  | 'FULL'
+  | 'FULL_ALL';
+
+export interface SchemaRegistryConfig {
+  /** Compatibility mode new schemas are registered with by Avro sources (Glue converter `compatibility`). */
+  readonly compatibility: SchemaCompatibility;
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Sources
+// ---------------------------------------------------------------------------------------------------------------
+
+/** One captured table and its topic's partition count. */
+export interface TableConfig {
+  /**
+   * The table as Debezium names it: PostgreSQL `schema.table`, MySQL/MariaDB `database.table`, SQL Server
+   * `schema.table` (the database comes from the source's `database`).
+   */
+  readonly name: string;
+  /** Partitions of the table's topic. Row keys hash to partitions, so order per row key is kept. */
+  readonly partitions: number;
+}
+
+export type ConnectorCapacity =
+  | {
+      readonly mode: 'provisioned';
+      /** Debezium needs exactly 1 worker. */
+      readonly workerCount: number;
+      /** MCUs per worker (1 MCU = 1 vCPU + 4 GiB): 1, 2, 4 or 8. */
+      readonly mcuCount: 1 | 2 | 4 | 8;
+    }
+  | {
+      readonly mode: 'autoscaled';
+      readonly minWorkerCount: number;
+      readonly maxWorkerCount: number;
+      readonly mcuCount: 1 | 2 | 4 | 8;
+    };
+
+interface SourceCommonConfig {
+  /** Short unique name; the connector is `cdc-sync-<env>-<name>`. */
+  readonly name: string;
+  /** Debezium `topic.prefix`: every topic of this source starts with it. Unique across sources. */
+  readonly topicPrefix: string;
+  readonly hostname: string;
+  readonly port: number;
+  /**
+   * Secrets Manager secret with `username` and `password` (JSON), read by the Secrets Manager config provider at
+   * runtime: no credential is ever in the connector configuration.
+   */
+  readonly credentialsSecretArn: string;
+  /** Customer managed key the secret is encrypted with, if any (the connector role gets kms:Decrypt on it). */
+  readonly credentialsKmsKeyArn?: string;
+  /** How the connector reaches the database: its security group (preferred) or a CIDR. */
+  readonly network: { readonly securityGroupId?: string; readonly cidr?: string };
+  /**
+   * Record format: `json` (JsonConverter with schemas) or `avro` (Glue Schema Registry converter; lanes get JSON
+   * because their event source mapping decodes it with the registry).
+   * @default 'json'
+   */
+  readonly format?: 'json' | 'avro';
+  readonly tables: readonly TableConfig[];
+  /** Debezium `heartbeat.interval.ms`. Required for PostgreSQL (keeps the replication slot from retaining WAL). */
+  readonly heartbeatIntervalMs?: number;
+  /** @default true */
+  readonly tombstonesOnDelete?: boolean;
+  /** @default true */
+  readonly provideTransactionMetadata?: boolean;
+  /** @default 1 */
+  readonly tasksMax?: number;
+  /** @default { mode: 'provisioned', workerCount: 1, mcuCount: 1 } */
+  readonly capacity?: ConnectorCapacity;
+  /** Debezium `snapshot.mode`. @default 'initial' */
+  readonly snapshotMode?: string;
+  /** Extra connector properties, merged last (they win). */
+  readonly extraConfig?: Readonly<Record<string, string>>;
+}
+
+export interface PostgresSourceConfig extends SourceCommonConfig {
+  readonly engine: 'postgresql';
+  readonly database: string;
+  /** Logical replication slot; unique per database server. */
+  readonly slotName: string;
+  readonly publicationName: string;
+  /**
+   * Debezium `publication.autocreate.mode`. Use `disabled` when the DBA creates the publication (the connector user
+   * then needs no ownership of the tables).
+   * @default 'filtered'
+   */
+  readonly publicationAutocreateMode?: 'disabled' | 'filtered' | 'all_tables';
+}
+
+export interface MySqlSourceConfig extends SourceCommonConfig {
+  readonly engine: 'mysql' | 'mariadb';
+  /** `database.server.id`: unique among all replicas of the MySQL server. */
+  readonly serverId: number;
+}
+
+export interface SqlServerSourceConfig extends SourceCommonConfig {
+  readonly engine: 'sqlserver';
+  readonly database: string;
+}
+
+export type SourceConfig = PostgresSourceConfig | MySqlSourceConfig | SqlServerSourceConfig;
+
+// ---------------------------------------------------------------------------------------------------------------
+// Lanes
+// ---------------------------------------------------------------------------------------------------------------
+
+export type PiiAction = 'sha256' | 'mask' | 'drop' | 'null';
+
+/** Mirrors `TableRulesSchema` in functions/core/enrich.ts; passed to the lane as `TABLE_RULES` JSON. */
+export interface TableRules {
+  readonly include?: readonly string[];
+  readonly exclude?: readonly string[];
+  readonly columns?: Readonly<
+    Record<
+      string,
+      {
+        readonly include?: readonly string[];
+        readonly exclude?: readonly string[];
+        readonly pii?: Readonly<Record<string, PiiAction>>;
+      }
+    >
+  >;
+}
+
+export interface LaneConfig {
+  /** Function memory, MiB. */
+  readonly memoryMiB: number;
+  /** Function timeout, seconds (at most 840: Kafka event source mappings allow 14 minutes). */
+  readonly timeoutSeconds: number;
+  /** Records per batch (1–10000). */
+  readonly batchSize: number;
+  /**
+   * Batching window, whole seconds (0–300; CloudFormation's MaximumBatchingWindowInSeconds is an integer). Must be 0
+   * for a lane with a latency SLO.
+   */
+  readonly maxBatchingWindowSeconds: number;
+  /** Where a new consumer group starts. TRIM_HORIZON replays what Kafka still holds. */
+  readonly startingPosition: 'TRIM_HORIZON' | 'LATEST';
+  /** Provisioned pollers: needed for bisect, retries, max record age and partial batch responses on Kafka. */
+  readonly provisionedPollers: { readonly minimum: number; readonly maximum: number };
+  readonly bisectBatchOnError: boolean;
+  /** Retries after the first attempt; -1 is infinite (capped at 10 by Lambda when an on-failure destination exists). */
+  readonly retryAttempts: number;
+  /** Records older than this are sent to the on-failure destination (60–604800 s), or -1 for no limit. */
+  readonly maxRecordAgeSeconds: number;
+  /** Partial batch responses; the function reads the same setting from REPORT_BATCH_ITEM_FAILURES. */
+  readonly reportBatchItemFailures: boolean;
+  /** The lane's SQS dead-letter queue for per-record dead letters. Required (validation rejects a lane without). */
+  readonly deadLetterQueue?: { readonly retentionDays: number };
+  /** Commit-to-sink latency objective (p99, ms). Alarmed; requires `maxBatchingWindowSeconds: 0`. */
+  readonly latencySloMs?: number;
+  /** Source names this lane consumes. @default every source */
+  readonly sources?: readonly string[];
+  readonly tableRules?: TableRules;
+  readonly logLevel: 'DEBUG' | 'INFO' | 'WARN' | 'ERROR';
+  /** Records larger than this are dead-lettered. @default the function's default (1 MiB) */
+  readonly maxRecordBytes?: number;
+  /** Days checkpoints of idle partitions are kept. @default the function's default (30) */
+  readonly checkpointTtlDays?: number;
+  /** OffsetLag (records) above which the lag alarm fires. */
+  readonly maxOffsetLagAlarm: number;
+}
+
+export interface WarehouseLaneConfig extends LaneConfig {
+  /** Key prefix of the Parquet change log. @default 'changes/' */
+  readonly prefix?: string;
+}
+
+export interface CacheLaneConfig extends LaneConfig {
+  /** @default 'cdc' */
+  readonly keyPrefix?: string;
+  /** @default 7 days */
+  readonly tombstoneTtlSeconds?: number;
+}
+
+export interface AuditLaneConfig extends LaneConfig {
+  /** @default 'audit/' */
+  readonly prefix?: string;
+}
+
+export interface LanesConfig {
+  readonly warehouse: WarehouseLaneConfig;
+  readonly cache: CacheLaneConfig;
+  readonly audit: AuditLaneConfig;
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Data, cache, observability
+// ---------------------------------------------------------------------------------------------------------------
+
+export interface DataConfig {
+  /** Object Lock (compliance mode) default retention of audit objects, days. Cannot be shortened once written. */
+  readonly auditRetentionDays: number;
+  /** Days S3 server access logs are kept. */
+  readonly accessLogRetentionDays: number;
+  /** Days on-failure batches and large dead-letter payloads are kept. */
+  readonly failureRetentionDays: number;
+  /** Glue crawler schedule (cron in UTC) that keeps the warehouse tables and partitions current for Athena. */
+  readonly crawlerSchedule: string;
+}
+
+export interface CacheConfig {
+  /** Valkey major version. */
+  readonly majorEngineVersion: string;
+  /** Storage ceiling, GB. */
+  readonly maxDataStorageGb: number;
+  /** ECPU/s ceiling. */
+  readonly maxEcpuPerSecond: number;
+  /** Daily snapshots kept (0 disables). */
+  readonly snapshotRetentionLimit: number;
+}
+
+export interface ObservabilityConfig {
+  /** Email addresses subscribed to the alarm topic (each must confirm the subscription once). */
+  readonly alarmEmails: readonly string[];
+  /** Days Lambda logs are kept. */
+  readonly logRetentionDays: number;
+  /** Lambda errors per 5 minutes above which a lane's error alarm fires. */
+  readonly maxLaneErrors: number;
+}

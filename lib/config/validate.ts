@@ -1,0 +1,202 @@
+import { dataTopics } from './topics';
+import { type EnvironmentConfig, LANE_NAMES, type SourceConfig } from './types';
+
+/** Thrown at synth time when an environment's configuration is known to be bad. Lists every problem at once. */
+export class ConfigValidationError extends Error {
+  override readonly name = 'ConfigValidationError';
+  constructor(
+    readonly environment: string,
+    readonly problems: readonly string[],
+  ) {
+    super(`Invalid configuration for environment '${environment}':\n${problems.map((p) => `  - ${p}`).join('\n')}`);
+  }
+}
+
+/** Throws a ConfigValidationError naming every problem; returns the config unchanged when it is valid. */
+export function assertValidConfig(config: EnvironmentConfig): EnvironmentConfig {
+  const problems = validateConfig(config);
+  if (problems.length > 0) throw new ConfigValidationError(config.name, problems);
+  return config;
+}
+
+/**
+ * Checks the configuration for combinations that deploy but do not work (or lose data). Each message names the
+ * offending setting and says why, so the fix is obvious from the synth output.
+ */
+export function validateConfig(config: EnvironmentConfig): string[] {
+  return [
+    ...checkEnvironment(config),
+    ...checkNetwork(config),
+    ...checkMsk(config),
+    ...config.sources.flatMap(checkSource),
+    ...checkUniqueness(config),
+    ...checkLanes(config),
+  ];
+}
+
+function checkEnvironment(config: EnvironmentConfig): string[] {
+  const problems: string[] = [];
+  if (!/^[a-z][a-z0-9-]{0,15}$/.test(config.name)) {
+    problems.push(`name '${config.name}' must be lowercase letters, digits or '-' (at most 16 characters)`);
+  }
+  if (!/^\d{12}$/.test(config.account)) problems.push(`account '${config.account}' must be a 12-digit AWS account id`);
+  if (config.data.auditRetentionDays < 1) problems.push('data.auditRetentionDays must be at least 1 day');
+  return problems;
+}
+
+function checkNetwork(config: EnvironmentConfig): string[] {
+  const vpc = config.network.vpc;
+  const problems: string[] = [];
+  if (vpc.availabilityZones.length !== 3) {
+    problems.push(`network.vpc.availabilityZones must list exactly 3 zones (MSK spreads brokers over 3 AZs)`);
+  }
+  if (vpc.kind === 'imported') {
+    if (vpc.privateSubnetIds.length !== vpc.availabilityZones.length) {
+      problems.push('network.vpc.privateSubnetIds must have one subnet per availability zone, in the same order');
+    }
+    if (vpc.privateSubnetRouteTableIds.length !== vpc.privateSubnetIds.length) {
+      problems.push('network.vpc.privateSubnetRouteTableIds must have one route table per private subnet');
+    }
+  }
+  return problems;
+}
+
+function checkMsk(config: EnvironmentConfig): string[] {
+  const msk = config.msk;
+  const problems: string[] = [];
+  if (msk.retentionHours < 1) problems.push('msk.retentionHours must be at least 1');
+  if (msk.mode === 'provisioned') {
+    if (msk.brokerCount < 3 || msk.brokerCount % 3 !== 0) {
+      problems.push(
+        `msk.brokerCount ${msk.brokerCount} must be a positive multiple of 3 (3 AZs, replication factor 3 with min.insync.replicas 2)`,
+      );
+    }
+    const [major = 0, minor = 0] = msk.kafkaVersion.split('.').map((part) => Number.parseInt(part, 10));
+    if (major < 3 || (major === 3 && minor < 6)) {
+      problems.push(`msk.kafkaVersion ${msk.kafkaVersion} is too old: AWS::MSK::Topic needs Kafka 3.6.0 or later`);
+    }
+  }
+  return problems;
+}
+
+function checkSource(source: SourceConfig): string[] {
+  const where = `source '${source.name}'`;
+  const problems: string[] = [];
+  const capacity = source.capacity ?? { mode: 'provisioned', workerCount: 1, mcuCount: 1 };
+  const tasksMax = source.tasksMax ?? 1;
+
+  if (source.engine === 'mysql' || source.engine === 'mariadb') {
+    // AWS: "the Debezium MySQL connector ... does not work with autoscaled capacity mode" (autoscaling overrides
+    // tasks.max), and the connector can only ever run one task.
+    if (capacity.mode === 'autoscaled') {
+      problems.push(
+        `${where}: Debezium ${source.engine} does not work with autoscaled capacity; use { mode: 'provisioned', workerCount: 1 }`,
+      );
+    }
+    if (tasksMax > 1) {
+      problems.push(`${where}: Debezium ${source.engine} supports exactly one task; tasksMax is ${tasksMax}`);
+    }
+  }
+  if (capacity.mode === 'provisioned' && capacity.workerCount !== 1) {
+    problems.push(`${where}: Debezium connectors need exactly 1 worker; workerCount is ${capacity.workerCount}`);
+  }
+  if (source.engine === 'postgresql' && !(source.heartbeatIntervalMs !== undefined && source.heartbeatIntervalMs > 0)) {
+    // Without heartbeats, a slot whose tables see no writes never confirms an LSN, and the server keeps all WAL.
+    problems.push(
+      `${where}: PostgreSQL sources need heartbeatIntervalMs (heartbeat.interval.ms > 0), otherwise the replication slot retains WAL while the captured tables are idle`,
+    );
+  }
+  if (source.tables.length === 0) problems.push(`${where}: lists no tables`);
+  for (const table of source.tables) {
+    const parts = table.name.split('.').length;
+    if (parts !== 2) {
+      problems.push(`${where}: table '${table.name}' must be '<schema|database>.<table>'`);
+    }
+    if (!Number.isInteger(table.partitions) || table.partitions < 1) {
+      problems.push(`${where}: table '${table.name}' needs at least 1 partition`);
+    }
+  }
+  if (source.network.securityGroupId === undefined && source.network.cidr === undefined) {
+    problems.push(`${where}: network needs a securityGroupId or a cidr so the connector can reach the database`);
+  }
+  if (!/^[a-zA-Z0-9_.-]+$/.test(source.topicPrefix)) {
+    problems.push(`${where}: topicPrefix '${source.topicPrefix}' may only contain letters, digits, '.', '_' and '-'`);
+  }
+  return problems;
+}
+
+function duplicates(values: readonly string[]): string[] {
+  const seen = new Set<string>();
+  const dup = new Set<string>();
+  for (const value of values) {
+    if (seen.has(value)) dup.add(value);
+    seen.add(value);
+  }
+  return [...dup];
+}
+
+function checkUniqueness(config: EnvironmentConfig): string[] {
+  const problems: string[] = [];
+  for (const name of duplicates(config.sources.map((s) => s.name))) {
+    problems.push(`source name '${name}' is used by more than one source`);
+  }
+  for (const prefix of duplicates(config.sources.map((s) => s.topicPrefix))) {
+    problems.push(`topicPrefix '${prefix}' is used by more than one source: their topics and offsets would collide`);
+  }
+  // A replication slot serves exactly one connector; two connectors on one slot steal each other's changes. Slot
+  // names are only unique per server, but reusing one across sources is always a copy-paste mistake here.
+  const slotNames = config.sources.flatMap((s) => (s.engine === 'postgresql' ? [s.slotName] : []));
+  for (const name of duplicates(slotNames)) {
+    problems.push(`slotName '${name}' is used by more than one PostgreSQL source: give each connector its own slot`);
+  }
+  const serverIds = config.sources.flatMap((s) =>
+    s.engine === 'mysql' || s.engine === 'mariadb' ? [String(s.serverId)] : [],
+  );
+  for (const id of duplicates(serverIds)) problems.push(`serverId ${id} is used by more than one MySQL/MariaDB source`);
+  for (const topic of duplicates(config.sources.flatMap((s) => dataTopics(s).map((t) => t.topicName)))) {
+    problems.push(`topic '${topic}' would be produced by more than one table`);
+  }
+  return problems;
+}
+
+function checkLanes(config: EnvironmentConfig): string[] {
+  const problems: string[] = [];
+  const sourceNames = new Set(config.sources.map((s) => s.name));
+  for (const lane of LANE_NAMES) {
+    const cfg = config.lanes[lane];
+    const where = `lane '${lane}'`;
+    if (cfg.deadLetterQueue === undefined) {
+      problems.push(`${where} has no deadLetterQueue: every lane needs its own SQS DLQ for per-record dead letters`);
+    } else if (cfg.deadLetterQueue.retentionDays < 1 || cfg.deadLetterQueue.retentionDays > 14) {
+      problems.push(`${where}: deadLetterQueue.retentionDays must be 1–14 (SQS maximum)`);
+    }
+    if (cfg.latencySloMs !== undefined && cfg.maxBatchingWindowSeconds > 0) {
+      problems.push(
+        `${where} has a latency SLO of ${cfg.latencySloMs} ms but maxBatchingWindowSeconds is ${cfg.maxBatchingWindowSeconds}: the batching window delays every record, set it to 0`,
+      );
+    }
+    if (cfg.timeoutSeconds < 1 || cfg.timeoutSeconds > 840) {
+      problems.push(`${where}: timeoutSeconds must be 1–840 (Kafka event source mappings allow 14 minutes)`);
+    }
+    if (cfg.batchSize < 1 || cfg.batchSize > 10_000) problems.push(`${where}: batchSize must be 1–10000`);
+    if (
+      !Number.isInteger(cfg.maxBatchingWindowSeconds) ||
+      cfg.maxBatchingWindowSeconds < 0 ||
+      cfg.maxBatchingWindowSeconds > 300
+    ) {
+      problems.push(`${where}: maxBatchingWindowSeconds must be a whole number of seconds, 0–300`);
+    }
+    if (cfg.retryAttempts < -1 || cfg.retryAttempts > 10_000) problems.push(`${where}: retryAttempts must be -1–10000`);
+    if (cfg.maxRecordAgeSeconds !== -1 && (cfg.maxRecordAgeSeconds < 60 || cfg.maxRecordAgeSeconds > 604_800)) {
+      problems.push(`${where}: maxRecordAgeSeconds must be -1 or 60–604800`);
+    }
+    const { minimum, maximum } = cfg.provisionedPollers;
+    if (minimum < 1 || minimum > 200 || maximum < minimum || maximum > 2000) {
+      problems.push(`${where}: provisionedPollers needs 1 ≤ minimum ≤ 200 and minimum ≤ maximum ≤ 2000`);
+    }
+    for (const name of cfg.sources ?? []) {
+      if (!sourceNames.has(name)) problems.push(`${where} lists unknown source '${name}'`);
+    }
+  }
+  return problems;
+}

@@ -1,0 +1,342 @@
+import { Duration, type RemovalPolicy, Stack } from 'aws-cdk-lib';
+import type * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
+import type * as ec2 from 'aws-cdk-lib/aws-ec2';
+import type * as glue from 'aws-cdk-lib/aws-glue';
+import * as iam from 'aws-cdk-lib/aws-iam';
+import type * as kms from 'aws-cdk-lib/aws-kms';
+import * as lambda from 'aws-cdk-lib/aws-lambda';
+import * as sources from 'aws-cdk-lib/aws-lambda-event-sources';
+import type * as logs from 'aws-cdk-lib/aws-logs';
+import type * as s3 from 'aws-cdk-lib/aws-s3';
+import type * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
+import type * as sqs from 'aws-cdk-lib/aws-sqs';
+import type { Construct } from 'constructs';
+import {
+  consumerGroupId,
+  consumerGroupPrefix,
+  type DataTopic,
+  type EnvironmentConfig,
+  type LaneConfig,
+  type LaneName,
+} from '../config';
+import { acknowledgeNag } from '../nag';
+import type { MskArns } from './msk-arns';
+import { ProjectFunction } from './node-function';
+
+/**
+ * The lanes' EMF metrics (functions/shared/observability.ts): namespace `cdc-sync`, Powertools service `cdc-sync`,
+ * so the lane rollup's dimension set is `{service, lane}` (per table: `{service, lane, table}`).
+ */
+export const METRICS_NAMESPACE = 'cdc-sync';
+export const METRICS_SERVICE = 'cdc-sync';
+/** Key prefix the dead-letter adapter stores oversize letters under (then `<lane>/`). */
+export const DEAD_LETTER_PAYLOAD_PREFIX = 'dead-letters/';
+
+export interface LaneFunctionProps {
+  /** The environment; the lane's settings are `env.lanes[lane]`. */
+  readonly env: EnvironmentConfig;
+  /** Which lane: the handler is `functions/<lane>/index.ts`. */
+  readonly lane: LaneName;
+  readonly vpc: ec2.IVpc;
+  /** Private subnets the function's ENIs go to. */
+  readonly subnets: ec2.SubnetSelection;
+  /** The lane security group, plus the cache client group for the cache lane. */
+  readonly securityGroups: readonly ec2.ISecurityGroup[];
+  /** Retention of the function's log group. */
+  readonly logRetention: logs.RetentionDays;
+  /** Removal policy of the function's log group. */
+  readonly logRemovalPolicy: RemovalPolicy;
+}
+
+/** What `LaneFunction.subscribe` consumes: the cluster, the lane's topics and where failures go. */
+export interface KafkaSubscription {
+  /** MSK cluster (provisioned or serverless) the mappings poll. */
+  readonly clusterArn: string;
+  /** IAM resource ARNs of the cluster's topics and groups. */
+  readonly arns: MskArns;
+  /** The lane's data topics: one event source mapping each. */
+  readonly topics: readonly DataTopic[];
+  /** Last-resort destination: a batch that exhausted its retries is written there in full. */
+  readonly onFailureBucket: s3.IBucket;
+  /** The failure bucket's key (the mapping encrypts what it writes). */
+  readonly onFailureKey: kms.IKey;
+  /** Registry that decodes Avro sources to JSON before the function sees them. */
+  readonly schemaRegistry: glue.CfnRegistry;
+}
+
+/**
+ * A cdc-sync lane: the handler in `functions/<lane>/index.ts` as a NodejsFunction with the project defaults, and
+ * `bind*` methods that set an environment variable and the matching IAM grant in one call, so the two cannot drift
+ * (the variables are parsed by `functions/shared/config.ts`; names must match it).
+ */
+export class LaneFunction extends ProjectFunction {
+  readonly lane: LaneName;
+  readonly laneConfig: LaneConfig;
+  /** The ESMs created by `subscribe`, one per topic. */
+  readonly eventSources: sources.ManagedKafkaEventSource[] = [];
+  private readonly environmentConfig: EnvironmentConfig;
+
+  constructor(scope: Construct, id: string, props: LaneFunctionProps) {
+    const config = props.env.lanes[props.lane];
+    const environment: Record<string, string> = {
+      POWERTOOLS_SERVICE_NAME: `cdc-sync-${props.lane}`,
+      POWERTOOLS_METRICS_NAMESPACE: METRICS_NAMESPACE,
+      POWERTOOLS_LOG_LEVEL: config.logLevel,
+      // Read by the handler to decide whether to return batchItemFailures; subscribe() sets the ESM from the same
+      // config value, so the two always agree.
+      REPORT_BATCH_ITEM_FAILURES: String(config.reportBatchItemFailures),
+    };
+    if (config.tableRules !== undefined) environment.TABLE_RULES = JSON.stringify(config.tableRules);
+    if (config.maxRecordBytes !== undefined) environment.MAX_RECORD_BYTES = String(config.maxRecordBytes);
+    if (config.checkpointTtlDays !== undefined) environment.CHECKPOINT_TTL_DAYS = String(config.checkpointTtlDays);
+
+    super(scope, id, {
+      entry: `functions/${props.lane}/index.ts`,
+      handler: 'handler',
+      functionName: `cdc-sync-${props.env.name}-${props.lane}`,
+      description: `cdc-sync ${props.env.name} ${props.lane} lane`,
+      memorySize: config.memoryMiB,
+      timeout: Duration.seconds(config.timeoutSeconds),
+      vpc: props.vpc,
+      vpcSubnets: props.subnets,
+      securityGroups: [...props.securityGroups],
+      environment,
+      logRetention: props.logRetention,
+      logRemovalPolicy: props.logRemovalPolicy,
+    });
+    this.lane = props.lane;
+    this.laneConfig = config;
+    this.environmentConfig = props.env;
+    acknowledgeNag(
+      this,
+      {
+        rule: 'AwsSolutions-IAM4',
+        finding: /AWSLambdaMSKExecutionRole$/,
+        reason:
+          'Attached by ManagedKafkaEventSource: what the event source mapping itself needs (kafka:Describe*, ENIs in the cluster subnets). The Kafka data-plane actions are granted separately, scoped to the lane topics and groups.',
+      },
+      {
+        rule: 'AwsSolutions-IAM5',
+        finding: /^Resource::.*\/\*$/,
+        reason:
+          'S3 object ARNs: keys (Parquet files, chain segments, dead-letter payloads, failed batches) are created at runtime, under the lane prefix or in the dedicated failure bucket; put/get only, never delete.',
+      },
+      {
+        rule: 'AwsSolutions-IAM5',
+        finding: /:schema\/.*\/\*/,
+        reason:
+          'Avro sources: the event source mapping reads schema versions from the environment registry; the connector registers one schema per topic key and value at runtime.',
+      },
+      {
+        rule: 'AwsSolutions-IAM5',
+        finding: /^Resource::arn:.*:group\/.*-\*$/,
+        reason:
+          'The lane owns one consumer group per topic, all named cdc-<env>-<lane>-<topic>; the wildcard is that prefix.',
+      },
+    );
+  }
+
+  private grantKey(key: kms.IKey | undefined, ...actions: string[]): void {
+    if (key !== undefined) key.grant(this, ...actions);
+  }
+
+  /**
+   * DEDUPE_TABLE_NAME. The lane reads checkpoints (strongly consistent GetItem/BatchGetItem) and commits them with a
+   * conditional PutItem. It never updates in place, deletes or scans (idle checkpoints expire by TTL), so
+   * grantReadWriteData (which adds DeleteItem, UpdateItem, Scan, Query, BatchWriteItem…) would be more than it needs.
+   */
+  bindDedupeTable(table: dynamodb.ITable): this {
+    this.addEnvironment('DEDUPE_TABLE_NAME', table.tableName);
+    table.grant(this, 'dynamodb:GetItem', 'dynamodb:BatchGetItem', 'dynamodb:PutItem');
+    this.grantKey(table.encryptionKey, 'kms:Decrypt', 'kms:Encrypt', 'kms:GenerateDataKey', 'kms:DescribeKey');
+    return this;
+  }
+
+  /**
+   * DLQ_URL and DLQ_PAYLOAD_BUCKET: one SQS message per bad record (SendMessageBatch is authorised by
+   * sqs:SendMessage); a record too large for SQS goes to the payload bucket under `dead-letters/<lane>/` (the
+   * adapter's key layout) and its message points at it. Send and put only: redrive tooling reads, not the lane.
+   */
+  bindDeadLetters(queue: sqs.IQueue, payloadBucket: s3.IBucket): this {
+    this.addEnvironment('DLQ_URL', queue.queueUrl);
+    this.addEnvironment('DLQ_PAYLOAD_BUCKET', payloadBucket.bucketName);
+    this.addToRolePolicy(new iam.PolicyStatement({ actions: ['sqs:SendMessage'], resources: [queue.queueArn] }));
+    this.grantKey(queue.encryptionMasterKey, 'kms:GenerateDataKey', 'kms:Decrypt');
+    this.addToRolePolicy(
+      new iam.PolicyStatement({
+        actions: ['s3:PutObject'],
+        resources: [payloadBucket.arnForObjects(`${DEAD_LETTER_PAYLOAD_PREFIX}${this.lane}/*`)],
+      }),
+    );
+    this.grantKey(payloadBucket.encryptionKey, 'kms:GenerateDataKey');
+    return this;
+  }
+
+  /** WAREHOUSE_BUCKET and WAREHOUSE_PREFIX: put Parquet files under the prefix (single PUTs, no reads). */
+  bindWarehouse(bucket: s3.IBucket, prefix: string): this {
+    this.addEnvironment('WAREHOUSE_BUCKET', bucket.bucketName);
+    this.addEnvironment('WAREHOUSE_PREFIX', prefix);
+    this.addToRolePolicy(
+      new iam.PolicyStatement({ actions: ['s3:PutObject'], resources: [bucket.arnForObjects(`${prefix}*`)] }),
+    );
+    this.grantKey(bucket.encryptionKey, 'kms:GenerateDataKey');
+    return this;
+  }
+
+  /**
+   * AUDIT_BUCKET and AUDIT_PREFIX: put new chain segments and read them back for verification. No delete (the bucket
+   * policy denies it to everyone anyway); Object Lock retention comes from the bucket default.
+   */
+  bindAudit(bucket: s3.IBucket, prefix: string): this {
+    this.addEnvironment('AUDIT_BUCKET', bucket.bucketName);
+    this.addEnvironment('AUDIT_PREFIX', prefix);
+    this.addToRolePolicy(
+      new iam.PolicyStatement({
+        actions: ['s3:PutObject', 's3:GetObject'],
+        resources: [bucket.arnForObjects(`${prefix}*`)],
+      }),
+    );
+    this.addToRolePolicy(
+      new iam.PolicyStatement({
+        actions: ['s3:ListBucket'],
+        resources: [bucket.bucketArn],
+        conditions: { StringLike: { 's3:prefix': [`${prefix}*`] } },
+      }),
+    );
+    this.grantKey(bucket.encryptionKey, 'kms:GenerateDataKey', 'kms:Decrypt');
+    return this;
+  }
+
+  /**
+   * REDIS_URL (TLS: ElastiCache Serverless only accepts TLS), REDIS_CLUSTER, CACHE_KEY_PREFIX and
+   * CACHE_TOMBSTONE_TTL_SECONDS. Access is by network only (the cache client security group), no IAM.
+   */
+  bindCache(
+    endpoint: { address: string; port: string },
+    options: { keyPrefix: string; tombstoneTtlSeconds: number },
+  ): this {
+    this.addEnvironment('REDIS_URL', `rediss://${endpoint.address}:${endpoint.port}`);
+    // ElastiCache Serverless speaks the cluster protocol.
+    this.addEnvironment('REDIS_CLUSTER', 'true');
+    this.addEnvironment('CACHE_KEY_PREFIX', options.keyPrefix);
+    this.addEnvironment('CACHE_TOMBSTONE_TTL_SECONDS', String(options.tombstoneTtlSeconds));
+    return this;
+  }
+
+  /**
+   * PII_HASH_SALT_SECRET_ARN: the salt for `sha256` PII hashing stays in Secrets Manager (never in the function's
+   * configuration); the lane reads it once at cold start.
+   */
+  bindPiiHashSalt(secret: secretsmanager.ISecret): this {
+    this.addEnvironment('PII_HASH_SALT_SECRET_ARN', secret.secretArn);
+    this.addToRolePolicy(
+      new iam.PolicyStatement({ actions: ['secretsmanager:GetSecretValue'], resources: [secret.secretArn] }),
+    );
+    // Written out instead of secret.grantRead(): that grant also edits the key policy of the data stack, which would
+    // make the data stack depend on this (later) stack.
+    if (secret.encryptionKey !== undefined) {
+      this.addToRolePolicy(
+        new iam.PolicyStatement({
+          actions: ['kms:Decrypt'],
+          resources: [secret.encryptionKey.keyArn],
+          conditions: { StringEquals: { 'kms:ViaService': `secretsmanager.${Stack.of(this).region}.amazonaws.com` } },
+        }),
+      );
+    }
+    return this;
+  }
+
+  /**
+   * One MSK event source mapping per topic (an MSK ESM takes exactly one topic), each with its own consumer group
+   * (ids must be unique among all Kafka event sources), the lane's batching and error handling, partial batch
+   * responses, and the failure bucket as the on-failure destination. Also grants the IAM-auth data-plane actions the
+   * mappings need, scoped to this lane's topics and consumer groups.
+   */
+  subscribe(subscription: KafkaSubscription): this {
+    const config = this.laneConfig;
+    const onFailure = new LeastPrivilegeS3OnFailure(subscription.onFailureBucket, subscription.onFailureKey);
+    for (const topic of subscription.topics) {
+      const source = new sources.ManagedKafkaEventSource({
+        clusterArn: subscription.clusterArn,
+        topic: topic.topicName,
+        consumerGroupId: consumerGroupId(this.environmentConfig, this.lane, topic.topicName),
+        startingPosition: lambda.StartingPosition[config.startingPosition],
+        batchSize: config.batchSize,
+        maxBatchingWindow: Duration.seconds(config.maxBatchingWindowSeconds),
+        // Provisioned mode: retries, bisect, record age and partial batch responses only exist there.
+        provisionedPollerConfig: {
+          minimumPollers: config.provisionedPollers.minimum,
+          maximumPollers: config.provisionedPollers.maximum,
+        },
+        bisectBatchOnError: config.bisectBatchOnError,
+        retryAttempts: config.retryAttempts,
+        maxRecordAge: config.maxRecordAgeSeconds === -1 ? undefined : Duration.seconds(config.maxRecordAgeSeconds),
+        reportBatchItemFailures: config.reportBatchItemFailures,
+        onFailure,
+        // Avro sources: the mapping decodes with the Glue registry and hands the function JSON.
+        schemaRegistryConfig:
+          topic.source.format === 'avro'
+            ? new sources.GlueSchemaRegistry({
+                schemaRegistry: subscription.schemaRegistry,
+                eventRecordFormat: lambda.EventRecordFormat.JSON,
+                schemaValidationConfigs: [
+                  { attribute: lambda.KafkaSchemaValidationAttribute.KEY },
+                  { attribute: lambda.KafkaSchemaValidationAttribute.VALUE },
+                ],
+              })
+            : undefined,
+      });
+      this.addEventSource(source);
+      this.eventSources.push(source);
+    }
+
+    const arns = subscription.arns;
+    this.addToRolePolicy(
+      new iam.PolicyStatement({
+        actions: [
+          'kafka-cluster:Connect',
+          'kafka-cluster:DescribeClusterDynamicConfiguration',
+          // MSK Serverless mappings need the V2 describe (the construct adds V1 only).
+          'kafka:DescribeClusterV2',
+        ],
+        resources: [subscription.clusterArn],
+      }),
+    );
+    this.addToRolePolicy(
+      new iam.PolicyStatement({
+        actions: ['kafka-cluster:DescribeTopic', 'kafka-cluster:ReadData'],
+        resources: subscription.topics.map((t) => arns.topic(t.topicName)),
+      }),
+    );
+    this.addToRolePolicy(
+      new iam.PolicyStatement({
+        actions: ['kafka-cluster:DescribeGroup', 'kafka-cluster:AlterGroup'],
+        resources: [arns.group(`${consumerGroupPrefix(this.environmentConfig, this.lane)}*`)],
+      }),
+    );
+    return this;
+  }
+}
+
+/**
+ * The S3 on-failure destination with only what Lambda needs to write a failed batch (s3:PutObject, s3:ListBucket
+ * and the key to encrypt it). `S3OnFailureDestination` from aws-lambda-event-sources grants `grantReadWrite`
+ * (read, delete and `s3:*Object*`-style wildcards), which a lane must not have on the failure bucket.
+ */
+export class LeastPrivilegeS3OnFailure implements lambda.IEventSourceDlq {
+  constructor(
+    private readonly bucket: s3.IBucket,
+    private readonly key: kms.IKey,
+  ) {}
+
+  bind(_target: lambda.IEventSourceMapping, targetHandler: lambda.IFunction): lambda.DlqDestinationConfig {
+    targetHandler.addToRolePolicy(
+      new iam.PolicyStatement({ actions: ['s3:PutObject'], resources: [this.bucket.arnForObjects('*')] }),
+    );
+    targetHandler.addToRolePolicy(
+      new iam.PolicyStatement({ actions: ['s3:ListBucket'], resources: [this.bucket.bucketArn] }),
+    );
+    this.key.grant(targetHandler, 'kms:GenerateDataKey');
+    return { destination: this.bucket.bucketArn };
+  }
+}

@@ -1,0 +1,106 @@
+import { Duration, Stack, type StackProps } from 'aws-cdk-lib';
+import type * as ec2 from 'aws-cdk-lib/aws-ec2';
+import * as sqs from 'aws-cdk-lib/aws-sqs';
+import type { Construct } from 'constructs';
+import { type EnvironmentConfig, LANE_NAMES, type LaneName, laneTopics } from '../config';
+import { LaneFunction } from '../constructs/lane-function';
+import { acknowledgeNag } from '../nag';
+import { logRetention, removalPolicyOf, resourcePrefix } from '../util';
+import type { DataStack } from './data-stack';
+import type { NetworkStack } from './network-stack';
+import type { StreamingStack } from './streaming-stack';
+
+export interface LanesStackProps extends StackProps {
+  readonly config: EnvironmentConfig;
+  readonly network: NetworkStack;
+  readonly data: DataStack;
+  readonly streaming: StreamingStack;
+}
+
+/** Default key prefix and tombstone TTL of the cache lane (mirrors functions/shared/config.ts defaults). */
+const DEFAULT_CACHE_KEY_PREFIX = 'cdc';
+const DEFAULT_CACHE_TOMBSTONE_TTL_SECONDS = 7 * 24 * 3600;
+
+/**
+ * The three lanes. Each is a function consuming every data topic of its sources through its own event source
+ * mappings and consumer groups, with its own SQS dead-letter queue, and writes its sink.
+ */
+export class LanesStack extends Stack {
+  readonly functions: Record<LaneName, LaneFunction>;
+  readonly deadLetterQueues: Record<LaneName, sqs.Queue>;
+
+  constructor(scope: Construct, id: string, props: LanesStackProps) {
+    super(scope, id, props);
+    const { config, network, data, streaming } = props;
+    const removalPolicy = removalPolicyOf(config);
+    const functions: Partial<Record<LaneName, LaneFunction>> = {};
+    const queues: Partial<Record<LaneName, sqs.Queue>> = {};
+
+    for (const lane of LANE_NAMES) {
+      const laneConfig = config.lanes[lane];
+      // Validation guarantees a DLQ; the fallback only satisfies the type checker.
+      const retentionDays = laneConfig.deadLetterQueue?.retentionDays ?? 14;
+      const dlq = new sqs.Queue(this, `${capitalise(lane)}DeadLetters`, {
+        queueName: `${resourcePrefix(config)}-${lane}-dead-letters`,
+        retentionPeriod: Duration.days(retentionDays),
+        encryption: sqs.QueueEncryption.KMS,
+        encryptionMasterKey: data.dataKey,
+        dataKeyReuse: Duration.hours(1),
+        enforceSSL: true,
+        removalPolicy,
+      });
+
+      acknowledgeNag(dlq, {
+        rule: 'AwsSolutions-SQS3',
+        reason:
+          'This queue is itself the lane dead-letter queue; its messages are inspected and redriven by tooling, not by a consumer that could fail again.',
+      });
+
+      const securityGroups: ec2.ISecurityGroup[] = [network.laneSecurityGroup];
+      if (lane === 'cache') securityGroups.push(network.cacheClientSecurityGroup);
+      const fn = new LaneFunction(this, `${capitalise(lane)}Lane`, {
+        env: config,
+        lane,
+        vpc: network.vpc,
+        subnets: network.subnets,
+        securityGroups,
+        logRetention: logRetention(config.observability.logRetentionDays),
+        logRemovalPolicy: removalPolicy,
+      });
+      fn.bindDedupeTable(data.dedupeTable).bindDeadLetters(dlq, data.failureBucket).bindPiiHashSalt(data.piiHashSalt);
+      switch (lane) {
+        case 'warehouse':
+          fn.bindWarehouse(data.warehouseBucket, data.warehousePrefix);
+          break;
+        case 'audit':
+          fn.bindAudit(data.auditBucket, data.auditPrefix);
+          break;
+        case 'cache':
+          fn.bindCache(
+            { address: data.cache.attrEndpointAddress, port: data.cache.attrEndpointPort },
+            {
+              keyPrefix: config.lanes.cache.keyPrefix ?? DEFAULT_CACHE_KEY_PREFIX,
+              tombstoneTtlSeconds: config.lanes.cache.tombstoneTtlSeconds ?? DEFAULT_CACHE_TOMBSTONE_TTL_SECONDS,
+            },
+          );
+          break;
+      }
+      fn.subscribe({
+        clusterArn: streaming.cluster.clusterArn,
+        arns: streaming.cluster.arns,
+        topics: laneTopics(config, lane),
+        onFailureBucket: data.failureBucket,
+        onFailureKey: data.dataKey,
+        schemaRegistry: streaming.schemaRegistry,
+      });
+      functions[lane] = fn;
+      queues[lane] = dlq;
+    }
+    this.functions = functions as Record<LaneName, LaneFunction>;
+    this.deadLetterQueues = queues as Record<LaneName, sqs.Queue>;
+  }
+}
+
+function capitalise(value: string): string {
+  return value.charAt(0).toUpperCase() + value.slice(1);
+}

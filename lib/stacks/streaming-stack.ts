@@ -1,0 +1,85 @@
+import { Duration, Stack, type StackProps } from 'aws-cdk-lib';
+import type * as ec2 from 'aws-cdk-lib/aws-ec2';
+import * as glue from 'aws-cdk-lib/aws-glue';
+import * as kms from 'aws-cdk-lib/aws-kms';
+import type { Construct } from 'constructs';
+import { dataTopics, type EnvironmentConfig } from '../config';
+import { KafkaTopics } from '../constructs/kafka-topics';
+import { MskCluster } from '../constructs/msk-cluster';
+import { MskConnect } from '../constructs/msk-connect';
+import { logRetention, removalPolicyOf, resourcePrefix } from '../util';
+
+export interface StreamingStackProps extends StackProps {
+  readonly config: EnvironmentConfig;
+  readonly vpc: ec2.IVpc;
+  readonly subnets: ec2.SubnetSelection;
+  readonly mskSecurityGroup: ec2.ISecurityGroup;
+  readonly connectSecurityGroup: ec2.ISecurityGroup;
+  readonly topicAdminSecurityGroup: ec2.ISecurityGroup;
+}
+
+/**
+ * The change stream: the MSK cluster (provisioned or serverless), the data topics as code, the Glue Schema Registry
+ * for Avro sources and MSK Connect running one Debezium connector per source database.
+ */
+export class StreamingStack extends Stack {
+  readonly cluster: MskCluster;
+  readonly schemaRegistry: glue.CfnRegistry;
+  readonly connect: MskConnect;
+
+  constructor(scope: Construct, id: string, props: StreamingStackProps) {
+    super(scope, id, props);
+    const { config } = props;
+    const prefix = resourcePrefix(config);
+    const removalPolicy = removalPolicyOf(config);
+    const retention = logRetention(config.connect.logRetentionDays);
+
+    const mskKey = new kms.Key(this, 'MskKey', {
+      alias: `alias/${prefix}-msk`,
+      description: `cdc-sync ${config.name}: MSK broker volumes`,
+      enableKeyRotation: true,
+      removalPolicy,
+      pendingWindow: Duration.days(7),
+    });
+
+    this.cluster = new MskCluster(this, 'Msk', {
+      clusterName: prefix,
+      config: config.msk,
+      vpc: props.vpc,
+      subnets: props.subnets,
+      securityGroup: props.mskSecurityGroup,
+      encryptionKey: mskKey,
+      removalPolicy,
+      logRetention: retention,
+    });
+
+    const topics = new KafkaTopics(this, 'Topics', {
+      cluster: this.cluster,
+      topics: config.sources.flatMap(dataTopics).map((t) => ({ name: t.topicName, partitions: t.table.partitions })),
+      retentionHours: config.msk.retentionHours,
+      vpc: props.vpc,
+      subnets: props.subnets,
+      adminSecurityGroup: props.topicAdminSecurityGroup,
+      removalPolicy,
+      logRetention: retention,
+    });
+
+    this.schemaRegistry = new glue.CfnRegistry(this, 'SchemaRegistry', {
+      name: prefix,
+      description: `cdc-sync ${config.name}: Avro schemas of sources with format 'avro' (compatibility ${config.schemaRegistry.compatibility})`,
+    });
+
+    this.connect = new MskConnect(this, 'Connect', {
+      env: config,
+      cluster: this.cluster,
+      vpc: props.vpc,
+      subnets: props.subnets,
+      securityGroup: props.connectSecurityGroup,
+      schemaRegistryName: this.schemaRegistry.name,
+      schemaRegistryArn: this.schemaRegistry.attrArn,
+      topics: topics.dependable,
+      removalPolicy,
+      logRetention: retention,
+    });
+  }
+}

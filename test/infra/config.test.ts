@@ -1,0 +1,166 @@
+import { describe, expect, it } from 'vitest';
+import { createApp } from '../../lib/app';
+import {
+  ConfigValidationError,
+  consumerGroupId,
+  DEFAULT_ENVIRONMENT,
+  dataTopicName,
+  ENVIRONMENTS,
+  type EnvironmentConfig,
+  environmentConfig,
+  laneTopics,
+  UnknownEnvironmentError,
+  validateConfig,
+} from '../../lib/config';
+import { type Mutable, variant } from './support';
+
+const dev = environmentConfig('dev');
+const prod = environmentConfig('prod');
+
+describe('environment selection', () => {
+  it('defaults to dev', () => {
+    expect(DEFAULT_ENVIRONMENT).toBe('dev');
+    expect(environmentConfig().name).toBe('dev');
+  });
+
+  it('selects the environment named by -c env=<name>', () => {
+    const { stage } = createApp({ context: { env: 'staging', 'aws:cdk:bundling-stacks': [] }, nag: false });
+    expect(stage.network.stackName).toBe('cdc-sync-staging-network');
+    expect(stage.network.account).toBe(environmentConfig('staging').account);
+  });
+
+  it('rejects an unknown environment and lists the valid ones', () => {
+    expect(() => environmentConfig('qa')).toThrow(UnknownEnvironmentError);
+    expect(() => environmentConfig('qa')).toThrow(/Unknown environment 'qa'. Valid environments: dev, staging, prod/);
+  });
+
+  it('fails the app for an unknown -c env', () => {
+    expect(() => createApp({ context: { env: 'qa' }, nag: false })).toThrow(/Valid environments: dev, staging, prod/);
+  });
+
+  it.each(Object.keys(ENVIRONMENTS))('ships a valid configuration for %s', (name) => {
+    expect(validateConfig(environmentConfig(name))).toEqual([]);
+  });
+});
+
+type Breakage = (draft: Mutable<EnvironmentConfig>) => void;
+const mysql = (draft: Mutable<EnvironmentConfig>) => {
+  const source = draft.sources.find((s) => s.engine === 'mysql');
+  if (source === undefined) throw new Error('dev has a MySQL source');
+  return source;
+};
+const postgres = (draft: Mutable<EnvironmentConfig>) => {
+  const source = draft.sources.find((s) => s.engine === 'postgresql');
+  if (source === undefined || source.engine !== 'postgresql') throw new Error('dev has a PostgreSQL source');
+  return source;
+};
+
+describe('synth-time validation', () => {
+  it.each<[string, Breakage, RegExp]>([
+    [
+      'Debezium MySQL with autoscaled capacity',
+      (d) => {
+        mysql(d).capacity = { mode: 'autoscaled', minWorkerCount: 1, maxWorkerCount: 2, mcuCount: 1 };
+      },
+      /source 'inventory': Debezium mysql does not work with autoscaled capacity/,
+    ],
+    [
+      'Debezium MySQL with tasks.max > 1',
+      (d) => {
+        mysql(d).tasksMax = 2;
+      },
+      /source 'inventory': Debezium mysql supports exactly one task; tasksMax is 2/,
+    ],
+    [
+      'a PostgreSQL source without heartbeat.interval.ms',
+      (d) => {
+        postgres(d).heartbeatIntervalMs = undefined;
+      },
+      /source 'orders': PostgreSQL sources need heartbeatIntervalMs/,
+    ],
+    [
+      'a lane without a DLQ',
+      (d) => {
+        d.lanes.audit.deadLetterQueue = undefined;
+      },
+      /lane 'audit' has no deadLetterQueue/,
+    ],
+    [
+      'a latency SLO with a batching window > 0',
+      (d) => {
+        d.lanes.cache.maxBatchingWindowSeconds = 1;
+      },
+      /lane 'cache' has a latency SLO of 2000 ms but maxBatchingWindowSeconds is 1/,
+    ],
+    [
+      'duplicate topic prefixes',
+      (d) => {
+        mysql(d).topicPrefix = 'orders';
+      },
+      /topicPrefix 'orders' is used by more than one source/,
+    ],
+    [
+      'duplicate slot names',
+      (d) => {
+        const copy = structuredClone(postgres(d));
+        d.sources.push({ ...copy, name: 'orders-replica', topicPrefix: 'orders_replica' });
+      },
+      /slotName 'cdc_sync_dev_orders' is used by more than one PostgreSQL source/,
+    ],
+    [
+      'a broker count that is not a multiple of 3',
+      (d) => {
+        if (d.msk.mode === 'provisioned') d.msk.brokerCount = 4;
+      },
+      /msk.brokerCount 4 must be a positive multiple of 3/,
+    ],
+    [
+      'a lane timeout above the Kafka limit',
+      (d) => {
+        d.lanes.warehouse.timeoutSeconds = 900;
+      },
+      /lane 'warehouse': timeoutSeconds must be 1–840/,
+    ],
+  ])('rejects %s', (_case, breakIt, message) => {
+    const config = variant(dev, breakIt);
+
+    expect(validateConfig(config).join('\n')).toMatch(message);
+    expect(() => createApp({ config, nag: false, context: { 'aws:cdk:bundling-stacks': [] } })).toThrow(
+      ConfigValidationError,
+    );
+  });
+
+  it('lists every problem of a configuration at once', () => {
+    const config = variant(dev, (d) => {
+      mysql(d).tasksMax = 3;
+      d.lanes.cache.deadLetterQueue = undefined;
+    });
+
+    expect(() => createApp({ config, nag: false })).toThrow(/tasksMax is 3[\s\S]*lane 'cache' has no deadLetterQueue/);
+  });
+});
+
+describe('derived names', () => {
+  it('names data topics the way Debezium does for each connector', () => {
+    const [orders, inventory, billing] = prod.sources;
+    expect(orders && dataTopicName(orders, { name: 'public.orders', partitions: 1 })).toBe('orders.public.orders');
+    expect(inventory && dataTopicName(inventory, { name: 'inventory.stock', partitions: 1 })).toBe(
+      'inventory.inventory.stock',
+    );
+    expect(billing && dataTopicName(billing, { name: 'dbo.invoices', partitions: 1 })).toBe(
+      'billing.Billing.dbo.invoices',
+    );
+  });
+
+  it('subscribes lanes to data topics only, never heartbeat, transaction or schema topics', () => {
+    const topics = laneTopics(dev, 'audit').map((t) => t.topicName);
+    expect(topics).toEqual(['orders.public.orders', 'orders.public.order_lines', 'inventory.inventory.stock']);
+  });
+
+  it('gives every lane and topic its own consumer group, within 200 characters', () => {
+    expect(consumerGroupId(dev, 'cache', 'orders.public.orders')).toBe('cdc-dev-cache-orders.public.orders');
+    const long = consumerGroupId(dev, 'warehouse', `orders.public.${'x'.repeat(240)}`);
+    expect(long).toHaveLength(200);
+    expect(long.startsWith('cdc-dev-warehouse-orders.public.')).toBe(true);
+  });
+});

@@ -1,0 +1,248 @@
+import { Match } from 'aws-cdk-lib/assertions';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { LaneEnvSchemas } from '../../functions/shared/config';
+import { LANE_NAMES, type LaneName, laneTopics } from '../../lib/config';
+import { render, resourcesOf, type SynthesizedEnvironment, statementsOfRole, synthesize } from './support';
+
+type Props = Record<string, unknown>;
+
+function mappings(env: SynthesizedEnvironment): Props[] {
+  return resourcesOf(env.template('lanes'), 'AWS::Lambda::EventSourceMapping').map(([, r]) => r.Properties ?? {});
+}
+
+function mappingsOf(env: SynthesizedEnvironment, lane: LaneName): Props[] {
+  const prefix = `cdc-${env.config.name}-${lane}-`;
+  return mappings(env).filter((m) =>
+    String((m.AmazonManagedKafkaEventSourceConfig as Props | undefined)?.ConsumerGroupId).startsWith(prefix),
+  );
+}
+
+function laneFunction(env: SynthesizedEnvironment, lane: LaneName): Props {
+  const found = resourcesOf(env.template('lanes'), 'AWS::Lambda::Function').find(
+    ([, r]) => r.Properties?.FunctionName === `cdc-sync-${env.config.name}-${lane}`,
+  );
+  if (found === undefined) throw new Error(`no ${lane} function`);
+  return found[1].Properties ?? {};
+}
+
+const roleOf = (lane: LaneName) => new RegExp(`^${lane.charAt(0).toUpperCase()}${lane.slice(1)}LaneServiceRole`);
+
+describe('lanes stack', () => {
+  let dev: SynthesizedEnvironment;
+  let staging: SynthesizedEnvironment;
+  beforeAll(() => {
+    dev = synthesize('dev');
+    staging = synthesize('staging');
+  });
+
+  describe('event source mappings', () => {
+    it.each(LANE_NAMES)('subscribes the %s lane to every data topic, one mapping per topic', (lane) => {
+      const topics = mappingsOf(dev, lane).map((m) => (m.Topics as string[])[0]);
+      expect(topics.sort()).toEqual(
+        laneTopics(dev.config, lane)
+          .map((t) => t.topicName)
+          .sort(),
+      );
+    });
+
+    it('gives every lane and topic its own consumer group', () => {
+      const groups = mappings(dev).map(
+        (m) => (m.AmazonManagedKafkaEventSourceConfig as { ConsumerGroupId: string }).ConsumerGroupId,
+      );
+      expect(groups).toHaveLength(LANE_NAMES.length * 3);
+      expect(new Set(groups).size).toBe(groups.length);
+      expect(groups).toContain('cdc-dev-warehouse-orders.public.orders');
+      expect(groups).toContain('cdc-dev-cache-orders.public.orders');
+      expect(groups).toContain('cdc-dev-audit-orders.public.orders');
+    });
+
+    it('never subscribes to heartbeat, transaction or schema topics', () => {
+      const topics = mappings(dev).flatMap((m) => m.Topics as string[]);
+      expect(topics.filter((t) => /heartbeat|\.transaction$|schema-history|^orders$|^inventory$/.test(t))).toEqual([]);
+    });
+
+    it("applies the warehouse lane's batching and error handling in provisioned mode", () => {
+      for (const mapping of mappingsOf(dev, 'warehouse')) {
+        expect(mapping).toMatchObject({
+          BatchSize: 500,
+          MaximumBatchingWindowInSeconds: 5,
+          StartingPosition: 'TRIM_HORIZON',
+          ProvisionedPollerConfig: { MinimumPollers: 1, MaximumPollers: 3 },
+          BisectBatchOnFunctionError: true,
+          MaximumRetryAttempts: 3,
+          MaximumRecordAgeInSeconds: 86_400,
+          FunctionResponseTypes: ['ReportBatchItemFailures'],
+        });
+      }
+    });
+
+    it('invokes the cache lane without a batching window (it has a latency SLO)', () => {
+      for (const mapping of mappingsOf(dev, 'cache')) expect(mapping.MaximumBatchingWindowInSeconds).toBe(0);
+    });
+
+    it('never drops audit records for age and does not bisect them', () => {
+      for (const mapping of mappingsOf(dev, 'audit')) {
+        expect(mapping).toMatchObject({ BisectBatchOnFunctionError: false, MaximumRetryAttempts: 10 });
+        expect(mapping.MaximumRecordAgeInSeconds).toBeUndefined();
+      }
+    });
+
+    it('sends batches that exhaust their retries to the failure bucket as the last resort', () => {
+      for (const mapping of mappings(dev)) {
+        expect(
+          render((mapping.DestinationConfig as { OnFailure: { Destination: unknown } }).OnFailure.Destination),
+        ).toBe('<Fn::ImportValue>');
+        expect(JSON.stringify(mapping.DestinationConfig)).toMatch(/FailuresBucket.*Arn/);
+      }
+    });
+
+    it('decodes Avro sources with the Glue Schema Registry before the function sees them', () => {
+      const avro = mappings(staging).filter((m) => (m.Topics as string[])[0] === 'inventory.inventory.stock');
+      expect(avro).toHaveLength(3);
+      for (const mapping of avro) {
+        expect(mapping.AmazonManagedKafkaEventSourceConfig).toMatchObject({
+          SchemaRegistryConfig: {
+            EventRecordFormat: 'JSON',
+            SchemaRegistryURI: expect.anything(),
+            SchemaValidationConfigs: [{ Attribute: 'KEY' }, { Attribute: 'VALUE' }],
+          },
+        });
+      }
+      const json = mappings(staging).filter((m) => (m.Topics as string[])[0] === 'orders.public.orders');
+      for (const mapping of json) {
+        expect((mapping.AmazonManagedKafkaEventSourceConfig as Props).SchemaRegistryConfig).toBeUndefined();
+      }
+    });
+  });
+
+  describe('dead-letter queues', () => {
+    it.each(LANE_NAMES)('gives the %s lane its own KMS-encrypted DLQ that keeps messages 14 days', (lane) => {
+      dev.template('lanes').hasResourceProperties('AWS::SQS::Queue', {
+        QueueName: `cdc-sync-dev-${lane}-dead-letters`,
+        MessageRetentionPeriod: 14 * 24 * 3600,
+        KmsMasterKeyId: Match.anyValue(),
+      });
+    });
+
+    it('rejects non-TLS access to the DLQs', () => {
+      const policies = resourcesOf(dev.template('lanes'), 'AWS::SQS::QueuePolicy');
+      expect(policies).toHaveLength(3);
+      for (const [, policy] of policies) {
+        expect(JSON.stringify(policy.Properties?.PolicyDocument)).toContain('"aws:SecureTransport":"false"');
+      }
+    });
+  });
+
+  describe('functions', () => {
+    it.each(LANE_NAMES)('builds the %s lane from functions/<lane> for nodejs22.x on arm64 with tracing', (lane) => {
+      expect(laneFunction(dev, lane)).toMatchObject({
+        Runtime: 'nodejs22.x',
+        Architectures: ['arm64'],
+        Handler: 'index.handler',
+        TracingConfig: { Mode: 'Active' },
+        LoggingConfig: { LogGroup: { Ref: expect.stringMatching(/LogGroup/) } },
+      });
+    });
+
+    it('keeps lane logs for the configured retention', () => {
+      dev.template('lanes').resourcePropertiesCountIs('AWS::Logs::LogGroup', { RetentionInDays: 14 }, 3);
+    });
+
+    it.each(LANE_NAMES)('sets exactly the environment the %s lane parses (functions/shared/config.ts)', (lane) => {
+      const variables = (laneFunction(dev, lane).Environment as { Variables: Record<string, unknown> }).Variables;
+      // Deploy-time values (Ref, ImportValue) become placeholders of the right shape.
+      const env = Object.fromEntries(
+        Object.entries(variables).map(([k, v]) => [
+          k,
+          typeof v === 'string'
+            ? v
+            : k === 'DLQ_URL'
+              ? 'https://sqs.eu-west-1.amazonaws.com/111111111111/dlq'
+              : render(v),
+        ]),
+      );
+      const parsed = LaneEnvSchemas[lane].safeParse(env);
+      expect(parsed.error?.issues ?? []).toEqual([]);
+      expect(env).toMatchObject({
+        POWERTOOLS_SERVICE_NAME: `cdc-sync-${lane}`,
+        POWERTOOLS_METRICS_NAMESPACE: 'cdc-sync',
+        POWERTOOLS_LOG_LEVEL: 'DEBUG',
+        NODE_OPTIONS: '--enable-source-maps',
+      });
+    });
+
+    it('tells the function whether partial batch responses are on, from the same setting as the mapping', () => {
+      for (const lane of LANE_NAMES) {
+        const variables = (laneFunction(dev, lane).Environment as { Variables: Record<string, unknown> }).Variables;
+        const onMappings = mappingsOf(dev, lane).every((m) =>
+          ((m.FunctionResponseTypes as string[] | undefined) ?? []).includes('ReportBatchItemFailures'),
+        );
+        expect(variables.REPORT_BATCH_ITEM_FAILURES).toBe(String(onMappings));
+      }
+    });
+
+    it('points the cache lane at the Valkey endpoint over TLS in cluster mode', () => {
+      const variables = (laneFunction(dev, 'cache').Environment as { Variables: Record<string, unknown> }).Variables;
+      expect(render(variables.REDIS_URL)).toBe('rediss://<Fn::ImportValue>:<Fn::ImportValue>');
+      expect(JSON.stringify(variables.REDIS_URL)).toMatch(/CacheEndpointAddress[\s\S]*CacheEndpointPort/);
+      expect(variables.REDIS_CLUSTER).toBe('true');
+    });
+
+    it('puts only the cache lane in the cache client security group', () => {
+      const groups = (lane: LaneName) =>
+        JSON.stringify((laneFunction(dev, lane).VpcConfig as { SecurityGroupIds: unknown[] }).SecurityGroupIds);
+      expect(groups('cache')).toContain('CacheClientSecurityGroup');
+      expect(groups('warehouse')).not.toContain('CacheClientSecurityGroup');
+      expect(groups('audit')).not.toContain('CacheClientSecurityGroup');
+    });
+  });
+
+  describe('IAM', () => {
+    it.each(LANE_NAMES)('lets the %s lane read and conditionally put checkpoints, nothing more', (lane) => {
+      const dynamo = statementsOfRole(dev.template('lanes'), roleOf(lane)).filter((s) =>
+        s.actions.some((a) => a.startsWith('dynamodb:')),
+      );
+      expect(dynamo.flatMap((s) => s.actions).sort()).toEqual([
+        'dynamodb:BatchGetItem',
+        'dynamodb:GetItem',
+        'dynamodb:PutItem',
+      ]);
+    });
+
+    it('lets the audit lane put and read chain segments under its prefix, never delete', () => {
+      const statements = statementsOfRole(dev.template('lanes'), roleOf('audit'));
+      const s3 = statements.filter((s) => s.actions.some((a) => a.startsWith('s3:')));
+      expect(s3.flatMap((s) => s.actions)).not.toContain('s3:DeleteObject');
+      expect(s3).toContainEqual(
+        expect.objectContaining({
+          actions: ['s3:GetObject', 's3:PutObject'],
+          resources: ['<Fn::ImportValue>/audit/*'],
+        }),
+      );
+    });
+
+    it('scopes the Kafka data-plane actions to the lane topics and consumer groups', () => {
+      const statements = statementsOfRole(dev.template('lanes'), roleOf('cache'));
+      const prefix = 'arn:aws:kafka:eu-west-1:111111111111';
+      expect(statements).toContainEqual(
+        expect.objectContaining({
+          actions: ['kafka-cluster:DescribeTopic', 'kafka-cluster:ReadData'],
+          resources: laneTopics(dev.config, 'cache')
+            .map((t) => `${prefix}:topic/cdc-sync-dev/<Fn::Select>/${t.topicName}`)
+            .sort(),
+        }),
+      );
+      expect(statements).toContainEqual(
+        expect.objectContaining({
+          actions: ['kafka-cluster:AlterGroup', 'kafka-cluster:DescribeGroup'],
+          resources: [`${prefix}:group/cdc-sync-dev/<Fn::Select>/cdc-dev-cache-*`],
+        }),
+      );
+    });
+
+    it('writes on-failure batches with put-only access, not the read-write grant of S3OnFailureDestination', () => {
+      const actions = statementsOfRole(dev.template('lanes'), roleOf('warehouse')).flatMap((s) => s.actions);
+      expect(actions.filter((a) => a.startsWith('s3:')).sort()).toEqual(['s3:ListBucket', 's3:PutObject']);
+    });
+  });
+});
