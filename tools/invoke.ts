@@ -40,7 +40,9 @@ async function main(): Promise<void> {
   let response: unknown;
   let handler: ReturnType<typeof createLaneHandler> | undefined;
   try {
-    handler = createLaneHandler(lane as Lane, SINKS[lane as Lane] as SinkFactory<Lane>, env, { onBatch: (r) => (result = r) });
+    handler = createLaneHandler(lane as Lane, SINKS[lane as Lane] as SinkFactory<Lane>, env, {
+      onBatch: (r) => (result = r),
+    });
     response = await handler(event, lambdaContext(`cdc-sync-${lane}`) as never);
   } catch (error) {
     thrown = error;

@@ -7,8 +7,8 @@ import type {
   Checkpoint,
   ColumnTypes,
   DeadLetter,
-  DecodeOutcome,
   DeadLetterQueue,
+  DecodeOutcome,
   Decoder,
   DedupeStore,
   KafkaRecord,
@@ -137,12 +137,25 @@ export async function processBatch(input: unknown, deps: PipelineDeps): Promise<
     const batch = partitions[p] as PartitionBatch;
     const outcomes = batch.records.map((record) => deps.decoder.decode(record, startedAt));
     const checkpoints = await checkpointsRead;
-    units.push(finishPartition(batch, outcomes, checkpoints.found.get(batch.id), checkpoints.error, deps, result, startedAt, clock));
+    units.push(
+      finishPartition(
+        batch,
+        outcomes,
+        checkpoints.found.get(batch.id),
+        checkpoints.error,
+        deps,
+        result,
+        startedAt,
+        clock,
+      ),
+    );
   }
   await Promise.all(units);
   // Partitions finish in any order; report failures in the event's order.
   const position = new Map(partitions.map((b, i) => [b.id, i] as const));
-  result.batchItemFailures.sort((a, b) => (position.get(a.itemIdentifier.partition) ?? 0) - (position.get(b.itemIdentifier.partition) ?? 0));
+  result.batchItemFailures.sort(
+    (a, b) => (position.get(a.itemIdentifier.partition) ?? 0) - (position.get(b.itemIdentifier.partition) ?? 0),
+  );
 
   if (malformed.length > 0) {
     const letters = malformed.map((m) => ({
@@ -177,7 +190,8 @@ async function finishPartition(
   const fail = (error: CdcError, pending: number, firstPending: number | undefined) => {
     result.retried += pending;
     result.error ??= error;
-    if (firstPending !== undefined) result.batchItemFailures.push({ itemIdentifier: { partition: batch.id, offset: firstPending } });
+    if (firstPending !== undefined)
+      result.batchItemFailures.push({ itemIdentifier: { partition: batch.id, offset: firstPending } });
   };
   if (loadError) {
     fail(loadError, batch.records.length, batch.records[0]?.offset);
@@ -257,7 +271,11 @@ async function finishPartition(
     try {
       await deps.deadLetters.send(letters);
     } catch (error) {
-      fail(asRetryable(error, (m) => new DeadLetterError(m, { cause: error })), pending - duplicates, firstPending);
+      fail(
+        asRetryable(error, (m) => new DeadLetterError(m, { cause: error })),
+        pending - duplicates,
+        firstPending,
+      );
       return;
     }
   }
@@ -266,7 +284,11 @@ async function finishPartition(
   try {
     await deps.dedupe.commit(deps.lane, batch, previous, dedupe.next(written.state ?? previous?.sinkState));
   } catch (error) {
-    fail(asRetryable(error, (m) => new DedupeError('DEDUPE_UNAVAILABLE', m, { cause: error })), pending - duplicates, firstPending);
+    fail(
+      asRetryable(error, (m) => new DedupeError('DEDUPE_UNAVAILABLE', m, { cause: error })),
+      pending - duplicates,
+      firstPending,
+    );
     return;
   }
 

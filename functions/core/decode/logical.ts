@@ -189,7 +189,11 @@ export function zonedTimestamp(value: unknown): unknown {
   if (typeof value !== 'string') return value;
   // Fast path, the common case: already UTC with no trailing zero in the fraction (or no fraction).
   const last = value.length - 1;
-  if (value.charCodeAt(last) === 90 /* Z */ && value.charCodeAt(last - 1) !== 48 /* 0 */ && value.charCodeAt(10) === 84 /* T */) {
+  if (
+    value.charCodeAt(last) === 90 /* Z */ &&
+    value.charCodeAt(last - 1) !== 48 /* 0 */ &&
+    value.charCodeAt(10) === 84 /* T */
+  ) {
     const dot = value.indexOf('.', 19);
     if (dot < 0 ? last === 19 : dot === 19) return value;
   }
