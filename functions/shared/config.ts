@@ -33,8 +33,10 @@ const common = {
   REPORT_BATCH_ITEM_FAILURES: bool.default(true),
   /** Include/exclude tables and columns, mask or hash PII (see functions/core/enrich.ts). */
   TABLE_RULES: json(TableRulesSchema).optional(),
-  /** Salt for `sha256` PII hashing (set from Secrets Manager in AWS). */
+  /** Salt for `sha256` PII hashing, inline (local runs)… */
   PII_HASH_SALT: z.string().default(''),
+  /** …or the Secrets Manager secret holding it (AWS): read once at the first invocation. */
+  PII_HASH_SALT_SECRET_ARN: z.string().min(1).optional(),
   /** Records whose value is larger are dead-lettered (Kafka's default message.max.bytes is 1 MiB). */
   MAX_RECORD_BYTES: positiveInt.default(1_048_576),
   /** Debezium's unavailable.value.placeholder. */

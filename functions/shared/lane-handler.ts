@@ -3,6 +3,8 @@ import { logMetrics } from '@aws-lambda-powertools/metrics/middleware';
 import { captureLambdaHandler } from '@aws-lambda-powertools/tracer/middleware';
 import middy from '@middy/core';
 import type { Context } from 'aws-lambda';
+import { createEnricher } from '../core/enrich';
+import { ConfigError } from '../core/errors';
 import { type BatchItemFailure, type BatchResult, processBatch } from '../core/pipeline';
 import type { Lane } from '../core/types';
 import { loadLaneEnv } from './config';
@@ -35,6 +37,16 @@ function summary(result: BatchResult) {
 export interface LaneHandlerOptions {
   /** Called with every batch's full result (local runner and invoke CLI report from it). */
   onBatch?: (result: BatchResult) => void;
+  /** Reads a secret's value (default: Powertools Parameters' cached getSecret). */
+  readSecret?: (arn: string) => Promise<string>;
+}
+
+/** The salt stays in Secrets Manager; Powertools caches it, and it never rotates (hashes must stay comparable). */
+async function readSecretValue(arn: string): Promise<string> {
+  const { getSecret } = await import('@aws-lambda-powertools/parameters/secrets');
+  const value = await getSecret<string>(arn, { maxAge: 3600 });
+  if (typeof value !== 'string') throw new ConfigError(`PII_HASH_SALT_SECRET_ARN: secret ${arn} has no string value`);
+  return value;
 }
 
 export function createLaneHandler<L extends Lane>(
@@ -52,7 +64,27 @@ export function createLaneHandler<L extends Lane>(
     sink,
   );
 
+  // A salt kept in Secrets Manager is read once (starting at cold start), before the first batch is enriched; a
+  // failed read fails that invocation (the ESM retries) and is tried again by the next one.
+  const saltArn = config.PII_HASH_SALT_SECRET_ARN;
+  let salted: Promise<void> | undefined;
+  const ensureSalt = (): Promise<void> | undefined => {
+    if (!saltArn) return undefined;
+    salted ??= (options.readSecret ?? readSecretValue)(saltArn).then(
+      (salt) => {
+        deps.enricher = createEnricher(config.TABLE_RULES, { lane, salt });
+      },
+      (error: unknown) => {
+        salted = undefined;
+        throw error;
+      },
+    );
+    return salted;
+  };
+  ensureSalt()?.catch(() => undefined);
+
   const handle = async (event: unknown, _context: Context): Promise<LaneResponse> => {
+    await ensureSalt();
     const result = await processBatch(event, deps);
     recordBatchMetrics(metrics, result);
     options.onBatch?.(result);

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -197,6 +198,39 @@ describe('lane handlers against local services', () => {
       expect((await auditIds(prefix)).ids).toHaveLength(12);
     } finally {
       await l.close();
+    }
+  });
+
+  it('hashes PII columns with the salt read from Secrets Manager', async () => {
+    // Arrange
+    const prefix = `pii-${Date.now()}`;
+    const env = {
+      ...services().laneEnv('audit'),
+      AUDIT_PREFIX: `${prefix}/`,
+      POWERTOOLS_LOG_LEVEL: 'SILENT',
+      TABLE_RULES: JSON.stringify({ columns: { 'public.customers': { pii: { email: 'sha256' } } } }),
+      PII_HASH_SALT_SECRET_ARN: 'arn:aws:secretsmanager:eu-west-1:111122223333:secret:salt',
+    };
+    const handler = createLaneHandler('audit', SINKS.audit, env, { readSecret: async () => 'pepper' });
+    const event = eventOf([
+      pgMessage({
+        op: 'c',
+        table: 'customers',
+        after: { id: 1, email: 'ann@example.com' },
+        lsn: 10,
+        topic: `${prefix}.customers`,
+      }),
+    ]);
+    try {
+      // Act
+      await handler(event, lambdaContext('a') as never);
+      // Assert
+      const events: unknown[] = [];
+      await verifyAuditLog(services().clients.s3, LOCAL_NAMES.auditBucket, `${prefix}/`, (_, e) => events.push(...e));
+      const expected = createHash('sha256').update('pepper').update('ann@example.com').digest('hex');
+      expect(events).toEqual([expect.objectContaining({ after: { id: 1, email: expected } })]);
+    } finally {
+      await handler.close();
     }
   });
 
