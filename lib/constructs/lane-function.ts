@@ -69,6 +69,11 @@ export interface KafkaSubscription {
  * `bind*` methods that set an environment variable and the matching IAM grant in one call, so the two cannot drift
  * (the variables are parsed by `functions/shared/config.ts`; names must match it).
  */
+/** V8 young-generation semi-space (MiB) for a lane of this memory size: 1/16 of it, between 16 and 64. */
+export function semiSpaceMiB(memoryMiB: number): number {
+  return Math.max(16, Math.min(64, Math.floor(memoryMiB / 16)));
+}
+
 export class LaneFunction extends ProjectFunction {
   readonly lane: LaneName;
   readonly laneConfig: LaneConfig;
@@ -85,6 +90,9 @@ export class LaneFunction extends ProjectFunction {
       // Read by the handler to decide whether to return batchItemFailures; subscribe() sets the ESM from the same
       // config value, so the two always agree.
       REPORT_BATCH_ITEM_FAILURES: String(config.reportBatchItemFailures),
+      // A batch keeps all its decoded changes alive until its sink write; a young generation sized to hold a batch
+      // spares V8 from copying them between semi-spaces (measured by `npm run bench`: GC was a quarter of the CPU).
+      NODE_OPTIONS: `--enable-source-maps --max-semi-space-size=${semiSpaceMiB(config.memoryMiB)}`,
     };
     if (config.tableRules !== undefined) environment.TABLE_RULES = JSON.stringify(config.tableRules);
     if (config.maxRecordBytes !== undefined) environment.MAX_RECORD_BYTES = String(config.maxRecordBytes);

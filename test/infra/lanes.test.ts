@@ -167,7 +167,7 @@ describe('lanes stack', () => {
         POWERTOOLS_SERVICE_NAME: `cdc-sync-${lane}`,
         POWERTOOLS_METRICS_NAMESPACE: 'cdc-sync',
         POWERTOOLS_LOG_LEVEL: 'DEBUG',
-        NODE_OPTIONS: '--enable-source-maps',
+        NODE_OPTIONS: expect.stringMatching(/^--enable-source-maps --max-semi-space-size=(16|32|64)$/),
       });
     });
 
