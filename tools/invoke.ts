@@ -1,5 +1,5 @@
 /**
- * npm run invoke -- <lane> <event-file> [--json] [--fresh] [--aws]
+ * npm run invoke -- <lane> <event-file> [--json] [--fresh] [--aws] [--state <dir>]
  *
  * Runs one lane's real handler in-process on an event file (a full MSK event, Kafka messages or a bare Debezium
  * value; see tools/lib/event-files.ts) with a Lambda-like context. Locally (default) it talks to dynalite, s3rver
@@ -19,11 +19,12 @@ import { fail, lambdaContext, parseArgs, reserveStdout } from './lib/cli';
 import { readEventFile } from './lib/event-files';
 import { startLocalServices } from './local/services';
 
-const USAGE = 'usage: npm run invoke -- <warehouse|cache|audit> <event-file> [--json] [--fresh] [--aws]';
+const USAGE =
+  'usage: npm run invoke -- <warehouse|cache|audit> <event-file> [--json] [--fresh] [--aws] [--state <dir>]';
 
 async function main(): Promise<void> {
   const out = reserveStdout();
-  const { positionals, flags } = parseArgs(process.argv.slice(2));
+  const { positionals, flags } = parseArgs(process.argv.slice(2), ['state']);
   const [lane, file] = positionals;
   if (!lane || !file) fail(USAGE);
   if (!LANES.includes(lane as Lane)) fail(`unknown lane "${lane}": expected one of ${LANES.join(', ')}\n${USAGE}`);
@@ -31,7 +32,11 @@ async function main(): Promise<void> {
 
   const services = flags.has('aws')
     ? undefined
-    : await startLocalServices({ dir: resolve('.local/invoke'), fresh: flags.has('fresh'), redis: 'auto' });
+    : await startLocalServices({
+        dir: resolve(typeof flags.get('state') === 'string' ? (flags.get('state') as string) : '.local/invoke'),
+        fresh: flags.has('fresh'),
+        redis: 'auto',
+      });
   if (services && lane === 'cache' && !services.redisUrl) fail(`the cache lane needs Redis: ${services.redisProblem}`);
   const env = services ? { ...process.env, ...services.laneEnv(lane as Lane) } : process.env;
 

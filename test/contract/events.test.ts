@@ -118,7 +118,7 @@ describe('events/ sample files', () => {
     // Arrange
     const folders = new Set(FILES.map((path) => path.split('/')[0]));
     // Act + Assert
-    expect([...folders].sort()).toEqual(['malformed', 'msk', 'mysql', 'postgres', 'sqlserver']);
+    expect([...folders].sort()).toEqual(['dead-letter', 'malformed', 'msk', 'mysql', 'postgres', 'sqlserver']);
     expect(FILES.length).toBeGreaterThanOrEqual(60);
   });
 

@@ -8,7 +8,8 @@ import type { KafkaEvent, KafkaRecord } from '../../functions/core/types';
  * - Kafka messages: `{ topic, partition?, offset?, timestamp?, key, value, headers? }` (or an array of them) where key
  *   and value are the JSON documents Debezium wrote (or null), headers a `{ name: "text" }` object;
  * - a bare Debezium value document (`{schema, payload}` or the payload), whose topic is derived from its source block
- *   and whose key is null.
+ *   and whose key is null;
+ * - a dead letter (what a lane's DLQ holds): its original record.
  * Numbers are read losslessly, so a file's 19-digit `ts_ns` reaches the decoder with every digit.
  */
 
@@ -88,6 +89,16 @@ export function mskEventOf(messages: readonly KafkaMessage[]): KafkaEvent {
 export function toMskEvent(content: unknown): KafkaEvent {
   if (isObject(content) && 'records' in content && 'eventSource' in content) {
     return JSON.parse(stringify(content) as string) as KafkaEvent;
+  }
+  // A dead letter (the SQS message body, or the claim-check object): its original record, as it was delivered.
+  if (isObject(content) && isObject(content.record) && isObject(content.error) && 'lane' in content) {
+    const record = JSON.parse(stringify(content.record) as string) as KafkaRecord;
+    return {
+      eventSource: 'aws:kafka',
+      eventSourceArn: EVENT_ARN,
+      bootstrapServers: BOOTSTRAP,
+      records: { [`${record.topic}-${record.partition}`]: [record] },
+    };
   }
   const isMessage = (v: unknown) => isObject(v) && ('value' in v || 'key' in v) && !('op' in v) && !('payload' in v);
   if (Array.isArray(content) && content.every(isMessage)) return mskEventOf(content as KafkaMessage[]);
