@@ -15,7 +15,6 @@ import type {
   Lane,
   PartitionBatch,
   Sink,
-  SinkPartition,
   SinkPartitionResult,
   SkipReason,
 } from './types';

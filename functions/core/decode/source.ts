@@ -42,7 +42,7 @@ function str(value: unknown, field?: string): string | null {
  * JSON.parse (it runs per record): the first element is a quoted run of digits, or null.
  */
 function lastCommitLsnOf(sequence: string | null | undefined): string | null {
-  if (!sequence || sequence.charCodeAt(0) !== 91 /* [ */) return null;
+  if (sequence?.charCodeAt(0) !== 91 /* [ */) return null;
   const quoted = sequence.charCodeAt(1) === 34; /* " */
   const start = quoted ? 2 : 1;
   let end = start;
