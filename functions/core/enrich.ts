@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
-import { z } from 'zod';
+import * as z from 'zod/mini';
+import './zod';
 import { changeId, tableIdOf } from './change';
 import type { ChangeEvent, Lane, Row } from './types';
 
@@ -13,18 +14,18 @@ export type PiiAction = z.infer<typeof PiiAction>;
 
 export const ColumnRulesSchema = z.object({
   /** Keep only these columns (key columns are always kept). */
-  include: z.array(z.string()).optional(),
-  exclude: z.array(z.string()).default([]),
+  include: z.optional(z.array(z.string())),
+  exclude: z._default(z.array(z.string()), []),
   /** `sha256`: salted hex digest; `mask`: all but the last 4 characters replaced by `*`; `drop`; `null`. */
-  pii: z.record(z.string(), PiiAction).default({}),
+  pii: z._default(z.record(z.string(), PiiAction), {}),
 });
 
 export const TableRulesSchema = z.object({
   /** When given, only matching tables pass; others are skipped with reason `table-excluded`. */
-  include: z.array(z.string()).optional(),
-  exclude: z.array(z.string()).default([]),
+  include: z.optional(z.array(z.string())),
+  exclude: z._default(z.array(z.string()), []),
   /** Column rules per table pattern; every matching entry applies, in order. */
-  columns: z.record(z.string(), ColumnRulesSchema).default({}),
+  columns: z._default(z.record(z.string(), ColumnRulesSchema), {}),
 });
 export type TableRules = z.infer<typeof TableRulesSchema>;
 

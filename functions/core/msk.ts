@@ -1,4 +1,5 @@
-import { z } from 'zod';
+import * as z from 'zod/mini';
+import './zod';
 import { InvalidEventError } from './errors';
 import type { KafkaEvent, KafkaRecord, PartitionBatch } from './types';
 
@@ -6,23 +7,25 @@ import type { KafkaEvent, KafkaRecord, PartitionBatch } from './types';
  * zod schemas of what a Kafka event source mapping delivers (formats.md §1). Tolerant where the wild varies:
  * key/value may be absent or null (tombstones), headers may be missing, bootstrapServers is one string or absent.
  */
+const index = z.int().check(z.gte(0));
+
 export const KafkaRecordSchema = z.object({
-  topic: z.string().min(1),
-  partition: z.number().int().nonnegative(),
-  offset: z.number().int().nonnegative(),
+  topic: z.string().check(z.minLength(1)),
+  partition: index,
+  offset: index,
   timestamp: z.number(),
-  timestampType: z.string().optional(),
-  key: z.string().nullish(),
-  value: z.string().nullish(),
+  timestampType: z.optional(z.string()),
+  key: z.nullish(z.string()),
+  value: z.nullish(z.string()),
   // Carried to dead letters as they came, never interpreted: checking every header byte would cost more than the
   // rest of the record's validation.
-  headers: z.array(z.unknown()).optional(),
+  headers: z.optional(z.array(z.unknown())),
 });
 
 export const KafkaEventSchema = z.object({
   eventSource: z.enum(['aws:kafka', 'SelfManagedKafka']),
-  eventSourceArn: z.string().optional(),
-  bootstrapServers: z.string().nullish(),
+  eventSourceArn: z.optional(z.string()),
+  bootstrapServers: z.nullish(z.string()),
   records: z.record(z.string(), z.array(z.unknown())),
 });
 

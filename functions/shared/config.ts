@@ -1,4 +1,5 @@
-import { z } from 'zod';
+import * as z from 'zod/mini';
+import '../core/zod';
 import { TableRulesSchema } from '../core/enrich';
 import { ConfigError } from '../core/errors';
 import type { Lane } from '../core/types';
@@ -7,68 +8,76 @@ import type { Lane } from '../core/types';
  * Runtime configuration of a lane function: environment variables set by the CDK construct that also grants the
  * access (lib/constructs/lane-function.ts), parsed once at cold start. A missing or bad variable fails with its name.
  */
-const bool = z.enum(['true', 'false']).transform((v) => v === 'true');
-const positiveInt = z.coerce.number().int().positive();
-const json = <T extends z.ZodType>(schema: T) =>
-  z
-    .string()
-    .transform((text, ctx) => {
-      try {
-        return JSON.parse(text) as unknown;
-      } catch {
-        ctx.addIssue({ code: 'custom', message: 'is not valid JSON' });
-        return z.NEVER;
-      }
-    })
-    .pipe(schema);
+const bool = z.pipe(
+  z.enum(['true', 'false']),
+  z.transform((v: 'true' | 'false') => v === 'true'),
+);
+const positiveInt = z.pipe(z.coerce.number(), z.int().check(z.positive()));
+const text = z.string().check(z.minLength(1));
+const url = z.url();
+const json = <T extends z.ZodMiniType>(schema: T) =>
+  z.pipe(
+    z.pipe(
+      z.string(),
+      z.transform((input: string, ctx) => {
+        try {
+          return JSON.parse(input) as unknown;
+        } catch {
+          ctx.issues.push({ code: 'custom', message: 'is not valid JSON', input });
+          return z.NEVER;
+        }
+      }),
+    ),
+    schema,
+  );
 
 const common = {
   /** DynamoDB table holding the per-lane, per-partition checkpoints. */
-  DEDUPE_TABLE_NAME: z.string().min(1),
+  DEDUPE_TABLE_NAME: text,
   /** SQS queue URL of this lane's dead-letter queue. */
-  DLQ_URL: z.string().url(),
+  DLQ_URL: url,
   /** S3 bucket for dead-letter payloads too large for an SQS message (claim check). */
-  DLQ_PAYLOAD_BUCKET: z.string().min(1),
+  DLQ_PAYLOAD_BUCKET: text,
   /** Must match the event source mapping's FunctionResponseTypes. */
-  REPORT_BATCH_ITEM_FAILURES: bool.default(true),
+  REPORT_BATCH_ITEM_FAILURES: z._default(bool, true),
   /** Include/exclude tables and columns, mask or hash PII (see functions/core/enrich.ts). */
-  TABLE_RULES: json(TableRulesSchema).optional(),
+  TABLE_RULES: z.optional(json(TableRulesSchema)),
   /** Salt for `sha256` PII hashing, inline (local runs)… */
-  PII_HASH_SALT: z.string().default(''),
+  PII_HASH_SALT: z._default(z.string(), ''),
   /** …or the Secrets Manager secret holding it (AWS): read once at the first invocation. */
-  PII_HASH_SALT_SECRET_ARN: z.string().min(1).optional(),
+  PII_HASH_SALT_SECRET_ARN: z.optional(text),
   /** Records whose value is larger are dead-lettered (Kafka's default message.max.bytes is 1 MiB). */
-  MAX_RECORD_BYTES: positiveInt.default(1_048_576),
+  MAX_RECORD_BYTES: z._default(positiveInt, 1_048_576),
   /** Debezium's unavailable.value.placeholder. */
-  UNAVAILABLE_VALUE_PLACEHOLDER: z.string().min(1).default('__debezium_unavailable_value'),
+  UNAVAILABLE_VALUE_PLACEHOLDER: z._default(text, '__debezium_unavailable_value'),
   /** Days a checkpoint of an idle partition is kept (the audit lane's never expire: they hold the chain head). */
-  CHECKPOINT_TTL_DAYS: positiveInt.default(30),
+  CHECKPOINT_TTL_DAYS: z._default(positiveInt, 30),
   /** Endpoint override for local runs (dynalite, s3rver, fauxqs); unset in AWS. */
-  AWS_ENDPOINT_URL_DYNAMODB: z.string().url().optional(),
-  AWS_ENDPOINT_URL_S3: z.string().url().optional(),
-  AWS_ENDPOINT_URL_SQS: z.string().url().optional(),
+  AWS_ENDPOINT_URL_DYNAMODB: z.optional(url),
+  AWS_ENDPOINT_URL_S3: z.optional(url),
+  AWS_ENDPOINT_URL_SQS: z.optional(url),
 };
 
 export const LaneEnvSchemas = {
   warehouse: z.object({
     ...common,
-    WAREHOUSE_BUCKET: z.string().min(1),
-    WAREHOUSE_PREFIX: z.string().default('changes/'),
+    WAREHOUSE_BUCKET: text,
+    WAREHOUSE_PREFIX: z._default(z.string(), 'changes/'),
   }),
   cache: z.object({
     ...common,
     /** redis:// or rediss:// (TLS, as ElastiCache Serverless requires). */
-    REDIS_URL: z.string().regex(/^rediss?:\/\//, 'must start with redis:// or rediss://'),
+    REDIS_URL: z.string().check(z.regex(/^rediss?:\/\//, 'must start with redis:// or rediss://')),
     /** ElastiCache Serverless speaks the cluster protocol. */
-    REDIS_CLUSTER: bool.default(false),
-    CACHE_KEY_PREFIX: z.string().min(1).default('cdc'),
+    REDIS_CLUSTER: z._default(bool, false),
+    CACHE_KEY_PREFIX: z._default(text, 'cdc'),
     /** How long a deleted row's version is kept so a late older change cannot resurrect it. */
-    CACHE_TOMBSTONE_TTL_SECONDS: positiveInt.default(7 * 24 * 3600),
+    CACHE_TOMBSTONE_TTL_SECONDS: z._default(positiveInt, 7 * 24 * 3600),
   }),
   audit: z.object({
     ...common,
-    AUDIT_BUCKET: z.string().min(1),
-    AUDIT_PREFIX: z.string().default('audit/'),
+    AUDIT_BUCKET: text,
+    AUDIT_PREFIX: z._default(z.string(), 'audit/'),
   }),
 } as const;
 

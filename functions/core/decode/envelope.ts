@@ -1,4 +1,5 @@
-import { z } from 'zod';
+import * as z from 'zod/mini';
+import '../zod';
 import { DecodeError } from '../errors';
 import type { Op, Row } from '../types';
 import type { SourceBlock } from './source';
@@ -20,9 +21,9 @@ const row = z.custom<Row | null>((v) => v === null || (typeof v === 'object' && 
  * new output object for each object schema it parses.
  */
 export const SourceBlockSchema = z.object({
-  connector: z.string().min(1),
+  connector: z.string().check(z.minLength(1)),
   name: z.string(),
-  ts_ms: int64.nullish(),
+  ts_ms: z.nullish(int64),
 });
 
 export const OPS = ['c', 'u', 'd', 'r', 't', 'm'] as const;
@@ -30,9 +31,9 @@ export const OPS = ['c', 'u', 'd', 'r', 't', 'm'] as const;
 export const EnvelopeSchema = z.object({
   op: z.enum(OPS),
   source: SourceBlockSchema,
-  before: row.optional(),
-  after: row.optional(),
-  ts_ms: int64.nullish(),
+  before: z.optional(row),
+  after: z.optional(row),
+  ts_ms: z.nullish(int64),
 });
 
 export interface Envelope {
@@ -69,7 +70,7 @@ export function passesEnvelopeSchema(payload: Record<string, unknown>): boolean 
   );
 }
 
-function describeIssues(error: z.ZodError): string {
+function describeIssues(error: { issues: ReadonlyArray<{ path: PropertyKey[]; message: string }> }): string {
   return error.issues
     .slice(0, 3)
     .map((issue) => `${issue.path.join('.') || 'envelope'}: ${issue.message}`)
