@@ -43,28 +43,37 @@ export function digestId(id: string): string {
  */
 export function compareOrder(a: string, b: string): -1 | 0 | 1 | undefined {
   if (a === b) return 0;
-  const kindA = a.slice(0, a.indexOf(':'));
-  if (kindA !== b.slice(0, b.indexOf(':'))) return undefined;
-  if (kindA === 'pg' && a[3] === '1' && b[3] === '1') {
-    const commitA = a.slice(26);
-    const commitB = b.slice(26);
-    if (commitA === UNKNOWN_COMMIT || commitB === UNKNOWN_COMMIT) return undefined;
-    if (commitA !== commitB) return commitA < commitB ? -1 : 1;
+  // Kinds are two letters and a colon ("pg:", "my:", "ms:", "kf:"); compared without slicing (this runs per event).
+  if (a.charCodeAt(0) !== b.charCodeAt(0) || a.charCodeAt(1) !== b.charCodeAt(1) || a.charCodeAt(2) !== 58) {
+    return undefined;
+  }
+  if (a.charCodeAt(0) === 112 /* p */ && a.charCodeAt(3) === 49 /* 1 */ && b.charCodeAt(3) === 49) {
+    // Streamed PostgreSQL changes: `pg:1:<lsn 20>:<commit 20>`; order by (commit, lsn) across rows.
+    if (a.startsWith(UNKNOWN_COMMIT, COMMIT_AT) || b.startsWith(UNKNOWN_COMMIT, COMMIT_AT)) return undefined;
+    for (let i = COMMIT_AT; i < a.length; i++) {
+      const x = a.charCodeAt(i);
+      const y = b.charCodeAt(i);
+      if (x !== y) return x < y ? -1 : 1;
+    }
   }
   return a < b ? -1 : 1;
 }
 
 const UNKNOWN_COMMIT = '0'.repeat(20);
+/** Where the commit part of `pg:1:<20 digits>:<20 digits>` starts. */
+const COMMIT_AT = 26;
 
 export type Verdict = 'new' | 'duplicate';
+
+const NO_IDS: ReadonlySet<string> = new Set();
 
 /** Running dedupe state of one partition during a batch. */
 export class PartitionDedupe {
   private hw: string;
   /** Digests of ids applied at `hw` that came from the stored checkpoint. */
-  private storedTies: Set<string>;
-  /** Ids (raw) applied at `hw` in this batch. */
-  private batchTies = new Set<string>();
+  private storedTies: ReadonlySet<string>;
+  /** Ids (raw) applied at `hw` in this batch: usually one, so a reused array rather than a Set per event. */
+  private readonly batchTies: string[] = [];
   private readonly committedOffset: number;
   private maxOffset: number;
   private dirty = false;
@@ -73,7 +82,7 @@ export class PartitionDedupe {
     this.committedOffset = previous?.offset ?? -1;
     this.maxOffset = this.committedOffset;
     this.hw = previous?.hw ?? '';
-    this.storedTies = new Set(previous?.hwIds ?? []);
+    this.storedTies = previous?.hwIds.length ? new Set(previous.hwIds) : NO_IDS;
   }
 
   /** True when the record at this offset was already handled (redelivery). */
@@ -94,16 +103,17 @@ export class PartitionDedupe {
     const cmp = this.hw === '' ? 1 : compareOrder(order, this.hw);
     if (cmp === -1) return 'duplicate';
     if (cmp === 0) {
-      if (this.batchTies.has(event.id) || (this.storedTies.size > 0 && this.storedTies.has(digestId(event.id)))) {
+      if (this.batchTies.includes(event.id) || (this.storedTies.size > 0 && this.storedTies.has(digestId(event.id)))) {
         return 'duplicate';
       }
-      if (this.storedTies.size + this.batchTies.size < HW_IDS_LIMIT) this.batchTies.add(event.id);
+      if (this.storedTies.size + this.batchTies.length < HW_IDS_LIMIT) this.batchTies.push(event.id);
       return 'new';
     }
     // Greater, or incomparable: a new position.
     this.hw = order;
-    this.storedTies = new Set();
-    this.batchTies = new Set([event.id]);
+    this.storedTies = NO_IDS;
+    this.batchTies.length = 0;
+    this.batchTies.push(event.id);
     return 'new';
   }
 

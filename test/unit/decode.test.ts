@@ -52,6 +52,23 @@ describe('logical types', () => {
     expect(decimalValue(text, scale)).toBe(expected);
   });
 
+  it('decodes small decimals without a Buffer exactly as the BigInt path does (two-complement, 1-8 bytes)', () => {
+    // Arrange: deterministic pseudo-random byte strings
+    let seed = 7;
+    const next = () => {
+      seed = (seed * 1_103_515_245 + 12_345) % 2 ** 31;
+      return seed & 0xff;
+    };
+    for (let n = 0; n < 3000; n++) {
+      const bytes = Buffer.from(Array.from({ length: 1 + (n % 8) }, next));
+      let expected = 0n;
+      for (const b of bytes) expected = (expected << 8n) | BigInt(b);
+      if ((bytes[0] as number) & 0x80) expected -= 1n << BigInt(bytes.length * 8);
+      // Act + Assert
+      expect(decimalFromBase64(bytes.toString('base64'), 0)).toBe(expected.toString());
+    }
+  });
+
   it('VariableScaleDecimal uses its own scale', () => {
     expect(variableScaleDecimal({ scale: 3, value: 'MDk=' })).toBe('12.345');
   });

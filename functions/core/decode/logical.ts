@@ -22,6 +22,11 @@ export function formatScaled(unscaled: bigint | number, scale: number): string {
  * in JSON. Up to 6 bytes fit a double exactly, so the common case avoids BigInt.
  */
 export function decimalFromBase64(base64: string, scale: number): string {
+  // Up to 8 characters (6 bytes) decode without a Buffer: most decimals are small.
+  if (base64.length <= 8 && base64.length % 4 === 0) {
+    const small = smallBase64Integer(base64);
+    if (small !== undefined) return formatScaled(small, scale);
+  }
   const bytes = Buffer.from(base64, 'base64');
   if (bytes.length === 0) return formatScaled(0, scale);
   if (bytes.length <= 6) return formatScaled(bytes.readIntBE(0, bytes.length), scale);
@@ -29,6 +34,31 @@ export function decimalFromBase64(base64: string, scale: number): string {
   for (const byte of bytes) unscaled = (unscaled << 8n) | BigInt(byte);
   if ((bytes[0] as number) & 0x80) unscaled -= 1n << BigInt(bytes.length * 8);
   return formatScaled(unscaled, scale);
+}
+
+const BASE64_VALUE = new Int8Array(128).fill(-1);
+for (let i = 0; i < 64; i++)
+  BASE64_VALUE['ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/'.charCodeAt(i)] = i;
+
+/** The signed big-endian integer in a base64 text of at most 6 bytes (undefined if not plain base64). */
+function smallBase64Integer(text: string): number | undefined {
+  let padding = 0;
+  if (text.endsWith('==')) padding = 2;
+  else if (text.endsWith('=')) padding = 1;
+  const symbols = text.length - padding;
+  let bits = 0;
+  for (let i = 0; i < symbols; i++) {
+    const c = text.charCodeAt(i);
+    const v = c < 128 ? (BASE64_VALUE[c] as number) : -1;
+    if (v < 0) return undefined;
+    bits = bits * 64 + v;
+  }
+  // Drop the filler bits of the last group: 2 per padding character.
+  const bytes = Math.floor((symbols * 6) / 8);
+  bits = Math.floor(bits / 2 ** (symbols * 6 - bytes * 8));
+  if (bytes === 0) return 0;
+  const limit = 2 ** (bytes * 8);
+  return bits >= limit / 2 ? bits - limit : bits;
 }
 
 /**
@@ -86,14 +116,18 @@ const MAX_DATE_MS = 8.64e15;
 const two = (n: number) => (n < 10 ? `0${n}` : `${n}`);
 const three = (n: number) => (n < 10 ? `00${n}` : n < 100 ? `0${n}` : `${n}`);
 
+/** Direct-mapped cache of day number → "YYYY-MM-DD": dates in a stream cluster, so most lookups hit. */
+const DATE_SLOTS = 4096;
+const dateKeys = new Float64Array(DATE_SLOTS).fill(Number.NaN);
+const dateTexts: string[] = new Array(DATE_SLOTS).fill('');
+
 /**
- * `YYYY-MM-DDTHH:mm:ss.sssZ` of an epoch offset in ms, like Date#toISOString but without allocating a Date (this
- * runs for every temporal column of every row). Civil-from-days after Howard Hinnant's algorithm; years outside
- * 0–9999 use Date's own ±YYYYYY form.
+ * "YYYY-MM-DD" of a day number (days since the epoch), or undefined outside years 0–9999. Civil-from-days after
+ * Howard Hinnant's algorithm, without allocating a Date (this runs for every temporal column of every row).
  */
-function isoDateTime(epochMs: number): string {
-  const days = Math.floor(epochMs / MS_PER_DAY);
-  const msOfDay = epochMs - days * MS_PER_DAY;
+function civilDate(days: number): string | undefined {
+  const slot = days & (DATE_SLOTS - 1);
+  if (dateKeys[slot] === days) return dateTexts[slot];
   const z = days + 719_468;
   const era = Math.floor(z / 146_097);
   const doe = z - era * 146_097;
@@ -103,9 +137,24 @@ function isoDateTime(epochMs: number): string {
   const day = doy - Math.floor((153 * mp + 2) / 5) + 1;
   const month = mp < 10 ? mp + 3 : mp - 9;
   const year = yoe + era * 400 + (month <= 2 ? 1 : 0);
-  if (year < 0 || year > 9999) return new Date(epochMs).toISOString();
+  if (year < 0 || year > 9999) return undefined;
+  const text = `${String(year).padStart(4, '0')}-${two(month)}-${two(day)}`;
+  dateKeys[slot] = days;
+  dateTexts[slot] = text;
+  return text;
+}
+
+/**
+ * `YYYY-MM-DDTHH:mm:ss.sssZ` of an epoch offset in ms, like Date#toISOString (whose ±YYYYYY form is used outside
+ * years 0–9999).
+ */
+function isoDateTime(epochMs: number): string {
+  const days = Math.floor(epochMs / MS_PER_DAY);
+  const date = civilDate(days);
+  if (date === undefined) return new Date(epochMs).toISOString();
+  const msOfDay = epochMs - days * MS_PER_DAY;
   const seconds = Math.floor(msOfDay / 1000);
-  return `${String(year).padStart(4, '0')}-${two(month)}-${two(day)}T${two(Math.floor(seconds / 3600))}:${two(Math.floor(seconds / 60) % 60)}:${two(seconds % 60)}.${three(msOfDay - seconds * 1000)}Z`;
+  return `${date}T${two(Math.floor(seconds / 3600))}:${two(Math.floor(seconds / 60) % 60)}:${two(seconds % 60)}.${three(msOfDay - seconds * 1000)}Z`;
 }
 
 /**
@@ -121,7 +170,10 @@ function infinity(ms: number): string {
 export function dateFromDays(value: unknown): unknown {
   if (typeof value !== 'number') return value;
   if (Math.abs(value * MS_PER_DAY) > MAX_DATE_MS) return infinity(value);
-  const iso = isoDateTime(value * MS_PER_DAY);
+  if (!Number.isInteger(value)) return value;
+  const date = civilDate(value);
+  if (date !== undefined) return date;
+  const iso = new Date(value * MS_PER_DAY).toISOString();
   return iso.slice(0, iso.indexOf('T'));
 }
 

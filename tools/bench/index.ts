@@ -1,0 +1,90 @@
+/**
+ * npm run bench -- [--json] [--e2e] [--quick]
+ *
+ * Pipeline benchmarks, each measured side by side with its baseline in the same run (never timed assertions in
+ * tests). Prints one JSON object with --json.
+ */
+import { parseArgs, reserveStdout } from '../lib/cli';
+import { coreDeps, decodeAll, measure, powertoolsHandler, rawFloor, runPipeline, stubbedLane } from './cpu';
+import { measureDdbCalls } from './ddb-calls';
+import { benchEvent } from './fixtures';
+import { measureInit } from './init';
+
+const round = (n: number, digits = 3) => Number(n.toFixed(digits));
+
+async function pipelineBenchmarks(quick: boolean) {
+  const count = 10_000;
+  const event = benchEvent(count);
+  const iterations = quick ? 5 : 15;
+  const warehouse = stubbedLane('warehouse');
+  const audit = stubbedLane('audit');
+  const context = { functionName: 'bench', awsRequestId: 'bench' } as never;
+  const t = await measure(
+    {
+      rawFloor: () => rawFloor(event),
+      decode: () => decodeAll(event),
+      core: () => runPipeline(event, coreDeps()),
+      powertools: () => powertoolsHandler(event as never, context),
+      warehousePipeline: () => runPipeline(event, warehouse.deps),
+      auditPipeline: () => runPipeline(event, audit.deps),
+    },
+    iterations,
+  );
+  type Subject = 'rawFloor' | 'decode' | 'core' | 'powertools' | 'warehousePipeline' | 'auditPipeline';
+  const times = Object.fromEntries(Object.entries(t).map(([k, v]) => [k, v.min])) as Record<Subject, number>;
+  const medians = Object.fromEntries(Object.entries(t).map(([k, v]) => [k, round(v.median, 1)]));
+  const perRecordUs = Object.fromEntries(Object.entries(times).map(([k, ms]) => [k, round((ms * 1000) / count, 2)]));
+  const ddb = await measureDdbCalls(count);
+  const init = await measureInit('warehouse', quick ? 7 : 15);
+  const valueBytes = Buffer.from(event.records['pg.public.orders-0']?.[0]?.value ?? '', 'base64').length;
+  return {
+    records: count,
+    recordBytes: valueBytes,
+    decodeVsRawFloor: round(times.rawFloor / times.decode),
+    handlerVsPowertools: round(times.powertools / times.core),
+    ddbCallsPerRecord: {
+      duplicates0: round(ddb.fresh.callsPerRecord, 5),
+      duplicates50: round(ddb.redelivered.callsPerRecord, 5),
+      duplicates50Reemitted: round(ddb.reemitted.callsPerRecord, 5),
+    },
+    pipelineVsRawFloor: round(Math.max(times.warehousePipeline, times.auditPipeline) / times.rawFloor),
+    pipelineVsRawFloorByLane: {
+      warehouse: round(times.warehousePipeline / times.rawFloor),
+      audit: round(times.auditPipeline / times.rawFloor),
+    },
+    initVsUnbundled: round(init.bundledMs / init.unbundledMs),
+    goals: {
+      decodeVsRawFloor: '>= 0.9',
+      handlerVsPowertools: '>= 3',
+      ddbCallsPerRecord: '<= 0.02',
+      pipelineVsRawFloor: '<= 2.5',
+      initVsUnbundled: '<= 0.4',
+    },
+    details: {
+      perRecordMicros: perRecordUs,
+      batchCpuMs: Object.fromEntries(Object.entries(times).map(([k, v]) => [k, round(v, 1)])),
+      batchCpuMsMedian: medians,
+      init: { ...init, bundledMs: round(init.bundledMs, 1), unbundledMs: round(init.unbundledMs, 1) },
+      duplicatesMeasured: { redelivered: ddb.redelivered.duplicates, reemitted: ddb.reemitted.duplicates },
+      httpRequestsStubbed: Object.fromEntries(warehouse.http.counts),
+      node: process.version,
+    },
+  };
+}
+
+async function main() {
+  const out = reserveStdout();
+  const { flags } = parseArgs(process.argv.slice(2));
+  const quick = flags.has('quick');
+  let result: unknown;
+  if (flags.has('e2e')) {
+    const { e2eBenchmarks } = await import('./e2e');
+    result = await e2eBenchmarks({ quick });
+  } else {
+    result = await pipelineBenchmarks(quick);
+  }
+  out(flags.has('json') ? `${JSON.stringify(result)}\n` : `${JSON.stringify(result, null, 2)}\n`);
+  process.exit(0);
+}
+
+await main();
