@@ -37,10 +37,19 @@ const MAX_ID_LENGTH = 512;
 /**
  * The idempotency key: table + position + row key. Debezium re-emitting a change after a restart (new Kafka offset,
  * same source position) yields the same id; snapshot reads share one position, hence the row key.
+ * A table without a key has no row key: there the row image (`row`: after, or before for deletes) stands in for it,
+ * as a digest, because several changes of such a table share one position too: every snapshot read, and every row of
+ * a multi-row INSERT on PostgreSQL (one heap_multi_insert WAL record, one LSN). Rows equal in every column at one
+ * position stay indistinguishable, as they are to Debezium's own offsets.
  * Very long keys are hashed so the id stays a reasonable DynamoDB attribute.
  */
-export function changeId(source: ChangeSource, key: Row | null): string {
-  const keyText = key === null ? 'null' : JSON.stringify(key);
+export function changeId(source: ChangeSource, key: Row | null, row?: Row | null): string {
+  const keyText =
+    key !== null
+      ? JSON.stringify(key)
+      : row
+        ? `row-sha256:${createHash('sha256').update(JSON.stringify(row)).digest('hex')}`
+        : 'null';
   const prefix = `${tableIdOf(source)}/${positionIdText(source)}/`;
   if (prefix.length + keyText.length <= MAX_ID_LENGTH) return prefix + keyText;
   return `${prefix}sha256:${createHash('sha256').update(keyText).digest('hex')}`;

@@ -30,10 +30,12 @@ export function createObservability(lane: Lane, env: NodeJS.ProcessEnv = process
 }
 
 /**
- * EMF keeps at most 100 values per metric per document: with more, keep 100 evenly spaced order statistics so
- * CloudWatch percentiles stay representative of the batch.
+ * EMF keeps at most 100 values per metric per document: with more, keep 99 evenly spaced order statistics so
+ * CloudWatch percentiles stay representative of the batch. 99, not 100: Powertools flushes a metric by itself when
+ * its 100th value is added, and the explicit publish that follows then finds nothing and logs "No application
+ * metrics to publish" (once per table per large batch).
  */
-export function sampleForEmf(values: number[], limit = 100): number[] {
+export function sampleForEmf(values: number[], limit = 99): number[] {
   if (values.length <= limit) return values;
   const sorted = [...values].sort((a, b) => a - b);
   return Array.from({ length: limit }, (_, i) => sorted[Math.round((i * (sorted.length - 1)) / (limit - 1))] as number);

@@ -1,6 +1,16 @@
 import { changeId } from '../change';
 import { CdcError, DecodeError } from '../errors';
-import type { ChangeEvent, ColumnTypes, DecodeOutcome, Decoder, KafkaRecord, Op, Row, SkipReason } from '../types';
+import type {
+  ChangeEvent,
+  ChangeSource,
+  ColumnTypes,
+  DecodeOutcome,
+  Decoder,
+  KafkaRecord,
+  Op,
+  Row,
+  SkipReason,
+} from '../types';
 import { ConnectJsonReader } from './connect-json';
 import { applyRowPlan, compileKeySchema, compileValueSchema, type RowPlan, type ValuePlan } from './connect-schema';
 import { readEnvelope } from './envelope';
@@ -130,21 +140,17 @@ export class JsonDebeziumDecoder implements Decoder {
     const envelope = readEnvelope(payload);
     if (envelope.op === 'm') return { kind: 'skip', reason: 'logical-message' };
     const source = readSource(envelope.source, kafka, envelope.op);
-    const key = this.decodeKey(record);
-    const unchanged = this.convertRows(envelope.before, envelope.after, plan.row, text);
-    const event: ChangeEvent = {
-      id: changeId(source, key),
-      op: envelope.op,
+    return this.changeEvent(
+      record,
       source,
-      key,
-      before: envelope.before,
-      after: envelope.after,
-      unchanged,
-      kafka: { topic: record.topic, partition: record.partition, offset: record.offset, timestamp: record.timestamp },
-      capturedAt: envelope.tsMs,
+      envelope.op,
+      envelope.before,
+      envelope.after,
+      plan,
+      text,
+      envelope.tsMs,
       processedAt,
-    };
-    return { kind: 'event', event, columns: plan.row?.columns };
+    );
   }
 
   /**
@@ -218,12 +224,29 @@ export class JsonDebeziumDecoder implements Decoder {
       // add.fields named a connector but not all of its position fields: order by Kafka offset instead.
       source = readSource({ ...block, connector: 'kafka' }, kafka, op);
     }
-    const key = this.decodeKey(record);
     const before = op === 'd' ? row : null;
     const after = op === 'd' ? null : row;
+    // `__ts_ms` (add.fields=ts_ms) is the envelope's capture time; `__source_ts_ms` the commit time.
+    const capturedAt = typeof meta.ts_ms === 'number' ? meta.ts_ms : null;
+    return this.changeEvent(record, source, op, before, after, plan, text, capturedAt, processedAt);
+  }
+
+  /** Decodes the key and the rows' logical types, and assembles the canonical event. */
+  private changeEvent(
+    record: KafkaRecord,
+    source: ChangeSource,
+    op: Op,
+    before: Row | null,
+    after: Row | null,
+    plan: ValuePlan,
+    text: string,
+    capturedAt: number | null,
+    processedAt: number,
+  ): DecodeOutcome {
+    const key = this.decodeKey(record);
     const unchanged = this.convertRows(before, after, plan.row, text);
     const event: ChangeEvent = {
-      id: changeId(source, key),
+      id: changeId(source, key, after ?? before),
       op,
       source,
       key,
@@ -231,8 +254,7 @@ export class JsonDebeziumDecoder implements Decoder {
       after,
       unchanged,
       kafka: { topic: record.topic, partition: record.partition, offset: record.offset, timestamp: record.timestamp },
-      // `__ts_ms` (add.fields=ts_ms) is the envelope's capture time; `__source_ts_ms` the commit time.
-      capturedAt: typeof meta.ts_ms === 'number' ? meta.ts_ms : null,
+      capturedAt,
       processedAt,
     };
     return { kind: 'event', event, columns: plan.row?.columns };
