@@ -65,6 +65,10 @@ export interface BatchResult {
   fatal?: CdcError;
   topics: Map<string, TopicCounters>;
   sinkWriteMs: number;
+  /** The Kafka coordinates of what the batch held, per partition: for logs correlated by coordinates. */
+  partitions: Array<{ partition: string; from: number; to: number }>;
+  /** Where each dead-lettered record came from and why. */
+  deadLetters: Array<{ partition: string; offset: number; code: string }>;
 }
 
 function counters(result: BatchResult, topic: string): TopicCounters {
@@ -118,8 +122,15 @@ export async function processBatch(input: unknown, deps: PipelineDeps): Promise<
     batchItemFailures: [],
     topics: new Map(),
     sinkWriteMs: 0,
+    partitions: [],
+    deadLetters: [],
   };
-  for (const batch of partitions) result.records += batch.records.length;
+  for (const batch of partitions) {
+    result.records += batch.records.length;
+    const first = batch.records[0];
+    const last = batch.records.at(-1);
+    if (first && last) result.partitions.push({ partition: batch.id, from: first.offset, to: last.offset });
+  }
 
   // One strongly consistent read of every partition's checkpoint, overlapping with decoding the first partition.
   const checkpointsRead = deps.dedupe.load(deps.lane, partitions).then(
@@ -166,6 +177,8 @@ export async function processBatch(input: unknown, deps: PipelineDeps): Promise<
     try {
       await deps.deadLetters.send(letters);
       result.deadLettered += malformed.length;
+      for (const m of malformed)
+        result.deadLetters.push({ partition: m.partitionId, offset: -1, code: 'INVALID_RECORD' });
     } catch (error) {
       // No offset to report for a record that is not a record: the whole batch must be retried.
       result.fatal = asRetryable(error, (m) => new DeadLetterError(m, { cause: error }));
@@ -306,6 +319,9 @@ async function finishPartition(
   });
   result.deadLettered += letters.length;
   topic.deadLettered += letters.length;
+  for (const letter of letters) {
+    result.deadLetters.push({ partition: batch.id, offset: letter.record.offset, code: letter.error.code });
+  }
 }
 
 function recordOf(batch: PartitionBatch, event: ChangeEvent): KafkaRecord {

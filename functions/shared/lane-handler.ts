@@ -27,6 +27,7 @@ function summary(result: BatchResult) {
     retried: result.retried,
     batchItemFailures: result.batchItemFailures.length,
     sinkWriteMs: result.sinkWriteMs,
+    partitions: result.partitions,
   };
 }
 
@@ -96,6 +97,13 @@ export function createLaneHandler<L extends Lane>(
       });
     } else {
       logger.info('batch done', summary(result));
+    }
+    if (result.deadLetters.length > 0) {
+      // One line per batch, by Kafka coordinates, so a dead letter can be found from the log and vice versa.
+      logger.warn('records dead-lettered', {
+        deadLetters: result.deadLetters.slice(0, 100),
+        total: result.deadLetters.length,
+      });
     }
     if (result.fatal) throw result.fatal;
     if (result.error && !config.REPORT_BATCH_ITEM_FAILURES) throw result.error;

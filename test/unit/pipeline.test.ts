@@ -113,6 +113,11 @@ describe('processBatch', () => {
     const result = await processBatch(event, deps);
     // Assert
     expect(result).toMatchObject({ records: 5, processed: 4, deadLettered: 1 });
+    expect(result.deadLetters).toEqual([{ partition: 'pg.public.orders-0', offset: 13, code: 'UNKNOWN_OP' }]);
+    expect(result.partitions).toEqual([
+      { partition: 'pg.public.orders-0', from: 10, to: 13 },
+      { partition: 'pg.public.orders-1', from: 3, to: 3 },
+    ]);
     expect(sink.events).toHaveLength(4);
     expect(deadLetters.letters).toEqual([
       {
