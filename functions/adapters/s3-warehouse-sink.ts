@@ -46,9 +46,11 @@ export class S3WarehouseSink implements Sink {
   }
 
   /** The object key of a file of changes (exported for tests and tooling). */
-  objectKey(group: Pick<FileGroup, 'table' | 'date'>, first: ChangeEvent): string {
+  objectKey(group: Pick<FileGroup, 'table' | 'date'>, first: ChangeEvent, redrive = false): string {
     const { topic, partition, offset } = first.kafka;
-    return `${this.options.prefix}table=${group.table}/date=${group.date}/${topic}+${partition}+${pad(offset, 20)}+${digestId(first.id)}.parquet`;
+    // A redrive writes its own files: their offsets may be ones the stream's files are named after.
+    const kind = redrive ? '+redrive' : '';
+    return `${this.options.prefix}table=${group.table}/date=${group.date}/${topic}+${partition}${kind}+${pad(offset, 20)}+${digestId(first.id)}.parquet`;
   }
 
   private async writePartition(p: SinkPartition): Promise<SinkPartitionResult> {
@@ -72,7 +74,7 @@ export class S3WarehouseSink implements Sink {
           return this.s3.send(
             new PutObjectCommand({
               Bucket: this.options.bucket,
-              Key: this.objectKey(group, first),
+              Key: this.objectKey(group, first, p.redrive),
               Body: changeLogParquet(group.events, group.columns),
               ContentType: 'application/vnd.apache.parquet',
             }),

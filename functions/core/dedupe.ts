@@ -67,8 +67,17 @@ export type Verdict = 'new' | 'duplicate';
 
 const NO_IDS: ReadonlySet<string> = new Set();
 
+/** What the pipeline asks of a partition's dedupe state during a batch. */
+export interface PartitionState {
+  isRedelivered(offset: number): boolean;
+  pass(offset: number): void;
+  judge(event: ChangeEvent): Verdict;
+  readonly changed: boolean;
+  next(sinkState: unknown): Checkpoint;
+}
+
 /** Running dedupe state of one partition during a batch. */
-export class PartitionDedupe {
+export class PartitionDedupe implements PartitionState {
   private hw: string;
   /** Digests of ids applied at `hw` that came from the stored checkpoint. */
   private storedTies: ReadonlySet<string>;
@@ -132,6 +141,46 @@ export class PartitionDedupe {
       hwIds,
       version: (this.previous?.version ?? 0) + 1,
     };
+    if (sinkState !== undefined) next.sinkState = sinkState;
+    return next;
+  }
+}
+
+/**
+ * Dedupe state for a redrive of dead letters: records come back from the DLQ long after their partition moved on, so
+ * neither their offsets nor their positions can be compared with the checkpoint — every change is applied again and
+ * the sinks' own guards decide (the cache's version check keeps a newer row; the change log and the audit log record
+ * the replay). Only a letter delivered twice in one redrive counts as a duplicate. The checkpoint keeps its offset
+ * and position and takes the sink's new state (the audit chain head).
+ */
+export class RedriveDedupe implements PartitionState {
+  private readonly seen = new Set<string>();
+  private dirty = false;
+
+  constructor(private readonly previous: Checkpoint | undefined) {}
+
+  isRedelivered(): boolean {
+    return false;
+  }
+
+  pass(): void {
+    this.dirty = true;
+  }
+
+  judge(event: ChangeEvent): Verdict {
+    this.dirty = true;
+    if (this.seen.has(event.id)) return 'duplicate';
+    this.seen.add(event.id);
+    return 'new';
+  }
+
+  get changed(): boolean {
+    return this.dirty;
+  }
+
+  next(sinkState: unknown): Checkpoint {
+    const base = this.previous ?? { offset: -1, hw: '', hwIds: [], version: 0 };
+    const next: Checkpoint = { offset: base.offset, hw: base.hw, hwIds: base.hwIds, version: base.version + 1 };
     if (sinkState !== undefined) next.sinkState = sinkState;
     return next;
   }

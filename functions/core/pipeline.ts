@@ -1,4 +1,4 @@
-import { PartitionDedupe } from './dedupe';
+import { PartitionDedupe, type PartitionState, RedriveDedupe } from './dedupe';
 import type { Enricher } from './enrich';
 import { CdcError, DeadLetterError, DedupeError, describeError, SinkError } from './errors';
 import { parseKafkaEvent } from './msk';
@@ -29,6 +29,8 @@ export interface PipelineDeps {
   deadLetters: DeadLetterQueue;
   /** When true, failures are reported per partition (`batchItemFailures`); otherwise the batch throws. */
   reportBatchItemFailures: boolean;
+  /** `redrive`: the records come back from a dead-letter queue (see RedriveDedupe). Default `stream`. */
+  mode?: 'stream' | 'redrive';
   clock?: () => number;
 }
 
@@ -210,7 +212,8 @@ async function finishPartition(
     return;
   }
 
-  const dedupe = new PartitionDedupe(previous);
+  const redrive = deps.mode === 'redrive';
+  const dedupe: PartitionState = redrive ? new RedriveDedupe(previous) : new PartitionDedupe(previous);
   let fresh: ChangeEvent[] = [];
   let columns: Array<ColumnTypes | undefined> = [];
   const letters: DeadLetter[] = [];
@@ -253,7 +256,7 @@ async function finishPartition(
     const sinkStarted = clock();
     let r: SinkPartitionResult | undefined;
     try {
-      [r] = await deps.sink.write([{ partition: batch, events: fresh, columns, state: previous?.sinkState }]);
+      [r] = await deps.sink.write([{ partition: batch, events: fresh, columns, state: previous?.sinkState, redrive }]);
     } catch (error) {
       r = { ok: false, error: asRetryable(error, (m) => new SinkError('SINK_UNAVAILABLE', m, true, { cause: error })) };
     }

@@ -168,6 +168,8 @@ export interface SinkPartition {
   columns: Array<ColumnTypes | undefined>;
   /** The sink state from the last committed checkpoint. */
   state: unknown;
+  /** The events come from a redrive of dead letters, not from the partition's stream. */
+  redrive?: boolean;
 }
 
 export type SinkPartitionResult =

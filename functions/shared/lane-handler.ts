@@ -40,6 +40,8 @@ export interface LaneHandlerOptions {
   onBatch?: (result: BatchResult) => void;
   /** Reads a secret's value (default: Powertools Parameters' cached getSecret). */
   readSecret?: (arn: string) => Promise<string>;
+  /** `redrive` for records coming back from the dead-letter queue (tools/redrive.ts). */
+  mode?: 'stream' | 'redrive';
 }
 
 /** The salt stays in Secrets Manager; Powertools caches it, and it never rotates (hashes must stay comparable). */
@@ -64,6 +66,7 @@ export function createLaneHandler<L extends Lane>(
     createClients(env, (client) => tracer.captureAWSv3Client(client)),
     sink,
   );
+  if (options.mode) deps.mode = options.mode;
 
   // A salt kept in Secrets Manager is read once (starting at cold start), before the first batch is enriched; a
   // failed read fails that invocation (the ESM retries) and is tried again by the next one.

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { compareOrder, digestId, HW_IDS_LIMIT, PartitionDedupe } from '../../functions/core/dedupe';
+import { compareOrder, digestId, HW_IDS_LIMIT, PartitionDedupe, RedriveDedupe } from '../../functions/core/dedupe';
 import type { ChangeEvent, Checkpoint } from '../../functions/core/types';
 
 function change(id: string, order: string, offset: number): ChangeEvent {
@@ -98,5 +98,18 @@ describe('PartitionDedupe', () => {
     const d = new PartitionDedupe({ offset: 10, hw: '', hwIds: [], version: 1 });
     d.isRedelivered(5);
     expect(d.changed).toBe(false);
+  });
+});
+
+describe('RedriveDedupe', () => {
+  it('applies every change again, once per id, and keeps the checkpoint position while taking the new sink state', () => {
+    // Arrange
+    const previous: Checkpoint = { offset: 90, hw: pg(9, 900), hwIds: ['x'], version: 4, sinkState: { seq: 1 } };
+    const d = new RedriveDedupe(previous);
+    // Act + Assert
+    expect(d.isRedelivered(3)).toBe(false);
+    expect(d.judge(change('old', pg(1, 10), 3))).toBe('new');
+    expect(d.judge(change('old', pg(1, 10), 3))).toBe('duplicate');
+    expect(d.next({ seq: 2 })).toEqual({ offset: 90, hw: pg(9, 900), hwIds: ['x'], version: 5, sinkState: { seq: 2 } });
   });
 });

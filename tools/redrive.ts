@@ -1,0 +1,62 @@
+/**
+ * npm run redrive -- <lane> [--max <n>] [--json] [--aws] [--state <dir>]
+ *
+ * Puts a lane's dead letters back through the lane (after the cause was fixed: a decoder release, a config change).
+ * Locally (default) it reads the DLQ of `npm run invoke`'s state (.local/invoke); --aws uses the lane's environment
+ * variables (DLQ_URL and the rest, see functions/shared/config.ts) and the default AWS credentials.
+ * Letters whose records now go through are deleted; records still bad are dead-lettered again with their new reason.
+ */
+import { resolve } from 'node:path';
+import { S3Client } from '@aws-sdk/client-s3';
+import { SQSClient } from '@aws-sdk/client-sqs';
+import type { BatchResult } from '../functions/core/pipeline';
+import { LANES, type Lane } from '../functions/core/types';
+import type { SinkFactory } from '../functions/shared/lane-deps';
+import { createLaneHandler } from '../functions/shared/lane-handler';
+import { SINKS } from '../functions/shared/lanes';
+import { fail, lambdaContext, parseArgs, reserveStdout } from './lib/cli';
+import { redriveDeadLetters } from './lib/redrive';
+import { startLocalServices } from './local/services';
+
+const USAGE = 'usage: npm run redrive -- <warehouse|cache|audit> [--max <n>] [--json] [--aws] [--state <dir>]';
+
+async function main(): Promise<void> {
+  const out = reserveStdout();
+  const { positionals, flags } = parseArgs(process.argv.slice(2), ['max', 'state']);
+  const [lane] = positionals;
+  if (!lane || !LANES.includes(lane as Lane)) fail(USAGE);
+  const services = flags.has('aws')
+    ? undefined
+    : await startLocalServices({
+        dir: resolve(typeof flags.get('state') === 'string' ? (flags.get('state') as string) : '.local/invoke'),
+        redis: 'auto',
+      });
+  const env = services ? { ...process.env, ...services.laneEnv(lane as Lane) } : process.env;
+  const queueUrl = env.DLQ_URL;
+  if (!queueUrl) fail('DLQ_URL is not set (see functions/shared/config.ts)');
+  let last: BatchResult | undefined;
+  const handler = createLaneHandler(lane as Lane, SINKS[lane as Lane] as SinkFactory<Lane>, env, {
+    mode: 'redrive',
+    onBatch: (r) => (last = r),
+  });
+  try {
+    const summary = await redriveDeadLetters({
+      sqs: services?.clients.sqs ?? new SQSClient({}),
+      s3: services?.clients.s3 ?? new S3Client({}),
+      queueUrl,
+      max: flags.has('max') ? Number(flags.get('max')) : undefined,
+      run: async (event) => {
+        await handler(event, lambdaContext(`cdc-sync-${lane}-redrive`) as never).catch(() => undefined);
+        if (!last) throw new Error('the lane did not process the redriven records');
+        return last;
+      },
+    });
+    out(flags.has('json') ? `${JSON.stringify({ lane, ...summary })}\n` : `${lane}: ${JSON.stringify(summary)}\n`);
+    process.exitCode = summary.kept > 0 ? 1 : 0;
+  } finally {
+    await handler.close();
+    await services?.stop();
+  }
+}
+
+await main();
