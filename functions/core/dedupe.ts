@@ -159,11 +159,11 @@ export class RedriveDedupe implements PartitionState {
 
   constructor(private readonly previous: Checkpoint | undefined) {}
 
-  isRedelivered(): boolean {
+  isRedelivered(_offset: number): boolean {
     return false;
   }
 
-  pass(): void {
+  pass(_offset: number): void {
     this.dirty = true;
   }
 
