@@ -63,6 +63,11 @@ const UNKNOWN_COMMIT = '0'.repeat(20);
 /** Where the commit part of `pg:1:<20 digits>:<20 digits>` starts. */
 const COMMIT_AT = 26;
 
+/** A streamed PostgreSQL change whose commit part is unknown (see compareOrder). */
+function hasUnknownCommit(order: string): boolean {
+  return order.startsWith('pg:1:') && order.startsWith(UNKNOWN_COMMIT, COMMIT_AT);
+}
+
 export type Verdict = 'new' | 'duplicate';
 
 const NO_IDS: ReadonlySet<string> = new Set();
@@ -116,6 +121,12 @@ export class PartitionDedupe implements PartitionState {
         return 'duplicate';
       }
       if (this.storedTies.size + this.batchTies.length < HW_IDS_LIMIT) this.batchTies.push(event.id);
+      return 'new';
+    }
+    if (cmp === undefined && hasUnknownCommit(order) && this.hw !== '' && !hasUnknownCommit(this.hw)) {
+      // A change without its commit part (the first transaction after a connector start) cannot be placed: apply it,
+      // but keep the known high-water order. Moving `hw` back to it would make every change re-emitted after it
+      // incomparable or "greater" too, and a whole re-emitted stretch would be applied twice.
       return 'new';
     }
     // Greater, or incomparable: a new position.

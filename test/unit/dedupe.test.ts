@@ -63,6 +63,15 @@ describe('PartitionDedupe', () => {
     expect(d.judge(change('d', pg(6, 60), 14))).toBe('new');
   });
 
+  it('applies a change without its commit part but keeps the known high-water order, so later re-emissions stay duplicates', () => {
+    // Arrange: the first transaction after a connector restart carries no lastCommitLsn
+    const d = new PartitionDedupe({ offset: 10, hw: pg(5, 50), hwIds: [], version: 1 });
+    // Act + Assert
+    expect(d.judge(change('first', pg(0, 60), 11))).toBe('new');
+    expect(d.judge(change('replayed', pg(5, 40), 12))).toBe('duplicate');
+    expect(d.next(undefined).hw).toBe(pg(5, 50));
+  });
+
   it('treats an incomparable order as new rather than dropping it', () => {
     const d = new PartitionDedupe({ offset: 10, hw: pg(5, 50), hwIds: [], version: 1 });
     expect(d.judge(change('a', pg(0, 40), 11))).toBe('new');
