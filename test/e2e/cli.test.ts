@@ -1,0 +1,104 @@
+/** `npm start` as a user runs it: a child process, its stdout, stderr and exit code. */
+import { spawn } from 'node:child_process';
+import { createRequire } from 'node:module';
+import { pathToFileURL } from 'node:url';
+import { describe, expect, it } from 'vitest';
+import { parseRunOptions, UsageError } from '../../tools/local/runner/options';
+
+const TSX = pathToFileURL(createRequire(import.meta.url).resolve('tsx')).href;
+
+function start(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, ['--import', TSX, 'tools/local/start.ts', ...args], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (chunk: Buffer) => {
+      stdout += chunk.toString('utf8');
+    });
+    child.stderr.on('data', (chunk: Buffer) => {
+      stderr += chunk.toString('utf8');
+    });
+    child.once('error', reject);
+    child.once('close', (code) => resolve({ code, stdout, stderr }));
+  });
+}
+
+describe('npm start command line', () => {
+  it('--json prints exactly one JSON object on stdout, with the documented fields, and exits 0 when consistent', async () => {
+    // Act
+    const { code, stdout, stderr } = await start(['--json', '--rate', '60', '--duration', '2', '--seed-rows', '20']);
+
+    // Assert
+    expect(code, stderr.slice(-2000)).toBe(0);
+    const lines = stdout.split('\n').filter((l) => l.trim() !== '');
+    expect(lines).toHaveLength(1);
+    const result = JSON.parse(lines[0] ?? '');
+    expect(result).toMatchObject({
+      changes: expect.any(Number),
+      throughputPerSec: expect.any(Number),
+      latencyMs: { p50: expect.any(Number), p95: expect.any(Number), p99: expect.any(Number), max: expect.any(Number) },
+      consistent: true,
+    });
+    for (const lane of ['warehouse', 'cache', 'audit']) {
+      expect(result.lanes[lane], lane).toMatchObject({
+        processed: expect.any(Number),
+        duplicates: expect.any(Number),
+        deadLettered: expect.any(Number),
+      });
+      expect(result.checks[lane], lane).toMatchObject({ checked: true, consistent: true });
+    }
+    expect(result.changes).toBeGreaterThan(0);
+    expect(stderr).toContain('verifying');
+  }, 120_000);
+
+  it.each([
+    [['--bogus'], 'unknown option --bogus'],
+    [['--rate', 'fast'], '--rate must be a number'],
+    [['--rate'], '--rate needs a value'],
+    [['stray'], 'unexpected argument "stray"'],
+    [['--workload', '--no-workload'], 'conflict'],
+  ])('rejects %j with a clear message and the usage, exit code 2', async (args, message) => {
+    // Act
+    const { code, stdout, stderr } = await start(args);
+
+    // Assert
+    expect(code).toBe(2);
+    expect(stderr).toContain(message);
+    expect(stderr).toContain('usage: npm start');
+    expect(stdout).toBe('');
+  });
+
+  it('reads defaults and flags into run options', () => {
+    // Act
+    const defaults = parseRunOptions([]);
+    const custom = parseRunOptions([
+      '--rate=500',
+      '--duration',
+      '3',
+      '--source',
+      'postgres://u:p@db:5432/app',
+      '--tables',
+      'orders,sales.items',
+      '--partitions',
+      '6',
+      '--no-cache',
+      '--keep',
+    ]);
+
+    // Assert
+    expect(defaults).toMatchObject({ rate: 200, durationMs: 20_000, workload: true, partitions: 3, redis: 'auto' });
+    expect(custom).toMatchObject({
+      rate: 500,
+      durationMs: 3000,
+      source: 'postgres://u:p@db:5432/app',
+      workload: false, // someone else's database: capture only, unless --workload
+      tables: ['public.orders', 'sales.items'],
+      partitions: 6,
+      redis: null,
+      keep: true,
+    });
+    expect(() => parseRunOptions(['--source', 'mysql://x'])).toThrow(UsageError);
+  });
+});

@@ -1,0 +1,177 @@
+/**
+ * The whole local pipeline, end to end: embedded PostgreSQL → dev connector → broker and event source mappings →
+ * the three real lanes against local services → verification. Each test is one `npm start` run (runLocal) with a
+ * small workload.
+ */
+import { gunzipSync, gzipSync } from 'node:zlib';
+import { DeleteObjectCommand, GetObjectCommand, ListObjectsV2Command, PutObjectCommand } from '@aws-sdk/client-s3';
+import { Redis } from 'ioredis';
+import { describe, expect, it } from 'vitest';
+import { type RunContext, runLocal } from '../../tools/local/runner/run';
+import { WORKLOAD_OPS } from '../../tools/local/runner/workload';
+import { LOCAL_NAMES } from '../../tools/local/services';
+import { type StreamedChange, smallRun, streamedChanges } from './support';
+
+const RUN_TIMEOUT = 150_000;
+const TABLES = ['customers', 'order_items', 'orders', 'page_views', 'products'].map((t) => `pg.public.${t}`);
+
+async function keys(s3: RunContext['services']['clients']['s3'], bucket: string, prefix: string): Promise<string[]> {
+  const out: string[] = [];
+  let token: string | undefined;
+  do {
+    const page = await s3.send(new ListObjectsV2Command({ Bucket: bucket, Prefix: prefix, ContinuationToken: token }));
+    for (const o of page.Contents ?? []) if (o.Key) out.push(o.Key);
+    token = page.IsTruncated ? page.NextContinuationToken : undefined;
+  } while (token);
+  return out;
+}
+
+describe('npm start, end to end', () => {
+  it(
+    'a workload of every operation ends with every sink equal to the source',
+    async () => {
+      // Arrange
+      let stream: StreamedChange[] = [];
+      const options = smallRun();
+
+      // Act
+      const result = await runLocal(options, {
+        beforeVerify: async ({ pipeline }) => {
+          stream = streamedChanges(pipeline.broker, pipeline.tableTopics());
+        },
+      });
+
+      // Assert: it is consistent, and every check compared real rows
+      expect(result.consistent).toBe(true);
+      const { warehouse, cache, audit } = result.checks;
+      if (!warehouse.checked || !cache.checked || !audit.checked) throw new Error('every check must have run');
+      expect(Object.keys(warehouse.tables).sort()).toEqual(TABLES);
+      for (const table of TABLES) expect(warehouse.tables[table]?.sourceRows, table).toBeGreaterThan(0);
+      expect(warehouse.tables['pg.public.page_views']?.kind).toBe('keyless');
+      expect(cache.tables['pg.public.page_views']?.kind).toBe('not-applicable');
+      expect(cache.tables['pg.public.orders']).toMatchObject({ kind: 'keyed', missing: 0, extra: 0, different: 0 });
+      expect(cache.rowsCompared).toBeGreaterThan(100);
+      expect(audit).toMatchObject({ duplicateIds: 0, missing: 0, unexpected: 0, notInWarehouse: 0, notInAudit: 0 });
+      expect(audit.distinctChanges).toBe(audit.brokerDistinct);
+      expect(result.changes).toBeGreaterThan(100);
+      expect(result.latencyMs.p50).toBeGreaterThan(0);
+      for (const lane of ['warehouse', 'cache', 'audit'] as const) {
+        expect(result.lanes[lane]).toMatchObject({ running: true, deadLettered: 0, onFailure: 0 });
+      }
+
+      // Assert: the workload did every operation, and the stream shows the cases they exist for
+      for (const op of WORKLOAD_OPS) expect(result.details.workload?.ops[op], op).toBeGreaterThan(0);
+      const of = (table: string) => stream.filter((c) => c.event.source.table === table);
+      const products = of('products').filter((c) => c.event.op === 'u');
+      expect(products.some((c) => c.event.unchanged.includes('description'))).toBe(true); // TOAST untouched
+      expect(products.some((c) => String(c.event.after?.description ?? '').length > 2000)).toBe(true); // TOAST rewritten
+      const items = of('order_items');
+      expect(items.some((c) => c.event.op === 'd' && c.headers.includes('__debezium.newkey'))).toBe(true); // PK change
+      expect(items.some((c) => c.event.op === 'c' && c.headers.includes('__debezium.oldkey'))).toBe(true);
+      expect(
+        stream
+          .filter((c) => c.event.op === 't')
+          .map((c) => c.event.source.table)
+          .sort(),
+      ).toEqual(['order_items', 'page_views']);
+      expect([...new Set(of('page_views').map((c) => c.event.op))].sort()).toEqual(['c', 'd', 'r', 't', 'u']);
+      const tablesByTx = new Map<string, Set<string>>();
+      for (const { event } of stream) {
+        if (event.op === 'r' || event.source.txId === null) continue;
+        const set = tablesByTx.get(event.source.txId) ?? new Set();
+        set.add(event.source.table ?? '');
+        tablesByTx.set(event.source.txId, set);
+      }
+      expect([...tablesByTx.values()].some((t) => t.has('orders') && t.has('order_items'))).toBe(true); // multi-statement
+    },
+    RUN_TIMEOUT,
+  );
+
+  it(
+    'a capture that crashes mid-stream and restarts re-emits changes, and nothing is doubled in any sink',
+    async () => {
+      // Arrange: offsets saved every second (Debezium: offset.flush.interval.ms), so the crash 2 s into the workload
+      // loses, and the new capture re-emits, up to a second of changes
+      const options = smallRun({ restartCaptureAtMs: 2000, offsetFlushIntervalMs: 1000 });
+
+      // Act
+      const result = await runLocal(options);
+
+      // Assert
+      expect(result.details.captureRestarts).toBe(1);
+      expect(result.consistent).toBe(true);
+      const { audit } = result.checks;
+      if (!audit.checked) throw new Error('the audit check must have run');
+      expect(audit.brokerRecords).toBeGreaterThan(audit.brokerDistinct); // the capture did re-emit
+      expect(audit.duplicateIds).toBe(0);
+      expect(audit.distinctChanges).toBe(audit.brokerDistinct);
+      for (const lane of ['warehouse', 'cache', 'audit'] as const) {
+        expect(result.lanes[lane].duplicates, lane).toBeGreaterThan(0); // ... and every lane dropped the copies
+      }
+    },
+    RUN_TIMEOUT,
+  );
+
+  it(
+    'verification catches a sink that was tampered with',
+    async () => {
+      // Arrange: after the run drained, break each sink a little
+      const options = smallRun({ durationMs: 2000 });
+      const tampered: string[] = [];
+      const breakSinks = async ({ services, cachePrefix }: RunContext) => {
+        const { s3 } = services.clients;
+        // cache: one customer row gone, another with a wrong name
+        const redis = new Redis(services.redisUrl ?? '');
+        const rows: string[] = [];
+        let cursor = '0';
+        do {
+          const [next, found] = await redis.scan(
+            cursor,
+            'MATCH',
+            `${cachePrefix}:pg.public.customers:{*}`,
+            'COUNT',
+            500,
+          );
+          cursor = next;
+          rows.push(...found);
+        } while (cursor !== '0');
+        rows.sort();
+        await redis.del(rows[0] ?? '');
+        await redis.hset(rows[1] ?? '', 'full_name', JSON.stringify('Tampered'));
+        redis.disconnect();
+        // warehouse: the first file of every customers partition (the snapshot reads) deleted
+        const files = await keys(s3, LOCAL_NAMES.warehouseBucket, 'changes/table=pg.public.customers/');
+        for (const key of files.filter((k) => k.includes(`+${'0'.repeat(20)}+`))) {
+          await s3.send(new DeleteObjectCommand({ Bucket: LOCAL_NAMES.warehouseBucket, Key: key }));
+          tampered.push(key);
+        }
+        // audit: one entry of the customers chain edited in place
+        const [object] = await keys(s3, LOCAL_NAMES.auditBucket, 'audit/pg.public.customers/');
+        const body = await s3.send(new GetObjectCommand({ Bucket: LOCAL_NAMES.auditBucket, Key: object }));
+        const text = gunzipSync(await (body.Body?.transformToByteArray() ?? new Uint8Array())).toString('utf8');
+        const edited = text.replace('"Customer ', '"Kustomer ');
+        await s3.send(new PutObjectCommand({ Bucket: LOCAL_NAMES.auditBucket, Key: object, Body: gzipSync(edited) }));
+        expect(edited).not.toBe(text);
+      };
+
+      // Act
+      const result = await runLocal(options, { beforeVerify: breakSinks });
+
+      // Assert
+      expect(result.consistent).toBe(false);
+      const { warehouse, cache, audit } = result.checks;
+      if (!warehouse.checked || !cache.checked || !audit.checked) throw new Error('every check must have run');
+      expect(tampered.length).toBeGreaterThan(0);
+      expect(warehouse.consistent).toBe(false);
+      expect(warehouse.tables['pg.public.customers']?.missing).toBeGreaterThan(0);
+      expect(warehouse.tables['pg.public.orders']).toMatchObject({ missing: 0, extra: 0, different: 0 });
+      expect(cache.consistent).toBe(false);
+      expect(cache.tables['pg.public.customers']).toMatchObject({ missing: 1, different: 1 });
+      expect(cache.tables['pg.public.customers']?.samples.join('\n')).toContain('Tampered');
+      expect(audit.consistent).toBe(false);
+      expect(audit.problems.some((p) => p.includes('hash-mismatch'))).toBe(true);
+      expect(audit.notInAudit + audit.notInWarehouse).toBeGreaterThan(0);
+    },
+    RUN_TIMEOUT,
+  );
+});

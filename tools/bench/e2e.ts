@@ -1,0 +1,302 @@
+/**
+ * npm run bench -- --e2e [--quick] [--json]
+ *
+ * The local pipeline end to end (what `npm start` runs), under load:
+ * - `latencyAt1k`: commit → every sink (per change, the slowest of the three lanes' sink writes) at 1,000 changes/s,
+ *   p50/p99 over a steady window after a warm-up;
+ * - `maxSustainedPerSec`: the highest rate at which the pipeline keeps up on this machine: the workload reaches the
+ *   rate and the backlog (changes committed but not yet captured, plus records the slowest lane has not committed)
+ *   is no larger at the end of the window than at its start, give or take half a second of changes. Rates double
+ *   from 1,000 until one is not sustained, then a few bisection steps narrow it down.
+ * Each measurement runs in a fresh process with a fresh database and services, so steps do not inherit each other's
+ * heap, broker contents or backlog. The details say where the time goes: per-stage latencies (stages.ts), event loop
+ * utilization of the runner's main thread and of each lane's thread, and CPU seconds per process (Linux).
+ */
+import { readdirSync, readFileSync } from 'node:fs';
+import { availableParallelism, loadavg } from 'node:os';
+import type { EventLoopUtilization } from 'node:perf_hooks';
+import { fileURLToPath } from 'node:url';
+import type { Lane } from '../../functions/core/types';
+import { firstMessage, spawnHelper, stopHelper } from '../local/runner/child';
+import type { LatencySummary } from '../local/runner/latency';
+import type { RunContext } from '../local/runner/run';
+
+const STEP_FLAG = '--cdc-sync-e2e-step';
+
+export interface StepOptions {
+  rate: number;
+  warmupMs: number;
+  windowMs: number;
+  /** Verify the sinks after the run (the 1,000/s run does; ramp steps skip it to save time). */
+  verify: boolean;
+  /** More `npm start` flags (e.g. `--partitions 1`), to compare settings. */
+  args?: string[];
+}
+
+export interface StepResult {
+  rate: number;
+  /** Changes per second the workload committed during the window. */
+  committedPerSec: number;
+  /** Changes per second every lane finished during the window (the slowest lane). */
+  deliveredPerSec: number;
+  backlog: { start: number; end: number; max: number; margin: number };
+  sustained: boolean;
+  /** Commit → every sink, per change (slowest lane), during the window. */
+  allSinks: Omit<LatencySummary, 'count'>;
+  /** Commit → sink write of every lane's writes together, during the window. */
+  anySink: Omit<LatencySummary, 'count'>;
+  /** Where the time goes per lane: p50/p99 ms of capture, produce, queue, lane (see stages.ts). */
+  stagesMs: Partial<Record<Lane, Record<string, { p50: number; p99: number }>>>;
+  /** Share of the window each event loop was busy. */
+  eventLoopBusy: { main: number } & Partial<Record<Lane, number>>;
+  /** CPU seconds per process during the window, per second of window (Linux only; empty elsewhere). */
+  cpuPerSec: Record<string, number>;
+  drainMs: number;
+  consistent: boolean | null;
+}
+
+const round = (n: number, digits = 0) => Number(n.toFixed(digits));
+
+// --- per-process CPU (Linux /proc) --------------------------------------------------------------------------------
+
+function descendants(pid: number): number[] {
+  const out: number[] = [];
+  const walk = (p: number) => {
+    let tasks: string[] = [];
+    try {
+      tasks = readdirSync(`/proc/${p}/task`);
+    } catch {
+      return;
+    }
+    for (const task of tasks) {
+      let children = '';
+      try {
+        children = readFileSync(`/proc/${p}/task/${task}/children`, 'utf8');
+      } catch {
+        continue;
+      }
+      for (const child of children.split(' ').filter(Boolean).map(Number)) {
+        out.push(child);
+        walk(child);
+      }
+    }
+  };
+  walk(pid);
+  return out;
+}
+
+/** CPU seconds so far per process kind: this process, the services and workload helpers, PostgreSQL, others. */
+function cpuByProcess(): Record<string, number> {
+  const ticks = 100; // USER_HZ on Linux
+  const out: Record<string, number> = {};
+  for (const pid of [process.pid, ...descendants(process.pid)]) {
+    try {
+      const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      const seconds = (Number(fields[11]) + Number(fields[12])) / ticks;
+      const cmd = readFileSync(`/proc/${pid}/cmdline`, 'utf8').replaceAll('\0', ' ');
+      const kind =
+        pid === process.pid
+          ? 'runner (capture, broker, mappings, lane threads)'
+          : cmd.includes('services-host')
+            ? 'emulators (dynalite, s3rver, fauxqs)'
+            : cmd.includes('workload-host')
+              ? 'workload'
+              : cmd.startsWith('postgres')
+                ? `postgres ${cmd.includes('walsender') ? 'walsender' : 'backends'}`
+                : cmd.includes('postgres')
+                  ? 'postgres backends'
+                  : 'other';
+      out[kind] = (out[kind] ?? 0) + seconds;
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return out;
+}
+
+// --- one step, in its own process ---------------------------------------------------------------------------------
+
+async function runStep(step: StepOptions): Promise<StepResult> {
+  // Before the lanes load: see tools/local/start.ts.
+  process.env.AWS_XRAY_MANUAL_MODE ??= 'true';
+  const { parseRunOptions } = await import('../local/runner/options');
+  const { runLocal } = await import('../local/runner/run');
+  const { performance } = await import('node:perf_hooks');
+  const parsed = parseRunOptions(['--rate', String(step.rate), '--seed-rows', '1000', ...(step.args ?? [])]);
+  if (parsed === 'help') throw new Error('unexpected --help');
+  // The workload runs past the window's end: its helper process needs a moment to start.
+  const options = { ...parsed, durationMs: step.warmupMs + step.windowMs + 2000, verify: step.verify };
+
+  const margin = Math.max(500, step.rate / 2);
+  let measured: Omit<StepResult, 'drainMs' | 'consistent'> | undefined;
+  const timers: NodeJS.Timeout[] = [];
+  const measure = (context: RunContext) => {
+    const { pipeline } = context;
+    const emittedAtStart = pipeline.captureEmitted();
+    const backlog = () => {
+      const lag = Object.values(pipeline.esmStats()).reduce((max, s) => Math.max(max, s.lag), 0);
+      const notCaptured = context.workloadChanges() - (pipeline.captureEmitted() - emittedAtStart);
+      return Math.max(0, notCaptured) + lag;
+    };
+    const delivered = () =>
+      Math.min(...Object.values(pipeline.totals()).map((t) => t.processed + t.duplicates + t.skipped));
+    let start: {
+      at: number;
+      latency: ReturnType<typeof pipeline.latency>;
+      backlog: number;
+      committed: number;
+      delivered: number;
+      elu: { main: EventLoopUtilization } & Partial<Record<Lane, EventLoopUtilization>>;
+      cpu: Record<string, number>;
+    };
+    let maxBacklog = 0;
+    timers.push(
+      setTimeout(() => {
+        context.stages.reset();
+        start = {
+          at: performance.now(),
+          latency: pipeline.latency(),
+          backlog: backlog(),
+          committed: context.workloadChanges(),
+          delivered: delivered(),
+          elu: { main: performance.eventLoopUtilization(), ...pipeline.laneUtilization() },
+          cpu: cpuByProcess(),
+        };
+        maxBacklog = start.backlog;
+        timers.push(
+          setInterval(() => {
+            maxBacklog = Math.max(maxBacklog, backlog());
+          }, 250),
+        );
+      }, step.warmupMs),
+      setTimeout(() => {
+        const seconds = (performance.now() - start.at) / 1000;
+        const end = backlog();
+        const committedPerSec = (context.workloadChanges() - start.committed) / seconds;
+        const cpu = cpuByProcess();
+        const lanes = pipeline.laneUtilization();
+        const busy: StepResult['eventLoopBusy'] = {
+          main: round(performance.eventLoopUtilization(start.elu.main).utilization, 2),
+        };
+        for (const [lane, now] of Object.entries(lanes) as Array<[Lane, EventLoopUtilization]>) {
+          const before = start.elu[lane];
+          if (before) busy[lane] = round(performance.eventLoopUtilization(now, before).utilization, 2);
+        }
+        const { count: _a, ...anySink } = pipeline.latency().since(start.latency).summary();
+        const { count: _b, ...allSinks } = context.stages.allSinksLatency().summary();
+        const stagesMs: StepResult['stagesMs'] = {};
+        for (const [lane, stages] of Object.entries(context.stages.summary())) {
+          stagesMs[lane as Lane] = Object.fromEntries(
+            Object.entries(stages).map(([stage, h]) => [stage, { p50: h.p50, p99: h.p99 }]),
+          );
+        }
+        measured = {
+          rate: step.rate,
+          committedPerSec: round(committedPerSec),
+          deliveredPerSec: round((delivered() - start.delivered) / seconds),
+          backlog: { start: start.backlog, end, max: maxBacklog, margin },
+          sustained: committedPerSec >= 0.95 * step.rate && end <= start.backlog + margin,
+          allSinks,
+          anySink,
+          stagesMs,
+          eventLoopBusy: busy,
+          cpuPerSec: Object.fromEntries(
+            Object.entries(cpu).map(([kind, s]) => [kind, round((s - (start.cpu[kind] ?? 0)) / seconds, 2)]),
+          ),
+        };
+        for (const timer of timers) clearInterval(timer);
+      }, step.warmupMs + step.windowMs),
+    );
+  };
+  const result = await runLocal(options, { onStarted: measure });
+  for (const timer of timers) clearInterval(timer);
+  if (!measured) throw new Error('the run ended before the measurement window closed');
+  return {
+    ...measured,
+    drainMs: result.details.timingsMs.drain ?? 0,
+    consistent: step.verify ? result.consistent : null,
+  };
+}
+
+/** Runs one step in a fresh child process. */
+async function step(options: StepOptions, log: (message: string) => void): Promise<StepResult> {
+  log(`e2e: ${options.rate} changes/s (${options.warmupMs / 1000} s warm-up, ${options.windowMs / 1000} s window)…`);
+  const child = spawnHelper(fileURLToPath(import.meta.url), [STEP_FLAG, JSON.stringify(options)]);
+  try {
+    return await firstMessage(child, (message) => {
+      const m = message as { type: string; result?: StepResult; message?: string };
+      if (m.type === 'error') throw new Error(`e2e step at ${options.rate}/s failed: ${m.message}`);
+      return m.type === 'result' ? m.result : undefined;
+    });
+  } finally {
+    await stopHelper(child, 60_000);
+  }
+}
+
+/** The end-to-end benchmark (see the module comment). */
+export async function e2eBenchmarks({ quick }: { quick: boolean }) {
+  const log = (message: string) => void process.stderr.write(`${message}\n`);
+  const load = loadavg()[0] ?? 0;
+  const at1k = await step(
+    { rate: 1000, warmupMs: quick ? 5000 : 10_000, windowMs: quick ? 10_000 : 25_000, verify: true },
+    log,
+  );
+  // The same load with one partition per topic: fewer, larger batches per lane (see the report in details).
+  const at1kOnePartition = await step(
+    {
+      rate: 1000,
+      warmupMs: quick ? 5000 : 10_000,
+      windowMs: quick ? 10_000 : 25_000,
+      verify: false,
+      args: ['--partitions', '1'],
+    },
+    log,
+  );
+  const ramp: StepResult[] = [];
+  const hold = { warmupMs: quick ? 3000 : 5000, windowMs: quick ? 6000 : 12_000, verify: false };
+  let good = at1k.sustained ? 1000 : 0;
+  let bad: number | undefined = at1k.sustained ? undefined : 1000;
+  for (let rate = 2000; bad === undefined && rate <= 32_000; rate *= 2) {
+    const r = await step({ rate, ...hold }, log);
+    ramp.push(r);
+    if (r.sustained) good = rate;
+    else bad = rate;
+  }
+  const low = bad ?? good;
+  for (let i = 0; i < (quick ? 2 : 3) && bad !== undefined && bad - good > Math.max(100, good * 0.1); i++) {
+    const rate = Math.round((good + (bad ?? low)) / 2 / 50) * 50;
+    const r = await step({ rate, ...hold }, log);
+    ramp.push(r);
+    if (r.sustained) good = rate;
+    else bad = rate;
+  }
+  return {
+    latencyAt1k: { p50: at1k.allSinks.p50, p99: at1k.allSinks.p99 },
+    maxSustainedPerSec: good,
+    goals: { latencyAt1k: 'p50 <= 50 ms, p99 <= 150 ms', maxSustainedPerSec: '>= 5000' },
+    details: {
+      latencyAt1k: at1k,
+      latencyAt1kOnePartition: at1kOnePartition,
+      ramp: ramp.sort((a, b) => a.rate - b.rate),
+      machine: { cores: availableParallelism(), loadAverageAtStart: round(load, 2), node: process.version },
+      method:
+        'fresh process, database and services per step; default npm start settings (3 partitions, batch 500, window 0 ms, lanes on worker threads); latencyAt1k is commit -> every sink per change',
+    },
+  };
+}
+
+const flag = process.argv.indexOf(STEP_FLAG);
+if (flag >= 0 && process.send) {
+  const send = (message: unknown) => process.send?.(message);
+  process.on('disconnect', () => process.exit(0));
+  try {
+    const result = await runStep(JSON.parse(process.argv[flag + 1] ?? '{}') as StepOptions);
+    send({ type: 'result', result });
+  } catch (error) {
+    send({ type: 'error', message: error instanceof Error ? (error.stack ?? error.message) : String(error) });
+  }
+  process.on('message', (message: { type?: string }) => {
+    if (message.type === 'stop') process.exit(0);
+  });
+}

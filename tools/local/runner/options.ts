@@ -1,0 +1,176 @@
+/** Command-line options of `npm start` (tools/local/start.ts). */
+import { parseArgs } from '../../lib/cli';
+
+export interface RunOptions {
+  /** Capture this database instead of an embedded one. */
+  source?: string;
+  /** Schema captured (and, embedded, where the demo tables are created). @default 'public' */
+  schema: string;
+  /** Tables captured (`name` in `schema`, or `schema.name`). @default every table of `schema` */
+  tables?: string[];
+  /** Change events per second the workload aims at. */
+  rate: number;
+  durationMs: number;
+  /** Run the demo workload (default with the embedded database; off with --source unless --workload). */
+  workload: boolean;
+  /** Without the workload: stop after this much quiet (no change captured). */
+  idleMs: number;
+  /** Seed rows (customers, orders; see seedDemo) in the embedded database. */
+  seedRows: number;
+  partitions: number;
+  batchSize: number;
+  windowMs: number;
+  topicPrefix: string;
+  /** One JSON object on stdout at the end; progress on stderr. */
+  json: boolean;
+  /** Keep the state under `stateDir` for exploring (otherwise a temp dir, removed). */
+  keep: boolean;
+  stateDir: string;
+  /** 'auto' (REDIS_URL, 127.0.0.1:6379, redis-server on PATH) or null to run without the cache lane. */
+  redis: 'auto' | null;
+  /** Crash the capture (drop its connections unflushed) this far into the run and start it again. */
+  restartCaptureAtMs?: number;
+  /** Powertools log level of the lanes. */
+  logLevel: string;
+  /** Run each lane on a worker thread of its own (default) or all on the main thread. */
+  laneThreads?: boolean;
+  /** How often the capture saves its offset (tests lengthen it so a crash re-emits a known stretch). @default 200 */
+  offsetFlushIntervalMs?: number;
+  /** Verify the sinks at the end (the benchmark's rate steps skip it). @default true */
+  verify?: boolean;
+}
+
+export const DEFAULTS = {
+  rate: 200,
+  durationS: 20,
+  idleMs: 10_000,
+  seedRows: 200,
+  partitions: 3,
+  batchSize: 500,
+  windowMs: 0,
+  schema: 'public',
+  topicPrefix: 'pg',
+  stateDir: '.local/start',
+  logLevel: 'WARN',
+} as const;
+
+export const USAGE = `usage: npm start -- [options]
+
+Runs the whole pipeline locally: PostgreSQL (embedded, or --source) → Debezium-compatible capture → local broker and
+event source mappings → warehouse, cache and audit lanes against local DynamoDB/S3/SQS emulators and Redis; drives a
+workload, verifies every sink against the source and prints a summary. Exit code 0 consistent, 1 inconsistent, 2 error.
+
+workload
+  --rate <changes/s>        target change events per second (default ${DEFAULTS.rate})
+  --duration <s>            how long the workload runs, or the longest wait with --no-workload (default ${DEFAULTS.durationS})
+  --no-workload             make no changes: capture what others change, until --duration or --idle-ms of quiet
+  --workload                run the demo workload against --source too (needs the demo tables in --schema)
+  --idle-ms <ms>            with --no-workload, stop after this long without a change (default ${DEFAULTS.idleMs})
+  --seed-rows <n>           demo rows seeded into the embedded database (default ${DEFAULTS.seedRows})
+  --restart-capture-at <s>  crash the capture at this time into the workload and restart it (at-least-once demo)
+source
+  --source <postgres-url>   capture an existing database (wal_level=logical; a temporary slot and publication are
+                            created and dropped at the end)
+  --schema <name>           schema to capture (default ${DEFAULTS.schema})
+  --tables <a,b>            tables to capture (default: every table of the schema)
+pipeline
+  --partitions <n>          partitions per topic (default ${DEFAULTS.partitions})
+  --batch-size <n>          records per lane invocation, 1-10000 (default ${DEFAULTS.batchSize})
+  --window-ms <ms>          batching window of the event source mappings (default ${DEFAULTS.windowMs}; Lambda's is 500)
+  --topic-prefix <name>     Debezium topic.prefix (default ${DEFAULTS.topicPrefix})
+  --no-cache                run without the cache lane even when Redis is available
+  --log-level <level>       Powertools log level of the lanes (default ${DEFAULTS.logLevel})
+output
+  --json                    print exactly one JSON object on stdout at the end (progress goes to stderr)
+  --keep                    keep the state (change log, audit log, broker, checkpoints) under ${DEFAULTS.stateDir}/ and
+                            the cache keys in Redis, for exploring; otherwise everything is removed
+  --help                    this text`;
+
+const VALUE_FLAGS = [
+  'rate',
+  'duration',
+  'idle-ms',
+  'seed-rows',
+  'restart-capture-at',
+  'source',
+  'schema',
+  'tables',
+  'partitions',
+  'batch-size',
+  'window-ms',
+  'topic-prefix',
+  'log-level',
+];
+const BOOLEAN_FLAGS = ['no-workload', 'workload', 'no-cache', 'json', 'keep', 'help'];
+
+/** A bad command line; the message says what and the caller prints the usage. */
+export class UsageError extends Error {
+  override readonly name = 'UsageError';
+}
+
+function number(flags: Map<string, string | true>, name: string, fallback: number, min: number, max: number): number {
+  const raw = flags.get(name);
+  if (raw === undefined) return fallback;
+  if (raw === true) throw new UsageError(`--${name} needs a value`);
+  const value = Number(raw);
+  if (!Number.isFinite(value) || value < min || value > max) {
+    throw new UsageError(`--${name} must be a number from ${min} to ${max}, got "${raw}"`);
+  }
+  return value;
+}
+
+function text(flags: Map<string, string | true>, name: string): string | undefined {
+  const raw = flags.get(name);
+  if (raw === true) throw new UsageError(`--${name} needs a value`);
+  return raw;
+}
+
+/** Parses `npm start` arguments; throws UsageError for unknown flags, stray arguments and bad values. */
+export function parseRunOptions(argv: readonly string[]): RunOptions | 'help' {
+  const { positionals, flags } = parseArgs([...argv], VALUE_FLAGS);
+  const unknown = [...flags.keys()].filter((f) => !VALUE_FLAGS.includes(f) && !BOOLEAN_FLAGS.includes(f));
+  if (unknown.length > 0) throw new UsageError(`unknown option ${unknown.map((f) => `--${f}`).join(', ')}`);
+  if (positionals.length > 0) throw new UsageError(`unexpected argument "${positionals[0]}"`);
+  for (const flag of BOOLEAN_FLAGS) {
+    if (flags.has(flag) && flags.get(flag) !== true) throw new UsageError(`--${flag} takes no value`);
+  }
+  if (flags.has('help')) return 'help';
+  if (flags.has('workload') && flags.has('no-workload')) throw new UsageError('--workload and --no-workload conflict');
+
+  const source = text(flags, 'source');
+  if (source !== undefined && !/^postgres(ql)?:\/\//.test(source)) {
+    throw new UsageError(`--source must be a postgres:// URL, got "${source}"`);
+  }
+  const tablesText = text(flags, 'tables');
+  const tables = tablesText
+    ?.split(',')
+    .map((t) => t.trim())
+    .filter(Boolean);
+  if (tablesText !== undefined && (tables?.length ?? 0) === 0) throw new UsageError('--tables needs table names');
+  const schema = text(flags, 'schema') ?? DEFAULTS.schema;
+  const restartAt = flags.has('restart-capture-at') ? number(flags, 'restart-capture-at', 0, 0, 86_400) : undefined;
+  const options: RunOptions = {
+    schema,
+    rate: number(flags, 'rate', DEFAULTS.rate, 1, 1_000_000),
+    durationMs: number(flags, 'duration', DEFAULTS.durationS, 0.1, 86_400) * 1000,
+    workload: flags.has('workload') || (!flags.has('no-workload') && source === undefined),
+    idleMs: number(flags, 'idle-ms', DEFAULTS.idleMs, 100, 86_400_000),
+    seedRows: Math.round(number(flags, 'seed-rows', DEFAULTS.seedRows, 10, 1_000_000)),
+    partitions: Math.round(number(flags, 'partitions', DEFAULTS.partitions, 1, 64)),
+    batchSize: Math.round(number(flags, 'batch-size', DEFAULTS.batchSize, 1, 10_000)),
+    windowMs: Math.round(number(flags, 'window-ms', DEFAULTS.windowMs, 0, 300_000)),
+    topicPrefix: text(flags, 'topic-prefix') ?? DEFAULTS.topicPrefix,
+    json: flags.has('json'),
+    keep: flags.has('keep'),
+    stateDir: DEFAULTS.stateDir,
+    redis: flags.has('no-cache') ? null : 'auto',
+    logLevel: (text(flags, 'log-level') ?? DEFAULTS.logLevel).toUpperCase(),
+  };
+  if (source !== undefined) options.source = source;
+  if (tables) options.tables = tables.map((t) => (t.includes('.') ? t : `${schema}.${t}`));
+  if (restartAt !== undefined) options.restartCaptureAtMs = restartAt * 1000;
+  if (!/^[a-zA-Z0-9_-]+$/.test(options.topicPrefix)) {
+    throw new UsageError(`--topic-prefix may hold letters, digits, _ and - only, got "${options.topicPrefix}"`);
+  }
+  return options;
+}

@@ -1,0 +1,379 @@
+/**
+ * The local pipeline, wired the way it runs in AWS: PostgreSQL → dev connector (Debezium-compatible capture) →
+ * broker (Kafka-style partitions) → one event source mapping per lane (its own consumer group) → the real lane
+ * handlers (middy + Powertools, as in Lambda) → dynalite / s3rver / fauxqs / Redis.
+ *
+ * Everything runs in this process except PostgreSQL and Redis. The runner (run.ts) adds the source database, the
+ * workload and the verification around it; tests and the benchmark drive it directly.
+ */
+import { PutObjectCommand } from '@aws-sdk/client-s3';
+import pg from 'pg';
+import type { Lane, SkipReason } from '../../../functions/core/types';
+import { type EsmStats, LocalBroker, LocalEventSourceMapping, type OnFailureRecord } from '../broker';
+import {
+  type CaptureCounts,
+  type CaptureStatus,
+  MemoryOffsetStore,
+  type OffsetStore,
+  type PostgresCapture,
+  startPostgresCapture,
+} from '../capture';
+import { LOCAL_NAMES, type LocalServices } from '../services';
+import { type BatchSummary, type LaneHost, startLaneInThread, startLaneWorker, type WrittenChanges } from './lane-host';
+import { LatencyHistogram } from './latency';
+
+/** Where the warehouse and audit lanes write inside their buckets (fresh services per run, so the defaults). */
+export const WAREHOUSE_PREFIX = 'changes/';
+export const AUDIT_PREFIX = 'audit/';
+/** Where on-failure records of the event source mappings go, in the dead-letter bucket. */
+export const ON_FAILURE_PREFIX = 'on-failure/';
+
+export interface PipelineOptions {
+  services: LocalServices;
+  connectionString: string;
+  /** Debezium `topic.prefix`: topics are `<prefix>.<schema>.<table>`. */
+  topicPrefix: string;
+  slotName: string;
+  publicationName: string;
+  /** Schemas to capture (every table in them), unless `tables` is given. */
+  schemas?: string[];
+  /** `schema.table` names to capture. */
+  tables?: string[];
+  /** Lanes to run (the cache lane is left out when there is no Redis). */
+  lanes: readonly Lane[];
+  /** Key prefix of the cache lane in Redis (unique per run: the machine's Redis is shared). */
+  cachePrefix: string;
+  /** Partitions per topic. */
+  partitions: number;
+  /** Records per invocation. */
+  batchSize: number;
+  /** Batching window of the event source mappings. */
+  windowMs: number;
+  /** Persist the broker's logs here (otherwise in memory). */
+  brokerDir?: string;
+  /** Where the capture keeps its offset. @default in memory */
+  offsets?: OffsetStore;
+  /** Powertools log level of the lane handlers. @default 'WARN' */
+  logLevel?: string;
+  heartbeatIntervalMs?: number;
+  /** How often the capture saves its offset (and acknowledges the slot). @default 200 */
+  offsetFlushIntervalMs?: number;
+  /**
+   * Let Powertools print its EMF metric lines (one JSON document per table per batch, on stdout). Off by default:
+   * locally nothing collects them, they would bury the progress line, and printing them costs CPU the benchmark
+   * should not pay. @default false
+   */
+  metrics?: boolean;
+  /** Told about every change a sink wrote (per lane), with the sink's write time: for stage timings. */
+  onSinkWrite?: (lane: Lane, changes: WrittenChanges, writtenAt: number) => void;
+  /**
+   * Run each lane on a worker thread of its own (see lane-host.ts); false keeps them on this thread.
+   * @default true
+   */
+  laneThreads?: boolean;
+  /** Told when something goes wrong in the background (capture failure, failed invocation, destination write). */
+  onProblem?: (message: string) => void;
+}
+
+/** Totals of one lane since the pipeline started, from every batch's `BatchResult`. */
+export interface LaneTotals {
+  batches: number;
+  records: number;
+  processed: number;
+  skipped: number;
+  skippedByReason: Partial<Record<SkipReason, number>>;
+  duplicates: number;
+  deadLettered: number;
+  retried: number;
+  /** Batches the event source mapping gave up on (written to the on-failure destination). */
+  onFailureRecords: number;
+  /** Commit → sink write of every processed event (since the last `resetLatency`). */
+  latency: LatencyHistogram;
+}
+
+export interface LocalPipeline {
+  readonly broker: LocalBroker;
+  readonly lanes: readonly Lane[];
+  /** The running capture (replaced by `restartCapture`). */
+  capture(): PostgresCapture;
+  /** Status of every capture this pipeline ran, the running one last. */
+  captureStatuses(): CaptureStatus[];
+  /** Change events (read/create/update/delete/truncate) the captures emitted, summed over restarts. */
+  captureEmitted(): number;
+  /** True when a capture was stopped without flushing (a crash): its counts may include records never produced. */
+  crashed(): boolean;
+  totals(): Record<Lane, LaneTotals>;
+  esmStats(): Record<Lane, EsmStats>;
+  /** Handler instances ("execution environments") each lane needed: its peak concurrency. */
+  environments(): Record<Lane, number>;
+  /** Event loop utilization of each lane's thread (cumulative readings; see LaneHost.utilization). */
+  laneUtilization(): Partial<Record<Lane, import('node:perf_hooks').EventLoopUtilization>>;
+  /** Latency of every lane together since the last reset. */
+  latency(): LatencyHistogram;
+  /** Starts latency collection afresh (after the initial snapshot, so only streamed changes count). */
+  resetLatency(): void;
+  /** Topics the lanes consume (table topics only: Lambda ESMs subscribe to those, not to heartbeats). */
+  tableTopics(): string[];
+  /** Barrier: everything committed in PostgreSQL so far is produced, and every lane has committed it. */
+  drain(timeoutMs?: number): Promise<void>;
+  /**
+   * Stops the capture and starts a new one on the same slot and offsets. `crash` drops its connections without
+   * flushing, like a killed process, once it has produced changes past its last saved offset (so there is something
+   * to re-emit).
+   */
+  restartCapture(options: { crash: boolean }): Promise<void>;
+  /** Topics created with one partition because their table has no primary key (see startLocalPipeline). */
+  singlePartitionTopics(): string[];
+  /** Stops the capture, the mappings and the handlers (not the services, not the database). */
+  stop(): Promise<void>;
+}
+
+function emptyTotals(): LaneTotals {
+  return {
+    batches: 0,
+    records: 0,
+    processed: 0,
+    skipped: 0,
+    skippedByReason: {},
+    duplicates: 0,
+    deadLettered: 0,
+    retried: 0,
+    onFailureRecords: 0,
+    latency: new LatencyHistogram(),
+  };
+}
+
+/** Table topics of the captured tables that have no primary key. */
+async function keylessTopics(options: PipelineOptions): Promise<string[]> {
+  const client = new pg.Client(options.connectionString);
+  await client.connect();
+  try {
+    const { rows } = await client.query<{ schema: string; name: string }>(
+      `SELECT n.nspname AS schema, c.relname AS name
+         FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+        WHERE c.relkind IN ('r', 'p')
+          AND NOT EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisprimary)
+          AND (n.nspname = ANY($1::text[]) OR n.nspname || '.' || c.relname = ANY($2::text[]))`,
+      [options.tables ? [] : (options.schemas ?? ['public']), options.tables ?? []],
+    );
+    return rows.map((r) => `${options.topicPrefix}.${r.schema}.${r.name}`);
+  } finally {
+    await client.end();
+  }
+}
+
+/**
+ * Waits (at most `timeoutMs`) until the capture has produced change records since it last saved its offset: a crash
+ * then certainly leaves something to re-emit. `produced` counts change records handed to the broker.
+ */
+async function producedPastSavedOffset(capture: PostgresCapture, produced: () => number, timeoutMs: number) {
+  const deadline = Date.now() + timeoutMs;
+  let saved = capture.status().savedOffset;
+  let count = produced();
+  while (Date.now() < deadline) {
+    await new Promise((resolve) => setTimeout(resolve, 5));
+    const now = capture.status().savedOffset;
+    if (now !== saved) {
+      // Saved meanwhile: what was produced before counts as saved; wait for more.
+      saved = now;
+      count = produced();
+    } else if (produced() > count) return;
+  }
+}
+
+function changeCount(counts: CaptureCounts): number {
+  return counts.read + counts.create + counts.update + counts.delete + counts.truncate;
+}
+
+/**
+ * Starts the lanes and their event source mappings, then the capture (which snapshots existing rows and streams).
+ * Resolves once the capture's initial snapshot has been produced to the broker.
+ */
+export async function startLocalPipeline(options: PipelineOptions): Promise<LocalPipeline> {
+  const { services, topicPrefix } = options;
+  const problem = options.onProblem ?? (() => undefined);
+  const broker = options.brokerDir
+    ? await LocalBroker.open({ dir: options.brokerDir, defaultPartitions: options.partitions })
+    : new LocalBroker({ defaultPartitions: options.partitions });
+  const isTableTopic = (topic: string) => topic.startsWith(`${topicPrefix}.`);
+  const offsets = options.offsets ?? new MemoryOffsetStore();
+
+  const totals = {} as Record<Lane, LaneTotals>;
+  const hosts = new Map<Lane, LaneHost>();
+  const mappings = new Map<Lane, LocalEventSourceMapping>();
+  const setUpLane = async (lane: Lane) => {
+    const laneTotals = emptyTotals();
+    totals[lane] = laneTotals;
+    const env: Record<string, string> = {
+      ...services.laneEnv(lane),
+      WAREHOUSE_PREFIX,
+      AUDIT_PREFIX,
+      CACHE_KEY_PREFIX: options.cachePrefix,
+      POWERTOOLS_LOG_LEVEL: options.logLevel ?? 'WARN',
+      POWERTOOLS_SERVICE_NAME: `cdc-sync-${lane}`,
+    };
+    const onBatch = (result: BatchSummary) => {
+      laneTotals.batches++;
+      laneTotals.records += result.records;
+      laneTotals.processed += result.processed;
+      laneTotals.skipped += result.skipped;
+      for (const [reason, n] of Object.entries(result.skippedByReason) as Array<[SkipReason, number]>) {
+        laneTotals.skippedByReason[reason] = (laneTotals.skippedByReason[reason] ?? 0) + n;
+      }
+      laneTotals.duplicates += result.duplicates;
+      laneTotals.deadLettered += result.deadLettered;
+      laneTotals.retried += result.retried;
+      laneTotals.latency.addAll(result.latenciesMs);
+    };
+    const onSinkWrite = options.onSinkWrite;
+    const host = await (options.laneThreads === false ? startLaneInThread : startLaneWorker)({
+      lane,
+      env,
+      metrics: options.metrics ?? false,
+      observeWrites: onSinkWrite !== undefined,
+      onBatch,
+      ...(onSinkWrite
+        ? { onWrites: (changes: WrittenChanges, writtenAt: number) => onSinkWrite(lane, changes, writtenAt) }
+        : {}),
+      onProblem: problem,
+    });
+    hosts.set(lane, host);
+    const onFailure = async (record: OnFailureRecord) => {
+      // Lambda writes the record to the S3 on-failure destination; so do we, so nothing vanishes silently.
+      laneTotals.onFailureRecords++;
+      problem(`${lane}: a batch was given up after ${record.requestContext.approximateInvokeCount} attempts`);
+      await services.clients.s3.send(
+        new PutObjectCommand({
+          Bucket: LOCAL_NAMES.deadLetterBucket,
+          Key: `${ON_FAILURE_PREFIX}${lane}/${record.timestamp}-${record.requestContext.requestId}.json`,
+          Body: JSON.stringify(record),
+          ContentType: 'application/json',
+        }),
+      );
+    };
+    const mapping = new LocalEventSourceMapping({
+      broker,
+      groupId: lane,
+      topics: isTableTopic,
+      handler: (event, context) => host.invoke(event, context),
+      batchSize: options.batchSize,
+      maxBatchingWindowMs: options.windowMs,
+      reportBatchItemFailures: true,
+      bisectBatchOnError: true,
+      onFailure,
+      functionName: `cdc-sync-${lane}`,
+      onError: (error, info) => {
+        if (info.stage !== 'invoke' || process.env.CDC_DEBUG)
+          problem(`${lane}: ${info.stage} failed: ${String(error)}`);
+      },
+    });
+    mapping.start();
+    mappings.set(lane, mapping);
+  };
+  // The lanes' threads start in parallel (each loads the AWS SDK and the lane code).
+  const setUp = await Promise.allSettled(options.lanes.map(setUpLane));
+  const failed = setUp.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+  if (failed) {
+    await Promise.all([...mappings.values()].map((m) => m.stop()));
+    await Promise.all([...hosts.values()].map((h) => h.close()));
+    await broker.close();
+    throw failed.reason;
+  }
+
+  // Tables without a primary key get single-partition topics. Their records have no key, so the producer spreads
+  // them over partitions by batch; a copy re-emitted after a connector restart can then land on a partition that
+  // never saw the original, where the lanes' per-partition dedupe cannot recognise it (functions/core/dedupe.ts,
+  // "Limits"). One partition keeps such a table in order and deduplicated; in AWS, set the same for these topics.
+  const singlePartition = await keylessTopics(options);
+  for (const topic of singlePartition) broker.createTopic(topic, 1);
+
+  let failure: Error | null = null;
+  let producedChanges = 0;
+  const startCapture = () =>
+    startPostgresCapture({
+      connectionString: options.connectionString,
+      topicPrefix,
+      slotName: options.slotName,
+      publicationName: options.publicationName,
+      ...(options.tables ? { tables: options.tables } : { schemas: options.schemas ?? ['public'] }),
+      heartbeatIntervalMs: options.heartbeatIntervalMs ?? 1000,
+      offsetFlushIntervalMs: options.offsetFlushIntervalMs ?? 200,
+      offsets,
+      produce: async (records) => {
+        await broker.produce(records);
+        for (const r of records) if (r.value !== null && isTableTopic(r.topic)) producedChanges++;
+      },
+      onError: (error) => {
+        failure = error;
+        problem(`capture failed: ${error.message}`);
+      },
+    });
+
+  const finished: CaptureStatus[] = [];
+  let crashed = false;
+  let capture: PostgresCapture;
+  try {
+    capture = await startCapture();
+  } catch (error) {
+    await Promise.all([...mappings.values()].map((m) => m.stop()));
+    await Promise.all([...hosts.values()].map((h) => h.close()));
+    await broker.close();
+    throw error;
+  }
+
+  const latencyOfAll = () => {
+    const all = new LatencyHistogram();
+    for (const lane of options.lanes) all.merge(totals[lane].latency);
+    return all;
+  };
+
+  return {
+    broker,
+    lanes: options.lanes,
+    capture: () => capture,
+    captureStatuses: () => [...finished, capture.status()],
+    captureEmitted: () => [...finished, capture.status()].reduce((sum, s) => sum + changeCount(s.emitted), 0),
+    crashed: () => crashed,
+    totals: () => totals,
+    esmStats: () => {
+      const stats = {} as Record<Lane, EsmStats>;
+      for (const [lane, mapping] of mappings) stats[lane] = mapping.stats();
+      return stats;
+    },
+    environments: () => {
+      const out = {} as Record<Lane, number>;
+      for (const [lane, host] of hosts) out[lane] = host.environments();
+      return out;
+    },
+    laneUtilization: () => {
+      const out: Partial<Record<Lane, import('node:perf_hooks').EventLoopUtilization>> = {};
+      for (const [lane, host] of hosts) out[lane] = host.utilization();
+      return out;
+    },
+    latency: latencyOfAll,
+    resetLatency() {
+      for (const lane of options.lanes) totals[lane].latency = new LatencyHistogram();
+    },
+    tableTopics: () => broker.topics().filter(isTableTopic),
+    async drain(timeoutMs = 120_000) {
+      if (failure) throw failure;
+      await capture.flushed(timeoutMs);
+      await Promise.all([...mappings.values()].map((m) => m.drain(timeoutMs)));
+      if (failure) throw failure;
+    },
+    singlePartitionTopics: () => [...singlePartition],
+    async restartCapture({ crash }) {
+      if (crash) await producedPastSavedOffset(capture, () => producedChanges, 5000);
+      await capture.stop({ flush: !crash });
+      if (crash) crashed = true;
+      finished.push(capture.status());
+      capture = await startCapture();
+    },
+    async stop() {
+      await capture.stop();
+      await Promise.all([...mappings.values()].map((m) => m.stop()));
+      await Promise.all([...hosts.values()].map((h) => h.close()));
+      await broker.close();
+    },
+  };
+}

@@ -1,0 +1,69 @@
+/**
+ * npx tsx tools/local/runner/query.ts [--dir <change-log folder>] [--json] "<sql>"
+ *
+ * Runs DuckDB SQL over the warehouse change log that `npm start -- --keep` leaves in .local/start/warehouse (the
+ * Parquet files as the warehouse lane wrote them to S3). Views make it easy to explore:
+ * - `changes`: every change of every table (`_cdc_*` metadata columns + row columns);
+ * - `<table>_changes`: one table's changes (bare table name, e.g. `orders_changes`);
+ * - `<table>`: the table's current rows rebuilt from its log (latest change per key, deletes and truncates applied,
+ *   unchanged TOAST columns filled from earlier changes) — keyed tables only.
+ * Prints a table, or JSON lines with --json.
+ */
+import { existsSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { fail, parseArgs } from '../../lib/cli';
+import { openWarehouse, rebuildSql, tableGlob } from '../../lib/warehouse';
+
+const USAGE = 'usage: npx tsx tools/local/runner/query.ts [--dir .local/start/warehouse] [--json] "<sql>"';
+const quote = (identifier: string) => `"${identifier.replaceAll('"', '""')}"`;
+const literal = (text: string) => `'${text.replaceAll("'", "''")}'`;
+
+async function main(): Promise<void> {
+  const { positionals, flags } = parseArgs(process.argv.slice(2), ['dir']);
+  const unknown = [...flags.keys()].filter((f) => f !== 'dir' && f !== 'json');
+  if (unknown.length > 0) fail(`unknown option --${unknown[0]}\n${USAGE}`);
+  const sql = positionals.join(' ').trim();
+  if (!sql) fail(USAGE);
+  const dirFlag = flags.get('dir');
+  const dir = resolve(typeof dirFlag === 'string' ? dirFlag : '.local/start/warehouse');
+  if (!existsSync(dir)) fail(`no change log at ${dir}: run "npm start -- --keep" first (or pass --dir)`);
+
+  const warehouse = await openWarehouse(dir);
+  try {
+    const tables = await warehouse.tables();
+    await warehouse.query(
+      `CREATE VIEW changes AS SELECT * FROM read_parquet(${literal(join(dir, '**', '*.parquet'))}, union_by_name = true, hive_partitioning = false)`,
+    );
+    const bare = tables.map((t) => t.slice(t.lastIndexOf('.') + 1));
+    for (const [i, table] of tables.entries()) {
+      // Bare names when they are unambiguous across schemas, full table ids always.
+      const names = bare.filter((b) => b === bare[i]).length === 1 ? [table, bare[i] as string] : [table];
+      const keyed = await warehouse.query(
+        `SELECT count(*) AS n FROM read_parquet(${literal(tableGlob(dir, table))}, union_by_name = true, hive_partitioning = false) WHERE _cdc_key IS NOT NULL`,
+      );
+      const columns = await warehouse.columns(table);
+      for (const name of names) {
+        await warehouse.query(
+          `CREATE VIEW ${quote(`${name}_changes`)} AS SELECT * FROM read_parquet(${literal(tableGlob(dir, table))}, union_by_name = true, hive_partitioning = false) ORDER BY _cdc_order, _cdc_offset`,
+        );
+        if (Number(keyed[0]?.n ?? 0) > 0) {
+          await warehouse.query(`CREATE VIEW ${quote(name)} AS ${rebuildSql(tableGlob(dir, table), columns)}`);
+        }
+      }
+    }
+    const rows = await warehouse.query(sql);
+    if (flags.has('json')) {
+      for (const row of rows) process.stdout.write(`${JSON.stringify(row)}\n`);
+    } else if (rows.length === 0) {
+      process.stdout.write('(no rows)\n');
+    } else {
+      console.table(rows);
+    }
+  } catch (error) {
+    fail(`query failed: ${error instanceof Error ? error.message : String(error)}`, 1);
+  } finally {
+    warehouse.close();
+  }
+}
+
+await main();

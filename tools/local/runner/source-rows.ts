@@ -1,0 +1,99 @@
+/**
+ * The source database's current rows in canonical form (exactly what the decoder makes of Debezium's values), for
+ * verification. Rather than a second set of PostgreSQL type converters that could disagree with the capture's, it
+ * runs a short-lived capture with its own temporary slot and publication and `snapshotMode: 'initial'`, keeps the
+ * snapshot reads (`op: "r"`) and decodes them with the lanes' own decoder. The snapshot is one REPEATABLE READ
+ * transaction, so the rows are one consistent state of the database.
+ */
+import { randomBytes } from 'node:crypto';
+import pg from 'pg';
+import { JsonDebeziumDecoder } from '../../../functions/core/decode';
+import type { ColumnTypes, KafkaRecord, Row } from '../../../functions/core/types';
+import { type CapturedRecord, MemoryOffsetStore, startPostgresCapture } from '../capture';
+
+/** One table's rows at the source. */
+export interface SourceTable {
+  /** `<prefix>.<schema>.<table>`, the topic name and `tableIdOf` of its events. */
+  id: string;
+  /** Column types from the Connect schema (the same the warehouse used to type its Parquet columns). */
+  columns: ColumnTypes | undefined;
+  /** Rows with their key (null for tables without a primary key). */
+  rows: Array<{ key: Row | null; row: Row }>;
+}
+
+export interface SourceRowsOptions {
+  connectionString: string;
+  topicPrefix: string;
+  schemas?: string[];
+  tables?: string[];
+}
+
+/** Reads every captured table's rows through a throw-away snapshot. Tables without rows are absent. */
+export async function readSourceRows(options: SourceRowsOptions): Promise<Map<string, SourceTable>> {
+  const name = `cdc_sync_verify_${randomBytes(4).toString('hex')}`;
+  const records: CapturedRecord[] = [];
+  const capture = await startPostgresCapture({
+    connectionString: options.connectionString,
+    topicPrefix: options.topicPrefix,
+    slotName: name,
+    publicationName: name,
+    ...(options.tables ? { tables: options.tables } : { schemas: options.schemas ?? ['public'] }),
+    snapshotMode: 'initial',
+    produce: async (batch) => {
+      records.push(...batch);
+    },
+    offsets: new MemoryOffsetStore(),
+  });
+  const admin = new pg.Client(options.connectionString);
+  try {
+    await capture.stop();
+  } finally {
+    await admin.connect();
+    try {
+      await dropSlot(admin, name);
+      await admin.query(`DROP PUBLICATION IF EXISTS "${name}"`);
+    } finally {
+      await admin.end();
+    }
+  }
+
+  const decoder = new JsonDebeziumDecoder();
+  const tables = new Map<string, SourceTable>();
+  records.forEach((record, offset) => {
+    if (record.value === null) return;
+    const kafka: KafkaRecord = {
+      topic: record.topic,
+      partition: 0,
+      offset,
+      timestamp: record.timestamp,
+      key: record.key?.toString('base64') ?? null,
+      value: record.value.toString('base64'),
+      headers: [],
+    };
+    const outcome = decoder.decode(kafka, Date.now());
+    if (outcome.kind === 'error') throw new Error(`cannot decode the source snapshot: ${outcome.error.message}`);
+    if (outcome.kind !== 'event' || outcome.event.op !== 'r' || outcome.event.after === null) return;
+    let table = tables.get(record.topic);
+    if (!table) {
+      table = { id: record.topic, columns: outcome.columns, rows: [] };
+      tables.set(record.topic, table);
+    }
+    table.rows.push({ key: outcome.event.key, row: outcome.event.after });
+  });
+  return tables;
+}
+
+/** Drops a replication slot, waiting for a walsender that is still letting go of it. */
+export async function dropSlot(client: pg.Client, slot: string): Promise<void> {
+  for (let attempt = 0; ; attempt++) {
+    try {
+      await client.query('SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1', [
+        slot,
+      ]);
+      return;
+    } catch (error) {
+      if (attempt >= 40 || !/is active/.test(String(error))) throw error;
+      await new Promise((resolve) => setTimeout(resolve, 250));
+    }
+  }
+}
