@@ -89,6 +89,8 @@ export async function startLocalServices(options: LocalServicesOptions = {}): Pr
     silent: true,
     directory: join(dir, 's3'),
     resetOnClose: !options.dir,
+    // The lanes' local clients send an unchecked signature (functions/shared/lane-deps.ts).
+    allowMismatchedSignatures: true,
     configureBuckets: [LOCAL_NAMES.warehouseBucket, LOCAL_NAMES.auditBucket, LOCAL_NAMES.deadLetterBucket].map(
       (name) => ({ name }),
     ),

@@ -9,6 +9,7 @@ declare module 's3rver' {
     silent?: boolean;
     directory: string;
     resetOnClose?: boolean;
+    allowMismatchedSignatures?: boolean;
     configureBuckets?: Array<{ name: string }>;
   }
   export default class S3rver {

@@ -64,6 +64,10 @@ export interface RunResult {
     windowMs: number;
     latencySamples: number;
     latencyByLane: Partial<Record<Lane, Omit<LatencySummary, 'count'>>>;
+    /** Per lane: invocations of the handler, records delivered, mean batch size, handler instances used. */
+    invocations: Partial<
+      Record<Lane, { invocations: number; records: number; meanBatch: number; environments: number }>
+    >;
     /** Commit → the last lane's sink write, per change (what "synced everywhere" takes). */
     latencyAllSinks: Omit<LatencySummary, 'count'>;
     /** Where the time goes, per lane: p50/p99 of each stage (see stages.ts). */
@@ -508,6 +512,22 @@ export async function runLocal(options: RunOptions, hooks: RunHooks = {}): Promi
         windowMs: options.windowMs,
         latencySamples: latency.count,
         latencyByLane,
+        invocations: Object.fromEntries(
+          lanes.map((lane) => {
+            const esm = running.esmStats()[lane];
+            const invocations = esm?.invocations ?? 0;
+            const records = esm?.recordsDelivered ?? 0;
+            return [
+              lane,
+              {
+                invocations,
+                records,
+                meanBatch: invocations ? Math.round((records / invocations) * 10) / 10 : 0,
+                environments: running.environments()[lane] ?? 0,
+              },
+            ];
+          }),
+        ),
         latencyAllSinks,
         stagesMs,
         timingsMs: Object.fromEntries(Object.entries(timings).map(([k, v]) => [k, round(v)])),
