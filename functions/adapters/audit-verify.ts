@@ -1,5 +1,5 @@
 import { gunzipSync } from 'node:zlib';
-import { GetObjectCommand, ListObjectsV2Command, type S3Client } from '@aws-sdk/client-s3';
+import { GetObjectCommand, ListObjectsCommand, type S3Client } from '@aws-sdk/client-s3';
 import type { ChangeEvent } from '../core/types';
 import { type ChainProblem, verifyChain } from './audit-chain';
 
@@ -20,9 +20,10 @@ async function listKeys(s3: S3Client, bucket: string, prefix: string): Promise<s
   const keys: string[] = [];
   let token: string | undefined;
   do {
-    const page = await s3.send(new ListObjectsV2Command({ Bucket: bucket, Prefix: prefix, ContinuationToken: token }));
+    const page = await s3.send(new ListObjectsCommand({ Bucket: bucket, Prefix: prefix, Marker: token }));
     for (const o of page.Contents ?? []) if (o.Key?.endsWith('.ndjson.gz')) keys.push(o.Key);
-    token = page.IsTruncated ? page.NextContinuationToken : undefined;
+    // ListObjects (v1) pages by the last key: s3rver cannot make v2 continuation tokens on Node 20 (DES).
+    token = page.IsTruncated ? page.Contents?.at(-1)?.Key : undefined;
   } while (token);
   return keys;
 }

@@ -1,7 +1,7 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ListObjectsV2Command } from '@aws-sdk/client-s3';
+import { ListObjectsV2Command, PutObjectCommand } from '@aws-sdk/client-s3';
 import { afterEach, describe, expect, it } from 'vitest';
 import { S3WarehouseSink } from '../../functions/adapters/s3-warehouse-sink';
 import { JsonDebeziumDecoder } from '../../functions/core/decode';
@@ -160,6 +160,25 @@ describe('S3WarehouseSink (s3rver + DuckDB)', () => {
     expect(rows.map((r) => ({ key: r._cdc_key, price: r.price, body: r.body }))).toEqual([
       { key: '{"id":1}', price: '19.95', body: 'long text' },
     ]);
+  });
+
+  it('downloads change logs of more than one listing page (1,000 keys)', async () => {
+    const { s3 } = services().clients;
+    for (let i = 0; i < 1050; i += 50) {
+      await Promise.all(
+        Array.from({ length: 50 }, (_, j) =>
+          s3.send(
+            new PutObjectCommand({
+              Bucket: LOCAL_NAMES.warehouseBucket,
+              Key: `paged/table=t/f${i + j}.parquet`,
+              Body: 'x',
+            }),
+          ),
+        ),
+      );
+    }
+    dir = await mkdtemp(join(tmpdir(), 'warehouse-'));
+    expect(await downloadChangeLog(s3, LOCAL_NAMES.warehouseBucket, 'paged/', dir)).toBe(1050);
   });
 
   it('writes the same object again when a batch is retried, never a second copy', async () => {

@@ -1,6 +1,6 @@
 import { mkdir, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import { GetObjectCommand, ListObjectsV2Command, type S3Client } from '@aws-sdk/client-s3';
+import { GetObjectCommand, ListObjectsCommand, type S3Client } from '@aws-sdk/client-s3';
 import { DuckDBInstance } from '@duckdb/node-api';
 
 /**
@@ -14,7 +14,7 @@ export async function downloadChangeLog(s3: S3Client, bucket: string, prefix: st
   let token: string | undefined;
   let count = 0;
   do {
-    const page = await s3.send(new ListObjectsV2Command({ Bucket: bucket, Prefix: prefix, ContinuationToken: token }));
+    const page = await s3.send(new ListObjectsCommand({ Bucket: bucket, Prefix: prefix, Marker: token }));
     await Promise.all(
       (page.Contents ?? [])
         .filter((o) => o.Key?.endsWith('.parquet'))
@@ -27,7 +27,8 @@ export async function downloadChangeLog(s3: S3Client, bucket: string, prefix: st
           count++;
         }),
     );
-    token = page.IsTruncated ? page.NextContinuationToken : undefined;
+    // ListObjects (v1) pages by the last key: s3rver cannot make v2 continuation tokens on Node 20 (DES).
+    token = page.IsTruncated ? page.Contents?.at(-1)?.Key : undefined;
   } while (token);
   return count;
 }
