@@ -97,6 +97,18 @@ function asRetryable(error: unknown, make: (message: string) => CdcError): CdcEr
   return error instanceof CdcError && error.retryable ? error : make(describeError(error).message);
 }
 
+/** How many records of a batch ended in each outcome. */
+export type RecordCounts = Pick<
+  BatchResult,
+  'records' | 'processed' | 'skipped' | 'skippedByReason' | 'duplicates' | 'deadLettered' | 'retried'
+>;
+
+/** The outcome counts of a batch (for logs and reports). */
+export function countsOf(result: BatchResult): RecordCounts {
+  const { records, processed, skipped, skippedByReason, duplicates, deadLettered, retried } = result;
+  return { records, processed, skipped, skippedByReason, duplicates, deadLettered, retried };
+}
+
 /** Lets other work (the previous partition's writes, I/O callbacks) run between partitions. */
 const yieldToEventLoop = () => new Promise<void>((resolve) => setImmediate(resolve));
 

@@ -5,7 +5,7 @@ import middy from '@middy/core';
 import type { Context } from 'aws-lambda';
 import { createEnricher } from '../core/enrich';
 import { ConfigError } from '../core/errors';
-import { type BatchItemFailure, type BatchResult, processBatch } from '../core/pipeline';
+import { type BatchItemFailure, type BatchResult, countsOf, processBatch } from '../core/pipeline';
 import type { Lane } from '../core/types';
 import { loadLaneEnv } from './config';
 import { createClients, createLaneDeps, type SinkFactory } from './lane-deps';
@@ -18,13 +18,7 @@ export interface LaneResponse {
 
 function summary(result: BatchResult) {
   return {
-    records: result.records,
-    processed: result.processed,
-    skipped: result.skipped,
-    skippedByReason: result.skippedByReason,
-    duplicates: result.duplicates,
-    deadLettered: result.deadLettered,
-    retried: result.retried,
+    ...countsOf(result),
     batchItemFailures: result.batchItemFailures.length,
     sinkWriteMs: result.sinkWriteMs,
     partitions: result.partitions,

@@ -19,18 +19,11 @@ import { type EventLoopUtilization, performance } from 'node:perf_hooks';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
 import type { Context } from 'aws-lambda';
-import type { BatchResult } from '../../../functions/core/pipeline';
-import type { ChangeEvent, Lane, SkipReason } from '../../../functions/core/types';
+import { type BatchResult, countsOf, type RecordCounts } from '../../../functions/core/pipeline';
+import type { ChangeEvent, Lane } from '../../../functions/core/types';
 
 /** A batch's counters, as the runner keeps them (BatchResult without the parts that do not cross threads). */
-export interface BatchSummary {
-  records: number;
-  processed: number;
-  skipped: number;
-  skippedByReason: Partial<Record<SkipReason, number>>;
-  duplicates: number;
-  deadLettered: number;
-  retried: number;
+export interface BatchSummary extends RecordCounts {
   /** Commit → sink write of every processed event, all topics. */
   latenciesMs: number[];
 }
@@ -121,16 +114,7 @@ interface PoolOptions {
 function summarise(result: BatchResult): BatchSummary {
   const latenciesMs: number[] = [];
   for (const counters of result.topics.values()) for (const v of counters.latenciesMs) latenciesMs.push(v);
-  return {
-    records: result.records,
-    processed: result.processed,
-    skipped: result.skipped,
-    skippedByReason: result.skippedByReason,
-    duplicates: result.duplicates,
-    deadLettered: result.deadLettered,
-    retried: result.retried,
-    latenciesMs,
-  };
+  return { ...countsOf(result), latenciesMs };
 }
 
 /**
