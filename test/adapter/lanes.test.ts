@@ -263,4 +263,32 @@ describe('lane handlers against local services', () => {
       await s3Proxy.close();
     }
   });
+
+  it('throws a retryable error instead of reporting partial failures when ReportBatchItemFailures is off', async () => {
+    // Arrange
+    const s3Proxy = await startFaultProxy(services().endpoints.s3);
+    const prefix = `throws-${Date.now()}`;
+    const env = {
+      ...services().laneEnv('warehouse'),
+      AWS_ENDPOINT_URL_S3: s3Proxy.url,
+      WAREHOUSE_PREFIX: `${prefix}/`,
+      REPORT_BATCH_ITEM_FAILURES: 'false',
+      POWERTOOLS_LOG_LEVEL: 'SILENT',
+    };
+    const handler = createLaneHandler('warehouse', SINKS.warehouse, env);
+    s3Proxy.failing.add(/^PUT /);
+    try {
+      // Act + Assert: the whole batch is retried by the event source mapping
+      await expect(handler(changes(prefix), lambdaContext('w') as never)).rejects.toMatchObject({
+        code: 'SINK_UNAVAILABLE',
+        retryable: true,
+      });
+      s3Proxy.failing.clear();
+      await expect(handler(changes(prefix), lambdaContext('w') as never)).resolves.toEqual({ batchItemFailures: [] });
+      expect(await warehouseIds(prefix)).toHaveLength(12);
+    } finally {
+      await handler.close();
+      await s3Proxy.close();
+    }
+  });
 });

@@ -49,6 +49,17 @@ describe('npm run invoke', () => {
     expect(summary).toMatchObject({ lane: 'audit', deadLettered: 1, batchItemFailures: 0 });
     expect(summary.processed).toBeGreaterThan(0);
     expect(JSON.parse(second.stdout)).toMatchObject({ processed: 0, duplicates: summary.records, deadLettered: 0 });
+    // --fresh forgets the checkpoints: the same event is processed again
+    const fresh = await cli(
+      'tools/invoke.ts',
+      'audit',
+      'events/malformed/not-json.json',
+      '--json',
+      '--fresh',
+      '--state',
+      state,
+    );
+    expect(JSON.parse(fresh.stdout)).toMatchObject({ processed: summary.processed, duplicates: 0 });
   });
 
   it('rejects an unknown lane with its usage', async () => {

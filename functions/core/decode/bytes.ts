@@ -33,8 +33,3 @@ export function framingOf(bytes: Buffer): 'confluent' | 'glue' | undefined {
   if (bytes.length >= 18 && bytes[0] === 0x03 && (bytes[1] === 0x00 || bytes[1] === 0x05)) return 'glue';
   return undefined;
 }
-
-/** Kafka header values arrive as arrays of signed Java bytes; `Buffer.from` masks each with `& 0xff`. */
-export function headerText(bytes: readonly number[]): string {
-  return Buffer.from(bytes as number[]).toString('utf8');
-}

@@ -8,6 +8,7 @@
  */
 import { PutObjectCommand } from '@aws-sdk/client-s3';
 import pg from 'pg';
+import type { RecordCounts } from '../../../functions/core/pipeline';
 import type { Lane, SkipReason } from '../../../functions/core/types';
 import { type EsmStats, LocalBroker, LocalEventSourceMapping, type OnFailureRecord } from '../broker';
 import {
@@ -76,15 +77,8 @@ export interface PipelineOptions {
 }
 
 /** Totals of one lane since the pipeline started, from every batch's `BatchResult`. */
-export interface LaneTotals {
+export interface LaneTotals extends RecordCounts {
   batches: number;
-  records: number;
-  processed: number;
-  skipped: number;
-  skippedByReason: Partial<Record<SkipReason, number>>;
-  duplicates: number;
-  deadLettered: number;
-  retried: number;
   /** Batches the event source mapping gave up on (written to the on-failure destination). */
   onFailureRecords: number;
   /** Commit → sink write of every processed event (since the last `resetLatency`). */
