@@ -10,6 +10,7 @@ import {
   type LocalMskEvent,
   type MskHandler,
   type OnFailureRecord,
+  wireSizeOf,
 } from '../../tools/local/broker';
 import { deferred, json, offsetsOf, settle } from './helpers';
 
@@ -350,6 +351,46 @@ describe('batching', () => {
     expect(events.length).toBeGreaterThan(1);
     for (const event of events) expect(Buffer.byteLength(JSON.stringify(event))).toBeLessThanOrEqual(3000);
     expect(events.flatMap((e) => e.records['t-0']!.map((r) => r.offset))).toEqual([...Array(20).keys()]);
+  });
+
+  it('counts each record JSON size exactly as the event serialises it (escaped and UTF-8 header names, nulls)', async () => {
+    // Arrange: header names that JSON escapes or that are multi-byte, null keys and values, signed header bytes
+    const broker = new LocalBroker();
+    broker.createTopic('my.topic-1_x', 1);
+    const context = Buffer.from('pg');
+    await broker.produce([
+      { topic: 'my.topic-1_x', partition: 0, key: null, value: null },
+      {
+        topic: 'my.topic-1_x',
+        partition: 0,
+        key: json({ id: 1 }),
+        value: Buffer.from('ë'.repeat(7)),
+        headers: [
+          ['__debezium.context.connectorLogicalName', context],
+          ['naïve\n"h"', Buffer.from([0, 127, 128, 255, 9])],
+          ['empty', Buffer.alloc(0)],
+        ],
+        timestamp: 1_700_000_000_123,
+      },
+      { topic: 'my.topic-1_x', partition: 0, key: json({ id: 2 }), value: json({ v: 2 }), headers: [['x', context]] },
+    ]);
+
+    // Act
+    const { esm, events } = mapping(broker);
+    await esm.drain();
+
+    // Assert
+    const records = events.flatMap((e) => Object.values(e.records).flat());
+    expect(records).toHaveLength(3);
+    for (const [i, wire] of records.entries()) {
+      const stored = broker.recordAt('my.topic-1_x', 0, i)!;
+      expect(wireSizeOf(stored)).toBe(Buffer.byteLength(JSON.stringify(wire)));
+    }
+    expect(records[1]!.headers).toEqual([
+      { '__debezium.context.connectorLogicalName': [112, 103] },
+      { 'naïve\n"h"': [0, 127, -128, -1, 9] },
+      { empty: [] },
+    ]);
   });
 });
 

@@ -206,31 +206,67 @@ type Outcome =
 interface WireInfo {
   key: string | null;
   value: string | null;
+  /** The headers as Lambda writes them; shared by every delivery of the record (frozen). */
+  headers: ReadonlyArray<Readonly<Record<string, readonly number[]>>>;
   /** Bytes of this record's JSON in the event. */
   size: number;
 }
 
 /**
- * Base64 strings and sizes are computed once per record and shared by every mapping (three lanes read each record):
- * strings are immutable, so sharing them is safe; the record objects themselves are built fresh per delivery.
+ * Base64 strings, headers and sizes are computed once per record and shared by every mapping (three lanes read each
+ * record): strings are immutable and the header arrays frozen, so sharing them is safe; the record objects themselves
+ * are built fresh per delivery. Sharing also makes delivery to a lane's thread cheaper: a structured clone writes an
+ * object it has already written in the same message as a back-reference.
  */
 const wireCache = new WeakMap<BrokerRecord, WireInfo>();
+
+/** Signed-byte arrays per header value; Debezium's context headers are the same few values on every record. */
+const signedCache = new WeakMap<Buffer, { bytes: readonly number[]; jsonLength: number }>();
 
 function wireInfo(record: BrokerRecord): WireInfo {
   let info = wireCache.get(record);
   if (info === undefined) {
     const key = record.key === null ? null : record.key.toString('base64');
     const value = record.value === null ? null : record.value.toString('base64');
-    info = { key, value, size: 0 };
-    info.size = Buffer.byteLength(JSON.stringify(toWireRecord(record, info, 'null', 'null')));
+    // The JSON size is counted rather than serialised: this runs for every record the broker holds.
+    // {"topic":…,"partition":N,"offset":N,"timestamp":N,"timestampType":…,"key":…,"value":…,"headers":[…]}
+    let size =
+      '{"topic":,"partition":,"offset":,"timestamp":,"timestampType":,"key":,"value":,"headers":[]}'.length +
+      jsonLength(record.topic) +
+      String(record.partition).length +
+      String(record.offset).length +
+      String(record.timestamp).length +
+      jsonLength(record.timestampType) +
+      (key === null ? 4 : key.length + 2) +
+      (value === null ? 4 : value.length + 2);
+    const headers = record.headers.map(([name, bytes]) => {
+      const signed = signedBytes(bytes);
+      size += jsonLength(name) + 3 + signed.jsonLength; // {"name":[…]}; brackets are in jsonLength
+      return Object.freeze({ [name]: signed.bytes });
+    });
+    if (headers.length > 1) size += headers.length - 1; // commas
+    info = { key, value, headers: Object.freeze(headers), size };
     wireCache.set(record, info);
   }
   return info;
 }
 
+/** UTF-8 bytes of a string's JSON text (printable ASCII without " and \ is written as is). */
+function jsonLength(text: string): number {
+  return /^[\x20-\x21\x23-\x5b\x5d-\x7e]*$/.test(text) ? text.length + 2 : Buffer.byteLength(JSON.stringify(text));
+}
+
 /** Java `byte[]` → JSON numbers: Lambda's serializer emits signed bytes (-128..127), e.g. "ë" → [-61, -85]. */
-function signedBytes(value: Buffer): number[] {
-  return Array.from(new Int8Array(value.buffer, value.byteOffset, value.byteLength));
+function signedBytes(value: Buffer): { bytes: readonly number[]; jsonLength: number } {
+  let cached = signedCache.get(value);
+  if (cached === undefined) {
+    const bytes = Object.freeze(Array.from(new Int8Array(value.buffer, value.byteOffset, value.byteLength)));
+    let length = 2 + Math.max(0, bytes.length - 1); // brackets and commas
+    for (const b of bytes) length += String(b).length;
+    cached = { bytes, jsonLength: length };
+    signedCache.set(value, cached);
+  }
+  return cached;
 }
 
 function toWireRecord(record: BrokerRecord, info: WireInfo, nullKey: 'null' | 'absent', nullValue: 'null' | 'absent') {
@@ -243,8 +279,13 @@ function toWireRecord(record: BrokerRecord, info: WireInfo, nullKey: 'null' | 'a
   };
   if (info.key !== null || nullKey === 'null') wire.key = info.key;
   if (info.value !== null || nullValue === 'null') wire.value = info.value;
-  wire.headers = record.headers.map(([name, value]) => ({ [name]: signedBytes(value) }));
+  wire.headers = info.headers as KafkaRecord['headers'];
   return wire;
+}
+
+/** The JSON size of a record as a mapping delivers it (exported for tests). */
+export function wireSizeOf(record: BrokerRecord): number {
+  return wireInfo(record).size;
 }
 
 const LATENCY_WINDOW = 1024;
