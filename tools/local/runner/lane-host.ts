@@ -290,6 +290,12 @@ export function startLaneInThread(options: LaneHostOptions): Promise<LaneHost> {
   });
 }
 
+/**
+ * Semi-space of a lane's thread (MiB): what CDK sets for a 1 GiB lane (`semiSpaceMiB(1024)` in
+ * lib/constructs/lane-function.ts; not imported, so the runner does not load aws-cdk-lib).
+ */
+const LANE_SEMI_SPACE_MIB = 64;
+
 /** The lane on a worker thread of its own. Resolves once its first handler instance is built. */
 export async function startLaneWorker(options: LaneHostOptions): Promise<LaneHost> {
   // A worker starts without the parent's TypeScript loader: it registers tsx itself, then loads this file.
@@ -307,7 +313,15 @@ export async function startLaneWorker(options: LaneHostOptions): Promise<LaneHos
       observeWrites: options.observeWrites ?? false,
     },
   };
-  const worker = new Worker(bootstrap, { eval: true, workerData: data, name: `lane-${options.lane}` });
+  const worker = new Worker(bootstrap, {
+    eval: true,
+    workerData: data,
+    name: `lane-${options.lane}`,
+    // What the lane gets in AWS (lib/constructs/lane-function.ts: `--max-semi-space-size=64` at 1 GiB): V8's young
+    // generation is three semi-spaces. A batch's events are short-lived; with the default young generation most of
+    // them would survive a scavenge or two and be copied, and GC took a quarter of a lane's CPU.
+    resourceLimits: { maxYoungGenerationSizeMb: 3 * LANE_SEMI_SPACE_MIB },
+  });
   const pending = new Map<number, { resolve: (value: unknown) => void; reject: (error: Error) => void }>();
   let nextId = 0;
   let environments = 0;
