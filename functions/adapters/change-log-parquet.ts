@@ -16,33 +16,51 @@ type SchemaElement = NonNullable<Parameters<typeof parquetWriteBuffer>[0]['schem
 
 type Physical = 'boolean' | 'int32' | 'int64' | 'double' | 'string' | 'json' | 'date' | 'timestamp' | 'timestamptz';
 
-const META: ReadonlyArray<{ name: string; element: Omit<SchemaElement, 'name'>; value: (e: ChangeEvent) => unknown }> =
-  [
-    { name: '_cdc_id', element: utf8(), value: (e) => e.id },
-    { name: '_cdc_op', element: utf8(), value: (e) => e.op },
-    { name: '_cdc_order', element: utf8(), value: (e) => e.source.order },
-    { name: '_cdc_position', element: json(), value: (e) => e.source.position },
-    { name: '_cdc_table', element: utf8(), value: (e) => tableIdOf(e.source) },
-    { name: '_cdc_tx_id', element: utf8(), value: (e) => e.source.txId },
-    { name: '_cdc_snapshot', element: utf8(), value: (e) => e.source.snapshot },
-    { name: '_cdc_commit_ts', element: timestamp('MILLIS', true), value: (e) => bigintOrNull(e.source.commitTs) },
-    { name: '_cdc_captured_at', element: timestamp('MILLIS', true), value: (e) => bigintOrNull(e.capturedAt) },
-    { name: '_cdc_processed_at', element: timestamp('MILLIS', true), value: (e) => BigInt(e.processedAt) },
-    { name: '_cdc_topic', element: utf8(), value: (e) => e.kafka.topic },
-    {
-      name: '_cdc_partition',
-      element: { type: 'INT32', repetition_type: 'OPTIONAL' },
-      value: (e) => e.kafka.partition,
-    },
-    {
-      name: '_cdc_offset',
-      element: { type: 'INT64', repetition_type: 'OPTIONAL' },
-      value: (e) => BigInt(e.kafka.offset),
-    },
-    { name: '_cdc_key', element: json(), value: (e) => e.key },
-    { name: '_cdc_unchanged', element: json(), value: (e) => e.unchanged },
-    { name: '_cdc_before', element: json(), value: (e) => e.before },
-  ];
+/**
+ * Per-column write options. A file holds one partition's changes of one table from one batch, often only a handful
+ * of rows, so what costs per column chunk (dictionary trials, min/max statistics, offset indexes: Thrift metadata)
+ * outweighs the rows. Statistics are kept where readers prune on them (commit time, offsets, op, order and the
+ * table's own columns); ids, positions and JSON images are unique per row or never range-filtered, so they are
+ * written PLAIN without statistics. Files have one page per column chunk, so an offset index has nothing to skip.
+ */
+interface ColumnOptions {
+  encoding?: 'PLAIN';
+  statistics?: false;
+}
+const UNIQUE: ColumnOptions = { encoding: 'PLAIN', statistics: false };
+const NO_STATISTICS: ColumnOptions = { statistics: false };
+
+const META: ReadonlyArray<{
+  name: string;
+  element: Omit<SchemaElement, 'name'>;
+  value: (e: ChangeEvent) => unknown;
+  options?: ColumnOptions;
+}> = [
+  { name: '_cdc_id', element: utf8(), value: (e) => e.id, options: UNIQUE },
+  { name: '_cdc_op', element: utf8(), value: (e) => e.op },
+  { name: '_cdc_order', element: utf8(), value: (e) => e.source.order },
+  { name: '_cdc_position', element: json(), value: (e) => e.source.position, options: UNIQUE },
+  { name: '_cdc_table', element: utf8(), value: (e) => tableIdOf(e.source), options: NO_STATISTICS },
+  { name: '_cdc_tx_id', element: utf8(), value: (e) => e.source.txId, options: NO_STATISTICS },
+  { name: '_cdc_snapshot', element: utf8(), value: (e) => e.source.snapshot, options: NO_STATISTICS },
+  { name: '_cdc_commit_ts', element: timestamp('MILLIS', true), value: (e) => bigintOrNull(e.source.commitTs) },
+  { name: '_cdc_captured_at', element: timestamp('MILLIS', true), value: (e) => bigintOrNull(e.capturedAt) },
+  { name: '_cdc_processed_at', element: timestamp('MILLIS', true), value: (e) => BigInt(e.processedAt) },
+  { name: '_cdc_topic', element: utf8(), value: (e) => e.kafka.topic, options: NO_STATISTICS },
+  {
+    name: '_cdc_partition',
+    element: { type: 'INT32', repetition_type: 'OPTIONAL' },
+    value: (e) => e.kafka.partition,
+  },
+  {
+    name: '_cdc_offset',
+    element: { type: 'INT64', repetition_type: 'OPTIONAL' },
+    value: (e) => BigInt(e.kafka.offset),
+  },
+  { name: '_cdc_key', element: json(), value: (e) => e.key, options: UNIQUE },
+  { name: '_cdc_unchanged', element: json(), value: (e) => e.unchanged, options: NO_STATISTICS },
+  { name: '_cdc_before', element: json(), value: (e) => e.before, options: UNIQUE },
+];
 
 export const META_COLUMNS = META.map((m) => m.name);
 
@@ -158,17 +176,22 @@ export function changeLogParquet(
     }
   });
   const schema: SchemaElement[] = [{ name: 'root', num_children: META.length + types.size }];
-  const columnData: Array<{ name: string; data: unknown[] }> = [];
+  const columnData: Array<{ name: string; data: unknown[]; offsetIndex: false } & ColumnOptions> = [];
   for (const meta of META) {
     schema.push({ name: meta.name, ...meta.element });
-    columnData.push({ name: meta.name, data: events.map(meta.value) });
+    columnData.push({ name: meta.name, data: events.map(meta.value), offsetIndex: false, ...meta.options });
   }
   for (const [column, maybeType] of types) {
     // A column never seen with a value in this file (all null, or only unchanged) is written as text.
     const type = maybeType ?? 'string';
     const name = META_COLUMNS.includes(column) ? `${column}_` : column;
     schema.push({ name, ...ELEMENT[type] });
-    columnData.push({ name, data: events.map((e) => convert(rowImageOf(e)?.[column], type)) });
+    columnData.push({
+      name,
+      data: events.map((e) => convert(rowImageOf(e)?.[column], type)),
+      offsetIndex: false,
+      ...(type === 'json' ? NO_STATISTICS : {}),
+    });
   }
   const buffer = parquetWriteBuffer({
     columnData: columnData as Parameters<typeof parquetWriteBuffer>[0]['columnData'],

@@ -142,6 +142,28 @@ describe('S3WarehouseSink (s3rver + DuckDB)', () => {
     });
   });
 
+  it('keeps min/max statistics where readers prune (commit time, offsets, table columns), not on per-row ids and JSON images', async () => {
+    // Arrange
+    const prefix = 'stats/';
+    const sink = new S3WarehouseSink(services().clients.s3, { bucket: LOCAL_NAMES.warehouseBucket, prefix });
+    const row = { price: 'Jw8=', day: 19_797, at: '2024-03-15T10:30:00Z', meta: '{}', big: '1', body: 'x' };
+    // Act
+    await sink.write([sinkPartition([change('c', 1, 100, 0, row), change('u', 1, 200, 1, { ...row, body: 'y' })])]);
+    // Assert
+    const w = await readBack(prefix);
+    const stats = await w.query(
+      `SELECT path_in_schema AS col, stats_min_value IS NOT NULL AS has_stats, encodings FROM parquet_metadata('${dir}/**/*.parquet') ORDER BY column_id`,
+    );
+    const byColumn = Object.fromEntries(stats.map((s) => [s.col, s]));
+    for (const col of ['_cdc_commit_ts', '_cdc_offset', '_cdc_op', '_cdc_order', 'id', 'body']) {
+      expect(byColumn[col]?.has_stats, col).toBe(true);
+    }
+    for (const col of ['_cdc_id', '_cdc_position', '_cdc_key', '_cdc_before', 'meta']) {
+      expect(byColumn[col]?.has_stats, col).toBe(false);
+    }
+    expect(byColumn._cdc_id?.encodings).toBe('PLAIN');
+  });
+
   it('rebuilds the latest state per key: deletes removed, TOAST-unchanged columns from the last change that had them', async () => {
     // Arrange
     const prefix = 'rebuild/';
