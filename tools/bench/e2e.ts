@@ -8,6 +8,8 @@
  *   rate and the backlog (changes committed but not yet captured, plus records the slowest lane has not committed)
  *   is no larger at the end of the window than at its start, give or take half a second of changes. Rates double
  *   from 1,000 until one is not sustained, then a few bisection steps narrow it down.
+ * - `details.costModel` (slice-cost.ts): CPU per lane invocation against the real emulators, per partition and per
+ *   record, and from it the shortest round in which every lane writes every partition once at 1,000/s.
  * Each measurement runs in a fresh process with a fresh database and services, so steps do not inherit each other's
  * heap, broker contents or backlog. The details say where the time goes: per-stage latencies (stages.ts), event loop
  * utilization of the runner's main thread and of each lane's thread, and CPU seconds per process (Linux).
@@ -20,8 +22,10 @@ import type { Lane } from '../../functions/core/types';
 import { firstMessage, spawnHelper, stopHelper } from '../local/runner/child';
 import type { LatencySummary } from '../local/runner/latency';
 import type { RunContext } from '../local/runner/run';
+import { measureSliceCosts } from './slice-cost';
 
 const STEP_FLAG = '--cdc-sync-e2e-step';
+const COSTS_FLAG = '--cdc-sync-e2e-costs';
 
 export interface StepOptions {
   rate: number;
@@ -234,6 +238,21 @@ async function step(options: StepOptions, log: (message: string) => void): Promi
   }
 }
 
+/** The per-invocation cost model (slice-cost.ts), in a fresh child process like the steps. */
+async function costModel(quick: boolean, log: (message: string) => void) {
+  log('e2e: cost model per lane invocation (partitions, records)…');
+  const child = spawnHelper(fileURLToPath(import.meta.url), [COSTS_FLAG, String(quick ? 10 : 30)]);
+  try {
+    return await firstMessage(child, (message) => {
+      const m = message as { type: string; result?: Awaited<ReturnType<typeof measureSliceCosts>>; message?: string };
+      if (m.type === 'error') throw new Error(`e2e cost model failed: ${m.message}`);
+      return m.type === 'result' ? m.result : undefined;
+    });
+  } finally {
+    await stopHelper(child, 60_000);
+  }
+}
+
 /** The end-to-end benchmark (see the module comment). */
 export async function e2eBenchmarks({ quick }: { quick: boolean }) {
   const log = (message: string) => void process.stderr.write(`${message}\n`);
@@ -271,6 +290,13 @@ export async function e2eBenchmarks({ quick }: { quick: boolean }) {
     if (r.sustained) good = rate;
     else bad = rate;
   }
+  const costs = await costModel(quick, log);
+  // The cores the lanes and emulators had at 1,000/s: the machine minus PostgreSQL, the workload and the runner's main
+  // thread (capture, broker, mappings), as measured in that step.
+  const others = Object.entries(at1k.cpuPerSec)
+    .filter(([kind]) => kind.startsWith('postgres') || kind === 'workload')
+    .reduce((sum, [, cpu]) => sum + cpu, at1k.eventLoopBusy.main);
+  const laneCores = Math.max(0.1, availableParallelism() - others);
   return {
     latencyAt1k: { p50: at1k.allSinks.p50, p99: at1k.allSinks.p99 },
     maxSustainedPerSec: good,
@@ -278,12 +304,34 @@ export async function e2eBenchmarks({ quick }: { quick: boolean }) {
     details: {
       latencyAt1k: at1k,
       latencyAt1kOnePartition: at1kOnePartition,
+      // Why latency at 1,000/s is what it is: with a 0 ms window every lane writes every partition about once per
+      // round, and a round costs cycleCpuMs of CPU; spread over the cores left to the lanes and emulators, that is the
+      // shortest round, and a change waits on average for about one round and a half.
+      costModel: {
+        ...costs,
+        coresForLanesAndEmulators: round(laneCores, 2),
+        roundFloorMs: round(costs.cycleCpuMs / laneCores),
+      },
       ramp: ramp.sort((a, b) => a.rate - b.rate),
       machine: { cores: availableParallelism(), loadAverageAtStart: round(load, 2), node: process.version },
       method:
         'fresh process, database and services per step; default npm start settings (3 partitions, batch 500, window 0 ms, lanes on worker threads); latencyAt1k is commit -> every sink per change',
     },
   };
+}
+
+const costsFlag = process.argv.indexOf(COSTS_FLAG);
+if (costsFlag >= 0 && process.send) {
+  process.on('disconnect', () => process.exit(0));
+  try {
+    const result = await measureSliceCosts(Number(process.argv[costsFlag + 1] ?? 30));
+    process.send({ type: 'result', result });
+  } catch (error) {
+    process.send({ type: 'error', message: error instanceof Error ? (error.stack ?? error.message) : String(error) });
+  }
+  process.on('message', (message: { type?: string }) => {
+    if (message.type === 'stop') process.exit(0);
+  });
 }
 
 const flag = process.argv.indexOf(STEP_FLAG);
