@@ -193,6 +193,45 @@ describe('LocalBroker in memory', () => {
   });
 });
 
+describe('LocalBroker.deleteRecords (Kafka DeleteRecords)', () => {
+  it('makes records below the offset unreadable, frees them and keeps every offset', async () => {
+    // Arrange
+    const broker = new LocalBroker();
+    broker.createTopic('t', 1);
+    await broker.produce(
+      Array.from({ length: 5 }, (_, i) => ({ topic: 't', partition: 0, key: null, value: json(i) })),
+    );
+
+    // Act
+    const start = broker.deleteRecords('t', 0, 3);
+    const lower = broker.deleteRecords('t', 0, 1);
+    await broker.produce([{ topic: 't', partition: 0, key: null, value: json(5) }]);
+
+    // Assert
+    expect(start).toBe(3);
+    expect(lower).toBe(3);
+    expect(broker.logStartOffset('t', 0)).toBe(3);
+    expect(broker.recordAt('t', 0, 2)).toBeUndefined();
+    expect(broker.recordAt('t', 0, 3)?.value).toEqual(json(3));
+    expect(broker.read('t', 0, 0, 10).map((r) => r.offset)).toEqual([3, 4, 5]);
+    expect(broker.highWater('t', 0)).toBe(6);
+  });
+
+  it('refuses an offset past the high water (OFFSET_OUT_OF_RANGE)', async () => {
+    // Arrange
+    const broker = new LocalBroker();
+    broker.createTopic('t', 1);
+    await broker.produce([{ topic: 't', partition: 0, key: null, value: json(0) }]);
+
+    // Act
+    const deleting = () => broker.deleteRecords('t', 0, 2);
+
+    // Assert
+    expect(deleting).toThrow(expect.objectContaining({ code: 'OFFSET_OUT_OF_RANGE' }));
+    expect(broker.logStartOffset('t', 0)).toBe(0);
+  });
+});
+
 describe('LocalBroker persisted to a directory', () => {
   let dir: string | undefined;
   afterEach(async () => {
@@ -274,6 +313,22 @@ describe('LocalBroker persisted to a directory', () => {
     // Assert
     expect(third.read('t', 0, 0, 10).map((r) => JSON.parse(r.value!.toString()))).toEqual(['kept', 'after']);
     await third.close();
+  });
+
+  it('keeps persistent logs whole: deleteRecords is UNSUPPORTED there', async () => {
+    // Arrange
+    dir = await mkdtemp(join(tmpdir(), 'cdc-broker-'));
+    const broker = await LocalBroker.open({ dir });
+    broker.createTopic('t', 1);
+    await broker.produce([{ topic: 't', partition: 0, key: null, value: json(0) }]);
+
+    // Act
+    const deleting = () => broker.deleteRecords('t', 0, 1);
+
+    // Assert
+    expect(deleting).toThrow(expect.objectContaining({ code: 'UNSUPPORTED' }));
+    expect(broker.recordAt('t', 0, 0)?.value).toEqual(json(0));
+    await broker.close();
   });
 
   it('rejects produce and commit after close', async () => {

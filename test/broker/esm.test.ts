@@ -852,6 +852,38 @@ describe('consumer group lifecycle', () => {
     expect(delivered()).toEqual([['t-0:3', 't-0:4']]);
   });
 
+  it('starts a new TRIM_HORIZON group at the log start offset once records were deleted', async () => {
+    // Arrange
+    const broker = new LocalBroker();
+    broker.createTopic('t', 1);
+    await produceTo(broker, 't', 0, 4);
+    broker.deleteRecords('t', 0, 3);
+
+    // Act
+    const { esm, delivered } = mapping(broker, { startingPosition: 'TRIM_HORIZON' });
+    await esm.drain();
+
+    // Assert
+    expect(delivered()).toEqual([['t-0:3']]);
+    expect(broker.committed('cache', 't', 0)).toBe(4);
+  });
+
+  it('moves a group whose committed offset was deleted on to the log start offset (auto.offset.reset=earliest)', async () => {
+    // Arrange
+    const broker = new LocalBroker();
+    broker.createTopic('t', 1);
+    await produceTo(broker, 't', 0, 5);
+    await broker.commit('cache', 't', 0, 1);
+    broker.deleteRecords('t', 0, 3);
+
+    // Act
+    const { esm, delivered } = mapping(broker);
+    await esm.drain();
+
+    // Assert
+    expect(delivered()).toEqual([['t-0:3', 't-0:4']]);
+  });
+
   it('subscribes to topics created after start when they match the predicate', async () => {
     // Arrange
     const broker = new LocalBroker();

@@ -8,8 +8,9 @@ import { partitionForKey, StickyPartitioner } from './partitioner';
  * A Kafka-like broker for `npm start` and tests: topics with partitions, append-only logs with offsets from 0,
  * high-water marks, consumer-group committed offsets and an append notification (consumers never poll on timers).
  * In memory by default; with `dir` every partition is an append-only JSON-lines file and committed offsets live in
- * `offsets.json`, so a restarted process continues where it stopped. No replication, no retention, no rebalancing:
- * exactly what a local event source mapping needs and nothing more.
+ * `offsets.json`, so a restarted process continues where it stopped. No replication, no time- or size-based retention,
+ * no rebalancing: exactly what a local event source mapping needs and nothing more. `deleteRecords` (Kafka's admin
+ * call) lets the runner free what every consumer group has committed, so a long run does not grow without bound.
  */
 
 /** One record to append. `partition` overrides the partitioner (Kafka's `ProducerRecord.partition`). */
@@ -65,7 +66,15 @@ export type TopicListener = (topic: string, partitions: number) => void;
 export class BrokerError extends Error {
   override readonly name = 'BrokerError';
   constructor(
-    readonly code: 'INVALID_TOPIC' | 'UNKNOWN_TOPIC' | 'UNKNOWN_PARTITION' | 'TOPIC_EXISTS' | 'CORRUPT_LOG' | 'CLOSED',
+    readonly code:
+      | 'INVALID_TOPIC'
+      | 'UNKNOWN_TOPIC'
+      | 'UNKNOWN_PARTITION'
+      | 'TOPIC_EXISTS'
+      | 'CORRUPT_LOG'
+      | 'CLOSED'
+      | 'OFFSET_OUT_OF_RANGE'
+      | 'UNSUPPORTED',
     message: string,
     options?: { cause?: unknown },
   ) {
@@ -74,7 +83,10 @@ export class BrokerError extends Error {
 }
 
 interface Partition {
-  readonly records: BrokerRecord[];
+  /** Indexed by offset; deleted records (below `logStart`) are holes. */
+  readonly records: Array<BrokerRecord | undefined>;
+  /** Kafka's log start offset: records below it were deleted (`deleteRecords`). */
+  logStart: number;
   /** Records at offsets below this are readable (appended, and written to the file when persistent). */
   highWater: number;
   file?: PartitionFile;
@@ -163,7 +175,7 @@ export class LocalBroker {
       throw new RangeError(`partitions must be a positive integer, got ${count}`);
     const topic: Topic = {
       name,
-      partitions: Array.from({ length: count }, () => ({ records: [], highWater: 0 })),
+      partitions: Array.from({ length: count }, () => ({ records: [], highWater: 0, logStart: 0 })),
       ready: Promise.resolve(),
     };
     if (this.dir !== undefined) topic.ready = this.createTopicFiles(this.dir, topic);
@@ -233,17 +245,48 @@ export class LocalBroker {
     return results;
   }
 
-  /** Up to `maxRecords` readable records of one partition from `fromOffset` on (empty at or past the high water). */
+  /**
+   * Up to `maxRecords` readable records of one partition from `fromOffset` on (empty at or past the high water). From
+   * below the log start offset, reading starts at the log start offset (a consumer's `auto.offset.reset=earliest`).
+   */
   read(topic: string, partition: number, fromOffset: number, maxRecords: number): BrokerRecord[] {
     const log = this.partition(topic, partition);
-    const start = Math.max(0, fromOffset);
-    return log.records.slice(start, Math.min(log.highWater, start + Math.max(0, maxRecords)));
+    const start = Math.max(log.logStart, fromOffset);
+    return log.records.slice(start, Math.min(log.highWater, start + Math.max(0, maxRecords))) as BrokerRecord[];
   }
 
-  /** The readable record at `offset`, or undefined at or past the high-water mark. Allocation-free. */
+  /** The readable record at `offset`, or undefined below the log start offset or at/past the high water. */
   recordAt(topic: string, partition: number, offset: number): BrokerRecord | undefined {
     const log = this.partition(topic, partition);
-    return offset >= 0 && offset < log.highWater ? log.records[offset] : undefined;
+    return offset >= log.logStart && offset < log.highWater ? log.records[offset] : undefined;
+  }
+
+  /** Kafka's log start offset (`ListOffsets` EARLIEST): the first offset still readable, 0 until records are deleted. */
+  logStartOffset(topic: string, partition: number): number {
+    return this.partition(topic, partition).logStart;
+  }
+
+  /**
+   * Kafka's `DeleteRecords`: records below `beforeOffset` become unreadable and their memory is freed; offsets do not
+   * change. Returns the new log start offset (never lower than before). In memory only: a persistent broker keeps its
+   * logs whole (they are what `--keep` keeps), so this throws `UNSUPPORTED` there. An offset past the high water is
+   * `OFFSET_OUT_OF_RANGE`, as in Kafka.
+   */
+  deleteRecords(topic: string, partition: number, beforeOffset: number): number {
+    this.assertOpen();
+    const log = this.partition(topic, partition);
+    if (this.dir !== undefined) {
+      throw new BrokerError('UNSUPPORTED', 'deleteRecords is for in-memory brokers; persistent logs are kept whole');
+    }
+    if (!Number.isInteger(beforeOffset) || beforeOffset < 0 || beforeOffset > log.highWater) {
+      throw new BrokerError(
+        'OFFSET_OUT_OF_RANGE',
+        `cannot delete records of ${topic}-${partition} before offset ${beforeOffset}: the high water is ${log.highWater}`,
+      );
+    }
+    for (let offset = log.logStart; offset < beforeOffset; offset++) log.records[offset] = undefined;
+    log.logStart = Math.max(log.logStart, beforeOffset);
+    return log.logStart;
   }
 
   /** The offset the next readable record will get: the number of readable records (offsets start at 0). */
@@ -417,7 +460,7 @@ export class LocalBroker {
       const topic: Topic = { name, partitions: [], ready: Promise.resolve() };
       for (let p = 0; p < meta.partitions; p++) {
         const records = await loadPartitionLog(join(topicsDir, name, `${p}.log`), name, p);
-        topic.partitions.push({ records, highWater: records.length });
+        topic.partitions.push({ records, highWater: records.length, logStart: 0 });
       }
       this.topicMap.set(name, topic);
     }

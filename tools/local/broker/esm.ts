@@ -514,7 +514,10 @@ export class LocalEventSourceMapping {
     for (let partition = 0; partition < count; partition++) {
       let committed = this.broker.committed(this.groupId, topic, partition);
       if (committed === undefined) {
-        committed = this.startingPosition === 'LATEST' ? this.broker.highWater(topic, partition) : 0;
+        committed =
+          this.startingPosition === 'LATEST'
+            ? this.broker.highWater(topic, partition)
+            : this.broker.logStartOffset(topic, partition);
         this.commitToBroker(topic, partition, committed);
       }
       this.parts.push({
@@ -528,6 +531,21 @@ export class LocalEventSourceMapping {
       });
     }
     this.schedulePump();
+  }
+
+  /**
+   * A group behind the log start offset (records deleted before it read them) goes on from the log start offset: the
+   * records are gone, as for a Kafka consumer with `auto.offset.reset=earliest`.
+   */
+  private skipDeleted(part: PartState): void {
+    const start = this.broker.logStartOffset(part.topic, part.partition);
+    if (part.position >= start) return;
+    part.position = start;
+    part.batchEnd = start;
+    if (part.committed < start) {
+      part.committed = start;
+      this.commitToBroker(part.topic, part.partition, start);
+    }
   }
 
   /** Coalesces wake-ups (a burst of appends, several batches finishing) into one pump on the microtask queue. */
@@ -548,6 +566,7 @@ export class LocalEventSourceMapping {
       let oldest = Number.POSITIVE_INFINITY;
       for (const part of this.parts) {
         if (part.owner !== undefined) continue;
+        this.skipDeleted(part);
         const highWater = this.broker.highWater(part.topic, part.partition);
         if (part.position >= highWater) continue;
         ready.push(part);
