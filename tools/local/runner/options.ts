@@ -38,6 +38,11 @@ export interface RunOptions {
   offsetFlushIntervalMs?: number;
   /** Verify the sinks at the end (the benchmark's rate steps skip it). @default true */
   verify?: boolean;
+  /**
+   * Free broker records every lane has committed (pipeline.ts); tests that read the whole stream back turn it off.
+   * @default true
+   */
+  releaseConsumed?: boolean;
 }
 
 export const DEFAULTS = {

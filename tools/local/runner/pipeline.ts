@@ -22,6 +22,7 @@ import {
 import { LOCAL_NAMES, type LocalServices } from '../services';
 import { type BatchSummary, type LaneHost, startLaneInThread, startLaneWorker, type WrittenChanges } from './lane-host';
 import { LatencyHistogram } from './latency';
+import { StreamSummarizer, type StreamSummary } from './verify';
 
 /** Where the warehouse and audit lanes write inside their buckets (fresh services per run, so the defaults). */
 export const WAREHOUSE_PREFIX = 'changes/';
@@ -52,6 +53,12 @@ export interface PipelineOptions {
   windowMs: number;
   /** Persist the broker's logs here (otherwise in memory). */
   brokerDir?: string;
+  /**
+   * In memory, delete the records every lane has committed (after folding them into the stream summary), once a
+   * second: without it the broker keeps every record and its base64 copy, about 16 KB per change. Ignored with
+   * `brokerDir`. @default true
+   */
+  releaseConsumed?: boolean;
   /** Where the capture keeps its offset. @default in memory */
   offsets?: OffsetStore;
   /** Powertools log level of the lane handlers. @default 'WARN' */
@@ -108,6 +115,8 @@ export interface LocalPipeline {
   resetLatency(): void;
   /** Topics the lanes consume (table topics only: Lambda ESMs subscribe to those, not to heartbeats). */
   tableTopics(): string[];
+  /** What the capture produced to the table topics (released records and those still in the broker), decoded. */
+  stream(): StreamSummary;
   /** Barrier: everything committed in PostgreSQL so far is produced, and every lane has committed it. */
   drain(timeoutMs?: number): Promise<void>;
   /**
@@ -266,6 +275,7 @@ export async function startLocalPipeline(options: PipelineOptions): Promise<Loca
   };
   // The lanes' threads start in parallel (each loads the AWS SDK and the lane code).
   const setUp = await Promise.allSettled(options.lanes.map(setUpLane));
+
   const failed = setUp.find((r): r is PromiseRejectedResult => r.status === 'rejected');
   if (failed) {
     await Promise.all([...mappings.values()].map((m) => m.stop()));
@@ -315,6 +325,42 @@ export async function startLocalPipeline(options: PipelineOptions): Promise<Loca
     throw error;
   }
 
+  // Records every lane has committed are folded into the stream summary (what verification compares the sinks with)
+  // and deleted: memory stays flat however long the run. Nothing reads them again: a retry starts at the committed
+  // offset, and the lanes report their writes before they commit.
+  const summarizer = new StreamSummarizer();
+  const folded = new Map<string, number>();
+  const fold = (topic: string, partition: number, upTo: number) => {
+    const id = `${topic}-${partition}`;
+    const from = folded.get(id) ?? 0;
+    if (upTo <= from) return;
+    for (const record of broker.read(topic, partition, from, upTo - from)) summarizer.add(record);
+    folded.set(id, upTo);
+  };
+  const tablePartitions = function* () {
+    for (const topic of broker.topics().filter(isTableTopic)) {
+      for (let partition = 0; partition < (broker.partitionCount(topic) ?? 0); partition++) yield { topic, partition };
+    }
+  };
+  const releaseConsumed = () => {
+    try {
+      for (const { topic, partition } of tablePartitions()) {
+        let upTo = Number.POSITIVE_INFINITY;
+        for (const lane of mappings.keys()) upTo = Math.min(upTo, broker.committed(lane, topic, partition) ?? 0);
+        if (!(upTo > broker.logStartOffset(topic, partition))) continue;
+        fold(topic, partition, upTo);
+        broker.deleteRecords(topic, partition, upTo);
+      }
+    } catch (error) {
+      problem(`releasing consumed records failed: ${String(error)}`);
+    }
+  };
+  const releaser =
+    options.brokerDir === undefined && (options.releaseConsumed ?? true)
+      ? setInterval(releaseConsumed, 1000)
+      : undefined;
+  releaser?.unref();
+
   const latencyOfAll = () => {
     const all = new LatencyHistogram();
     for (const lane of options.lanes) all.merge(totals[lane].latency);
@@ -349,6 +395,10 @@ export async function startLocalPipeline(options: PipelineOptions): Promise<Loca
       for (const lane of options.lanes) totals[lane].latency = new LatencyHistogram();
     },
     tableTopics: () => broker.topics().filter(isTableTopic),
+    stream() {
+      for (const { topic, partition } of tablePartitions()) fold(topic, partition, broker.highWater(topic, partition));
+      return summarizer.summary;
+    },
     async drain(timeoutMs = 120_000) {
       if (failure) throw failure;
       await capture.flushed(timeoutMs);
@@ -364,6 +414,7 @@ export async function startLocalPipeline(options: PipelineOptions): Promise<Loca
       capture = await startCapture();
     },
     async stop() {
+      clearInterval(releaser);
       await capture.stop();
       await Promise.all([...mappings.values()].map((m) => m.stop()));
       await Promise.all([...hosts.values()].map((h) => h.close()));

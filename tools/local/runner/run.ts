@@ -21,7 +21,7 @@ import { ProgressReporter } from './progress';
 import { startServicesProcess } from './services-host';
 import { dropSlot, readSourceRows } from './source-rows';
 import { type Stage, StageTimings } from './stages';
-import { type Checks, type NotChecked, summariseStream, verifyAudit, verifyCache, verifyWarehouse } from './verify';
+import { type Checks, type NotChecked, verifyAudit, verifyCache, verifyWarehouse } from './verify';
 import type { WorkloadResult } from './workload';
 import { startWorkloadProcess } from './workload-host';
 
@@ -171,7 +171,7 @@ async function verifyRun(input: VerifyRunInput): Promise<{ checks: Checks; strea
   }
   await input.hooks.beforeVerify?.(context);
 
-  const stream = summariseStream(running.broker, input.topics);
+  const stream = running.stream();
   const tables = [...new Set([...source.keys(), ...input.topics])].sort();
   const { s3 } = services.clients;
   const warehouse = await verifyWarehouse({
@@ -338,6 +338,7 @@ export async function runLocal(options: RunOptions, hooks: RunHooks = {}): Promi
       windowMs: options.windowMs,
       logLevel: options.logLevel,
       laneThreads: options.laneThreads ?? true,
+      releaseConsumed: options.releaseConsumed ?? true,
       ...(options.offsetFlushIntervalMs ? { offsetFlushIntervalMs: options.offsetFlushIntervalMs } : {}),
       offsets: options.keep ? new JsonFileOffsetStore(join(stateDir, 'capture-offset.json')) : new MemoryOffsetStore(),
       ...(options.keep ? { brokerDir: join(stateDir, 'broker') } : {}),

@@ -20,7 +20,7 @@ import { RedisCacheSink } from '../../../functions/adapters/redis-cache-sink';
 import { JsonDebeziumDecoder } from '../../../functions/core/decode';
 import type { ColumnType, ColumnTypes, KafkaRecord, Row } from '../../../functions/core/types';
 import { downloadChangeLog, openWarehouse, type Warehouse } from '../../lib/warehouse';
-import type { LocalBroker } from '../broker';
+import type { BrokerRecord } from '../broker';
 import { comparable, rowDifferences, stableJson } from './normalize';
 import type { SourceTable } from './source-rows';
 
@@ -111,10 +111,13 @@ export interface StreamSummary {
   keyed: Map<string, boolean>;
 }
 
-/** Reads every change record of the table topics back from the broker. */
-export function summariseStream(broker: LocalBroker, topics: readonly string[]): StreamSummary {
-  const decoder = new JsonDebeziumDecoder();
-  const summary: StreamSummary = {
+/**
+ * Folds change records into a {@link StreamSummary}, decoded with the lanes' decoder: as the runner releases records
+ * every lane has committed (pipeline.ts), then whatever is still in the broker at the end.
+ */
+export class StreamSummarizer {
+  private readonly decoder = new JsonDebeziumDecoder();
+  readonly summary: StreamSummary = {
     ids: new Set(),
     records: 0,
     snapshotReads: 0,
@@ -122,34 +125,29 @@ export function summariseStream(broker: LocalBroker, topics: readonly string[]):
     columns: new Map(),
     keyed: new Map(),
   };
-  for (const topic of topics) {
-    const partitions = broker.partitionCount(topic) ?? 0;
-    for (let p = 0; p < partitions; p++) {
-      const records = broker.read(topic, p, 0, broker.highWater(topic, p));
-      for (const record of records) {
-        if (record.value === null) continue;
-        const kafka: KafkaRecord = {
-          topic,
-          partition: p,
-          offset: record.offset,
-          timestamp: record.timestamp,
-          key: record.key?.toString('base64') ?? null,
-          value: record.value.toString('base64'),
-        };
-        const outcome = decoder.decode(kafka, 0);
-        if (outcome.kind !== 'event') continue;
-        const event = outcome.event;
-        summary.records++;
-        if (outcome.columns) summary.columns.set(topic, outcome.columns);
-        if (event.op !== 't') summary.keyed.set(topic, event.key !== null);
-        if (summary.ids.has(event.id)) continue;
-        summary.ids.add(event.id);
-        if (event.op === 'r') summary.snapshotReads++;
-        else summary.streamed++;
-      }
-    }
+
+  add(record: BrokerRecord): void {
+    if (record.value === null) return;
+    const kafka: KafkaRecord = {
+      topic: record.topic,
+      partition: record.partition,
+      offset: record.offset,
+      timestamp: record.timestamp,
+      key: record.key?.toString('base64') ?? null,
+      value: record.value.toString('base64'),
+    };
+    const outcome = this.decoder.decode(kafka, 0);
+    if (outcome.kind !== 'event') return;
+    const { summary } = this;
+    const event = outcome.event;
+    summary.records++;
+    if (outcome.columns) summary.columns.set(record.topic, outcome.columns);
+    if (event.op !== 't') summary.keyed.set(record.topic, event.key !== null);
+    if (summary.ids.has(event.id)) return;
+    summary.ids.add(event.id);
+    if (event.op === 'r') summary.snapshotReads++;
+    else summary.streamed++;
   }
-  return summary;
 }
 
 function tableCheck(kind: TableCheck['kind']): TableCheck {
