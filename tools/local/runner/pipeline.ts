@@ -275,7 +275,6 @@ export async function startLocalPipeline(options: PipelineOptions): Promise<Loca
   };
   // The lanes' threads start in parallel (each loads the AWS SDK and the lane code).
   const setUp = await Promise.allSettled(options.lanes.map(setUpLane));
-
   const failed = setUp.find((r): r is PromiseRejectedResult => r.status === 'rejected');
   if (failed) {
     await Promise.all([...mappings.values()].map((m) => m.stop()));
