@@ -241,7 +241,10 @@ async function step(options: StepOptions, log: (message: string) => void): Promi
 /** The per-invocation cost model (slice-cost.ts), in a fresh child process like the steps. */
 async function costModel(quick: boolean, log: (message: string) => void) {
   log('e2e: cost model per lane invocation (partitions, records)…');
-  const child = spawnHelper(fileURLToPath(import.meta.url), [COSTS_FLAG, String(quick ? 10 : 30)]);
+  // With the young generation the lanes get (lane-host.ts, lib/constructs/lane-function.ts).
+  const child = spawnHelper(fileURLToPath(import.meta.url), [COSTS_FLAG, String(quick ? 10 : 30)], process.env, [
+    '--max-semi-space-size=64',
+  ]);
   try {
     return await firstMessage(child, (message) => {
       const m = message as { type: string; result?: Awaited<ReturnType<typeof measureSliceCosts>>; message?: string };
