@@ -14,13 +14,13 @@
  * than that round divided by the cores left to the lanes.
  */
 import { readFileSync } from 'node:fs';
-import { performance } from 'node:perf_hooks';
 import type { Context } from 'aws-lambda';
 import { LANES, type Lane } from '../../functions/core/types';
 import { startServicesProcess } from '../local/runner/services-host';
 import { benchEvent } from './fixtures';
 
 const PARTITIONS = 13;
+const round = (n: number) => Number(n.toFixed(2));
 
 /** CPU milliseconds of this process's children so far (Linux); 0 elsewhere. */
 function childrenCpuMs(): number {
@@ -116,31 +116,23 @@ export async function measureSliceCosts(reps = 30): Promise<{
         for (let i = 0; i < 3; i++) await run(partitions, records); // warm-up
         const cpu = process.cpuUsage();
         const emulators = childrenCpuMs();
-        const started = performance.now();
         for (let i = 0; i < reps; i++) await run(partitions, records);
         const used = process.cpuUsage(cpu);
         return {
-          lane: (used.user + used.system) / 1000 / reps,
-          emulators: (childrenCpuMs() - emulators) / reps,
-          wall: (performance.now() - started) / reps,
+          lane: round((used.user + used.system) / 1000 / reps),
+          emulators: round((childrenCpuMs() - emulators) / reps),
         };
       };
       const spreadOut = await shape(PARTITIONS, 1);
       const together = await shape(1, PARTITIONS);
       const large = await shape(1, 20 * PARTITIONS);
       const total = (s: { lane: number; emulators: number }) => s.lane + s.emulators;
-      const round = (n: number) => Number(n.toFixed(2));
       lanes[lane] = {
-        perInvocationMs: Object.fromEntries(
-          [
-            [`${PARTITIONS}x1`, spreadOut],
-            [`1x${PARTITIONS}`, together],
-            [`1x${20 * PARTITIONS}`, large],
-          ].map(([name, s]) => {
-            const { lane: l, emulators } = s as typeof spreadOut;
-            return [name as string, { lane: round(l), emulators: round(emulators) }];
-          }),
-        ),
+        perInvocationMs: {
+          [`${PARTITIONS}x1`]: spreadOut,
+          [`1x${PARTITIONS}`]: together,
+          [`1x${20 * PARTITIONS}`]: large,
+        },
         perPartitionMs: round((total(spreadOut) - total(together)) / (PARTITIONS - 1)),
         perRecordUs: round(((total(large) - total(together)) * 1000) / (19 * PARTITIONS)),
         processed,
