@@ -109,6 +109,11 @@ export function countsOf(result: BatchResult): RecordCounts {
   return { records, processed, skipped, skippedByReason, duplicates, deadLettered, retried };
 }
 
+/** All counts zero: the start of a batch's (or a run's) tally. */
+export function emptyCounts(): RecordCounts {
+  return { records: 0, processed: 0, skipped: 0, skippedByReason: {}, duplicates: 0, deadLettered: 0, retried: 0 };
+}
+
 /** Lets other work (the previous partition's writes, I/O callbacks) run between partitions. */
 const yieldToEventLoop = () => new Promise<void>((resolve) => setImmediate(resolve));
 
@@ -126,13 +131,8 @@ export async function processBatch(input: unknown, deps: PipelineDeps): Promise<
   const { partitions, malformed } = parseKafkaEvent(input);
   const result: BatchResult = {
     lane: deps.lane,
+    ...emptyCounts(),
     records: malformed.length,
-    processed: 0,
-    skipped: 0,
-    skippedByReason: {},
-    duplicates: 0,
-    deadLettered: 0,
-    retried: 0,
     batchItemFailures: [],
     topics: new Map(),
     sinkWriteMs: 0,

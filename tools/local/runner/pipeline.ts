@@ -8,7 +8,7 @@
  */
 import { PutObjectCommand } from '@aws-sdk/client-s3';
 import pg from 'pg';
-import type { RecordCounts } from '../../../functions/core/pipeline';
+import { emptyCounts, type RecordCounts } from '../../../functions/core/pipeline';
 import type { Lane, SkipReason } from '../../../functions/core/types';
 import { type EsmStats, LocalBroker, LocalEventSourceMapping, type OnFailureRecord } from '../broker';
 import {
@@ -133,14 +133,8 @@ export interface LocalPipeline {
 
 function emptyTotals(): LaneTotals {
   return {
+    ...emptyCounts(),
     batches: 0,
-    records: 0,
-    processed: 0,
-    skipped: 0,
-    skippedByReason: {},
-    duplicates: 0,
-    deadLettered: 0,
-    retried: 0,
     onFailureRecords: 0,
     latency: new LatencyHistogram(),
   };
