@@ -351,7 +351,7 @@ export async function runLocal(options: RunOptions, hooks: RunHooks = {}): Promi
     const running = pipeline;
     await running.drain();
     running.resetLatency();
-    stages = new StageTimings(running.broker, lanes.length);
+    stages = new StageTimings(running.broker, lanes);
     let workloadRunning: { changes(): number } | undefined;
     const context: RunContext = {
       pipeline: running,

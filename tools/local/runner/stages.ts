@@ -8,28 +8,35 @@
  * - `lane`: invocation started → the sink write finished: decode, checkpoint read, sink write.
  * Commit times have millisecond resolution; the other stamps are this process's clock.
  */
-import type { Lane } from '../../../functions/core/types';
+import { LANES, type Lane } from '../../../functions/core/types';
 import type { LocalBroker } from '../broker';
 import { WRITTEN_FIELDS, type WrittenChanges } from './lane-host';
 import { LatencyHistogram, type LatencySummary } from './latency';
 
 export const STAGES = ['capture', 'produce', 'queue', 'lane', 'total'] as const;
+
+const laneBit = (lane: Lane) => 1 << LANES.indexOf(lane);
 export type Stage = (typeof STAGES)[number];
 
 /** Stage histograms per lane; feed it from the pipeline's `onSinkWrite`. */
 export class StageTimings {
   private readonly byLane = new Map<Lane, Record<Stage, LatencyHistogram>>();
   /**
-   * Per record (topic, partition, offset: the same record reaches every lane): the latest sink write over the
-   * lanes, and its commit time (commit → every sink).
+   * Per record (topic, partition, offset: the same record reaches every lane) not yet written by every lane: the
+   * latest sink write so far, its commit time and the lanes that wrote it (one bit each; a retried write of the same
+   * lane counts once). Once every lane wrote it, commit → last write goes into `allSinksDone` and the entry goes.
    */
   private readonly allSinks = new Map<string, { commit: number; written: number; lanes: number }>();
+  private allSinksDone = new LatencyHistogram();
+  private readonly everyLane: number;
   private enabled = true;
 
   constructor(
     private readonly broker: LocalBroker,
-    private readonly laneCount: number,
-  ) {}
+    lanes: readonly Lane[],
+  ) {
+    this.everyLane = lanes.reduce((mask, lane) => mask | laneBit(lane), 0);
+  }
 
   /** Stops or resumes recording (e.g. during a warm-up). */
   setEnabled(enabled: boolean): void {
@@ -40,6 +47,7 @@ export class StageTimings {
   reset(): void {
     this.byLane.clear();
     this.allSinks.clear();
+    this.allSinksDone = new LatencyHistogram();
   }
 
   record(lane: Lane, changes: WrittenChanges, writtenAt: number): void {
@@ -52,25 +60,41 @@ export class StageTimings {
     const origin = performance.timeOrigin;
     const { rows, topics } = changes;
     const width = WRITTEN_FIELDS.length;
+    const bit = laneBit(lane);
     for (let i = 0; i < rows.length; i += width) {
-      const [t, partition, offset, snapshot, commit, capturedAt, timestamp, processedAt] = rows.subarray(i, i + width);
+      // Indexed reads, not a destructured subarray: this runs for every change of every lane.
+      const t = rows[i] as number;
+      const partition = rows[i + 1] as number;
+      const offset = rows[i + 2] as number;
+      const snapshot = rows[i + 3];
+      const commit = rows[i + 4] as number;
+      const capturedAt = rows[i + 5] as number;
+      const timestamp = rows[i + 6] as number;
+      const processedAt = rows[i + 7] as number;
       // Snapshot reads carry the snapshot's time, not a commit: they say nothing about streaming latency.
-      if (snapshot === 1 || commit === undefined || Number.isNaN(commit)) continue;
-      const topic = topics[t as number] as string;
-      const built = capturedAt !== undefined && !Number.isNaN(capturedAt) ? capturedAt : (timestamp as number);
-      const appendedAt = this.broker.recordAt(topic, partition as number, offset as number)?.appendedAt;
+      if (snapshot === 1 || Number.isNaN(commit)) continue;
+      const topic = topics[t] as string;
+      const built = Number.isNaN(capturedAt) ? timestamp : capturedAt;
+      const appendedAt = this.broker.recordAt(topic, partition, offset)?.appendedAt;
       const appended = appendedAt ? origin + appendedAt : built;
       stages.capture.add(built - commit);
       stages.produce.add(appended - built);
-      stages.queue.add((processedAt as number) - appended);
-      stages.lane.add(writtenAt - (processedAt as number));
+      stages.queue.add(processedAt - appended);
+      stages.lane.add(writtenAt - processedAt);
       stages.total.add(writtenAt - commit);
       const key = `${topic}\u0000${partition}\u0000${offset}`;
-      const all = this.allSinks.get(key);
+      let all = this.allSinks.get(key);
       if (all) {
         all.written = Math.max(all.written, writtenAt);
-        all.lanes++;
-      } else this.allSinks.set(key, { commit, written: writtenAt, lanes: 1 });
+        all.lanes |= bit;
+      } else {
+        all = { commit, written: writtenAt, lanes: bit };
+        this.allSinks.set(key, all);
+      }
+      if (all.lanes === this.everyLane) {
+        this.allSinksDone.add(all.written - all.commit);
+        this.allSinks.delete(key);
+      }
     }
   }
 
@@ -85,8 +109,6 @@ export class StageTimings {
 
   /** Commit → the last of the lanes' sink writes, per change written by every lane. */
   allSinksLatency(): LatencyHistogram {
-    const h = new LatencyHistogram();
-    for (const v of this.allSinks.values()) if (v.lanes >= this.laneCount) h.add(v.written - v.commit);
-    return h;
+    return this.allSinksDone.snapshot();
   }
 }
