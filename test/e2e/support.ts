@@ -3,6 +3,7 @@ import { JsonDebeziumDecoder } from '../../functions/core/decode';
 import type { ChangeEvent } from '../../functions/core/types';
 import type { LocalBroker } from '../../tools/local/broker';
 import { parseRunOptions, type RunOptions } from '../../tools/local/runner/options';
+import { kafkaRecordOf } from '../../tools/local/runner/verify';
 
 /** Options of a small run: a few seconds of every workload operation against a small seeded database. */
 export function smallRun(overrides: Partial<RunOptions> = {}, args: string[] = []): RunOptions {
@@ -25,17 +26,7 @@ export function streamedChanges(broker: LocalBroker, topics: readonly string[]):
     for (let p = 0; p < (broker.partitionCount(topic) ?? 0); p++) {
       for (const record of broker.read(topic, p, 0, broker.highWater(topic, p))) {
         if (record.value === null) continue;
-        const outcome = decoder.decode(
-          {
-            topic,
-            partition: p,
-            offset: record.offset,
-            timestamp: record.timestamp,
-            key: record.key?.toString('base64') ?? null,
-            value: record.value.toString('base64'),
-          },
-          0,
-        );
+        const outcome = decoder.decode(kafkaRecordOf(record), 0);
         if (outcome.kind === 'event') out.push({ event: outcome.event, headers: record.headers.map(([h]) => h) });
       }
     }

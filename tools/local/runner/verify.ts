@@ -111,6 +111,18 @@ export interface StreamSummary {
   keyed: Map<string, boolean>;
 }
 
+/** A broker record as the lanes' decoder reads it (base64 key and value, as in the Lambda event). */
+export function kafkaRecordOf(record: BrokerRecord): KafkaRecord {
+  return {
+    topic: record.topic,
+    partition: record.partition,
+    offset: record.offset,
+    timestamp: record.timestamp,
+    key: record.key?.toString('base64') ?? null,
+    value: record.value?.toString('base64') ?? null,
+  };
+}
+
 /**
  * Folds change records into a {@link StreamSummary}, decoded with the lanes' decoder: as the runner releases records
  * every lane has committed (pipeline.ts), then whatever is still in the broker at the end.
@@ -128,15 +140,7 @@ export class StreamSummarizer {
 
   add(record: BrokerRecord): void {
     if (record.value === null) return;
-    const kafka: KafkaRecord = {
-      topic: record.topic,
-      partition: record.partition,
-      offset: record.offset,
-      timestamp: record.timestamp,
-      key: record.key?.toString('base64') ?? null,
-      value: record.value.toString('base64'),
-    };
-    const outcome = this.decoder.decode(kafka, 0);
+    const outcome = this.decoder.decode(kafkaRecordOf(record), 0);
     if (outcome.kind !== 'event') return;
     const { summary } = this;
     const event = outcome.event;
