@@ -16,6 +16,7 @@
 import { readFileSync } from 'node:fs';
 import type { Context } from 'aws-lambda';
 import { LANES, type Lane } from '../../functions/core/types';
+import { scratchDir } from '../local/runner/run';
 import { startServicesProcess } from '../local/runner/services-host';
 import { benchEvent } from './fixtures';
 
@@ -57,7 +58,9 @@ export async function measureSliceCosts(reps = 30): Promise<{
   method: string;
 }> {
   process.env.AWS_XRAY_MANUAL_MODE ??= 'true';
-  const services = await startServicesProcess({});
+  // Where `npm start` keeps the emulators' files (RAM when there is room): on a virtual disk s3rver's two files per
+  // object cost several times more, and the model would not describe the runs it explains.
+  const services = await startServicesProcess({}, await scratchDir());
   const [{ createLaneHandler }, { SINKS }] = await Promise.all([
     import('../../functions/shared/lane-handler'),
     import('../../functions/shared/lanes'),
