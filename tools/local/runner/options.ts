@@ -77,7 +77,7 @@ source
   --source <postgres-url>   capture an existing database (wal_level=logical; a temporary slot and publication are
                             created and dropped at the end)
   --schema <name>           schema to capture (default ${DEFAULTS.schema})
-  --tables <a,b>            tables to capture (default: every table of the schema)
+  --tables <a,b>            tables of --schema to capture, or schema.table (default: every table of --schema)
 pipeline
   --partitions <n>          partitions per topic (default ${DEFAULTS.partitions})
   --batch-size <n>          records per lane invocation, 1-10000 (default ${DEFAULTS.batchSize})

@@ -154,7 +154,10 @@ async function verifyRun(input: VerifyRunInput): Promise<{ checks: Checks; strea
     readSourceRows({
       connectionString,
       topicPrefix: options.topicPrefix,
-      ...(options.tables ? { tables: options.tables } : { schemas: [options.schema] }),
+      // `--tables a,b` names tables of `--schema` unless they say their own (`other.c`).
+      ...(options.tables
+        ? { tables: options.tables.map((t) => (t.includes('.') ? t : `${options.schema}.${t}`)) }
+        : { schemas: [options.schema] }),
     });
   let source = await read();
   for (let attempt = 1; ; attempt++) {
@@ -330,7 +333,10 @@ export async function runLocal(options: RunOptions, hooks: RunHooks = {}): Promi
       topicPrefix: options.topicPrefix,
       slotName,
       publicationName,
-      ...(options.tables ? { tables: options.tables } : { schemas: [options.schema] }),
+      // `--tables a,b` names tables of `--schema` unless they say their own (`other.c`).
+      ...(options.tables
+        ? { tables: options.tables.map((t) => (t.includes('.') ? t : `${options.schema}.${t}`)) }
+        : { schemas: [options.schema] }),
       lanes,
       cachePrefix,
       partitions: options.partitions,
