@@ -7,6 +7,7 @@ import { gunzipSync, gzipSync } from 'node:zlib';
 import { DeleteObjectCommand, GetObjectCommand, ListObjectsV2Command, PutObjectCommand } from '@aws-sdk/client-s3';
 import { Redis } from 'ioredis';
 import { describe, expect, it } from 'vitest';
+import { formatSummary } from '../../tools/local/runner/progress';
 import { type RunContext, runLocal } from '../../tools/local/runner/run';
 import { WORKLOAD_OPS } from '../../tools/local/runner/workload';
 import { LOCAL_NAMES } from '../../tools/local/services';
@@ -116,6 +117,35 @@ describe('npm start, end to end', () => {
       for (const lane of ['warehouse', 'cache', 'audit'] as const) {
         expect(result.lanes[lane].duplicates, lane).toBeGreaterThan(0); // ... and every lane dropped the copies
       }
+    },
+    RUN_TIMEOUT,
+  );
+
+  it(
+    'without Redis runs the other lanes, says so loudly, and reports the cache as not checked rather than consistent',
+    async () => {
+      // Arrange
+      const lines: string[] = [];
+      const options = smallRun({ redis: null, durationMs: 2000 });
+
+      // Act
+      const result = await runLocal(options, { log: (message) => lines.push(message) });
+
+      // Assert
+      expect(lines.join('\n')).toContain('NO REDIS: running WITHOUT the cache lane (--no-cache was given)');
+      expect(result.lanes.cache.running).toBe(false);
+      expect(result.lanes.warehouse.processed).toBeGreaterThan(0);
+      expect(result.checks.cache).toEqual({
+        checked: false,
+        consistent: false,
+        reason: 'the cache lane did not run (--no-cache)',
+      });
+      expect(result.checks.warehouse).toMatchObject({ checked: true, consistent: true });
+      expect(result.checks.audit).toMatchObject({ checked: true, consistent: true });
+      expect(result.consistent).toBe(true);
+      expect(formatSummary(result, { explore: [], warnings: [] })).toContain(
+        'CONSISTENT (warehouse and audit only: the cache was NOT checked)',
+      );
     },
     RUN_TIMEOUT,
   );
