@@ -1,7 +1,7 @@
 import { gunzipSync, gzipSync } from 'node:zlib';
 import { DeleteObjectCommand, GetObjectCommand, ListObjectsV2Command, PutObjectCommand } from '@aws-sdk/client-s3';
-import { describe, expect, it } from 'vitest';
-import { verifyAuditLog } from '../../functions/adapters/audit-verify';
+import { describe, expect, it, vi } from 'vitest';
+import { READ_CONCURRENCY, verifyAuditLog } from '../../functions/adapters/audit-verify';
 import { S3AuditSink } from '../../functions/adapters/s3-audit-sink';
 import { JsonDebeziumDecoder } from '../../functions/core/decode';
 import type { ChangeEvent, PartitionBatch, SinkPartition } from '../../functions/core/types';
@@ -51,6 +51,38 @@ describe('S3AuditSink (s3rver)', () => {
     expect(report.chains).toEqual([
       { chain: expect.stringMatching(/^pg\.public\.orders\/0\/\d+$/), objects: 2, entries: 5, problems: [] },
     ]);
+  });
+
+  it('reads a long chain a few objects at a time, in order', async () => {
+    // Arrange: a chain of many small objects (one per batch, as a busy lane writes them)
+    const batches = Array.from({ length: 4 * READ_CONCURRENCY }, (_, i) => events(i, 1));
+    await writeBatches('long/', batches);
+    const s3 = services().clients.s3;
+    const send = s3.send.bind(s3);
+    let inFlight = 0;
+    let most = 0;
+    const spy = vi.spyOn(s3, 'send').mockImplementation((async (command: Parameters<typeof send>[0]) => {
+      inFlight++;
+      most = Math.max(most, inFlight);
+      try {
+        return await send(command);
+      } finally {
+        inFlight--;
+      }
+    }) as typeof s3.send);
+
+    // Act
+    let report: Awaited<ReturnType<typeof verifyAuditLog>>;
+    try {
+      report = await verifyAuditLog(s3, bucket, 'long/');
+    } finally {
+      spy.mockRestore();
+    }
+
+    // Assert
+    expect(report.ok).toBe(true);
+    expect(report.chains[0]).toMatchObject({ objects: batches.length, entries: batches.length, problems: [] });
+    expect(most).toBe(READ_CONCURRENCY);
   });
 
   it('says where a chain breaks when an entry was altered', async () => {
