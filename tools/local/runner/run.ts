@@ -119,6 +119,12 @@ function laneSummary(pipeline: LocalPipeline, lane: Lane): LaneSummary {
   };
 }
 
+/** What the run captures and verifies: `--tables a,b` names tables of `--schema` unless they say their own (`s.c`). */
+function captured(options: RunOptions): { tables: string[] } | { schemas: string[] } {
+  if (!options.tables) return { schemas: [options.schema] };
+  return { tables: options.tables.map((t) => (t.includes('.') ? t : `${options.schema}.${t}`)) };
+}
+
 /** Removes the run's keys from the shared Redis. */
 async function clearCache(url: string, prefix: string): Promise<void> {
   const redis = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 1 });
@@ -154,10 +160,7 @@ async function verifyRun(input: VerifyRunInput): Promise<{ checks: Checks; strea
     readSourceRows({
       connectionString,
       topicPrefix: options.topicPrefix,
-      // `--tables a,b` names tables of `--schema` unless they say their own (`other.c`).
-      ...(options.tables
-        ? { tables: options.tables.map((t) => (t.includes('.') ? t : `${options.schema}.${t}`)) }
-        : { schemas: [options.schema] }),
+      ...captured(options),
     });
   let source = await read();
   for (let attempt = 1; ; attempt++) {
@@ -333,10 +336,7 @@ export async function runLocal(options: RunOptions, hooks: RunHooks = {}): Promi
       topicPrefix: options.topicPrefix,
       slotName,
       publicationName,
-      // `--tables a,b` names tables of `--schema` unless they say their own (`other.c`).
-      ...(options.tables
-        ? { tables: options.tables.map((t) => (t.includes('.') ? t : `${options.schema}.${t}`)) }
-        : { schemas: [options.schema] }),
+      ...captured(options),
       lanes,
       cachePrefix,
       partitions: options.partitions,
