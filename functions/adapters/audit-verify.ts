@@ -1,5 +1,6 @@
 import { gunzipSync } from 'node:zlib';
 import { GetObjectCommand, ListObjectsCommand, type S3Client } from '@aws-sdk/client-s3';
+import { mapInOrder, READS_IN_FLIGHT } from '../core/concurrency';
 import type { ChangeEvent } from '../core/types';
 import { type ChainProblem, verifyChain } from './audit-chain';
 
@@ -28,26 +29,6 @@ async function listKeys(s3: S3Client, bucket: string, prefix: string): Promise<s
   return keys;
 }
 
-/**
- * Objects read at once. A chain can hold thousands of objects (one per batch); reading them all at once queued
- * thousands of requests on the client's sockets and made a local s3rver time out, and against S3 it invites throttling.
- */
-export const READ_CONCURRENCY = 16;
-
-/** `Promise.all(items.map(fn))` with at most `limit` calls in flight; results in the items' order. */
-export async function mapInOrder<T, R>(items: readonly T[], limit: number, fn: (item: T) => Promise<R>): Promise<R[]> {
-  const results = new Array<R>(items.length);
-  let next = 0;
-  const worker = async () => {
-    while (next < items.length) {
-      const i = next++;
-      results[i] = await fn(items[i] as T);
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
-  return results;
-}
-
 async function readText(s3: S3Client, bucket: string, key: string): Promise<string> {
   const object = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: key }));
   const bytes = await object.Body?.transformToByteArray();
@@ -73,7 +54,7 @@ export async function verifyAuditLog(
   const chains: ChainReport[] = [];
   for (const [chain, keys] of [...byChain].sort(([a], [b]) => a.localeCompare(b))) {
     keys.sort(); // object names are zero-padded first sequence numbers
-    const objects = await mapInOrder(keys, READ_CONCURRENCY, async (key) => ({
+    const objects = await mapInOrder(keys, READS_IN_FLIGHT, async (key) => ({
       key,
       text: await readText(s3, bucket, key),
     }));

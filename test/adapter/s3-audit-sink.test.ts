@@ -1,8 +1,9 @@
 import { gunzipSync, gzipSync } from 'node:zlib';
 import { DeleteObjectCommand, GetObjectCommand, ListObjectsV2Command, PutObjectCommand } from '@aws-sdk/client-s3';
 import { describe, expect, it, vi } from 'vitest';
-import { READ_CONCURRENCY, verifyAuditLog } from '../../functions/adapters/audit-verify';
+import { verifyAuditLog } from '../../functions/adapters/audit-verify';
 import { S3AuditSink } from '../../functions/adapters/s3-audit-sink';
+import { READS_IN_FLIGHT } from '../../functions/core/concurrency';
 import { JsonDebeziumDecoder } from '../../functions/core/decode';
 import type { ChangeEvent, PartitionBatch, SinkPartition } from '../../functions/core/types';
 import { LOCAL_NAMES } from '../../tools/local/services';
@@ -55,7 +56,7 @@ describe('S3AuditSink (s3rver)', () => {
 
   it('reads a long chain a few objects at a time, in order', async () => {
     // Arrange: a chain of many small objects (one per batch, as a busy lane writes them)
-    const batches = Array.from({ length: 4 * READ_CONCURRENCY }, (_, i) => events(i, 1));
+    const batches = Array.from({ length: 4 * READS_IN_FLIGHT }, (_, i) => events(i, 1));
     await writeBatches('long/', batches);
     const s3 = services().clients.s3;
     const send = s3.send.bind(s3);
@@ -82,7 +83,7 @@ describe('S3AuditSink (s3rver)', () => {
     // Assert
     expect(report.ok).toBe(true);
     expect(report.chains[0]).toMatchObject({ objects: batches.length, entries: batches.length, problems: [] });
-    expect(most).toBe(READ_CONCURRENCY);
+    expect(most).toBe(READS_IN_FLIGHT);
   });
 
   it('says where a chain breaks when an entry was altered', async () => {

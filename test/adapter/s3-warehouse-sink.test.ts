@@ -2,8 +2,9 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ListObjectsV2Command, PutObjectCommand } from '@aws-sdk/client-s3';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { S3WarehouseSink } from '../../functions/adapters/s3-warehouse-sink';
+import { READS_IN_FLIGHT } from '../../functions/core/concurrency';
 import { JsonDebeziumDecoder } from '../../functions/core/decode';
 import type { ChangeEvent, ColumnTypes, PartitionBatch, SinkPartition } from '../../functions/core/types';
 import { downloadChangeLog, openWarehouse, type Warehouse } from '../../tools/lib/warehouse';
@@ -184,7 +185,7 @@ describe('S3WarehouseSink (s3rver + DuckDB)', () => {
     ]);
   });
 
-  it('downloads change logs of more than one listing page (1,000 keys)', async () => {
+  it('downloads change logs of more than one listing page (1,000 keys), a few objects at a time', async () => {
     const { s3 } = services().clients;
     for (let i = 0; i < 1050; i += 50) {
       await Promise.all(
@@ -200,7 +201,24 @@ describe('S3WarehouseSink (s3rver + DuckDB)', () => {
       );
     }
     dir = await mkdtemp(join(tmpdir(), 'warehouse-'));
-    expect(await downloadChangeLog(s3, LOCAL_NAMES.warehouseBucket, 'paged/', dir)).toBe(1050);
+    const send = s3.send.bind(s3);
+    let inFlight = 0;
+    let most = 0;
+    const spy = vi.spyOn(s3, 'send').mockImplementation((async (command: Parameters<typeof send>[0]) => {
+      inFlight++;
+      most = Math.max(most, inFlight);
+      try {
+        return await send(command);
+      } finally {
+        inFlight--;
+      }
+    }) as typeof s3.send);
+    try {
+      expect(await downloadChangeLog(s3, LOCAL_NAMES.warehouseBucket, 'paged/', dir)).toBe(1050);
+    } finally {
+      spy.mockRestore();
+    }
+    expect(most).toBe(READS_IN_FLIGHT);
   });
 
   it('writes the same object again when a batch is retried, never a second copy', async () => {

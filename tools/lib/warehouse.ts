@@ -2,6 +2,7 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { GetObjectCommand, ListObjectsCommand, type S3Client } from '@aws-sdk/client-s3';
 import { DuckDBInstance } from '@duckdb/node-api';
+import { mapInOrder, READS_IN_FLIGHT } from '../../functions/core/concurrency';
 
 /**
  * Reading the warehouse's Parquet change log with DuckDB. DuckDB's S3 support (httpfs) is an extension it downloads
@@ -15,18 +16,14 @@ export async function downloadChangeLog(s3: S3Client, bucket: string, prefix: st
   let count = 0;
   do {
     const page = await s3.send(new ListObjectsCommand({ Bucket: bucket, Prefix: prefix, Marker: token }));
-    await Promise.all(
-      (page.Contents ?? [])
-        .filter((o) => o.Key?.endsWith('.parquet'))
-        .map(async (o) => {
-          const key = o.Key as string;
-          const object = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: key }));
-          const target = join(dir, key.slice(prefix.length));
-          await mkdir(dirname(target), { recursive: true });
-          await writeFile(target, await (object.Body?.transformToByteArray() ?? new Uint8Array()));
-          count++;
-        }),
-    );
+    const keys = (page.Contents ?? []).map((o) => o.Key as string).filter((key) => key?.endsWith('.parquet'));
+    await mapInOrder(keys, READS_IN_FLIGHT, async (key) => {
+      const object = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: key }));
+      const target = join(dir, key.slice(prefix.length));
+      await mkdir(dirname(target), { recursive: true });
+      await writeFile(target, await (object.Body?.transformToByteArray() ?? new Uint8Array()));
+      count++;
+    });
     // ListObjects (v1) pages by the last key: s3rver cannot make v2 continuation tokens on Node 20 (DES).
     token = page.IsTruncated ? page.Contents?.at(-1)?.Key : undefined;
   } while (token);
