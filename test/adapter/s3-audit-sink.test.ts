@@ -1,6 +1,6 @@
 import { gunzipSync, gzipSync } from 'node:zlib';
 import { DeleteObjectCommand, GetObjectCommand, ListObjectsV2Command, PutObjectCommand } from '@aws-sdk/client-s3';
-import { describe, expect, it, vi } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { verifyAuditLog } from '../../functions/adapters/audit-verify';
 import { S3AuditSink } from '../../functions/adapters/s3-audit-sink';
 import { READS_IN_FLIGHT } from '../../functions/core/concurrency';
@@ -8,6 +8,7 @@ import { JsonDebeziumDecoder } from '../../functions/core/decode';
 import type { ChangeEvent, PartitionBatch, SinkPartition } from '../../functions/core/types';
 import { LOCAL_NAMES } from '../../tools/local/services';
 import { pgMessage, recordOf } from '../support/builders';
+import { countInFlight } from '../support/in-flight';
 import { useLocalServices } from '../support/local';
 
 const services = useLocalServices();
@@ -59,31 +60,20 @@ describe('S3AuditSink (s3rver)', () => {
     const batches = Array.from({ length: 4 * READS_IN_FLIGHT }, (_, i) => events(i, 1));
     await writeBatches('long/', batches);
     const s3 = services().clients.s3;
-    const send = s3.send.bind(s3);
-    let inFlight = 0;
-    let most = 0;
-    const spy = vi.spyOn(s3, 'send').mockImplementation((async (command: Parameters<typeof send>[0]) => {
-      inFlight++;
-      most = Math.max(most, inFlight);
-      try {
-        return await send(command);
-      } finally {
-        inFlight--;
-      }
-    }) as typeof s3.send);
+    const requests = countInFlight(s3);
 
     // Act
     let report: Awaited<ReturnType<typeof verifyAuditLog>>;
     try {
       report = await verifyAuditLog(s3, bucket, 'long/');
     } finally {
-      spy.mockRestore();
+      requests.restore();
     }
 
     // Assert
     expect(report.ok).toBe(true);
     expect(report.chains[0]).toMatchObject({ objects: batches.length, entries: batches.length, problems: [] });
-    expect(most).toBe(READS_IN_FLIGHT);
+    expect(requests.most()).toBe(READS_IN_FLIGHT);
   });
 
   it('says where a chain breaks when an entry was altered', async () => {

@@ -2,7 +2,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ListObjectsV2Command, PutObjectCommand } from '@aws-sdk/client-s3';
-import { afterEach, describe, expect, it, vi } from 'vitest';
+import { afterEach, describe, expect, it } from 'vitest';
 import { S3WarehouseSink } from '../../functions/adapters/s3-warehouse-sink';
 import { READS_IN_FLIGHT } from '../../functions/core/concurrency';
 import { JsonDebeziumDecoder } from '../../functions/core/decode';
@@ -10,6 +10,7 @@ import type { ChangeEvent, ColumnTypes, PartitionBatch, SinkPartition } from '..
 import { downloadChangeLog, openWarehouse, type Warehouse } from '../../tools/lib/warehouse';
 import { LOCAL_NAMES } from '../../tools/local/services';
 import { b64, rawRecord } from '../support/builders';
+import { countInFlight } from '../support/in-flight';
 import { useLocalServices } from '../support/local';
 
 const services = useLocalServices();
@@ -201,24 +202,13 @@ describe('S3WarehouseSink (s3rver + DuckDB)', () => {
       );
     }
     dir = await mkdtemp(join(tmpdir(), 'warehouse-'));
-    const send = s3.send.bind(s3);
-    let inFlight = 0;
-    let most = 0;
-    const spy = vi.spyOn(s3, 'send').mockImplementation((async (command: Parameters<typeof send>[0]) => {
-      inFlight++;
-      most = Math.max(most, inFlight);
-      try {
-        return await send(command);
-      } finally {
-        inFlight--;
-      }
-    }) as typeof s3.send);
+    const requests = countInFlight(s3);
     try {
       expect(await downloadChangeLog(s3, LOCAL_NAMES.warehouseBucket, 'paged/', dir)).toBe(1050);
     } finally {
-      spy.mockRestore();
+      requests.restore();
     }
-    expect(most).toBe(READS_IN_FLIGHT);
+    expect(requests.most()).toBe(READS_IN_FLIGHT);
   });
 
   it('writes the same object again when a batch is retried, never a second copy', async () => {
