@@ -15,7 +15,7 @@
  * heap, broker contents or backlog. The details say where the time goes: per-stage latencies (stages.ts), event loop
  * utilization of the runner's main thread and of each lane's thread, and CPU seconds per process (Linux).
  */
-import { readdirSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { availableParallelism, loadavg } from 'node:os';
 import type { EventLoopUtilization } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
@@ -23,6 +23,7 @@ import type { Lane } from '../../functions/core/types';
 import { firstMessage, spawnHelper, stopHelper } from '../local/runner/child';
 import type { LatencySummary } from '../local/runner/latency';
 import type { RunContext } from '../local/runner/run';
+import { cpuMsOf, descendants } from './proc';
 import { measureSliceCosts } from './slice-cost';
 
 const STEP_FLAG = '--cdc-sync-e2e-step';
@@ -86,41 +87,12 @@ export function slope(points: ReadonlyArray<readonly [number, number]>): number 
 
 // --- per-process CPU (Linux /proc) --------------------------------------------------------------------------------
 
-function descendants(pid: number): number[] {
-  const out: number[] = [];
-  const walk = (p: number) => {
-    let tasks: string[] = [];
-    try {
-      tasks = readdirSync(`/proc/${p}/task`);
-    } catch {
-      return;
-    }
-    for (const task of tasks) {
-      let children = '';
-      try {
-        children = readFileSync(`/proc/${p}/task/${task}/children`, 'utf8');
-      } catch {
-        continue;
-      }
-      for (const child of children.split(' ').filter(Boolean).map(Number)) {
-        out.push(child);
-        walk(child);
-      }
-    }
-  };
-  walk(pid);
-  return out;
-}
-
 /** CPU seconds so far per process kind: this process, the services and workload helpers, PostgreSQL, others. */
 function cpuByProcess(): Record<string, number> {
-  const ticks = 100; // USER_HZ on Linux
   const out: Record<string, number> = {};
   for (const pid of [process.pid, ...descendants(process.pid)]) {
     try {
-      const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-      const seconds = (Number(fields[11]) + Number(fields[12])) / ticks;
+      const seconds = cpuMsOf(pid) / 1000;
       const cmd = readFileSync(`/proc/${pid}/cmdline`, 'utf8').replaceAll('\0', ' ');
       const kind =
         pid === process.pid
@@ -253,14 +225,16 @@ async function runStep(step: StepOptions): Promise<StepResult> {
   };
 }
 
-/** Runs one step in a fresh child process. */
-async function step(options: StepOptions, log: (message: string) => void): Promise<StepResult> {
-  log(`e2e: ${options.rate} changes/s (${options.warmupMs / 1000} s warm-up, ${options.windowMs / 1000} s window)…`);
-  const child = spawnHelper(fileURLToPath(import.meta.url), [STEP_FLAG, JSON.stringify(options)]);
+/**
+ * Runs `flag`'s work (see the end of this file) in a fresh child process and resolves with its result, so that
+ * measurements do not inherit each other's heap, broker contents or backlog.
+ */
+async function inChild<T>(flag: string, argument: string, what: string, nodeOptions: string[] = []): Promise<T> {
+  const child = spawnHelper(fileURLToPath(import.meta.url), [flag, argument], process.env, nodeOptions);
   try {
     return await firstMessage(child, (message) => {
-      const m = message as { type: string; result?: StepResult; message?: string };
-      if (m.type === 'error') throw new Error(`e2e step at ${options.rate}/s failed: ${m.message}`);
+      const m = message as { type: string; result?: T; message?: string };
+      if (m.type === 'error') throw new Error(`e2e ${what} failed: ${m.message}`);
       return m.type === 'result' ? m.result : undefined;
     });
   } finally {
@@ -268,22 +242,19 @@ async function step(options: StepOptions, log: (message: string) => void): Promi
   }
 }
 
+/** Runs one step in a fresh child process. */
+function step(options: StepOptions, log: (message: string) => void): Promise<StepResult> {
+  log(`e2e: ${options.rate} changes/s (${options.warmupMs / 1000} s warm-up, ${options.windowMs / 1000} s window)…`);
+  return inChild(STEP_FLAG, JSON.stringify(options), `step at ${options.rate}/s`);
+}
+
 /** The per-invocation cost model (slice-cost.ts), in a fresh child process like the steps. */
-async function costModel(quick: boolean, log: (message: string) => void) {
+function costModel(quick: boolean, log: (message: string) => void) {
   log('e2e: cost model per lane invocation (partitions, records)…');
   // With the young generation the lanes get (lane-host.ts, lib/constructs/lane-function.ts).
-  const child = spawnHelper(fileURLToPath(import.meta.url), [COSTS_FLAG, String(quick ? 10 : 30)], process.env, [
+  return inChild<Awaited<ReturnType<typeof measureSliceCosts>>>(COSTS_FLAG, String(quick ? 10 : 30), 'cost model', [
     '--max-semi-space-size=64',
   ]);
-  try {
-    return await firstMessage(child, (message) => {
-      const m = message as { type: string; result?: Awaited<ReturnType<typeof measureSliceCosts>>; message?: string };
-      if (m.type === 'error') throw new Error(`e2e cost model failed: ${m.message}`);
-      return m.type === 'result' ? m.result : undefined;
-    });
-  } finally {
-    await stopHelper(child, 60_000);
-  }
 }
 
 /** The end-to-end benchmark (see the module comment). */
@@ -339,7 +310,7 @@ export async function e2eBenchmarks({ quick }: { quick: boolean }) {
       latencyAt1kOnePartition: at1kOnePartition,
       // Why latency at 1,000/s is what it is: with a 0 ms window every lane writes every partition about once per
       // round, and a round costs cycleCpuMs of CPU; spread over the cores left to the lanes and emulators, that is the
-      // shortest round, and a change waits on average for about one round and a half.
+      // shortest round, and the p50 commit → every sink comes out at about one such round.
       costModel: {
         ...costs,
         coresForLanesAndEmulators: round(laneCores, 2),
@@ -353,27 +324,14 @@ export async function e2eBenchmarks({ quick }: { quick: boolean }) {
   };
 }
 
-const costsFlag = process.argv.indexOf(COSTS_FLAG);
-if (costsFlag >= 0 && process.send) {
-  process.on('disconnect', () => process.exit(0));
-  try {
-    const result = await measureSliceCosts(Number(process.argv[costsFlag + 1] ?? 30));
-    process.send({ type: 'result', result });
-  } catch (error) {
-    process.send({ type: 'error', message: error instanceof Error ? (error.stack ?? error.message) : String(error) });
-  }
-  process.on('message', (message: { type?: string }) => {
-    if (message.type === 'stop') process.exit(0);
-  });
-}
-
-const flag = process.argv.indexOf(STEP_FLAG);
-if (flag >= 0 && process.send) {
+/** The child side of inChild: when started with `flag`, runs `work` on its argument and sends the result. */
+async function serveChild(flag: string, work: (argument: string) => Promise<unknown>): Promise<void> {
+  const at = process.argv.indexOf(flag);
+  if (at < 0 || !process.send) return;
   const send = (message: unknown) => process.send?.(message);
   process.on('disconnect', () => process.exit(0));
   try {
-    const result = await runStep(JSON.parse(process.argv[flag + 1] ?? '{}') as StepOptions);
-    send({ type: 'result', result });
+    send({ type: 'result', result: await work(process.argv[at + 1] ?? '') });
   } catch (error) {
     send({ type: 'error', message: error instanceof Error ? (error.stack ?? error.message) : String(error) });
   }
@@ -381,3 +339,6 @@ if (flag >= 0 && process.send) {
     if (message.type === 'stop') process.exit(0);
   });
 }
+
+await serveChild(STEP_FLAG, (argument) => runStep(JSON.parse(argument || '{}') as StepOptions));
+await serveChild(COSTS_FLAG, (argument) => measureSliceCosts(Number(argument || 30)));

@@ -13,28 +13,25 @@
  * changes/s with a 0 ms batching window makes the lanes do continuously. Commit → sink latency cannot be shorter
  * than that round divided by the cores left to the lanes.
  */
-import { readFileSync } from 'node:fs';
 import type { Context } from 'aws-lambda';
 import { LANES, type Lane } from '../../functions/core/types';
 import { scratchDir } from '../local/runner/run';
 import { startServicesProcess } from '../local/runner/services-host';
 import { benchEvent } from './fixtures';
+import { cpuMsOf, descendants } from './proc';
 
 const PARTITIONS = 13;
 const round = (n: number) => Number(n.toFixed(2));
 
-/** CPU milliseconds of this process's children so far (Linux); 0 elsewhere. */
+/** CPU milliseconds of this process's descendants so far (the emulators' process); 0 off Linux. */
 function childrenCpuMs(): number {
   let total = 0;
-  try {
-    const children = readFileSync(`/proc/${process.pid}/task/${process.pid}/children`, 'utf8');
-    for (const pid of children.split(' ').filter(Boolean)) {
-      const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-      total += (Number(fields[11]) + Number(fields[12])) * 10; // USER_HZ 100
+  for (const pid of descendants(process.pid)) {
+    try {
+      total += cpuMsOf(pid);
+    } catch {
+      // gone meanwhile, or not Linux
     }
-  } catch {
-    // not Linux
   }
   return total;
 }
