@@ -319,8 +319,8 @@ export async function startLocalPipeline(options: PipelineOptions): Promise<Loca
   }
 
   // Records every lane has committed are folded into the stream summary (what verification compares the sinks with)
-  // and deleted: memory stays flat however long the run. Nothing reads them again: a retry starts at the committed
-  // offset, and the lanes report their writes before they commit.
+  // and deleted: the broker no longer grows with the run (the summary still keeps one id per change). Nothing reads
+  // them again: a retry starts at the committed offset, and the lanes report their writes before they commit.
   const summarizer = new StreamSummarizer();
   const folded = new Map<string, number>();
   const fold = (topic: string, partition: number, upTo: number) => {

@@ -14,9 +14,9 @@ import { WRITTEN_FIELDS, type WrittenChanges } from './lane-host';
 import { LatencyHistogram, type LatencySummary } from './latency';
 
 export const STAGES = ['capture', 'produce', 'queue', 'lane', 'total'] as const;
+export type Stage = (typeof STAGES)[number];
 
 const laneBit = (lane: Lane) => 1 << LANES.indexOf(lane);
-export type Stage = (typeof STAGES)[number];
 
 /** Stage histograms per lane; feed it from the pipeline's `onSinkWrite`. */
 export class StageTimings {
