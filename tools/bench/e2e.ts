@@ -23,6 +23,8 @@ import type { Lane } from '../../functions/core/types';
 import { firstMessage, spawnHelper, stopHelper } from '../local/runner/child';
 import type { LatencySummary } from '../local/runner/latency';
 import type { RunContext } from '../local/runner/run';
+import { measure, rawFloor } from './cpu';
+import { benchEvent } from './fixtures';
 import { cpuMsOf, descendants } from './proc';
 import { measureSliceCosts } from './slice-cost';
 
@@ -257,10 +259,24 @@ function costModel(quick: boolean, log: (message: string) => void) {
   ]);
 }
 
+/**
+ * How fast this machine is right now: CPU µs per record of the raw floor of `npm run bench` (base64 → UTF-8 →
+ * JSON.parse of a 4.6 KB Debezium event's key and value; the fastest of 5 runs over 2,000 records). The end-to-end
+ * figures are wall-clock times on a machine whose speed varies several-fold from day to day; this figure, taken at
+ * the start and the end of the run, says which kind of day a report comes from and compares with the raw floor in
+ * the README's pipeline table.
+ */
+async function rawFloorUsPerRecord(): Promise<number> {
+  const event = benchEvent(2000);
+  const { raw } = await measure({ raw: () => rawFloor(event) }, 5);
+  return round(((raw?.min ?? Number.NaN) * 1000) / 2000, 1);
+}
+
 /** The end-to-end benchmark (see the module comment). */
 export async function e2eBenchmarks({ quick }: { quick: boolean }) {
   const log = (message: string) => void process.stderr.write(`${message}\n`);
   const load = loadavg()[0] ?? 0;
+  const floorAtStart = await rawFloorUsPerRecord();
   const at1k = await step(
     { rate: 1000, warmupMs: quick ? 5000 : 10_000, windowMs: quick ? 10_000 : 25_000, verify: true },
     log,
@@ -295,6 +311,7 @@ export async function e2eBenchmarks({ quick }: { quick: boolean }) {
     else bad = rate;
   }
   const costs = await costModel(quick, log);
+  const floorAtEnd = await rawFloorUsPerRecord();
   // The cores the lanes and emulators had at 1,000/s: the machine minus PostgreSQL, the workload and the runner's main
   // thread (capture, broker, mappings), as measured in that step.
   const others = Object.entries(at1k.cpuPerSec)
@@ -317,7 +334,12 @@ export async function e2eBenchmarks({ quick }: { quick: boolean }) {
         roundFloorMs: round(costs.cycleCpuMs / laneCores),
       },
       ramp: ramp.sort((a, b) => a.rate - b.rate),
-      machine: { cores: availableParallelism(), loadAverageAtStart: round(load, 2), node: process.version },
+      machine: {
+        cores: availableParallelism(),
+        loadAverageAtStart: round(load, 2),
+        node: process.version,
+        rawFloorUsPerRecord: { start: floorAtStart, end: floorAtEnd },
+      },
       method:
         'fresh process, database and services per step; default npm start settings (3 partitions, batch 500, window 0 ms, lanes on worker threads); latencyAt1k is commit -> every sink per change',
     },
