@@ -58,14 +58,17 @@ async function main(): Promise<void> {
   // With --json, stdout is only ours: library and Powertools output goes to stderr.
   const out = json ? reserveStdout() : (text: string) => void process.stdout.write(text);
   const log = (message: string) => void process.stderr.write(`${message}\n`);
-  const { runLocal } = await import('./runner/run');
+  const { runLocal, wasInterrupted } = await import('./runner/run');
   let result: RunResult;
   try {
     result = await runLocal(options, { log, progress: process.stderr });
   } catch (error) {
+    // Interrupted (Ctrl-C): the run cleans up and the signal's hook exits with 128 + the signal number.
+    if (wasInterrupted()) return;
     log(`npm start failed: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}`);
     process.exit(2);
   }
+  if (wasInterrupted()) return;
   if (json) {
     const { details, ...contract } = result;
     out(`${JSON.stringify({ ...contract, details })}\n`);

