@@ -2,10 +2,15 @@
  * `npm start --source <url> --schema … --tables … --no-workload`: the local pipeline capturing someone else's
  * PostgreSQL — only what was selected, while they change it, until they go quiet — and leaving nothing behind there.
  */
+import { spawn } from 'node:child_process';
+import { createRequire } from 'node:module';
+import { pathToFileURL } from 'node:url';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type LocalPostgres, startEmbeddedPostgres } from '../../tools/local/postgres';
+import { UsageError } from '../../tools/local/runner/options';
 import { runLocal } from '../../tools/local/runner/run';
+import { safeSelection } from '../../tools/local/runner/selection';
 import { smallRun } from './support';
 
 const RUN_TIMEOUT = 150_000;
@@ -126,4 +131,149 @@ describe('npm start against an existing database', () => {
     },
     RUN_TIMEOUT,
   );
+});
+
+/**
+ * Tables PostgreSQL cannot publish updates and deletes of (no primary key and REPLICA IDENTITY DEFAULT, or NOTHING):
+ * once in a publication, their owner's UPDATE and DELETE fail. A run against someone else's database never publishes
+ * them: left out of a whole schema with a warning, refused when named with --tables.
+ */
+describe('npm start against a database with tables that have no replica identity', () => {
+  let source: LocalPostgres;
+  const query = async (text: string) => {
+    const client = new pg.Client(source.url);
+    await client.connect();
+    try {
+      return await client.query(text);
+    } finally {
+      await client.end();
+    }
+  };
+  const ours = async () => ({
+    slots: (await query('SELECT slot_name FROM pg_replication_slots')).rows,
+    publications: (await query('SELECT pubname FROM pg_publication')).rows,
+  });
+
+  beforeAll(async () => {
+    source = await startEmbeddedPostgres();
+    await query(`
+      CREATE SCHEMA legacy;
+      CREATE TABLE legacy.orders (id int PRIMARY KEY, status text);
+      CREATE TABLE legacy.trail (at timestamptz, what text);
+      CREATE TABLE legacy.events (at timestamptz, what text);
+      ALTER TABLE legacy.events REPLICA IDENTITY FULL;
+      CREATE TABLE legacy.locked (id int PRIMARY KEY, note text);
+      ALTER TABLE legacy.locked REPLICA IDENTITY NOTHING;
+      INSERT INTO legacy.orders SELECT g, 'new' FROM generate_series(1, 10) g;
+      INSERT INTO legacy.trail SELECT now(), 'seed ' || g FROM generate_series(1, 10) g;
+      INSERT INTO legacy.events SELECT now(), 'seed ' || g FROM generate_series(1, 10) g;
+      INSERT INTO legacy.locked SELECT g, 'seed' FROM generate_series(1, 10) g;
+      CREATE SCHEMA bare;
+      CREATE TABLE bare.log (line text);
+    `);
+  }, 60_000);
+  afterAll(async () => {
+    await source?.stop();
+  });
+
+  it(
+    'leaves them out of a whole schema with a warning, and their owner can still update and delete them during the run',
+    async () => {
+      // Arrange
+      const options = smallRun({
+        source: source.url,
+        schema: 'legacy',
+        workload: false,
+        idleMs: 2000,
+        durationMs: 60_000,
+      });
+      let theirs: Promise<number[]> | undefined;
+
+      // Act: while the run captures, their application changes every table, the uncapturable ones included
+      const result = await runLocal(options, {
+        onStarted: () => {
+          theirs = (async () => {
+            const counts: number[] = [];
+            for (const text of [
+              "UPDATE legacy.trail SET what = what || ' (seen)' WHERE what LIKE 'seed 1%'",
+              "DELETE FROM legacy.trail WHERE what = 'seed 2'",
+              "UPDATE legacy.locked SET note = 'changed' WHERE id <= 3",
+              'DELETE FROM legacy.locked WHERE id = 10',
+              "UPDATE legacy.orders SET status = 'paid' WHERE id <= 4",
+              "UPDATE legacy.events SET what = 'changed' WHERE what = 'seed 1'",
+            ]) {
+              counts.push((await query(text)).rowCount ?? 0);
+            }
+            return counts;
+          })();
+        },
+      });
+
+      // Assert: their updates and deletes went through
+      expect(await (theirs as Promise<number[]>)).toEqual([2, 1, 3, 1, 4, 1]);
+      // Assert: the run captured and verified the other tables, and said loudly what it left out and why
+      expect(result.consistent).toBe(true);
+      const { warehouse } = result.checks;
+      if (!warehouse.checked) throw new Error('the warehouse check must have run');
+      expect(Object.keys(warehouse.tables).sort()).toEqual(['pg.legacy.events', 'pg.legacy.orders']);
+      expect(result.details.problems).toEqual([
+        expect.stringMatching(
+          /^NOT capturing legacy\.locked, legacy\.trail \(no replica identity \(DEFAULT without a primary key, or NOTHING\).*ALTER TABLE legacy\.locked REPLICA IDENTITY DEFAULT; ALTER TABLE legacy\.trail REPLICA IDENTITY FULL;$/,
+        ),
+      ]);
+      expect(await ours()).toEqual({ slots: [], publications: [] });
+    },
+    RUN_TIMEOUT,
+  );
+
+  it('refuses to start when --tables names one, before creating anything in the database, and says how to fix it', async () => {
+    // Act
+    const run = runLocal(
+      smallRun({ source: source.url, schema: 'legacy', tables: ['orders', 'trail'], workload: false, idleMs: 1000 }),
+    );
+
+    // Assert
+    await expect(run).rejects.toBeInstanceOf(UsageError);
+    await expect(run).rejects.toThrow(
+      /cannot capture legacy\.trail .*Leave them out of --tables, or make them capturable first: ALTER TABLE legacy\.trail REPLICA IDENTITY FULL;/,
+    );
+    expect(await ours()).toEqual({ slots: [], publications: [] });
+  }, 60_000);
+
+  it('as a command: exit code 2 and the message, without a stack trace', async () => {
+    // Act
+    const tsx = pathToFileURL(createRequire(import.meta.url).resolve('tsx')).href;
+    const child = spawn(
+      process.execPath,
+      ['--import', tsx, 'tools/local/start.ts', '--source', source.url, '--schema', 'legacy', '--tables', 'locked'],
+      { stdio: ['ignore', 'pipe', 'pipe'] },
+    );
+    let stderr = '';
+    child.stderr.on('data', (chunk: Buffer) => {
+      stderr += chunk.toString('utf8');
+    });
+    const code = await new Promise((resolve) => child.once('close', resolve));
+
+    // Assert
+    expect(code, stderr).toBe(2);
+    expect(stderr).toContain(
+      'npm start: cannot capture legacy.locked (no replica identity (DEFAULT without a primary key, or NOTHING)',
+    );
+    expect(stderr).not.toMatch(/npm start failed|\n\s+at /);
+  }, 60_000);
+
+  it('refuses a schema in which no table could be captured safely', async () => {
+    // Arrange
+    const client = new pg.Client(source.url);
+    await client.connect();
+
+    // Act
+    const selecting = safeSelection(client, { schemas: ['bare'] });
+
+    // Assert
+    await expect(selecting).rejects.toThrow(
+      /nothing to capture in bare: .*ALTER TABLE bare\.log REPLICA IDENTITY FULL;/,
+    );
+    await client.end();
+  });
 });

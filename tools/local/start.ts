@@ -65,7 +65,9 @@ async function main(): Promise<void> {
   } catch (error) {
     // Interrupted (Ctrl-C): the run cleans up and the signal's hook exits with 128 + the signal number.
     if (wasInterrupted()) return;
-    log(`npm start failed: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}`);
+    // A problem with what was asked for (say, a table that cannot be captured safely): the message is the story.
+    if (error instanceof UsageError) log(`npm start: ${error.message}`);
+    else log(`npm start failed: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}`);
     process.exit(2);
   }
   if (wasInterrupted()) return;

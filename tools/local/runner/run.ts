@@ -19,6 +19,7 @@ import type { LatencySummary } from './latency';
 import type { RunOptions } from './options';
 import { AUDIT_PREFIX, type LocalPipeline, startLocalPipeline, WAREHOUSE_PREFIX } from './pipeline';
 import { ProgressReporter } from './progress';
+import { type Selection, safeSelection } from './selection';
 import { startServicesProcess } from './services-host';
 import { dropSlot, readSourceRows } from './source-rows';
 import { type Stage, StageTimings } from './stages';
@@ -121,7 +122,7 @@ function laneSummary(pipeline: LocalPipeline, lane: Lane): LaneSummary {
 }
 
 /** What the run captures and verifies: `--tables a,b` names tables of `--schema` unless they say their own (`s.c`). */
-function captured(options: RunOptions): { tables: string[] } | { schemas: string[] } {
+function captured(options: RunOptions): Selection {
   if (!options.tables) return { schemas: [options.schema] };
   return { tables: options.tables.map((t) => (t.includes('.') ? t : `${options.schema}.${t}`)) };
 }
@@ -151,17 +152,19 @@ interface VerifyRunInput {
   stateDir: string;
   problems: string[];
   log: (message: string) => void;
+  /** The tables captured (see selection.ts). */
+  selection: Selection;
 }
 
 /** Reads the source rows once the run drained, then checks every sink (see verify.ts). */
 async function verifyRun(input: VerifyRunInput): Promise<{ checks: Checks; streamed: number }> {
-  const { options, context, problems, log } = input;
+  const { options, context, problems, log, selection } = input;
   const { pipeline: running, services, connectionString, cachePrefix } = context;
   const read = () =>
     readSourceRows({
       connectionString,
       topicPrefix: options.topicPrefix,
-      ...captured(options),
+      ...selection,
     });
   let source = await read();
   for (let attempt = 1; ; attempt++) {
@@ -395,6 +398,23 @@ export async function runLocal(options: RunOptions, hooks: RunHooks = {}): Promi
       sourceText = `${connectionString.replace(/\/\/([^:@/]+):[^@/]*@/, '//$1:***@')} (schema "${options.schema}")`;
     }
 
+    // Someone else's database: never publish a table whose updates and deletes PostgreSQL would then refuse.
+    let selection = captured(options);
+    if (external) {
+      const client = new pg.Client(connectionString);
+      await client.connect();
+      try {
+        const safe = await safeSelection(client, selection);
+        selection = safe.selection;
+        if (safe.warning) {
+          problems.push(safe.warning);
+          log(`\n!! ${safe.warning}\n`);
+        }
+      } finally {
+        await client.end();
+      }
+    }
+
     const lanes: Lane[] = services.redisUrl ? [...LANES] : LANES.filter((l) => l !== 'cache');
     if (!services.redisUrl) {
       const reason = options.redis === null ? '--no-cache was given' : (services.redisProblem ?? 'Redis not found');
@@ -419,7 +439,7 @@ export async function runLocal(options: RunOptions, hooks: RunHooks = {}): Promi
       topicPrefix: options.topicPrefix,
       slotName,
       publicationName,
-      ...captured(options),
+      ...selection,
       lanes,
       cachePrefix,
       partitions: options.partitions,
@@ -548,6 +568,7 @@ export async function runLocal(options: RunOptions, hooks: RunHooks = {}): Promi
         stateDir,
         problems,
         log,
+        selection,
       });
       checks = verified.checks;
       changes = verified.streamed;

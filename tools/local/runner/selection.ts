@@ -1,0 +1,87 @@
+/**
+ * What a run captures from a database it does not own (`--source`), checked before anything is created there.
+ *
+ * PostgreSQL refuses every UPDATE and DELETE on a table that is in a publication but has no replica identity
+ * (REPLICA IDENTITY NOTHING, or DEFAULT without a primary key): "cannot update table … because it does not have a
+ * replica identity and publishes updates". The run's publication would therefore break the owner's application on
+ * such tables for as long as the run lasts. So they are never published: named with `--tables`, the run refuses to
+ * start and says how to make them capturable; found in `--schema`, they are left out with a loud warning.
+ */
+import type pg from 'pg';
+import { UsageError } from './options';
+
+/** The run's selection, as the capture and the verification take it. */
+export type Selection = { tables: string[] } | { schemas: string[] };
+
+/** A table of the selection that has no replica identity, and whether it has a primary key. */
+export interface Unpublishable {
+  /** `schema.name` */
+  table: string;
+  primaryKey: boolean;
+}
+
+/** Tables of the selection (sorted by `schema.name`) that have no replica identity. */
+export async function tablesWithoutReplicaIdentity(client: pg.Client, selection: Selection): Promise<Unpublishable[]> {
+  const { rows } = await client.query<{ name: string; pk: boolean }>(
+    `SELECT n.nspname || '.' || c.relname AS name,
+            EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisprimary) AS pk
+       FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+      WHERE c.relkind = 'r'
+        AND (n.nspname = ANY($1::text[]) OR n.nspname || '.' || c.relname = ANY($2::text[]))
+        AND (c.relreplident = 'n'
+          OR (c.relreplident = 'd'
+            AND NOT EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisprimary)))
+      ORDER BY 1`,
+    ['schemas' in selection ? selection.schemas : [], 'tables' in selection ? selection.tables : []],
+  );
+  return rows.map((r) => ({ table: r.name, primaryKey: r.pk }));
+}
+
+/** Every ordinary table of the schemas (`schema.name`, sorted), as the capture lists them. */
+async function tablesOf(client: pg.Client, schemas: string[]): Promise<string[]> {
+  const { rows } = await client.query<{ name: string }>(
+    `SELECT n.nspname || '.' || c.relname AS name
+       FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+      WHERE n.nspname = ANY($1::text[]) AND c.relkind = 'r'
+      ORDER BY 1`,
+    [schemas],
+  );
+  return rows.map((r) => r.name);
+}
+
+/** DEFAULT where there is a primary key (only the key goes into the WAL), else FULL (the whole old row). */
+function fixFor(tables: Unpublishable[]): string {
+  return tables.map((t) => `ALTER TABLE ${t.table} REPLICA IDENTITY ${t.primaryKey ? 'DEFAULT' : 'FULL'};`).join(' ');
+}
+
+/**
+ * The selection to capture from someone else's database: unchanged when every table can be published; without the
+ * tables that cannot (and a warning naming them) when a whole schema was selected. Throws a {@link UsageError} when
+ * such a table was named with `--tables`, or when nothing would be left.
+ */
+export async function safeSelection(
+  client: pg.Client,
+  selection: Selection,
+): Promise<{ selection: Selection; warning?: string }> {
+  const blocked = await tablesWithoutReplicaIdentity(client, selection);
+  if (blocked.length === 0) return { selection };
+  const names = blocked.map((t) => t.table);
+  const why =
+    'no replica identity (DEFAULT without a primary key, or NOTHING): while the run’s publication exists, ' +
+    'PostgreSQL would refuse every UPDATE and DELETE on them in your database';
+  if ('tables' in selection) {
+    throw new UsageError(
+      `cannot capture ${names.join(', ')} (${why}). Leave them out of --tables, or make them capturable first: ${fixFor(blocked)}`,
+    );
+  }
+  const left = (await tablesOf(client, selection.schemas)).filter((t) => !names.includes(t));
+  if (left.length === 0) {
+    throw new UsageError(
+      `nothing to capture in ${selection.schemas.join(', ')}: every table there has ${why}. Make them capturable first: ${fixFor(blocked)}`,
+    );
+  }
+  return {
+    selection: { tables: left },
+    warning: `NOT capturing ${names.join(', ')} (${why}); to include them: ${fixFor(blocked)}`,
+  };
+}
