@@ -7,13 +7,30 @@ import { createRequire } from 'node:module';
 import { pathToFileURL } from 'node:url';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type LocalPostgres, startEmbeddedPostgres } from '../../tools/local/postgres';
+import { freePort, type LocalPostgres, startEmbeddedPostgres } from '../../tools/local/postgres';
 import { UsageError } from '../../tools/local/runner/options';
 import { runLocal } from '../../tools/local/runner/run';
 import { safeSelection } from '../../tools/local/runner/selection';
 import { smallRun } from './support';
 
 const RUN_TIMEOUT = 150_000;
+
+/** `npm start` as a user runs it: its exit code and stderr. */
+async function startCommand(args: string[]): Promise<{ code: number | null; stderr: string }> {
+  const tsx = pathToFileURL(createRequire(import.meta.url).resolve('tsx')).href;
+  const child = spawn(process.execPath, ['--import', tsx, 'tools/local/start.ts', ...args], {
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
+  let stderr = '';
+  child.stderr.on('data', (chunk: Buffer) => {
+    stderr += chunk.toString('utf8');
+  });
+  const code = await new Promise<number | null>((resolve) => child.once('close', resolve));
+  return { code, stderr };
+}
+
+/** A stack trace's frame lines, or the crash report's banner. */
+const STACK = /npm start failed|\n\s+at /;
 
 const SCHEMA = `
   CREATE SCHEMA shop;
@@ -242,24 +259,14 @@ describe('npm start against a database with tables that have no replica identity
 
   it('as a command: exit code 2 and the message, without a stack trace', async () => {
     // Act
-    const tsx = pathToFileURL(createRequire(import.meta.url).resolve('tsx')).href;
-    const child = spawn(
-      process.execPath,
-      ['--import', tsx, 'tools/local/start.ts', '--source', source.url, '--schema', 'legacy', '--tables', 'locked'],
-      { stdio: ['ignore', 'pipe', 'pipe'] },
-    );
-    let stderr = '';
-    child.stderr.on('data', (chunk: Buffer) => {
-      stderr += chunk.toString('utf8');
-    });
-    const code = await new Promise((resolve) => child.once('close', resolve));
+    const { code, stderr } = await startCommand(['--source', source.url, '--schema', 'legacy', '--tables', 'locked']);
 
     // Assert
     expect(code, stderr).toBe(2);
     expect(stderr).toContain(
       'npm start: cannot capture legacy.locked (no replica identity (DEFAULT without a primary key, or NOTHING)',
     );
-    expect(stderr).not.toMatch(/npm start failed|\n\s+at /);
+    expect(stderr).not.toMatch(STACK);
   }, 60_000);
 
   it('refuses a schema in which no table could be captured safely', async () => {
@@ -276,4 +283,52 @@ describe('npm start against a database with tables that have no replica identity
     );
     await client.end();
   });
+});
+
+describe('npm start against a database it cannot capture', () => {
+  it('not set up for logical decoding: says what to change, exit code 2, creates nothing there', async () => {
+    // Arrange
+    const replica = await startEmbeddedPostgres({ walLevel: 'replica' });
+    try {
+      // Act
+      const { code, stderr } = await startCommand(['--source', replica.url, '--no-workload', '--duration', '5']);
+
+      // Assert
+      expect(code, stderr).toBe(2);
+      expect(stderr).toContain(
+        'npm start: wal_level is replica on the source database; logical decoding needs wal_level=logical (ALTER SYSTEM SET wal_level = logical, then restart the server)',
+      );
+      expect(stderr).not.toMatch(STACK);
+      const client = new pg.Client(replica.url);
+      await client.connect();
+      try {
+        expect((await client.query('SELECT pubname FROM pg_publication')).rows).toEqual([]);
+        expect((await client.query('SELECT slot_name FROM pg_replication_slots')).rows).toEqual([]);
+      } finally {
+        await client.end();
+      }
+    } finally {
+      await replica.stop();
+    }
+  }, 90_000);
+
+  it('unreachable: names it without its password, exit code 2', async () => {
+    // Arrange
+    const port = await freePort();
+
+    // Act
+    const { code, stderr } = await startCommand([
+      '--source',
+      `postgres://someone:s3cret@127.0.0.1:${port}/theirs`,
+      '--no-workload',
+    ]);
+
+    // Assert
+    expect(code, stderr).toBe(2);
+    expect(stderr).toContain(`npm start: cannot connect to postgres://someone:***@127.0.0.1:${port}/theirs: `);
+    expect(stderr).toContain('ECONNREFUSED');
+    expect(stderr).not.toContain('s3cret');
+    expect(stderr).not.toMatch(STACK);
+    expect(stderr).not.toContain('cleanup of');
+  }, 60_000);
 });

@@ -34,6 +34,8 @@ export interface EmbeddedPostgresOptions {
   durable?: boolean;
   /** Server log lines. @default discarded */
   onLog?: (message: string) => void;
+  /** `replica` makes a server logical decoding refuses (to test that). @default 'logical' */
+  walLevel?: 'logical' | 'replica';
 }
 
 export interface LocalPostgres {
@@ -75,7 +77,7 @@ export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions = {
   const initialised = existsSync(join(dataDir, 'PG_VERSION'));
   const flags = [
     '-c',
-    'wal_level=logical',
+    `wal_level=${options.walLevel ?? 'logical'}`,
     '-c',
     'max_replication_slots=20',
     '-c',

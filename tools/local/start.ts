@@ -10,6 +10,7 @@
  */
 import { relative } from 'node:path';
 import { reserveStdout } from '../lib/cli';
+import { SourceError } from './capture/types';
 import { parseRunOptions, type RunOptions, USAGE, UsageError } from './runner/options';
 import { formatSummary } from './runner/progress';
 import type { RunResult } from './runner/run';
@@ -65,8 +66,9 @@ async function main(): Promise<void> {
   } catch (error) {
     // Interrupted (Ctrl-C): the run cleans up and the signal's hook exits with 128 + the signal number.
     if (wasInterrupted()) return;
-    // A problem with what was asked for (say, a table that cannot be captured safely): the message is the story.
-    if (error instanceof UsageError) log(`npm start: ${error.message}`);
+    // A problem with what was asked for or with the source database (say, a table that cannot be captured safely,
+    // or wal_level): the message is the whole story.
+    if (error instanceof UsageError || error instanceof SourceError) log(`npm start: ${error.message}`);
     else log(`npm start failed: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}`);
     process.exit(2);
   }

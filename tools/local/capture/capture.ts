@@ -24,14 +24,15 @@ import { parseTimestamp } from './pgtext';
 import { RecordFactory } from './records';
 import { quoteIdent, ReplicationConnection, SESSION_OPTIONS } from './replication';
 import { buildTableSchema, type TableSchema } from './table-schema';
-import type {
-  CaptureCounts,
-  CapturedRecord,
-  CaptureLogger,
-  CaptureOperation,
-  CaptureOptions,
-  CaptureStatus,
-  PostgresCapture,
+import {
+  type CaptureCounts,
+  type CapturedRecord,
+  type CaptureLogger,
+  type CaptureOperation,
+  type CaptureOptions,
+  type CaptureStatus,
+  type PostgresCapture,
+  SourceError,
 } from './types';
 
 type Item =
@@ -180,7 +181,10 @@ class Capture implements PostgresCapture {
     await meta.connect();
     const walLevel = (await meta.query('SHOW wal_level')).rows[0]?.wal_level;
     if (walLevel !== 'logical') {
-      throw new Error(`wal_level is ${walLevel}: logical decoding needs wal_level=logical on the source database`);
+      throw new SourceError(
+        `wal_level is ${walLevel} on the source database; logical decoding needs wal_level=logical ` +
+          '(ALTER SYSTEM SET wal_level = logical, then restart the server)',
+      );
     }
     const database = (await meta.query('SELECT current_database() AS db')).rows[0]?.db ?? '';
     this.records = new RecordFactory(this.prefix, database);
@@ -191,7 +195,7 @@ class Capture implements PostgresCapture {
           return dot < 0 ? { schema: 'public', name: t } : { schema: t.slice(0, dot), name: t.slice(dot + 1) };
         })
       : await this.catalog.tablesInSchemas(opts.schemas ?? ['public']);
-    if (names.length === 0) throw new Error('no tables to capture');
+    if (names.length === 0) throw new SourceError('no tables to capture');
     for (const oid of await this.catalog.tableOids(names)) this.captured.add(oid);
     await this.ensurePublication(names);
 
@@ -203,7 +207,7 @@ class Capture implements PostgresCapture {
       )
     ).rows[0];
     if (slot && (slot.plugin !== 'pgoutput' || slot.database !== database)) {
-      throw new Error(`slot ${opts.slotName} exists for ${slot.plugin} on database ${slot.database}`);
+      throw new SourceError(`slot ${opts.slotName} exists for ${slot.plugin} on database ${slot.database}`);
     }
     const snapshotDone = offset !== null && (offset.snapshot === undefined || offset.last_snapshot_record === true);
     const needSnapshot = (opts.snapshotMode ?? 'initial') === 'initial' && !snapshotDone;

@@ -15,3 +15,4 @@ export type {
   CaptureStatus,
   PostgresCapture,
 } from './types';
+export { SourceError } from './types';

@@ -15,6 +15,14 @@ export interface CapturedRecord {
   partition?: number;
 }
 
+/**
+ * The source database is not ready for capture (not `wal_level=logical`, nothing to capture, a slot of the same name
+ * used otherwise): the message says what to change. Callers show it as it is, without a stack trace.
+ */
+export class SourceError extends Error {
+  override readonly name = 'SourceError';
+}
+
 /** Debezium envelope operations the capture can skip (Debezium's `skipped.operations`). */
 export type CaptureOperation = 'c' | 'u' | 'd' | 't';
 

