@@ -9,7 +9,9 @@ import { createRequire } from 'node:module';
 import { pathToFileURL } from 'node:url';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { MemoryOffsetStore, startPostgresCapture } from '../../tools/local/capture';
 import { createDemoSchema, type LocalPostgres, seedDemo, startEmbeddedPostgres } from '../../tools/local/postgres';
+import { dropSlotsAndPublications } from '../../tools/local/runner/source-rows';
 import { startWorkload } from '../../tools/local/runner/workload';
 
 const TSX = pathToFileURL(createRequire(import.meta.url).resolve('tsx')).href;
@@ -52,46 +54,112 @@ describe('npm start interrupted', () => {
     await theirs?.stop();
   });
 
-  it('by Ctrl-C while capturing someone else’s database: drops its slot and publication there, says so, exits 130', async () => {
-    // Arrange: a run waiting for their changes, its slot in their database active
-    const child = spawn(
-      process.execPath,
-      ['--import', TSX, 'tools/local/start.ts', '--source', theirs.url, '--no-workload', '--duration', '120', '--json'],
-      { stdio: ['ignore', 'pipe', 'pipe'] },
-    );
-    let stdout = '';
-    let stderr = '';
-    child.stdout?.on('data', (chunk: Buffer) => {
-      stdout += chunk.toString('utf8');
-    });
-    child.stderr?.on('data', (chunk: Buffer) => {
-      stderr += chunk.toString('utf8');
-    });
-    const exit = exited(child);
-    const slots = () =>
-      query<{ slot_name: string; active: boolean }>(
-        theirs.url,
-        `SELECT slot_name, active FROM pg_replication_slots WHERE slot_name LIKE 'cdc_sync_start_%'`,
+  it.each([
+    ['SIGINT', 130],
+    ['SIGTERM', 143],
+  ] as const)(
+    'by %s while capturing someone else’s database: drops its slot and publication there, says so, exits %i',
+    async (signal, exitCode) => {
+      // Arrange: a run waiting for their changes, its slot in their database active
+      const child = spawn(
+        process.execPath,
+        [
+          '--import',
+          TSX,
+          'tools/local/start.ts',
+          '--source',
+          theirs.url,
+          '--no-workload',
+          '--duration',
+          '120',
+          '--json',
+        ],
+        { stdio: ['ignore', 'pipe', 'pipe'] },
       );
-    await until(async () => (await slots()).some((s) => s.active), 90_000, 'the run’s slot to be active');
-    await until(async () => stderr.includes('waiting for changes'), 30_000, 'the run to wait for changes');
-    const [slot] = await slots();
+      let stdout = '';
+      let stderr = '';
+      child.stdout?.on('data', (chunk: Buffer) => {
+        stdout += chunk.toString('utf8');
+      });
+      child.stderr?.on('data', (chunk: Buffer) => {
+        stderr += chunk.toString('utf8');
+      });
+      const exit = exited(child);
+      const slots = () =>
+        query<{ slot_name: string; active: boolean }>(
+          theirs.url,
+          `SELECT slot_name, active FROM pg_replication_slots WHERE slot_name LIKE 'cdc_sync_start_%'`,
+        );
+      await until(async () => (await slots()).some((s) => s.active), 90_000, 'the run’s slot to be active');
+      await until(async () => stderr.includes('waiting for changes'), 30_000, 'the run to wait for changes');
+      const [slot] = await slots();
 
-    // Act
-    child.kill('SIGINT');
-    const { code } = await exit;
+      // Act
+      child.kill(signal);
+      const { code } = await exit;
 
-    // Assert
-    expect(code, stderr.slice(-2000)).toBe(130);
-    expect(stderr).toContain('interrupted: stopping the pipeline and cleaning up');
-    expect(stderr).toContain(`dropped replication slot ${slot?.slot_name} and publication ${slot?.slot_name}`);
-    expect(await slots()).toEqual([]);
-    expect(await query(theirs.url, `SELECT pubname FROM pg_publication WHERE pubname LIKE 'cdc_sync_start_%'`)).toEqual(
-      [],
-    );
-    expect(stdout).toBe(''); // no result: the run did not finish
-    expect(stderr).not.toContain('npm start failed');
-  }, 150_000);
+      // Assert
+      expect(code, stderr.slice(-2000)).toBe(exitCode);
+      expect(stderr).toContain('interrupted: stopping the pipeline and cleaning up');
+      expect(stderr).toContain(`dropped from the source: slot ${slot?.slot_name}, publication ${slot?.slot_name}`);
+      expect(await slots()).toEqual([]);
+      expect(
+        await query(theirs.url, `SELECT pubname FROM pg_publication WHERE pubname LIKE 'cdc_sync_start_%'`),
+      ).toEqual([]);
+      expect(stdout).toBe(''); // no result: the run did not finish
+      expect(stderr).not.toContain('npm start failed');
+    },
+    150_000,
+  );
+
+  it('leaves nothing named after the run: its inactive slot, a verification snapshot’s active one, their publications', async () => {
+    // Arrange: what a run interrupted during verification leaves: its own slot and publication, and a verification
+    // capture still holding its slot (an active walsender); and someone else's slot and publication beside them
+    const prefix = 'cdc_sync_start_0badcafe';
+    const verification = await startPostgresCapture({
+      connectionString: theirs.url,
+      topicPrefix: 'pg',
+      slotName: `${prefix}_verify_1`,
+      publicationName: `${prefix}_verify_1`,
+      tables: ['public.accounts'],
+      snapshotMode: 'initial',
+      produce: async () => undefined,
+      offsets: new MemoryOffsetStore(),
+    });
+    // One statement each: a slot cannot be created in a transaction that has written.
+    for (const statement of [
+      `SELECT pg_create_logical_replication_slot('${prefix}', 'pgoutput')`,
+      `CREATE PUBLICATION ${prefix} FOR TABLE accounts`,
+      `SELECT pg_create_logical_replication_slot('their_slot', 'pgoutput')`,
+      'CREATE PUBLICATION their_publication FOR TABLE accounts',
+    ]) {
+      await query(theirs.url, statement);
+    }
+    const client = new pg.Client(theirs.url);
+    await client.connect();
+
+    try {
+      // Act
+      const dropped = await dropSlotsAndPublications(client, prefix);
+
+      // Assert
+      expect(dropped.sort()).toEqual([
+        `publication ${prefix}`,
+        `publication ${prefix}_verify_1`,
+        `slot ${prefix}`,
+        `slot ${prefix}_verify_1`,
+      ]);
+      expect(await query(theirs.url, 'SELECT slot_name FROM pg_replication_slots')).toEqual([
+        { slot_name: 'their_slot' },
+      ]);
+      expect(await query(theirs.url, 'SELECT pubname FROM pg_publication')).toEqual([{ pubname: 'their_publication' }]);
+    } finally {
+      await client.end();
+      await verification.stop().catch(() => undefined);
+      await query(theirs.url, `SELECT pg_drop_replication_slot('their_slot')`);
+      await query(theirs.url, 'DROP PUBLICATION their_publication');
+    }
+  }, 60_000);
 
   it('a workload whose connections the server terminates ends with an error, not a crash', async () => {
     // Arrange: the demo schema, and a slow workload (its connections idle between transactions most of the time)

@@ -21,7 +21,7 @@ import { AUDIT_PREFIX, type LocalPipeline, startLocalPipeline, WAREHOUSE_PREFIX 
 import { ProgressReporter } from './progress';
 import { type Selection, safeSelection } from './selection';
 import { startServicesProcess } from './services-host';
-import { dropSlot, readSourceRows } from './source-rows';
+import { dropSlotsAndPublications, readSourceRows } from './source-rows';
 import { type Stage, StageTimings } from './stages';
 import { type Checks, type NotChecked, verifyAudit, verifyCache, verifyWarehouse } from './verify';
 import type { WorkloadResult } from './workload';
@@ -88,6 +88,8 @@ export interface RunContext {
   services: LocalServices;
   connectionString: string;
   cachePrefix: string;
+  /** The capture's slot and publication; names starting with it are the run's (see dropSlotsAndPublications). */
+  slotName: string;
   /** Stage timings of streamed changes (the benchmark resets them after its warm-up). */
   stages: StageTimings;
   /** Changes the workload has committed so far (0 without a workload). */
@@ -170,6 +172,7 @@ async function verifyRun(input: VerifyRunInput): Promise<{ checks: Checks; strea
       connectionString,
       topicPrefix: options.topicPrefix,
       ...selection,
+      namePrefix: context.slotName,
     });
   let source = await read();
   for (let attempt = 1; ; attempt++) {
@@ -326,13 +329,12 @@ export async function runLocal(options: RunOptions, hooks: RunHooks = {}): Promi
             const client = new pg.Client(url);
             await client.connect();
             try {
-              await dropSlot(client, slotName);
-              await client.query(`DROP PUBLICATION IF EXISTS "${publicationName}"`);
+              // The run's slot and publication, and its verification's if it was interrupted during verification.
+              const dropped = await dropSlotsAndPublications(client, slotName);
+              if (interrupted && dropped.length > 0) log(`dropped from the source: ${dropped.join(', ')}`);
             } finally {
               await client.end();
             }
-            if (interrupted)
-              log(`dropped replication slot ${slotName} and publication ${publicationName} from the source`);
           },
         ]);
       }
@@ -477,6 +479,7 @@ export async function runLocal(options: RunOptions, hooks: RunHooks = {}): Promi
       services,
       connectionString,
       cachePrefix,
+      slotName,
       stages,
       workloadChanges: () => workloadRunning?.changes() ?? 0,
     };

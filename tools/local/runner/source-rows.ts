@@ -10,6 +10,7 @@ import pg from 'pg';
 import { JsonDebeziumDecoder } from '../../../functions/core/decode';
 import type { ColumnTypes, KafkaRecord, Row } from '../../../functions/core/types';
 import { type CapturedRecord, MemoryOffsetStore, startPostgresCapture } from '../capture';
+import { quoteIdent } from '../capture/replication';
 
 /** One table's rows at the source. */
 export interface SourceTable {
@@ -26,32 +27,37 @@ export interface SourceRowsOptions {
   topicPrefix: string;
   schemas?: string[];
   tables?: string[];
+  /**
+   * Starts the name of the throw-away slot and publication, so that whoever cleans up after the run (an interrupted
+   * one included) finds them with {@link dropSlotsAndPublications}. @default 'cdc_sync'
+   */
+  namePrefix?: string;
 }
 
 /** Reads every captured table's rows through a throw-away snapshot. Tables without rows are absent. */
 export async function readSourceRows(options: SourceRowsOptions): Promise<Map<string, SourceTable>> {
-  const name = `cdc_sync_verify_${randomBytes(4).toString('hex')}`;
+  const name = `${options.namePrefix ?? 'cdc_sync'}_verify_${randomBytes(4).toString('hex')}`;
   const records: CapturedRecord[] = [];
-  const capture = await startPostgresCapture({
-    connectionString: options.connectionString,
-    topicPrefix: options.topicPrefix,
-    slotName: name,
-    publicationName: name,
-    ...(options.tables ? { tables: options.tables } : { schemas: options.schemas ?? ['public'] }),
-    snapshotMode: 'initial',
-    produce: async (batch) => {
-      records.push(...batch);
-    },
-    offsets: new MemoryOffsetStore(),
-  });
-  const admin = new pg.Client(options.connectionString);
   try {
+    const capture = await startPostgresCapture({
+      connectionString: options.connectionString,
+      topicPrefix: options.topicPrefix,
+      slotName: name,
+      publicationName: name,
+      ...(options.tables ? { tables: options.tables } : { schemas: options.schemas ?? ['public'] }),
+      snapshotMode: 'initial',
+      produce: async (batch) => {
+        records.push(...batch);
+      },
+      offsets: new MemoryOffsetStore(),
+    });
     await capture.stop();
   } finally {
+    // Also when the capture failed to start half-way: its publication may exist without a slot.
+    const admin = new pg.Client(options.connectionString);
     await admin.connect();
     try {
-      await dropSlot(admin, name);
-      await admin.query(`DROP PUBLICATION IF EXISTS "${name}"`);
+      await dropSlotsAndPublications(admin, name);
     } finally {
       await admin.end();
     }
@@ -96,4 +102,34 @@ export async function dropSlot(client: pg.Client, slot: string): Promise<void> {
       await new Promise((resolve) => setTimeout(resolve, 250));
     }
   }
+}
+
+/**
+ * Drops every replication slot and publication whose name starts with `prefix` (a run's own, under names unique to
+ * it), ending the walsender that still holds a slot: what an interrupted run leaves behind in someone else's
+ * database, its verification's throw-away slot included. A slot or publication gone meanwhile is not an error.
+ */
+export async function dropSlotsAndPublications(client: pg.Client, prefix: string): Promise<string[]> {
+  const dropped: string[] = [];
+  const { rows: slots } = await client.query<{ name: string }>(
+    'SELECT slot_name AS name FROM pg_replication_slots WHERE left(slot_name, length($1)) = $1',
+    [prefix],
+  );
+  for (const { name } of slots) {
+    await client.query(
+      'SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots WHERE slot_name = $1 AND active_pid IS NOT NULL',
+      [name],
+    );
+    await dropSlot(client, name);
+    dropped.push(`slot ${name}`);
+  }
+  const { rows: publications } = await client.query<{ name: string }>(
+    'SELECT pubname AS name FROM pg_publication WHERE left(pubname, length($1)) = $1',
+    [prefix],
+  );
+  for (const { name } of publications) {
+    await client.query(`DROP PUBLICATION IF EXISTS ${quoteIdent(name)}`);
+    dropped.push(`publication ${name}`);
+  }
+  return dropped;
 }
