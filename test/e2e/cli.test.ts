@@ -1,34 +1,12 @@
 /** `npm start` as a user runs it: a child process, its stdout, stderr and exit code. */
-import { spawn } from 'node:child_process';
-import { createRequire } from 'node:module';
-import { pathToFileURL } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { parseRunOptions, UsageError } from '../../tools/local/runner/options';
-
-const TSX = pathToFileURL(createRequire(import.meta.url).resolve('tsx')).href;
-
-function start(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--import', TSX, 'tools/local/start.ts', ...args], {
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (chunk: Buffer) => {
-      stdout += chunk.toString('utf8');
-    });
-    child.stderr.on('data', (chunk: Buffer) => {
-      stderr += chunk.toString('utf8');
-    });
-    child.once('error', reject);
-    child.once('close', (code) => resolve({ code, stdout, stderr }));
-  });
-}
+import { runStart } from './support';
 
 describe('npm start command line', () => {
   it('--json prints exactly one JSON object on stdout, with the documented fields, and exits 0 when consistent', async () => {
     // Act
-    const { code, stdout, stderr } = await start(['--json', '--rate', '60', '--duration', '2', '--seed-rows', '20']);
+    const { code, stdout, stderr } = await runStart(['--json', '--rate', '60', '--duration', '2', '--seed-rows', '20']);
 
     // Assert
     expect(code, stderr.slice(-2000)).toBe(0);
@@ -61,7 +39,7 @@ describe('npm start command line', () => {
     [['--workload', '--no-workload'], 'conflict'],
   ])('rejects %j with a clear message and the usage, exit code 2', async (args, message) => {
     // Act
-    const { code, stdout, stderr } = await start(args);
+    const { code, stdout, stderr } = await runStart(args);
 
     // Assert
     expect(code).toBe(2);

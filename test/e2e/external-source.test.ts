@@ -2,32 +2,15 @@
  * `npm start --source <url> --schema … --tables … --no-workload`: the local pipeline capturing someone else's
  * PostgreSQL — only what was selected, while they change it, until they go quiet — and leaving nothing behind there.
  */
-import { spawn } from 'node:child_process';
-import { createRequire } from 'node:module';
-import { pathToFileURL } from 'node:url';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { freePort, type LocalPostgres, startEmbeddedPostgres } from '../../tools/local/postgres';
 import { UsageError } from '../../tools/local/runner/options';
 import { runLocal } from '../../tools/local/runner/run';
 import { safeSelection } from '../../tools/local/runner/selection';
-import { smallRun } from './support';
+import { runStart, smallRun } from './support';
 
 const RUN_TIMEOUT = 150_000;
-
-/** `npm start` as a user runs it: its exit code and stderr. */
-async function startCommand(args: string[]): Promise<{ code: number | null; stderr: string }> {
-  const tsx = pathToFileURL(createRequire(import.meta.url).resolve('tsx')).href;
-  const child = spawn(process.execPath, ['--import', tsx, 'tools/local/start.ts', ...args], {
-    stdio: ['ignore', 'ignore', 'pipe'],
-  });
-  let stderr = '';
-  child.stderr.on('data', (chunk: Buffer) => {
-    stderr += chunk.toString('utf8');
-  });
-  const code = await new Promise<number | null>((resolve) => child.once('close', resolve));
-  return { code, stderr };
-}
 
 /** A stack trace's frame lines, or the crash report's banner. */
 const STACK = /npm start failed|\n\s+at /;
@@ -259,7 +242,7 @@ describe('npm start against a database with tables that have no replica identity
 
   it('as a command: exit code 2 and the message, without a stack trace', async () => {
     // Act
-    const { code, stderr } = await startCommand(['--source', source.url, '--schema', 'legacy', '--tables', 'locked']);
+    const { code, stderr } = await runStart(['--source', source.url, '--schema', 'legacy', '--tables', 'locked']);
 
     // Assert
     expect(code, stderr).toBe(2);
@@ -291,7 +274,7 @@ describe('npm start against a database it cannot capture', () => {
     const replica = await startEmbeddedPostgres({ walLevel: 'replica' });
     try {
       // Act
-      const { code, stderr } = await startCommand(['--source', replica.url, '--no-workload', '--duration', '5']);
+      const { code, stderr } = await runStart(['--source', replica.url, '--no-workload', '--duration', '5']);
 
       // Assert
       expect(code, stderr).toBe(2);
@@ -317,7 +300,7 @@ describe('npm start against a database it cannot capture', () => {
     const port = await freePort();
 
     // Act
-    const { code, stderr } = await startCommand([
+    const { code, stderr } = await runStart([
       '--source',
       `postgres://someone:s3cret@127.0.0.1:${port}/theirs`,
       '--no-workload',

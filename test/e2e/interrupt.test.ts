@@ -4,17 +4,13 @@
  * left behind would make that server keep its WAL until its disk fills. And a lost database connection ends the
  * workload with an error instead of crashing its process.
  */
-import { type ChildProcess, spawn } from 'node:child_process';
-import { createRequire } from 'node:module';
-import { pathToFileURL } from 'node:url';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { MemoryOffsetStore, startPostgresCapture } from '../../tools/local/capture';
 import { createDemoSchema, type LocalPostgres, seedDemo, startEmbeddedPostgres } from '../../tools/local/postgres';
 import { dropSlotsAndPublications } from '../../tools/local/runner/source-rows';
 import { startWorkload } from '../../tools/local/runner/workload';
-
-const TSX = pathToFileURL(createRequire(import.meta.url).resolve('tsx')).href;
+import { spawnStart } from './support';
 
 async function query<T extends pg.QueryResultRow>(url: string, text: string): Promise<T[]> {
   const client = new pg.Client(url);
@@ -33,10 +29,6 @@ async function until(condition: () => Promise<boolean>, timeoutMs: number, what:
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
     await new Promise((resolve) => setTimeout(resolve, 100));
   }
-}
-
-function exited(child: ChildProcess): Promise<{ code: number | null; signal: NodeJS.Signals | null }> {
-  return new Promise((resolve) => child.once('close', (code, signal) => resolve({ code, signal })));
 }
 
 describe('npm start interrupted', () => {
@@ -61,42 +53,26 @@ describe('npm start interrupted', () => {
     'by %s while capturing someone else’s database: drops its slot and publication there, says so, exits %i',
     async (signal, exitCode) => {
       // Arrange: a run waiting for their changes, its slot in their database active
-      const child = spawn(
-        process.execPath,
-        [
-          '--import',
-          TSX,
-          'tools/local/start.ts',
-          '--source',
-          theirs.url,
-          '--no-workload',
-          '--duration',
-          '120',
-          '--json',
-        ],
-        { stdio: ['ignore', 'pipe', 'pipe'] },
-      );
-      let stdout = '';
-      let stderr = '';
-      child.stdout?.on('data', (chunk: Buffer) => {
-        stdout += chunk.toString('utf8');
-      });
-      child.stderr?.on('data', (chunk: Buffer) => {
-        stderr += chunk.toString('utf8');
-      });
-      const exit = exited(child);
+      const { child, output, exit } = spawnStart([
+        '--source',
+        theirs.url,
+        '--no-workload',
+        '--duration',
+        '120',
+        '--json',
+      ]);
       const slots = () =>
         query<{ slot_name: string; active: boolean }>(
           theirs.url,
           `SELECT slot_name, active FROM pg_replication_slots WHERE slot_name LIKE 'cdc_sync_start_%'`,
         );
       await until(async () => (await slots()).some((s) => s.active), 90_000, 'the run’s slot to be active');
-      await until(async () => stderr.includes('waiting for changes'), 30_000, 'the run to wait for changes');
+      await until(async () => output.stderr.includes('waiting for changes'), 30_000, 'the run to wait for changes');
       const [slot] = await slots();
 
       // Act
       child.kill(signal);
-      const { code } = await exit;
+      const { code, stdout, stderr } = await exit;
 
       // Assert
       expect(code, stderr.slice(-2000)).toBe(exitCode);

@@ -1,4 +1,10 @@
-/** Helpers of the end-to-end tests: run options for a small run, and what the capture put into the broker. */
+/**
+ * Helpers of the end-to-end tests: run options for a small run, `npm start` as a child process, and what the capture
+ * put into the broker.
+ */
+import { type ChildProcess, spawn } from 'node:child_process';
+import { createRequire } from 'node:module';
+import { pathToFileURL } from 'node:url';
 import { JsonDebeziumDecoder } from '../../functions/core/decode';
 import type { ChangeEvent } from '../../functions/core/types';
 import type { LocalBroker } from '../../tools/local/broker';
@@ -10,6 +16,38 @@ export function smallRun(overrides: Partial<RunOptions> = {}, args: string[] = [
   const options = parseRunOptions(['--rate', '150', '--duration', '4', '--seed-rows', '40', ...args]);
   if (options === 'help') throw new Error('unexpected --help');
   return { ...options, ...overrides };
+}
+
+const TSX = pathToFileURL(createRequire(import.meta.url).resolve('tsx')).href;
+
+/** `npm start` as a user runs it, started: the process (to signal it), its output so far, and its exit. */
+export interface StartedCommand {
+  child: ChildProcess;
+  output: { stdout: string; stderr: string };
+  exit: Promise<{ code: number | null; stdout: string; stderr: string }>;
+}
+
+export function spawnStart(args: string[]): StartedCommand {
+  const child = spawn(process.execPath, ['--import', TSX, 'tools/local/start.ts', ...args], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const output = { stdout: '', stderr: '' };
+  child.stdout?.on('data', (chunk: Buffer) => {
+    output.stdout += chunk.toString('utf8');
+  });
+  child.stderr?.on('data', (chunk: Buffer) => {
+    output.stderr += chunk.toString('utf8');
+  });
+  const exit = new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve, reject) => {
+    child.once('error', reject);
+    child.once('close', (code) => resolve({ code, ...output }));
+  });
+  return { child, output, exit };
+}
+
+/** `npm start` run to its end: exit code, stdout and stderr. */
+export function runStart(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return spawnStart(args).exit;
 }
 
 /** A change event as the lanes decode it, with the Kafka headers of its record. */
