@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { freePort, type LocalPostgres, startEmbeddedPostgres } from '../../tools/local/postgres';
 import { UsageError } from '../../tools/local/runner/options';
 import { runLocal } from '../../tools/local/runner/run';
-import { safeSelection } from '../../tools/local/runner/selection';
+import { safeSelection } from '../../tools/local/runner/source-checks';
 import { runStart, smallRun } from './support';
 
 const RUN_TIMEOUT = 150_000;
@@ -271,7 +271,7 @@ describe('npm start against a database with tables that have no replica identity
 describe('npm start against a database it cannot capture', () => {
   it('not set up for logical decoding: says what to change, exit code 2, creates nothing there', async () => {
     // Arrange
-    const replica = await startEmbeddedPostgres({ walLevel: 'replica' });
+    const replica = await startEmbeddedPostgres({ settings: { wal_level: 'replica' } });
     try {
       // Act
       const { code, stderr } = await runStart(['--source', replica.url, '--no-workload', '--duration', '5']);
@@ -292,6 +292,33 @@ describe('npm start against a database it cannot capture', () => {
       }
     } finally {
       await replica.stop();
+    }
+  }, 90_000);
+
+  it('without room for two replication slots: says so before it starts, exit code 2', async () => {
+    // Arrange: two slots allowed, one taken by someone else
+    const tight = await startEmbeddedPostgres({ settings: { max_replication_slots: '2' } });
+    const client = new pg.Client(tight.url);
+    await client.connect();
+    try {
+      await client.query(`SELECT pg_create_logical_replication_slot('theirs', 'pgoutput')`);
+
+      // Act
+      const { code, stderr } = await runStart(['--source', tight.url, '--no-workload', '--duration', '5']);
+
+      // Assert
+      expect(code, stderr).toBe(2);
+      expect(stderr).toContain(
+        'npm start: the source database has 1 free replication slot(s) (max_replication_slots = 2, 1 in use); a run needs 2 of each',
+      );
+      expect(stderr).not.toMatch(STACK);
+      expect(stderr).not.toContain('capturing (slot');
+      expect((await client.query('SELECT slot_name FROM pg_replication_slots')).rows).toEqual([
+        { slot_name: 'theirs' },
+      ]);
+    } finally {
+      await client.end();
+      await tight.stop();
     }
   }, 90_000);
 

@@ -34,8 +34,9 @@ export interface EmbeddedPostgresOptions {
   durable?: boolean;
   /** Server log lines. @default discarded */
   onLog?: (message: string) => void;
-  /** `replica` makes a server logical decoding refuses (to test that). @default 'logical' */
-  walLevel?: 'logical' | 'replica';
+  /** More server settings (`-c name=value`), over the defaults (e.g. `wal_level: 'replica'` to test a server logical
+   * decoding refuses). */
+  settings?: Record<string, string>;
 }
 
 export interface LocalPostgres {
@@ -77,7 +78,7 @@ export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions = {
   const initialised = existsSync(join(dataDir, 'PG_VERSION'));
   const flags = [
     '-c',
-    `wal_level=${options.walLevel ?? 'logical'}`,
+    'wal_level=logical',
     '-c',
     'max_replication_slots=20',
     '-c',
@@ -86,6 +87,8 @@ export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions = {
     'listen_addresses=127.0.0.1',
   ];
   if (!options.durable) flags.push('-c', 'fsync=off', '-c', 'full_page_writes=off');
+  // Later flags win: PostgreSQL takes the last value of a setting given twice.
+  for (const [name, value] of Object.entries(options.settings ?? {})) flags.push('-c', `${name}=${value}`);
 
   let server: EmbeddedPostgres | null = null;
   let port = 0;

@@ -19,8 +19,8 @@ import type { LatencySummary } from './latency';
 import type { RunOptions } from './options';
 import { AUDIT_PREFIX, type LocalPipeline, startLocalPipeline, WAREHOUSE_PREFIX } from './pipeline';
 import { ProgressReporter } from './progress';
-import { type Selection, safeSelection } from './selection';
 import { startServicesProcess } from './services-host';
+import { ensureReplicationRoom, type Selection, safeSelection } from './source-checks';
 import { dropSlotsAndPublications, readSourceRows } from './source-rows';
 import { type Stage, StageTimings } from './stages';
 import { type Checks, type NotChecked, verifyAudit, verifyCache, verifyWarehouse } from './verify';
@@ -159,7 +159,7 @@ interface VerifyRunInput {
   stateDir: string;
   problems: string[];
   log: (message: string) => void;
-  /** The tables captured (see selection.ts). */
+  /** The tables captured (see source-checks.ts). */
   selection: Selection;
 }
 
@@ -415,6 +415,7 @@ export async function runLocal(options: RunOptions, hooks: RunHooks = {}): Promi
         throw new SourceError(`cannot connect to ${maskPassword(connectionString)}: ${(error as Error).message}`);
       });
       try {
+        await ensureReplicationRoom(client);
         const safe = await safeSelection(client, selection);
         selection = safe.selection;
         if (safe.warning) {

@@ -1,14 +1,57 @@
 /**
- * What a run captures from a database it does not own (`--source`), checked before anything is created there.
+ * What a run checks in a database it does not own (`--source`) before it creates anything there.
  *
- * PostgreSQL refuses every UPDATE and DELETE on a table that is in a publication but has no replica identity
+ * Room for its replication: a run holds two slots and two walsenders at its end (its capture, and the throw-away
+ * capture that reads the source rows for verification), so a server without that room would fail the run only at
+ * verification, after all the work.
+ *
+ * What it captures: PostgreSQL refuses every UPDATE and DELETE on a table that is in a publication but has no replica identity
  * (REPLICA IDENTITY NOTHING, or DEFAULT without a primary key): "cannot update table … because it does not have a
  * replica identity and publishes updates". The run's publication would therefore break the owner's application on
  * such tables for as long as the run lasts. So they are never published: named with `--tables`, the run refuses to
  * start and says how to make them capturable; found in `--schema`, they are left out with a loud warning.
  */
 import type pg from 'pg';
+import { SourceError } from '../capture';
 import { UsageError } from './options';
+
+/** Slots and walsenders a run needs at once: its capture's, and verification's throw-away one. */
+export const REPLICATION_CONNECTIONS_NEEDED = 2;
+
+/** Throws a {@link SourceError} when the server has too few free replication slots or walsenders for a run. */
+export async function ensureReplicationRoom(client: pg.Client): Promise<void> {
+  const { rows } = await client.query<{
+    wal_level: string;
+    slots: number;
+    used_slots: number;
+    senders: number;
+    used_senders: number;
+  }>(
+    `SELECT current_setting('wal_level') AS wal_level,
+            current_setting('max_replication_slots')::int AS slots,
+            (SELECT count(*) FROM pg_replication_slots)::int AS used_slots,
+            current_setting('max_wal_senders')::int AS senders,
+            (SELECT count(*) FROM pg_stat_replication)::int AS used_senders`,
+  );
+  const room = rows[0];
+  // Without wal_level=logical the capture refuses first, with the one fix that matters (minimal forces 0 walsenders).
+  if (room?.wal_level !== 'logical') return;
+  const need = REPLICATION_CONNECTIONS_NEEDED;
+  const lacking = [
+    room.slots - room.used_slots < need
+      ? `${room.slots - room.used_slots} free replication slot(s) (max_replication_slots = ${room.slots}, ${room.used_slots} in use)`
+      : undefined,
+    room.senders - room.used_senders < need
+      ? `${room.senders - room.used_senders} free walsender(s) (max_wal_senders = ${room.senders}, ${room.used_senders} in use)`
+      : undefined,
+  ].filter((x) => x !== undefined);
+  if (lacking.length > 0) {
+    throw new SourceError(
+      `the source database has ${lacking.join(' and ')}; a run needs ${need} of each (its capture, and a throw-away one ` +
+        'that reads the source rows for verification). Raise the setting(s) and restart the server, or free some.',
+    );
+  }
+}
 
 /** The run's selection, as the capture and the verification take it. */
 export type Selection = { tables: string[] } | { schemas: string[] };
