@@ -37,40 +37,17 @@ export interface SourceRowsOptions {
 /** Reads every captured table's rows through a throw-away snapshot. Tables without rows are absent. */
 export async function readSourceRows(options: SourceRowsOptions): Promise<Map<string, SourceTable>> {
   const name = `${options.namePrefix ?? 'cdc_sync'}_verify_${randomBytes(4).toString('hex')}`;
-  const records: CapturedRecord[] = [];
-  try {
-    const capture = await startPostgresCapture({
-      connectionString: options.connectionString,
-      topicPrefix: options.topicPrefix,
-      slotName: name,
-      publicationName: name,
-      ...(options.tables ? { tables: options.tables } : { schemas: options.schemas ?? ['public'] }),
-      snapshotMode: 'initial',
-      produce: async (batch) => {
-        records.push(...batch);
-      },
-      offsets: new MemoryOffsetStore(),
-    });
-    await capture.stop();
-  } finally {
-    // Also when the capture failed to start half-way: its publication may exist without a slot.
-    const admin = new pg.Client(options.connectionString);
-    await admin.connect();
-    try {
-      await dropSlotsAndPublications(admin, name);
-    } finally {
-      await admin.end();
-    }
-  }
-
+  // Decoded as the snapshot arrives, keeping only the rows: the JSON records (each with its Connect schema) would
+  // take several times the memory, all at once, for a large database.
   const decoder = new JsonDebeziumDecoder();
   const tables = new Map<string, SourceTable>();
-  records.forEach((record, offset) => {
+  let offset = 0;
+  const keep = (record: CapturedRecord) => {
     if (record.value === null) return;
     const kafka: KafkaRecord = {
       topic: record.topic,
       partition: 0,
-      offset,
+      offset: offset++,
       timestamp: record.timestamp,
       key: record.key?.toString('base64') ?? null,
       value: record.value.toString('base64'),
@@ -85,7 +62,31 @@ export async function readSourceRows(options: SourceRowsOptions): Promise<Map<st
       tables.set(record.topic, table);
     }
     table.rows.push({ key: outcome.event.key, row: outcome.event.after });
-  });
+  };
+  try {
+    const capture = await startPostgresCapture({
+      connectionString: options.connectionString,
+      topicPrefix: options.topicPrefix,
+      slotName: name,
+      publicationName: name,
+      ...(options.tables ? { tables: options.tables } : { schemas: options.schemas ?? ['public'] }),
+      snapshotMode: 'initial',
+      produce: async (batch) => {
+        for (const record of batch) keep(record);
+      },
+      offsets: new MemoryOffsetStore(),
+    });
+    await capture.stop();
+  } finally {
+    // Also when the capture failed to start half-way: its publication may exist without a slot.
+    const admin = new pg.Client(options.connectionString);
+    await admin.connect();
+    try {
+      await dropSlotsAndPublications(admin, name);
+    } finally {
+      await admin.end();
+    }
+  }
   return tables;
 }
 
