@@ -322,6 +322,31 @@ describe('npm start against a database it cannot capture', () => {
     }
   }, 90_000);
 
+  it('as a role without the rights to capture: says which rights, exit code 2, creates nothing there', async () => {
+    // Arrange: someone else's database, and a role of theirs that may log in and read, nothing more
+    const theirs = await startEmbeddedPostgres();
+    const admin = new pg.Client(theirs.url);
+    await admin.connect();
+    try {
+      await admin.query('CREATE TABLE things (id int PRIMARY KEY); INSERT INTO things VALUES (1)');
+      await admin.query(`CREATE ROLE reader LOGIN PASSWORD 'reader'; GRANT SELECT ON things TO reader`);
+      const url = theirs.url.replace(/\/\/[^@]*@/, '//reader:reader@');
+
+      // Act
+      const { code, stderr } = await runStart(['--source', url, '--no-workload', '--duration', '5']);
+
+      // Assert
+      expect(code, stderr).toBe(2);
+      expect(stderr).toMatch(/npm start: permission denied .* — capturing needs a role with REPLICATION/);
+      expect(stderr).not.toMatch(STACK);
+      expect((await admin.query('SELECT pubname FROM pg_publication')).rows).toEqual([]);
+      expect((await admin.query('SELECT slot_name FROM pg_replication_slots')).rows).toEqual([]);
+    } finally {
+      await admin.end();
+      await theirs.stop();
+    }
+  }, 90_000);
+
   it('unreachable: names it without its password, exit code 2', async () => {
     // Arrange
     const port = await freePort();

@@ -792,6 +792,14 @@ export async function startPostgresCapture(options: CaptureOptions): Promise<Pos
     await capture.start();
   } catch (err) {
     await capture.abort();
+    // insufficient_privilege: creating the publication or the slot, or reading a table for the snapshot.
+    if ((err as { code?: string }).code === '42501') {
+      throw new SourceError(
+        `${(err as Error).message} — capturing needs a role with REPLICATION (or a superuser) that may create ` +
+          'publications in the database (CREATE on it), owns the captured tables (to publish them) and can read them',
+        { cause: err },
+      );
+    }
     throw err;
   }
   return capture;
