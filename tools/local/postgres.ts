@@ -34,8 +34,10 @@ export interface EmbeddedPostgresOptions {
   durable?: boolean;
   /** Server log lines. @default discarded */
   onLog?: (message: string) => void;
-  /** More server settings (`-c name=value`), over the defaults (e.g. `wal_level: 'replica'` to test a server logical
-   * decoding refuses). */
+  /**
+   * More server settings (`-c name=value`) over the defaults, e.g. `{ wal_level: 'replica' }` for a server that logical
+   * decoding refuses.
+   */
   settings?: Record<string, string>;
 }
 

@@ -16,8 +16,9 @@ export interface CapturedRecord {
 }
 
 /**
- * The source database is not ready for capture (not `wal_level=logical`, nothing to capture, a slot of the same name
- * used otherwise): the message says what to change. Callers show it as it is, without a stack trace.
+ * The source database cannot be captured as it is: not `wal_level=logical`, a role without the rights, nothing to
+ * capture, a slot of the same name used otherwise (and, from the runner's checks, unreachable or without room for
+ * another slot). The message says what to change; callers show it as it is, without a stack trace.
  */
 export class SourceError extends Error {
   override readonly name = 'SourceError';
