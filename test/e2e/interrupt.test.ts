@@ -88,6 +88,30 @@ describe('npm start interrupted', () => {
     150_000,
   );
 
+  it('by Ctrl-C while it cleans up at the end: the cleanup still finishes', async () => {
+    // Arrange: a run that finds nothing to wait for and ends; its cleanup starts by stopping the capture, which leaves
+    // the slot inactive until the cleanup drops it
+    const { child, output, exit } = spawnStart(['--source', theirs.url, '--no-workload', '--idle-ms', '500']);
+    const slot = async () =>
+      (
+        await query<{ name: string; active: boolean }>(
+          theirs.url,
+          `SELECT slot_name AS name, active FROM pg_replication_slots WHERE slot_name LIKE 'cdc_sync_start_%' AND slot_name NOT LIKE '%_verify_%'`,
+        )
+      )[0];
+    await until(async () => (await slot())?.active === true, 90_000, 'the run’s slot to be active');
+    await until(async () => output.stderr.includes('verifying'), 60_000, 'the run to verify');
+    // Act: Ctrl-C once the slot is let go (or, if that moment was missed, whenever the poll sees it gone)
+    await until(async () => (await slot())?.active !== true, 60_000, 'the capture to stop');
+    child.kill('SIGINT');
+    const { code, stderr } = await exit;
+
+    // Assert: finished or interrupted, it left nothing behind
+    expect([0, 130], stderr.slice(-2000)).toContain(code);
+    expect(await query(theirs.url, 'SELECT slot_name FROM pg_replication_slots')).toEqual([]);
+    expect(await query(theirs.url, 'SELECT pubname FROM pg_publication')).toEqual([]);
+  }, 150_000);
+
   it('leaves nothing named after the run: its inactive slot, a verification snapshot’s active one, their publications', async () => {
     // Arrange: what a run interrupted during verification leaves: its own slot and publication, and a verification
     // capture still holding its slot (an active walsender); and someone else's slot and publication beside them

@@ -662,7 +662,8 @@ export async function runLocal(options: RunOptions, hooks: RunHooks = {}): Promi
       },
     };
   } finally {
-    interruptRun = undefined;
+    // A signal during the cleanup waits for it too (cleanUp runs once; a second call returns the same promise).
     await cleanUp();
+    interruptRun = undefined;
   }
 }
