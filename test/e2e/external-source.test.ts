@@ -252,6 +252,17 @@ describe('npm start against a database with tables that have no replica identity
     expect(stderr).not.toMatch(STACK);
   }, 60_000);
 
+  it('a table named in --tables that does not exist: says which, exit code 2, creates nothing there', async () => {
+    // Act
+    const { code, stderr } = await runStart(['--source', source.url, '--schema', 'legacy', '--tables', 'orders,ordrs']);
+
+    // Assert
+    expect(code, stderr).toBe(2);
+    expect(stderr).toContain('npm start: table legacy.ordrs does not exist');
+    expect(stderr).not.toMatch(STACK);
+    expect(await ours()).toEqual({ slots: [], publications: [] });
+  }, 60_000);
+
   it('refuses a schema in which no table could be captured safely', async () => {
     // Arrange
     const client = new pg.Client(source.url);

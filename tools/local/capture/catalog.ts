@@ -3,6 +3,7 @@
  * NOT NULL, default expression), the primary key, the replica identity, and the types behind the columns (arrays,
  * domains, enum labels). Debezium builds its Connect schemas from the same facts (via JDBC metadata).
  */
+import { SourceError } from './types';
 
 /** The subset of node-postgres' client used here; rows come back as text (see `TEXT_TYPES`). */
 export interface QueryClient {
@@ -107,7 +108,7 @@ export class Catalog {
         [t.schema, t.name],
       );
       const oid = rows[0]?.oid;
-      if (!oid) throw new Error(`table ${t.schema}.${t.name} does not exist`);
+      if (!oid) throw new SourceError(`table ${t.schema}.${t.name} does not exist`);
       oids.push(Number(oid));
     }
     return oids;
