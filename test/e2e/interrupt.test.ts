@@ -4,6 +4,9 @@
  * left behind would make that server keep its WAL until its disk fills. And a lost database connection ends the
  * workload with an error instead of crashing its process.
  */
+import { chmod, mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { MemoryOffsetStore, startPostgresCapture } from '../../tools/local/capture';
@@ -111,6 +114,54 @@ describe('npm start interrupted', () => {
     expect(await query(theirs.url, 'SELECT slot_name FROM pg_replication_slots')).toEqual([]);
     expect(await query(theirs.url, 'SELECT pubname FROM pg_publication')).toEqual([]);
   }, 150_000);
+
+  it('when the source database goes away mid-run: stops at once, says so, and says how to remove what it left there', async () => {
+    // Arrange: their server, whose data outlives a stop, and a run waiting (up to two minutes) for their changes
+    const base = await mkdtemp(join(tmpdir(), 'cdc-sync-gone-'));
+    await chmod(base, 0o755); // as root, the server runs as the postgres user, which must reach its data
+    const dataDir = join(base, 'data');
+    let server = await startEmbeddedPostgres({ dataDir });
+    await query(server.url, 'CREATE TABLE items (id int PRIMARY KEY)');
+    const { output, exit } = spawnStart([
+      '--source',
+      server.url,
+      '--no-workload',
+      '--duration',
+      '120',
+      '--idle-ms',
+      '120000',
+    ]);
+    await until(async () => output.stderr.includes('waiting for changes'), 90_000, 'the run to wait for changes');
+
+    // Act
+    await server.stop();
+    const stoppedAt = Date.now();
+    const { code, stderr } = await exit;
+
+    // Assert: it ended long before its two minutes, with one line saying why and how to clean up
+    try {
+      expect(Date.now() - stoppedAt).toBeLessThan(30_000);
+      expect(code, stderr.slice(-2000)).toBe(2);
+      expect(stderr).toContain('npm start: lost the connection to the source database: ');
+      expect(stderr).not.toMatch(/npm start failed|\n\s+at /);
+      const slot = /capturing \(slot (\S+)\)/.exec(stderr)?.[1] ?? '';
+      expect(stderr).toContain(
+        `SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE starts_with(slot_name, '${slot}'); DROP PUBLICATION IF EXISTS ${slot};`,
+      );
+      // ... which is what their server, back up, needs: the slot outlived the restart
+      server = await startEmbeddedPostgres({ dataDir });
+      expect(await query(server.url, 'SELECT slot_name FROM pg_replication_slots')).toEqual([{ slot_name: slot }]);
+      await query(
+        server.url,
+        `SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE starts_with(slot_name, '${slot}')`,
+      );
+      await query(server.url, `DROP PUBLICATION IF EXISTS ${slot}`);
+      expect(await query(server.url, 'SELECT slot_name FROM pg_replication_slots')).toEqual([]);
+    } finally {
+      await server.stop();
+      await rm(base, { recursive: true, force: true });
+    }
+  }, 180_000);
 
   it('leaves nothing named after the run: its inactive slot, a verification snapshot’s active one, their publications', async () => {
     // Arrange: what a run interrupted during verification leaves: its own slot and publication, and a verification

@@ -17,6 +17,7 @@ import {
   MemoryOffsetStore,
   type OffsetStore,
   type PostgresCapture,
+  SourceError,
   startPostgresCapture,
 } from '../capture';
 import { LOCAL_NAMES, type LocalServices } from '../services';
@@ -117,6 +118,8 @@ export interface LocalPipeline {
   tableTopics(): string[];
   /** What the capture produced to the table topics (released records and those still in the broker), decoded. */
   stream(): StreamSummary;
+  /** Why the capture stopped by itself, if it did (the run cannot complete then). */
+  failure(): Error | null;
   /** Barrier: everything committed in PostgreSQL so far is produced, and every lane has committed it. */
   drain(timeoutMs?: number): Promise<void>;
   /**
@@ -138,6 +141,21 @@ function emptyTotals(): LaneTotals {
     onFailureRecords: 0,
     latency: new LatencyHistogram(),
   };
+}
+
+/**
+ * The capture's failure as a {@link SourceError} when it is the source database going away (its connection refused,
+ * reset or terminated: server shutdown, restart, an administrator's terminate) rather than a fault of the capture.
+ */
+function lostSource(error: Error): SourceError | undefined {
+  const code = (error as { code?: string }).code ?? '';
+  const gone =
+    code.startsWith('57P') || // admin_shutdown, crash_shutdown, cannot_connect_now, database_dropped
+    code.startsWith('08') || // connection_exception
+    ['ECONNREFUSED', 'ECONNRESET', 'EPIPE'].includes(code) ||
+    /Connection terminated/.test(error.message);
+  if (!gone) return undefined;
+  return new SourceError(`lost the connection to the source database: ${error.message}`, { cause: error });
 }
 
 /** Table topics of the captured tables that have no primary key. */
@@ -301,7 +319,7 @@ export async function startLocalPipeline(options: PipelineOptions): Promise<Loca
         for (const r of records) if (r.value !== null && isTableTopic(r.topic)) producedChanges++;
       },
       onError: (error) => {
-        failure = error;
+        failure = lostSource(error) ?? error;
         problem(`capture failed: ${error.message}`);
       },
     });
@@ -392,6 +410,7 @@ export async function startLocalPipeline(options: PipelineOptions): Promise<Loca
       for (const { topic, partition } of tablePartitions()) fold(topic, partition, broker.highWater(topic, partition));
       return summarizer.summary;
     },
+    failure: () => failure,
     async drain(timeoutMs = 120_000) {
       if (failure) throw failure;
       await capture.flushed(timeoutMs);

@@ -354,6 +354,15 @@ export async function runLocal(options: RunOptions, hooks: RunHooks = {}): Promi
           await step();
         } catch (error) {
           log(`cleanup of ${what} failed: ${String(error)}`);
+          if (what === 'slot') {
+            // Left behind, the slot makes that server keep its WAL: the owner must know, and how to remove it.
+            log(
+              `!! the replication slot ${slotName} and publication ${publicationName} (and any whose name starts with ` +
+                'it) may still exist in the source database, and a slot nobody reads makes the server keep its WAL. ' +
+                `Remove them there: SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE ` +
+                `starts_with(slot_name, '${slotName}'); DROP PUBLICATION IF EXISTS ${publicationName};`,
+            );
+          }
         }
       }
     })();
@@ -538,7 +547,8 @@ export async function runLocal(options: RunOptions, hooks: RunHooks = {}): Promi
         let lastChange = performance.now();
         while (
           performance.now() - workloadStart < options.durationMs &&
-          performance.now() - lastChange < options.idleMs
+          performance.now() - lastChange < options.idleMs &&
+          !running.failure() // nothing more will come: the drain below reports why
         ) {
           await new Promise((r) => setTimeout(r, 100));
           const now = running.captureEmitted();
