@@ -7,6 +7,7 @@
 import { chmod, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { Redis } from 'ioredis';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { MemoryOffsetStore, startPostgresCapture } from '../../tools/local/capture';
@@ -22,6 +23,16 @@ async function query<T extends pg.QueryResultRow>(url: string, text: string): Pr
     return (await client.query<T>(text)).rows;
   } finally {
     await client.end();
+  }
+}
+
+/** Keys under `prefix:` in the Redis the runs use (the machine's, as `npm start` finds it). */
+async function cacheKeys(prefix: string): Promise<string[]> {
+  const redis = new Redis(process.env.REDIS_URL ?? 'redis://127.0.0.1:6379');
+  try {
+    return await redis.keys(`${prefix}:*`);
+  } finally {
+    redis.disconnect();
   }
 }
 
@@ -72,6 +83,9 @@ describe('npm start interrupted', () => {
       await until(async () => (await slots()).some((s) => s.active), 90_000, 'the run’s slot to be active');
       await until(async () => output.stderr.includes('waiting for changes'), 30_000, 'the run to wait for changes');
       const [slot] = await slots();
+      // The run's cache keys in the shared Redis carry the same id as its slot
+      const cachePrefix = `cdc-start-${slot?.slot_name.replace('cdc_sync_start_', '')}`;
+      expect(await cacheKeys(cachePrefix)).not.toEqual([]);
 
       // Act
       child.kill(signal);
@@ -85,6 +99,7 @@ describe('npm start interrupted', () => {
       expect(
         await query(theirs.url, `SELECT pubname FROM pg_publication WHERE pubname LIKE 'cdc_sync_start_%'`),
       ).toEqual([]);
+      expect(await cacheKeys(cachePrefix)).toEqual([]);
       expect(stdout).toBe(''); // no result: the run did not finish
       expect(stderr).not.toContain('npm start failed');
     },
