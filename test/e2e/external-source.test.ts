@@ -263,6 +263,27 @@ describe('npm start against a database with tables that have no replica identity
     expect(await ours()).toEqual({ slots: [], publications: [] });
   }, 60_000);
 
+  it('--workload on a database without the demo tables: says which are missing, exit code 2, creates nothing there', async () => {
+    // Act
+    const { code, stderr } = await runStart([
+      '--source',
+      source.url,
+      '--schema',
+      'legacy',
+      '--workload',
+      '--duration',
+      '2',
+    ]);
+
+    // Assert
+    expect(code, stderr).toBe(2);
+    expect(stderr).toContain(
+      'npm start: --workload writes to the demo tables, and schema legacy of the source lacks customers, products, order_items, page_views',
+    );
+    expect(stderr).not.toMatch(STACK);
+    expect(await ours()).toEqual({ slots: [], publications: [] });
+  }, 60_000);
+
   it('refuses a schema in which no table could be captured safely', async () => {
     // Arrange
     const client = new pg.Client(source.url);

@@ -20,7 +20,7 @@ import type { RunOptions } from './options';
 import { AUDIT_PREFIX, type LocalPipeline, startLocalPipeline, WAREHOUSE_PREFIX } from './pipeline';
 import { ProgressReporter } from './progress';
 import { startServicesProcess } from './services-host';
-import { ensureReplicationRoom, type Selection, safeSelection } from './source-checks';
+import { ensureDemoTables, ensureReplicationRoom, type Selection, safeSelection } from './source-checks';
 import { dropSlotsAndPublications, readSourceRows } from './source-rows';
 import { type Stage, StageTimings } from './stages';
 import { type Checks, type NotChecked, verifyAudit, verifyCache, verifyWarehouse } from './verify';
@@ -425,6 +425,7 @@ export async function runLocal(options: RunOptions, hooks: RunHooks = {}): Promi
       });
       try {
         await ensureReplicationRoom(client);
+        if (options.workload) await ensureDemoTables(client, options.schema);
         const safe = await safeSelection(client, selection);
         selection = safe.selection;
         if (safe.warning) {

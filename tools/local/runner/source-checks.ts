@@ -1,6 +1,8 @@
 /**
  * What a run checks in a database it does not own (`--source`) before it creates anything there.
  *
+ * With `--workload`: that the demo tables the workload writes to are there.
+ *
  * Room for its replication: a run holds two slots and two walsenders at its end (its capture, and the throw-away
  * capture that reads the source rows for verification), so a server without that room would fail the run only at
  * verification, after all the work.
@@ -13,6 +15,7 @@
  */
 import type pg from 'pg';
 import { SourceError } from '../capture';
+import { DEMO_TABLES } from '../postgres';
 import { UsageError } from './options';
 
 /** Slots and walsenders a run needs at once: its capture's, and verification's throw-away one. */
@@ -127,4 +130,21 @@ export async function safeSelection(
     selection: { tables: left },
     warning: `NOT capturing ${names.join(', ')} (${why}); to include them: ${fixFor(blocked)}`,
   };
+}
+
+/** `--workload` on someone else's database writes to the demo tables: they must be there, in `--schema`. */
+export async function ensureDemoTables(client: pg.Client, schema: string): Promise<void> {
+  const { rows } = await client.query<{ name: string }>(
+    `SELECT c.relname AS name FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+      WHERE n.nspname = $1 AND c.relkind = 'r' AND c.relname = ANY($2::text[])`,
+    [schema, DEMO_TABLES],
+  );
+  const have = new Set(rows.map((r) => r.name));
+  const missing = DEMO_TABLES.filter((t) => !have.has(t));
+  if (missing.length > 0) {
+    throw new UsageError(
+      `--workload writes to the demo tables, and schema ${schema} of the source lacks ${missing.join(', ')}: ` +
+        'run without --workload to capture what others change, or point --schema at a copy of the demo schema',
+    );
+  }
 }
