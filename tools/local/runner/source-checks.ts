@@ -7,11 +7,12 @@
  * capture that reads the source rows for verification), so a server without that room would fail the run only at
  * verification, after all the work.
  *
- * What it captures: PostgreSQL refuses every UPDATE and DELETE on a table that is in a publication but has no replica identity
- * (REPLICA IDENTITY NOTHING, or DEFAULT without a primary key): "cannot update table … because it does not have a
- * replica identity and publishes updates". The run's publication would therefore break the owner's application on
- * such tables for as long as the run lasts. So they are never published: named with `--tables`, the run refuses to
- * start and says how to make them capturable; found in `--schema`, they are left out with a loud warning.
+ * What it captures: PostgreSQL refuses every UPDATE and DELETE on a table that is in a publication but has no
+ * replica identity (REPLICA IDENTITY NOTHING, or DEFAULT without a primary key): "cannot update table … because it
+ * does not have a replica identity and publishes updates". The run's publication would therefore break the owner's
+ * application on such tables for as long as the run lasts. So they are never published: named with `--tables`, the
+ * run refuses to start and says how to make them capturable; found in `--schema`, they are left out with a loud
+ * warning.
  */
 import type pg from 'pg';
 import { SourceError } from '../capture';
@@ -19,7 +20,7 @@ import { DEMO_TABLES } from '../postgres';
 import { UsageError } from './options';
 
 /** Slots and walsenders a run needs at once: its capture's, and verification's throw-away one. */
-export const REPLICATION_CONNECTIONS_NEEDED = 2;
+const REPLICATION_CONNECTIONS_NEEDED = 2;
 
 /** Throws a {@link SourceError} when the server has too few free replication slots or walsenders for a run. */
 export async function ensureReplicationRoom(client: pg.Client): Promise<void> {
