@@ -1,9 +1,7 @@
-import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { createApp } from '../../lib/app';
 import { ENVIRONMENTS } from '../../lib/config';
+import { scratchDir } from '../support/scratch';
 
 // What `npx cdk synth -c env=<name>` does, minus esbuild: the real app (feature flags, cdk-nag as a policy
 // validation plugin that fails the synth on any unacknowledged finding) synthesised to a cloud assembly.
@@ -11,7 +9,7 @@ describe('every environment synthesises', () => {
   it.each(Object.keys(ENVIRONMENTS))('%s', (name) => {
     const { app } = createApp({
       context: { env: name, 'aws:cdk:bundling-stacks': [] },
-      outdir: mkdtempSync(join(tmpdir(), `cdc-sync-${name}-`)),
+      outdir: scratchDir(`${name}-`),
     });
 
     const assembly = app.synth();

@@ -1,11 +1,9 @@
-import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import * as s3 from 'aws-cdk-lib/aws-s3';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { createApp } from '../../lib/app';
 import { ENVIRONMENTS } from '../../lib/config';
 import { CdcSyncNagChecks } from '../../lib/nag';
+import { scratchDir } from '../support/scratch';
 import { nagFindings, resourcesOf, STACKS, type StackName, type SynthesizedEnvironment, synthesize } from './support';
 
 const cases = Object.keys(ENVIRONMENTS).flatMap((env) => STACKS.map((stack) => [env, stack] as [string, StackName]));
@@ -25,7 +23,7 @@ describe('security', () => {
     // Arrange: the real app (nag plugin on) plus a bucket without access logging or TLS enforcement.
     const { app, stage } = createApp({
       context: { env: 'dev', 'aws:cdk:bundling-stacks': [] },
-      outdir: mkdtempSync(join(tmpdir(), 'cdc-sync-nag-')),
+      outdir: scratchDir('nag-'),
     });
     new s3.Bucket(stage.data, 'UnloggedBucket');
 

@@ -1,12 +1,10 @@
-import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import type { Stack } from 'aws-cdk-lib';
 import { Template } from 'aws-cdk-lib/assertions';
 import { createApp } from '../../lib/app';
 import type { CdcSyncStage } from '../../lib/cdc-sync-stage';
 import { type EnvironmentConfig, environmentConfig } from '../../lib/config';
 import { CdcSyncNagChecks } from '../../lib/nag';
+import { scratchDir } from '../support/scratch';
 
 /** The five stacks of a stage, by short name. */
 export const STACKS = ['network', 'data', 'streaming', 'lanes', 'observability'] as const;
@@ -30,7 +28,7 @@ export function synthesize(configOrName: EnvironmentConfig | string): Synthesize
     config,
     nag: false,
     context: { 'aws:cdk:bundling-stacks': [] },
-    outdir: mkdtempSync(join(tmpdir(), 'cdc-sync-infra-')),
+    outdir: scratchDir('infra-'),
   });
   const templates = new Map<StackName, Template>();
   const stack = (name: StackName): Stack => stage[name];
