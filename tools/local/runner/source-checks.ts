@@ -16,6 +16,7 @@
  */
 import type pg from 'pg';
 import { SourceError } from '../capture';
+import { Catalog } from '../capture/catalog';
 import { DEMO_TABLES } from '../postgres';
 import { UsageError } from './options';
 
@@ -84,18 +85,6 @@ export async function tablesWithoutReplicaIdentity(client: pg.Client, selection:
   return rows.map((r) => ({ table: r.name, primaryKey: r.pk }));
 }
 
-/** Every ordinary table of the schemas (`schema.name`, sorted), as the capture lists them. */
-async function tablesOf(client: pg.Client, schemas: string[]): Promise<string[]> {
-  const { rows } = await client.query<{ name: string }>(
-    `SELECT n.nspname || '.' || c.relname AS name
-       FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-      WHERE n.nspname = ANY($1::text[]) AND c.relkind = 'r'
-      ORDER BY 1`,
-    [schemas],
-  );
-  return rows.map((r) => r.name);
-}
-
 /** DEFAULT where there is a primary key (only the key goes into the WAL), else FULL (the whole old row). */
 function fixFor(tables: Unpublishable[]): string {
   return tables.map((t) => `ALTER TABLE ${t.table} REPLICA IDENTITY ${t.primaryKey ? 'DEFAULT' : 'FULL'};`).join(' ');
@@ -121,7 +110,10 @@ export async function safeSelection(
       `cannot capture ${names.join(', ')} (${why}). Leave them out of --tables, or make them capturable first: ${fixFor(blocked)}`,
     );
   }
-  const left = (await tablesOf(client, selection.schemas)).filter((t) => !names.includes(t));
+  // The tables the capture would take from the schemas (its own listing), less the unpublishable ones.
+  const left = (await new Catalog(client).tablesInSchemas(selection.schemas))
+    .map((t) => `${t.schema}.${t.name}`)
+    .filter((t) => !names.includes(t));
   if (left.length === 0) {
     throw new UsageError(
       `nothing to capture in ${selection.schemas.join(', ')}: every table there has ${why}. Make them capturable first: ${fixFor(blocked)}`,
