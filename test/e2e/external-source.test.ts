@@ -8,7 +8,7 @@ import { freePort, type LocalPostgres, startEmbeddedPostgres } from '../../tools
 import { UsageError } from '../../tools/local/runner/options';
 import { runLocal } from '../../tools/local/runner/run';
 import { safeSelection } from '../../tools/local/runner/source-checks';
-import { runStart, smallRun } from './support';
+import { runStart, smallRun, sql } from './support';
 
 const RUN_TIMEOUT = 150_000;
 
@@ -140,15 +140,7 @@ describe('npm start against an existing database', () => {
  */
 describe('npm start against a database with tables that have no replica identity', () => {
   let source: LocalPostgres;
-  const query = async (text: string) => {
-    const client = new pg.Client(source.url);
-    await client.connect();
-    try {
-      return await client.query(text);
-    } finally {
-      await client.end();
-    }
-  };
+  const query = (text: string) => sql(source.url, text);
   const ours = async () => ({
     slots: (await query('SELECT slot_name FROM pg_replication_slots')).rows,
     publications: (await query('SELECT pubname FROM pg_publication')).rows,

@@ -14,16 +14,10 @@ import { MemoryOffsetStore, startPostgresCapture } from '../../tools/local/captu
 import { createDemoSchema, type LocalPostgres, seedDemo, startEmbeddedPostgres } from '../../tools/local/postgres';
 import { dropSlotsAndPublications } from '../../tools/local/runner/source-rows';
 import { startWorkload } from '../../tools/local/runner/workload';
-import { spawnStart } from './support';
+import { spawnStart, sql } from './support';
 
 async function query<T extends pg.QueryResultRow>(url: string, text: string): Promise<T[]> {
-  const client = new pg.Client(url);
-  await client.connect();
-  try {
-    return (await client.query<T>(text)).rows;
-  } finally {
-    await client.end();
-  }
+  return (await sql<T>(url, text)).rows;
 }
 
 /** Keys under `prefix:` in the Redis the runs use (the machine's, as `npm start` finds it). */

@@ -5,6 +5,7 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { createRequire } from 'node:module';
 import { pathToFileURL } from 'node:url';
+import pg from 'pg';
 import { JsonDebeziumDecoder } from '../../functions/core/decode';
 import type { ChangeEvent } from '../../functions/core/types';
 import type { LocalBroker } from '../../tools/local/broker';
@@ -48,6 +49,20 @@ export function spawnStart(args: string[]): StartedCommand {
 /** `npm start` run to its end: exit code, stdout and stderr. */
 export function runStart(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return spawnStart(args).exit;
+}
+
+/** One statement (or several, without parameters) on a connection of its own: for a test looking at a database. */
+export async function sql<T extends pg.QueryResultRow = pg.QueryResultRow>(
+  url: string,
+  text: string,
+): Promise<pg.QueryResult<T>> {
+  const client = new pg.Client(url);
+  await client.connect();
+  try {
+    return await client.query<T>(text);
+  } finally {
+    await client.end();
+  }
 }
 
 /** A change event as the lanes decode it, with the Kafka headers of its record. */
