@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { createApp } from '../../lib/app';
 import { LANE_NAMES } from '../../lib/config';
-import { scratchDir } from '../support/scratch';
+import { throwawayDir } from '../support/scratch';
 
 // The one infra test that needs the lanes' real code (functions/<lane>/index.ts and what it imports): it runs the
 // local esbuild exactly as `cdk synth` does, so a handler that does not bundle as ESM fails here, not at deploy.
@@ -12,7 +12,7 @@ describe('lane bundles (needs the handler code in functions/)', () => {
     timeout: 120_000,
   }, () => {
     // Arrange: bundle the lanes stack only (the other stacks' functions are not lanes).
-    const outdir = scratchDir('bundles-');
+    const outdir = throwawayDir('bundles-');
     const { app } = createApp({
       context: { env: 'dev', 'aws:cdk:bundling-stacks': ['dev/Lanes'] },
       nag: false,

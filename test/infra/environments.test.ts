@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { createApp } from '../../lib/app';
 import { ENVIRONMENTS } from '../../lib/config';
-import { scratchDir } from '../support/scratch';
+import { throwawayDir } from '../support/scratch';
 
 // What `npx cdk synth -c env=<name>` does, minus esbuild: the real app (feature flags, cdk-nag as a policy
 // validation plugin that fails the synth on any unacknowledged finding) synthesised to a cloud assembly.
@@ -9,7 +9,7 @@ describe('every environment synthesises', () => {
   it.each(Object.keys(ENVIRONMENTS))('%s', (name) => {
     const { app } = createApp({
       context: { env: name, 'aws:cdk:bundling-stacks': [] },
-      outdir: scratchDir(`${name}-`),
+      outdir: throwawayDir(`${name}-`),
     });
 
     const assembly = app.synth();

@@ -3,7 +3,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { createApp } from '../../lib/app';
 import { ENVIRONMENTS } from '../../lib/config';
 import { CdcSyncNagChecks } from '../../lib/nag';
-import { scratchDir } from '../support/scratch';
+import { throwawayDir } from '../support/scratch';
 import { nagFindings, resourcesOf, STACKS, type StackName, type SynthesizedEnvironment, synthesize } from './support';
 
 const cases = Object.keys(ENVIRONMENTS).flatMap((env) => STACKS.map((stack) => [env, stack] as [string, StackName]));
@@ -23,7 +23,7 @@ describe('security', () => {
     // Arrange: the real app (nag plugin on) plus a bucket without access logging or TLS enforcement.
     const { app, stage } = createApp({
       context: { env: 'dev', 'aws:cdk:bundling-stacks': [] },
-      outdir: scratchDir('nag-'),
+      outdir: throwawayDir('nag-'),
     });
     new s3.Bucket(stage.data, 'UnloggedBucket');
 

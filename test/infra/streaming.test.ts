@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { Match } from 'aws-cdk-lib/assertions';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { environmentConfig } from '../../lib/config';
-import { scratchDir } from '../support/scratch';
+import { throwawayDir } from '../support/scratch';
 import { resourcesOf, type SynthesizedEnvironment, statementsOfRole, synthesize, variant } from './support';
 
 /** The connector custom resource's Spec, with CloudFormation intrinsics replaced by placeholders, parsed. */
@@ -243,7 +243,7 @@ describe('streaming stack', () => {
     });
 
     it('can take the Debezium plugin from a local archive uploaded as an asset', () => {
-      const dir = scratchDir('plugin-');
+      const dir = throwawayDir('plugin-');
       const archive = join(dir, 'debezium.zip');
       writeFileSync(archive, 'PK\u0005\u0006'.padEnd(22, '\u0000'));
       const withAsset = synthesize(

@@ -4,7 +4,7 @@ import { createApp } from '../../lib/app';
 import type { CdcSyncStage } from '../../lib/cdc-sync-stage';
 import { type EnvironmentConfig, environmentConfig } from '../../lib/config';
 import { CdcSyncNagChecks } from '../../lib/nag';
-import { scratchDir } from '../support/scratch';
+import { throwawayDir } from '../support/scratch';
 
 /** The five stacks of a stage, by short name. */
 export const STACKS = ['network', 'data', 'streaming', 'lanes', 'observability'] as const;
@@ -28,7 +28,7 @@ export function synthesize(configOrName: EnvironmentConfig | string): Synthesize
     config,
     nag: false,
     context: { 'aws:cdk:bundling-stacks': [] },
-    outdir: scratchDir('infra-'),
+    outdir: throwawayDir('infra-'),
   });
   const templates = new Map<StackName, Template>();
   const stack = (name: StackName): Stack => stage[name];

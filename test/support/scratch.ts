@@ -10,6 +10,6 @@ export const SCRATCH_ENV = 'CDC_SYNC_TEST_SCRATCH';
  * test run's scratch root, which the global teardown removes: synthesizing every environment leaves tens of
  * megabytes per run otherwise. Test processes are killed rather than exited, so they cannot clean up themselves.
  */
-export function scratchDir(prefix: string): string {
+export function throwawayDir(prefix: string): string {
   return mkdtempSync(join(process.env[SCRATCH_ENV] ?? tmpdir(), prefix));
 }
