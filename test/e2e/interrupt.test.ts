@@ -12,7 +12,7 @@ import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { MemoryOffsetStore, startPostgresCapture } from '../../tools/local/capture';
 import { createDemoSchema, type LocalPostgres, seedDemo, startEmbeddedPostgres } from '../../tools/local/postgres';
-import { dropSlotsAndPublications } from '../../tools/local/runner/source-rows';
+import { dropSlotsAndPublications, readSourceRows } from '../../tools/local/runner/source-rows';
 import { startWorkload } from '../../tools/local/runner/workload';
 import { spawnStart, sql } from './support';
 
@@ -220,6 +220,32 @@ describe('npm start interrupted', () => {
       await query(theirs.url, 'DROP PUBLICATION their_publication');
     }
   }, 60_000);
+
+  it('verification whose capture fails half-way (publication made, no slot left for it) removes its publication', async () => {
+    // Arrange: a server with one slot, taken, so the throw-away capture gets as far as its publication
+    const tight = await startEmbeddedPostgres({ settings: { max_replication_slots: '1' } });
+    try {
+      await sql(tight.url, 'CREATE TABLE things (id int PRIMARY KEY); INSERT INTO things VALUES (1)');
+      await sql(tight.url, `SELECT pg_create_logical_replication_slot('theirs', 'pgoutput')`);
+
+      // Act
+      const reading = readSourceRows({
+        connectionString: tight.url,
+        topicPrefix: 'pg',
+        tables: ['public.things'],
+        namePrefix: 'cdc_sync_start_0badf00d',
+      });
+
+      // Assert
+      await expect(reading).rejects.toThrow(/replication slots are in use/);
+      expect((await sql(tight.url, 'SELECT pubname FROM pg_publication')).rows).toEqual([]);
+      expect((await sql(tight.url, 'SELECT slot_name FROM pg_replication_slots')).rows).toEqual([
+        { slot_name: 'theirs' },
+      ]);
+    } finally {
+      await tight.stop();
+    }
+  }, 90_000);
 
   it('a workload whose connections the server terminates ends with an error, not a crash', async () => {
     // Arrange: the demo schema, and a slow workload (its connections idle between transactions most of the time)
