@@ -704,6 +704,7 @@ class Capture implements PostgresCapture {
 
   private fail(err: Error): void {
     if (this.failure || this.stopping) return;
+    err = sourceErrorOf(err, 'streaming') ?? err;
     this.failure = err;
     this.phase = 'failed';
     this.stopping = true;
@@ -792,15 +793,34 @@ export async function startPostgresCapture(options: CaptureOptions): Promise<Pos
     await capture.start();
   } catch (err) {
     await capture.abort();
-    // insufficient_privilege: creating the publication or the slot, or reading a table for the snapshot.
-    if ((err as { code?: string }).code === '42501') {
-      throw new SourceError(
-        `${(err as Error).message} — capturing needs a role with REPLICATION (or a superuser) that may create ` +
-          'publications in the database (CREATE on it), owns the captured tables (to publish them) and can read them',
-        { cause: err },
-      );
-    }
-    throw err;
+    throw sourceErrorOf(err as Error, 'starting') ?? err;
   }
   return capture;
+}
+
+/**
+ * The source database's part in a failure, as a {@link SourceError} that says what to change: a role without the
+ * rights to capture (insufficient_privilege: creating the publication or the slot, reading a table for the
+ * snapshot), or, while streaming, the server going away (its connection refused, reset or terminated: a shutdown, a
+ * restart, an administrator's terminate). Anything else is the capture's own fault and stays as it is.
+ */
+function sourceErrorOf(err: Error, phase: 'starting' | 'streaming'): SourceError | undefined {
+  if (err instanceof SourceError) return err;
+  const code = (err as { code?: string }).code ?? '';
+  if (code === '42501') {
+    return new SourceError(
+      `${err.message} — capturing needs a role with REPLICATION (or a superuser) that may create publications in ` +
+        'the database (CREATE on it), owns the captured tables (to publish them) and can read them',
+      { cause: err },
+    );
+  }
+  const gone =
+    code.startsWith('57P') || // admin_shutdown, crash_shutdown, cannot_connect_now, database_dropped
+    code.startsWith('08') || // connection_exception
+    ['ECONNREFUSED', 'ECONNRESET', 'EPIPE'].includes(code) ||
+    /Connection terminated/.test(err.message);
+  if (phase === 'streaming' && gone) {
+    return new SourceError(`lost the connection to the source database: ${err.message}`, { cause: err });
+  }
+  return undefined;
 }

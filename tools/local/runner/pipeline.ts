@@ -17,7 +17,6 @@ import {
   MemoryOffsetStore,
   type OffsetStore,
   type PostgresCapture,
-  SourceError,
   startPostgresCapture,
 } from '../capture';
 import { LOCAL_NAMES, type LocalServices } from '../services';
@@ -141,21 +140,6 @@ function emptyTotals(): LaneTotals {
     onFailureRecords: 0,
     latency: new LatencyHistogram(),
   };
-}
-
-/**
- * The capture's failure as a {@link SourceError} when it is the source database going away (its connection refused,
- * reset or terminated: server shutdown, restart, an administrator's terminate) rather than a fault of the capture.
- */
-function lostSource(error: Error): SourceError | undefined {
-  const code = (error as { code?: string }).code ?? '';
-  const gone =
-    code.startsWith('57P') || // admin_shutdown, crash_shutdown, cannot_connect_now, database_dropped
-    code.startsWith('08') || // connection_exception
-    ['ECONNREFUSED', 'ECONNRESET', 'EPIPE'].includes(code) ||
-    /Connection terminated/.test(error.message);
-  if (!gone) return undefined;
-  return new SourceError(`lost the connection to the source database: ${error.message}`, { cause: error });
 }
 
 /** Table topics of the captured tables that have no primary key. */
@@ -319,7 +303,7 @@ export async function startLocalPipeline(options: PipelineOptions): Promise<Loca
         for (const r of records) if (r.value !== null && isTableTopic(r.topic)) producedChanges++;
       },
       onError: (error) => {
-        failure = lostSource(error) ?? error;
+        failure = error;
         problem(`capture failed: ${error.message}`);
       },
     });
