@@ -9,6 +9,7 @@ import {
   startPostgresCapture,
 } from '../../tools/local/capture';
 import { type LocalPostgres, startEmbeddedPostgres } from '../../tools/local/postgres';
+import { dropSlot } from '../../tools/local/runner/source-rows';
 
 /** One embedded PostgreSQL per test file, plus a client for the test's own SQL. */
 export function usePostgres(): { db: () => LocalPostgres; sql: () => pg.Client } {
@@ -100,20 +101,8 @@ export async function captureSchema(
   };
 }
 
-/** Drops a replication slot if it exists (waits for a killed walsender to let go of it). */
-export async function dropSlot(sql: pg.Client, slot: string): Promise<void> {
-  for (let attempt = 0; attempt < 40; attempt++) {
-    try {
-      await sql.query('SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1', [
-        slot,
-      ]);
-      return;
-    } catch (err) {
-      if (!/is active/.test(String(err))) throw err;
-      await new Promise((r) => setTimeout(r, 100));
-    }
-  }
-}
+/** Drops a replication slot if it exists, waiting for a walsender that is letting go of it (the runner's own). */
+export { dropSlot };
 
 /** A record's key and value, parsed (numbers beyond 2^53 come back as digit strings). */
 export interface Parsed {

@@ -62,14 +62,14 @@ export async function ensureReplicationRoom(client: pg.Client): Promise<void> {
 export type Selection = { tables: string[] } | { schemas: string[] };
 
 /** A table of the selection that has no replica identity, and whether it has a primary key. */
-export interface Unpublishable {
+interface Unpublishable {
   /** `schema.name` */
   table: string;
   primaryKey: boolean;
 }
 
 /** Tables of the selection (sorted by `schema.name`) that have no replica identity. */
-export async function tablesWithoutReplicaIdentity(client: pg.Client, selection: Selection): Promise<Unpublishable[]> {
+async function tablesWithoutReplicaIdentity(client: pg.Client, selection: Selection): Promise<Unpublishable[]> {
   const { rows } = await client.query<{ name: string; pk: boolean }>(
     `SELECT n.nspname || '.' || c.relname AS name,
             EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisprimary) AS pk
