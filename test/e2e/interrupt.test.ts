@@ -7,6 +7,7 @@
 import { chmod, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { Redis } from 'ioredis';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -14,7 +15,7 @@ import { MemoryOffsetStore, startPostgresCapture } from '../../tools/local/captu
 import { createDemoSchema, type LocalPostgres, seedDemo, startEmbeddedPostgres } from '../../tools/local/postgres';
 import { dropSlotsAndPublications, readSourceRows } from '../../tools/local/runner/source-rows';
 import { startWorkload } from '../../tools/local/runner/workload';
-import { spawnStart, sql } from './support';
+import { runStart, spawnStart, sql } from './support';
 
 async function query<T extends pg.QueryResultRow>(url: string, text: string): Promise<T[]> {
   return (await sql<T>(url, text)).rows;
@@ -99,6 +100,69 @@ describe('npm start interrupted', () => {
     },
     150_000,
   );
+
+  it.each(['exception', 'rejection'])(
+    'by a crash (an uncaught %s) while capturing someone else’s database: says so, drops its slot and publication there, exits 2',
+    async (kind) => {
+      // Arrange: a run waiting for their changes, into which a module preloaded from outside throws once it waits
+      const crash = fileURLToPath(new URL('./fixtures/crash-while-waiting.mjs', import.meta.url));
+      const { exit } = spawnStart(['--source', theirs.url, '--no-workload', '--duration', '120', '--json'], {
+        nodeArgs: ['--import', pathToFileURL(crash).href],
+        env: { ...process.env, CRASH_KIND: kind },
+      });
+
+      // Act
+      const { code, stdout, stderr } = await exit;
+
+      // Assert
+      expect(code, stderr.slice(-2000)).toBe(2);
+      expect(stderr).toContain(`npm start crashed: Error: simulated bug (${kind})`);
+      expect(stderr).toContain('crashed: stopping the pipeline and cleaning up');
+      expect(stderr).toMatch(/dropped from the source: slot cdc_sync_start_[0-9a-f]+, publication cdc_sync_start_/);
+      expect(
+        await query(theirs.url, `SELECT slot_name FROM pg_replication_slots WHERE slot_name LIKE 'cdc_sync_start_%'`),
+      ).toEqual([]);
+      expect(
+        await query(theirs.url, `SELECT pubname FROM pg_publication WHERE pubname LIKE 'cdc_sync_start_%'`),
+      ).toEqual([]);
+      expect(stdout).toBe('');
+    },
+    150_000,
+  );
+
+  it('killed outright (SIGKILL): the next run names the slot and publication left behind, with SQL that removes them', async () => {
+    // Arrange: a run killed while capturing, which could not clean up
+    const killed = spawnStart(['--source', theirs.url, '--no-workload', '--duration', '120']);
+    const ours = () =>
+      query<{ slot_name: string; active: boolean }>(
+        theirs.url,
+        `SELECT slot_name, active FROM pg_replication_slots WHERE slot_name LIKE 'cdc_sync_start_%'`,
+      );
+    await until(async () => (await ours()).some((s) => s.active), 90_000, 'the run’s slot to be active');
+    const [left] = await ours();
+    killed.child.kill('SIGKILL');
+    await killed.exit;
+    await until(async () => (await ours()).every((s) => !s.active), 30_000, 'the killed run’s slot to be let go');
+
+    // Act: the next run
+    const { code, stderr } = await runStart(['--source', theirs.url, '--no-workload', '--idle-ms', '500']);
+
+    // Assert: it ran, warned about the leftovers without touching them, and its SQL removes them
+    expect(code, stderr.slice(-2000)).toBe(0);
+    const warning = stderr.split('\n').find((line) => line.includes('earlier runs that could not clean up'));
+    expect(warning).toContain(`replication slot ${left?.slot_name} (keeps `);
+    expect(warning).toContain(`publication ${left?.slot_name}`);
+    expect((await ours()).map((s) => s.slot_name)).toEqual([left?.slot_name]);
+    const removal = warning?.slice(warning.indexOf('remove them: ') + 'remove them: '.length) ?? '';
+    expect(removal).toBe(
+      `SELECT pg_drop_replication_slot('${left?.slot_name}'); DROP PUBLICATION IF EXISTS "${left?.slot_name}";`,
+    );
+    await sql(theirs.url, removal);
+    expect(await ours()).toEqual([]);
+    expect(await query(theirs.url, `SELECT pubname FROM pg_publication WHERE pubname LIKE 'cdc_sync_start_%'`)).toEqual(
+      [],
+    );
+  }, 180_000);
 
   it('by Ctrl-C while it cleans up at the end: the cleanup still finishes', async () => {
     // Arrange: a run that finds nothing to wait for and ends; its cleanup starts by stopping the capture, which leaves

@@ -28,10 +28,19 @@ export interface StartedCommand {
   exit: Promise<{ code: number | null; stdout: string; stderr: string }>;
 }
 
-export function spawnStart(args: string[]): StartedCommand {
-  const child = spawn(process.execPath, ['--import', TSX, 'tools/local/start.ts', ...args], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
+/** `launch`: more Node options before the command (say, a module to preload) and its environment. */
+export function spawnStart(
+  args: string[],
+  launch: { nodeArgs?: string[]; env?: NodeJS.ProcessEnv } = {},
+): StartedCommand {
+  const child = spawn(
+    process.execPath,
+    [...(launch.nodeArgs ?? []), '--import', TSX, 'tools/local/start.ts', ...args],
+    {
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env: launch.env ?? process.env,
+    },
+  );
   const output = { stdout: '', stderr: '' };
   child.stdout?.on('data', (chunk: Buffer) => {
     output.stdout += chunk.toString('utf8');

