@@ -43,6 +43,8 @@ export interface RunOptions {
    * @default true
    */
   releaseConsumed?: boolean;
+  /** How far the capture may run ahead of the slowest lane, in change records (pipeline.ts). @default 10_000 */
+  maxBacklog?: number;
 }
 
 export const DEFAULTS = {

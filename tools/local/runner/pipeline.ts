@@ -59,6 +59,14 @@ export interface PipelineOptions {
    * `brokerDir`. @default true
    */
   releaseConsumed?: boolean;
+  /**
+   * How far the capture may run ahead of the slowest lane: change records produced to the table topics that not every
+   * lane has committed. Beyond it the capture waits before it hands on more (the snapshot stops reading its cursor,
+   * streaming stops reading the slot, which keeps the WAL for it), so the in-memory broker stays bounded whatever
+   * the size of the source: without it, the initial snapshot of a large database outruns the lanes and the broker
+   * holds most of it at once (about 16 KB per change). @default 10_000
+   */
+  maxBacklog?: number;
   /** Where the capture keeps its offset. @default in memory */
   offsets?: OffsetStore;
   /** Powertools log level of the lane handlers. @default 'WARN' */
@@ -90,6 +98,18 @@ export interface LaneTotals extends RecordCounts {
   onFailureRecords: number;
   /** Commit → sink write of every processed event (since the last `resetLatency`). */
   latency: LatencyHistogram;
+}
+
+/** How far the capture ran ahead of the lanes, and how often it waited for them (see `maxBacklog`). */
+export interface Backpressure {
+  maxBacklog: number;
+  /** Most change records not every lane had committed, right after a hand-over (before any wait). */
+  peakBacklog: number;
+  /** Most change records the broker held at once (committed ones stay until the next release, once a second). */
+  peakRetained: number;
+  /** How often the capture waited, and for how long in all (ms). */
+  heldTimes: number;
+  heldMs: number;
 }
 
 export interface LocalPipeline {
@@ -129,6 +149,7 @@ export interface LocalPipeline {
   restartCapture(options: { crash: boolean }): Promise<void>;
   /** Topics created with one partition because their table has no primary key (see startLocalPipeline). */
   singlePartitionTopics(): string[];
+  backpressure(): Backpressure;
   /** Stops the capture, the mappings and the handlers (not the services, not the database). */
   stop(): Promise<void>;
 }
@@ -288,6 +309,58 @@ export async function startLocalPipeline(options: PipelineOptions): Promise<Loca
 
   let failure: Error | null = null;
   let producedChanges = 0;
+  let stopping = false;
+  const tablePartitions = function* () {
+    for (const topic of broker.topics().filter(isTableTopic)) {
+      for (let partition = 0; partition < (broker.partitionCount(topic) ?? 0); partition++) yield { topic, partition };
+    }
+  };
+  /** Change records produced that not every lane has committed yet. */
+  const backlog = () => {
+    let behind = 0;
+    for (const { topic, partition } of tablePartitions()) {
+      const end = broker.highWater(topic, partition);
+      let slowest = end;
+      for (const lane of mappings.keys()) slowest = Math.min(slowest, broker.committed(lane, topic, partition) ?? 0);
+      behind += end - slowest;
+    }
+    return behind;
+  };
+  /** Change records the broker holds (not yet released). */
+  const retained = () => {
+    let held = 0;
+    for (const { topic, partition } of tablePartitions()) {
+      held += broker.highWater(topic, partition) - broker.logStartOffset(topic, partition);
+    }
+    return held;
+  };
+  const pressure: Backpressure = {
+    maxBacklog: options.maxBacklog ?? 10_000,
+    peakBacklog: 0,
+    peakRetained: 0,
+    heldTimes: 0,
+    heldMs: 0,
+  };
+  /**
+   * Backpressure on the capture (see {@link PipelineOptions.maxBacklog}), after each hand-over (its high point). What
+   * the lanes committed is released here too once the broker holds more than the limit, so that it holds at most the
+   * limit plus one hand-over, also while the lanes commit faster than the once-a-second release frees.
+   */
+  const roomForMore = async () => {
+    const behind = backlog();
+    const holding = retained();
+    pressure.peakBacklog = Math.max(pressure.peakBacklog, behind);
+    pressure.peakRetained = Math.max(pressure.peakRetained, holding);
+    if (holding > pressure.maxBacklog) releaseConsumed();
+    if (behind <= pressure.maxBacklog) return;
+    const since = performance.now();
+    pressure.heldTimes++;
+    while (!stopping && failure === null && backlog() > pressure.maxBacklog) {
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+    releaseConsumed(); // what the lanes committed meanwhile
+    pressure.heldMs += Math.round(performance.now() - since);
+  };
   const startCapture = () =>
     startPostgresCapture({
       connectionString: options.connectionString,
@@ -301,6 +374,7 @@ export async function startLocalPipeline(options: PipelineOptions): Promise<Loca
       produce: async (records) => {
         await broker.produce(records);
         for (const r of records) if (r.value !== null && isTableTopic(r.topic)) producedChanges++;
+        await roomForMore();
       },
       onError: (error) => {
         failure = error;
@@ -308,20 +382,9 @@ export async function startLocalPipeline(options: PipelineOptions): Promise<Loca
       },
     });
 
-  const finished: CaptureStatus[] = [];
-  let crashed = false;
-  let capture: PostgresCapture;
-  try {
-    capture = await startCapture();
-  } catch (error) {
-    await Promise.all([...mappings.values()].map((m) => m.stop()));
-    await Promise.all([...hosts.values()].map((h) => h.close()));
-    await broker.close();
-    throw error;
-  }
-
   // Records every lane has committed are folded into the stream summary (what verification compares the sinks with)
-  // and deleted: the broker no longer grows with the run (the summary still keeps one id per change). Nothing reads
+  // and deleted: the broker no longer grows with the run (the summary still keeps one id per change). From before the
+  // capture starts: starting it includes the initial snapshot, whose records must be released as the lanes take them. Nothing reads
   // them again: a retry starts at the committed offset, and the lanes report their writes before they commit.
   const summarizer = new StreamSummarizer();
   const folded = new Map<string, number>();
@@ -331,11 +394,6 @@ export async function startLocalPipeline(options: PipelineOptions): Promise<Loca
     if (upTo <= from) return;
     for (const record of broker.read(topic, partition, from, upTo - from)) summarizer.add(record);
     folded.set(id, upTo);
-  };
-  const tablePartitions = function* () {
-    for (const topic of broker.topics().filter(isTableTopic)) {
-      for (let partition = 0; partition < (broker.partitionCount(topic) ?? 0); partition++) yield { topic, partition };
-    }
   };
   const releaseConsumed = () => {
     try {
@@ -355,6 +413,19 @@ export async function startLocalPipeline(options: PipelineOptions): Promise<Loca
       ? setInterval(releaseConsumed, 1000)
       : undefined;
   releaser?.unref();
+
+  const finished: CaptureStatus[] = [];
+  let crashed = false;
+  let capture: PostgresCapture;
+  try {
+    capture = await startCapture();
+  } catch (error) {
+    clearInterval(releaser);
+    await Promise.all([...mappings.values()].map((m) => m.stop()));
+    await Promise.all([...hosts.values()].map((h) => h.close()));
+    await broker.close();
+    throw error;
+  }
 
   const latencyOfAll = () => {
     const all = new LatencyHistogram();
@@ -409,7 +480,9 @@ export async function startLocalPipeline(options: PipelineOptions): Promise<Loca
       finished.push(capture.status());
       capture = await startCapture();
     },
+    backpressure: () => ({ ...pressure }),
     async stop() {
+      stopping = true;
       clearInterval(releaser);
       await capture.stop();
       await Promise.all([...mappings.values()].map((m) => m.stop()));

@@ -17,7 +17,7 @@ import { createDemoSchema, type LocalPostgres, seedDemo, startEmbeddedPostgres }
 import { LOCAL_NAMES, type LocalServices } from '../services';
 import type { LatencySummary } from './latency';
 import type { RunOptions } from './options';
-import { AUDIT_PREFIX, type LocalPipeline, startLocalPipeline, WAREHOUSE_PREFIX } from './pipeline';
+import { AUDIT_PREFIX, type Backpressure, type LocalPipeline, startLocalPipeline, WAREHOUSE_PREFIX } from './pipeline';
 import { ProgressReporter } from './progress';
 import { startServicesProcess } from './services-host';
 import {
@@ -69,6 +69,8 @@ export interface RunResult {
     partitions: number;
     /** Topics of tables without a primary key, created with one partition (see pipeline.ts). */
     singlePartitionTopics: string[];
+    /** How far the capture ran ahead of the slowest lane, and how often it waited (the broker's backlog was full). */
+    backpressure: Backpressure;
     batchSize: number;
     windowMs: number;
     latencySamples: number;
@@ -496,6 +498,7 @@ export async function runLocal(options: RunOptions, hooks: RunHooks = {}): Promi
       logLevel: options.logLevel,
       laneThreads: options.laneThreads ?? true,
       releaseConsumed: options.releaseConsumed ?? true,
+      ...(options.maxBacklog !== undefined ? { maxBacklog: options.maxBacklog } : {}),
       ...(options.offsetFlushIntervalMs ? { offsetFlushIntervalMs: options.offsetFlushIntervalMs } : {}),
       offsets: options.keep ? new JsonFileOffsetStore(join(stateDir, 'capture-offset.json')) : new MemoryOffsetStore(),
       ...(options.keep ? { brokerDir: join(stateDir, 'broker') } : {}),
@@ -669,6 +672,7 @@ export async function runLocal(options: RunOptions, hooks: RunHooks = {}): Promi
         topics: topics.length,
         partitions: options.partitions,
         singlePartitionTopics: running.singlePartitionTopics(),
+        backpressure: running.backpressure(),
         batchSize: options.batchSize,
         windowMs: options.windowMs,
         latencySamples: latency.count,
