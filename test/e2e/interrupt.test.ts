@@ -101,6 +101,30 @@ describe('npm start interrupted', () => {
     150_000,
   );
 
+  it('by Ctrl-C twice: the second one does not cut the cleanup short, and says so', async () => {
+    // Arrange: a run waiting for their changes, its slot in their database active
+    const { child, output, exit } = spawnStart(['--source', theirs.url, '--no-workload', '--duration', '120']);
+    const slots = () =>
+      query<{ active: boolean }>(
+        theirs.url,
+        `SELECT active FROM pg_replication_slots WHERE slot_name LIKE 'cdc_sync_start_%'`,
+      );
+    await until(async () => (await slots()).some((s) => s.active), 90_000, 'the run’s slot to be active');
+    await until(async () => output.stderr.includes('waiting for changes'), 30_000, 'the run to wait for changes');
+
+    // Act: Ctrl-C, and again 30 ms later, while it cleans up (that takes a few hundred ms)
+    child.kill('SIGINT');
+    await new Promise((resolve) => setTimeout(resolve, 30));
+    child.kill('SIGINT');
+    const { code, stderr } = await exit;
+
+    // Assert
+    expect(code, stderr.slice(-2000)).toBe(130);
+    expect(stderr).toContain('still cleaning up, at most 10 s: stopping now would leave the run’s slot in the source');
+    expect(stderr).toMatch(/dropped from the source: slot cdc_sync_start_/);
+    expect(await slots()).toEqual([]);
+  }, 150_000);
+
   it.each(['exception', 'rejection'])(
     'by a crash (an uncaught %s) while capturing someone else’s database: says so, drops its slot and publication there, exits 2',
     async (kind) => {

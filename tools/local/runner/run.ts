@@ -394,7 +394,17 @@ export async function runLocal(options: RunOptions, hooks: RunHooks = {}): Promi
   interruptRun = (why) => {
     progress?.stop();
     log(`\n${why}: stopping the pipeline and cleaning up…`);
-    return cleanUp();
+    // An impatient second Ctrl-C must not cut the cleanup short (async-exit-hook ignores it): say what is going on.
+    const patience = () =>
+      log(
+        external
+          ? 'still cleaning up, at most 10 s: stopping now would leave the run’s slot in the source, keeping its WAL'
+          : 'still cleaning up, at most 10 s',
+      );
+    for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.on(signal, patience);
+    return cleanUp().finally(() => {
+      for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.off(signal, patience);
+    });
   };
   try {
     log(external ? 'starting local services…' : 'starting embedded PostgreSQL and local services…');
