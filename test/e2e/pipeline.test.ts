@@ -144,6 +144,34 @@ describe('npm start, end to end', () => {
   );
 
   it(
+    'backpressure with releasing turned off (tests reading the stream back, --keep): waits, and deletes nothing',
+    async () => {
+      // Arrange
+      const options = smallRun({ seedRows: 300, durationMs: 1000, maxBacklog: 200, releaseConsumed: false });
+      let deleted = -1;
+
+      // Act
+      const result = await runLocal(options, {
+        beforeVerify: async ({ pipeline }) => {
+          deleted = 0;
+          for (const topic of pipeline.tableTopics()) {
+            for (let p = 0; p < (pipeline.broker.partitionCount(topic) ?? 0); p++) {
+              deleted += pipeline.broker.logStartOffset(topic, p);
+            }
+          }
+        },
+      });
+
+      // Assert
+      expect(result.consistent).toBe(true);
+      expect(result.details.backpressure.heldTimes).toBeGreaterThan(0);
+      expect(deleted).toBe(0);
+      expect(result.details.problems).toEqual([]);
+    },
+    RUN_TIMEOUT,
+  );
+
+  it(
     'without Redis runs the other lanes, says so loudly, and reports the cache as not checked rather than consistent',
     async () => {
       // Arrange

@@ -149,6 +149,7 @@ export interface LocalPipeline {
   restartCapture(options: { crash: boolean }): Promise<void>;
   /** Topics created with one partition because their table has no primary key (see startLocalPipeline). */
   singlePartitionTopics(): string[];
+  /** How far the capture got ahead of the lanes so far, and how often it waited for them. */
   backpressure(): Backpressure;
   /** Stops the capture, the mappings and the handlers (not the services, not the database). */
   stop(): Promise<void>;
@@ -310,6 +311,8 @@ export async function startLocalPipeline(options: PipelineOptions): Promise<Loca
   let failure: Error | null = null;
   let producedChanges = 0;
   let stopping = false;
+  /** Whether records every lane committed are deleted from the broker (see {@link PipelineOptions.releaseConsumed}). */
+  const releasing = options.brokerDir === undefined && (options.releaseConsumed ?? true);
   const tablePartitions = function* () {
     for (const topic of broker.topics().filter(isTableTopic)) {
       for (let partition = 0; partition < (broker.partitionCount(topic) ?? 0); partition++) yield { topic, partition };
@@ -351,14 +354,14 @@ export async function startLocalPipeline(options: PipelineOptions): Promise<Loca
     const holding = retained();
     pressure.peakBacklog = Math.max(pressure.peakBacklog, behind);
     pressure.peakRetained = Math.max(pressure.peakRetained, holding);
-    if (holding > pressure.maxBacklog) releaseConsumed();
+    if (releasing && holding > pressure.maxBacklog) releaseConsumed();
     if (behind <= pressure.maxBacklog) return;
     const since = performance.now();
     pressure.heldTimes++;
     while (!stopping && failure === null && backlog() > pressure.maxBacklog) {
       await new Promise((resolve) => setTimeout(resolve, 10));
     }
-    releaseConsumed(); // what the lanes committed meanwhile
+    if (releasing) releaseConsumed(); // what the lanes committed meanwhile
     pressure.heldMs += Math.round(performance.now() - since);
   };
   const startCapture = () =>
@@ -383,9 +386,10 @@ export async function startLocalPipeline(options: PipelineOptions): Promise<Loca
     });
 
   // Records every lane has committed are folded into the stream summary (what verification compares the sinks with)
-  // and deleted: the broker no longer grows with the run (the summary still keeps one id per change). From before the
-  // capture starts: starting it includes the initial snapshot, whose records must be released as the lanes take them. Nothing reads
-  // them again: a retry starts at the committed offset, and the lanes report their writes before they commit.
+  // and deleted: the broker no longer grows with the run (the summary still keeps one id per change). Nothing reads
+  // them again: a retry starts at the committed offset, and the lanes report their writes before they commit. This
+  // runs from before the capture starts: starting it includes the initial snapshot, whose records must go as the lanes
+  // take them.
   const summarizer = new StreamSummarizer();
   const folded = new Map<string, number>();
   const fold = (topic: string, partition: number, upTo: number) => {
@@ -408,10 +412,7 @@ export async function startLocalPipeline(options: PipelineOptions): Promise<Loca
       problem(`releasing consumed records failed: ${String(error)}`);
     }
   };
-  const releaser =
-    options.brokerDir === undefined && (options.releaseConsumed ?? true)
-      ? setInterval(releaseConsumed, 1000)
-      : undefined;
+  const releaser = releasing ? setInterval(releaseConsumed, 1000) : undefined;
   releaser?.unref();
 
   const finished: CaptureStatus[] = [];
