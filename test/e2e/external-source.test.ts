@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { freePort, type LocalPostgres, startEmbeddedPostgres } from '../../tools/local/postgres';
 import { UsageError } from '../../tools/local/runner/options';
 import { runLocal } from '../../tools/local/runner/run';
-import { safeSelection } from '../../tools/local/runner/source-checks';
+import { safeSelection, sizeWarning } from '../../tools/local/runner/source-checks';
 import { runStart, smallRun, sql } from './support';
 
 const RUN_TIMEOUT = 150_000;
@@ -127,6 +127,61 @@ describe('npm start against an existing database', () => {
         expect(demo.rows.map((r) => r.t)).toEqual(['public.elsewhere', 'shop.accounts', 'shop.internal', 'shop.notes']);
       } finally {
         await client.end();
+      }
+    },
+    RUN_TIMEOUT,
+  );
+
+  it('warns when verification may not fit in memory: by the rows the statistics count against the heap', async () => {
+    // Arrange: a table of 20 rows, analyzed
+    await sql(
+      source.url,
+      'CREATE SCHEMA sized; CREATE TABLE sized.t (id int PRIMARY KEY); INSERT INTO sized.t SELECT generate_series(1, 20); ANALYZE sized.t',
+    );
+    const client = new pg.Client(source.url);
+    await client.connect();
+    try {
+      // Act
+      const roomy = await sizeWarning(client, { tables: ['sized.t'] }, 1024 ** 3);
+      const tight = await sizeWarning(client, { schemas: ['sized'] }, (10 * 3500) / 0.75);
+
+      // Assert
+      expect(roomy).toBeUndefined();
+      expect(tight).toMatch(/^about 20 rows to capture: verification holds every source row/);
+      expect(tight).toContain('Narrow the run with --tables, or give it more heap: NODE_OPTIONS=--max-old-space-size=');
+    } finally {
+      await client.end();
+      await sql(source.url, 'DROP SCHEMA sized CASCADE');
+    }
+  });
+
+  it(
+    'as a command: a table the statistics call large gets the warning, and the run goes on',
+    async () => {
+      // Arrange: a small table whose statistics say 5 million rows (as after an ANALYZE of a large one)
+      await sql(
+        source.url,
+        `CREATE SCHEMA bulk; CREATE TABLE bulk.events (id int PRIMARY KEY); INSERT INTO bulk.events VALUES (1), (2);
+       UPDATE pg_class SET reltuples = 5000000 WHERE oid = 'bulk.events'::regclass`,
+      );
+      try {
+        // Act
+        const { code, stderr } = await runStart([
+          '--source',
+          source.url,
+          '--schema',
+          'bulk',
+          '--no-workload',
+          '--idle-ms',
+          '500',
+        ]);
+
+        // Assert
+        expect(code, stderr.slice(-2000)).toBe(0);
+        expect(stderr).toContain('!! about 5,000,000 rows to capture: verification holds every source row');
+        expect(stderr).not.toMatch(STACK);
+      } finally {
+        await sql(source.url, 'DROP SCHEMA bulk CASCADE');
       }
     },
     RUN_TIMEOUT,

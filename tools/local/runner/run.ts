@@ -27,6 +27,7 @@ import {
   RUN_SLOT_PREFIX,
   type Selection,
   safeSelection,
+  sizeWarning,
 } from './source-checks';
 import { dropSlotsAndPublications, readSourceRows } from './source-rows';
 import { type Stage, StageTimings } from './stages';
@@ -465,9 +466,10 @@ export async function runLocal(options: RunOptions, hooks: RunHooks = {}): Promi
         if (options.workload) await ensureDemoTables(client, options.schema);
         const safe = await safeSelection(client, selection);
         selection = safe.selection;
-        if (safe.warning) {
-          problems.push(safe.warning);
-          log(`\n!! ${safe.warning}\n`);
+        for (const warning of [safe.warning, await sizeWarning(client, selection)]) {
+          if (!warning) continue;
+          problems.push(warning);
+          log(`\n!! ${warning}\n`);
         }
       } finally {
         await client.end();
