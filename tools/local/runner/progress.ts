@@ -123,7 +123,7 @@ export function formatSummary(result: RunResult, info: { explore: string[]; warn
     out.push('workload    none (changes made by others were captured)');
   }
   out.push(
-    `pipeline    ${d.topics} topics × ${d.partitions} partitions${d.singlePartitionTopics.length ? ` (1 for ${d.singlePartitionTopics.map((t) => t.slice(t.lastIndexOf('.') + 1)).join(', ')}: no primary key)` : ''}; batches ≤ ${d.batchSize} records, window ${d.windowMs} ms; ` +
+    `pipeline    ${d.topics} topics × ${d.partitions} partitions${d.singlePartitionTopics.length ? ` (1 for ${d.singlePartitionTopics.map((t) => t.slice(t.lastIndexOf('.') + 1)).join(', ')}: no primary key)` : ''}; batches ≤ ${d.batchSize} records, window ${d.windowMs} ms, ${d.concurrency} in flight per lane; ` +
       `capture emitted ${fmt(d.captureEmitted)} (${fmt(d.snapshotReads)} snapshot reads)${d.captureRestarts ? `, restarted ${d.captureRestarts}× after a crash` : ''}`,
   );
   for (const [lane, l] of Object.entries(result.lanes)) {

@@ -74,6 +74,8 @@ export interface RunResult {
     backpressure: Backpressure;
     batchSize: number;
     windowMs: number;
+    /** Invocations in flight per lane. */
+    concurrency: number;
     latencySamples: number;
     latencyByLane: Partial<Record<Lane, Omit<LatencySummary, 'count'>>>;
     /** Per lane: invocations of the handler, records delivered, mean batch size, handler instances used. */
@@ -507,6 +509,7 @@ export async function runLocal(options: RunOptions, hooks: RunHooks = {}): Promi
       partitions: options.partitions,
       batchSize: options.batchSize,
       windowMs: options.windowMs,
+      concurrency: options.concurrency,
       logLevel: options.logLevel,
       laneThreads: options.laneThreads ?? true,
       releaseConsumed: options.releaseConsumed ?? true,
@@ -687,6 +690,7 @@ export async function runLocal(options: RunOptions, hooks: RunHooks = {}): Promi
         backpressure: running.backpressure(),
         batchSize: options.batchSize,
         windowMs: options.windowMs,
+        concurrency: options.concurrency,
         latencySamples: latency.count,
         latencyByLane,
         invocations: Object.fromEntries(
