@@ -50,7 +50,8 @@ function exploreLines(result: RunResult): string[] {
 function cleanUpOnCrash(abortRun: (why: string) => Promise<void>, log: (message: string) => void): void {
   let crashed = false;
   const onCrash = (error: unknown) => {
-    log(`npm start crashed: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}`);
+    const what = error instanceof Error ? (error.stack ?? error.message) : String(error);
+    log(crashed ? `npm start: another error while cleaning up after the crash: ${what}` : `npm start crashed: ${what}`);
     if (crashed) return;
     crashed = true;
     setTimeout(() => process.exit(2), 10_000).unref();

@@ -133,8 +133,10 @@ export async function sizeWarning(
        FROM pg_class c
        JOIN pg_namespace n ON n.oid = c.relnamespace
        LEFT JOIN pg_stat_user_tables s ON s.relid = c.oid
-      WHERE c.relkind IN ('r', 'p')
-        AND (n.nspname = ANY($1::text[]) OR n.nspname || '.' || c.relname = ANY($2::text[]))`,
+      WHERE (c.relkind = 'r' AND n.nspname = ANY($1::text[]))
+         OR (c.relkind IN ('r', 'p') AND n.nspname || '.' || c.relname = ANY($2::text[]))`,
+    // As the capture takes them: a schema's plain tables (partitions, not their parents, so nothing counts twice), or
+    // the tables named.
     ['schemas' in selection ? selection.schemas : [], 'tables' in selection ? selection.tables : []],
   );
   const estimate = Number(rows[0]?.rows ?? 0);
