@@ -28,11 +28,9 @@ import type { RunContext } from '../local/runner/run';
 import { measure, rawFloor } from './cpu';
 import { benchEvent } from './fixtures';
 import { cpuMsOf, descendants } from './proc';
-import { measureSliceCosts } from './slice-cost';
+import { measureSliceCosts, PARTITIONS } from './slice-cost';
 
 const STEP_FLAG = '--cdc-sync-e2e-step';
-/** Topic-partitions of the demo at the default 3 partitions: 4 keyed tables × 3 + 1 keyless table. */
-const PARTITIONS_OF_DEMO = 13;
 const COSTS_FLAG = '--cdc-sync-e2e-costs';
 
 export interface StepOptions {
@@ -304,7 +302,7 @@ export async function e2eBenchmarks({ quick }: { quick: boolean }) {
       warmupMs: quick ? 5000 : 10_000,
       windowMs: quick ? 10_000 : 25_000,
       verify: false,
-      args: ['--concurrency', String(PARTITIONS_OF_DEMO)],
+      args: ['--concurrency', String(PARTITIONS)],
     },
     log,
   );

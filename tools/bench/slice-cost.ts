@@ -20,7 +20,8 @@ import { startServicesProcess } from '../local/runner/services-host';
 import { benchEvent } from './fixtures';
 import { cpuMsOf, descendants } from './proc';
 
-const PARTITIONS = 13;
+/** Topic-partitions of the demo at the default 3 partitions: 4 keyed tables × 3 + 1 keyless table. */
+export const PARTITIONS = 13;
 const round = (n: number) => Number(n.toFixed(2));
 
 /** CPU milliseconds of this process's descendants so far (the emulators' process); 0 off Linux. */

@@ -273,7 +273,10 @@ let interruptRun: ((why: string) => Promise<void>) | undefined;
 let interrupted = false;
 let hooked = false;
 
-/** Whether a signal interrupted a run: the caller leaves the exit to the hook (see {@link interruptRun}). */
+/**
+ * Whether a signal or a crash interrupted a run: the caller leaves the exit to the signal's hook or to the crash
+ * handler (see {@link interruptRun} and {@link abortRun}).
+ */
 export function wasInterrupted(): boolean {
   return interrupted;
 }
