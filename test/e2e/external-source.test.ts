@@ -145,9 +145,20 @@ describe('npm start against an existing database', () => {
       const roomy = await sizeWarning(client, { tables: ['sized.t'] }, 1024 ** 3);
       const tight = await sizeWarning(client, { schemas: ['sized'] }, (10 * 3500) / 0.75);
 
+      // A partitioned table's rows count once: in its partitions, as the capture takes a schema
+      await sql(
+        source.url,
+        `CREATE TABLE sized.p (id int PRIMARY KEY) PARTITION BY RANGE (id);
+         CREATE TABLE sized.p1 PARTITION OF sized.p FOR VALUES FROM (0) TO (100);
+         CREATE TABLE sized.p2 PARTITION OF sized.p FOR VALUES FROM (100) TO (200);
+         INSERT INTO sized.p SELECT generate_series(1, 150); ANALYZE sized.p`,
+      );
+      const partitioned = await sizeWarning(client, { schemas: ['sized'] }, (10 * 3500) / 0.75);
+
       // Assert
       expect(roomy).toBeUndefined();
       expect(tight).toMatch(/^about 20 rows to capture: verification holds every source row/);
+      expect(partitioned).toMatch(/^about 170 rows to capture/);
       expect(tight).toContain('Narrow the run with --tables, or give it more heap: NODE_OPTIONS=--max-old-space-size=');
     } finally {
       await client.end();
