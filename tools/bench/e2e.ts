@@ -102,7 +102,7 @@ function cpuByProcess(): Record<string, number> {
         pid === process.pid
           ? 'runner (capture, broker, mappings, lane threads)'
           : cmd.includes('services-host')
-            ? 'emulators (dynalite, s3rver, fauxqs)'
+            ? 'emulators (dynalite, fauxqs)'
             : cmd.includes('workload-host')
               ? 'workload'
               : cmd.startsWith('postgres')

@@ -1,6 +1,6 @@
 /**
- * Where the local pipeline's CPU goes per lane invocation, against the real local services (dynalite, s3rver,
- * fauxqs in their own process, Redis): the cost model behind the end-to-end figures.
+ * Where the local pipeline's CPU goes per lane invocation, against the real local services (dynalite, fauxqs for S3
+ * and SQS, in their own process, Redis): the cost model behind the end-to-end figures.
  *
  * A lane's invocation costs a fixed part (the BatchGetItem of the checkpoints, middy and Powertools), a part per
  * topic-partition in the batch (the conditional PutItem of its checkpoint and, for the warehouse and audit lanes, a
@@ -56,8 +56,7 @@ export async function measureSliceCosts(reps = 30): Promise<{
   method: string;
 }> {
   process.env.AWS_XRAY_MANUAL_MODE ??= 'true';
-  // Where `npm start` keeps the emulators' files (RAM when there is room): on a virtual disk s3rver's two files per
-  // object cost several times more, and the model would not describe the runs it explains.
+  // As `npm start` runs them: throw-away state, S3 in memory.
   const services = await startServicesProcess({}, await scratchDir());
   const [{ createLaneHandler }, { SINKS }] = await Promise.all([
     import('../../functions/shared/lane-handler'),

@@ -9,13 +9,14 @@ import { startFauxqs } from 'fauxqs';
 import S3rver from 's3rver';
 import type { Lane } from '../../functions/core/types';
 import { LANES } from '../../functions/core/types';
+import { fixFauxqsListing } from './memory-s3';
 import { ensureRedis } from './redis';
 
 /**
- * Local stand-ins for the AWS services a lane talks to, all in this process: DynamoDB (dynalite), S3 (s3rver,
- * files on disk) and SQS (fauxqs), plus the machine's Redis. With `dir`, state survives between runs (dynalite's
- * LevelDB, s3rver's folder, the dead-letter queues saved on stop), so invoking the same event twice finds the
- * first run's checkpoints and reports duplicates.
+ * Local stand-ins for the AWS services a lane talks to, all in this process: DynamoDB (dynalite), S3 and SQS
+ * (fauxqs), plus the machine's Redis. With `dir`, state survives between runs (dynalite's LevelDB, S3 objects as
+ * files with s3rver, the dead-letter queues saved on stop), so invoking the same event twice finds the first run's
+ * checkpoints and reports duplicates. Without it, S3 lives in fauxqs's memory (see memory-s3.ts for why).
  */
 
 export const LOCAL_NAMES = {
@@ -37,6 +38,8 @@ export interface LocalServicesOptions {
   fresh?: boolean;
   /** Redis URL, `null` for none, or `'auto'` (REDIS_URL, 127.0.0.1:6379, or start redis-server). */
   redis?: string | null | 'auto';
+  /** Where S3 objects live: `files` (s3rver, in `dir` or a temp folder) or `memory` (fauxqs). Default: files with `dir`. */
+  s3?: 'files' | 'memory';
 }
 
 export interface LocalServices {
@@ -79,28 +82,32 @@ interface SavedMessage {
 export async function startLocalServices(options: LocalServicesOptions = {}): Promise<LocalServices> {
   const dir = options.dir ?? join((await import('node:os')).tmpdir(), `cdc-sync-${process.pid}-${Date.now()}`);
   if (options.fresh) await rm(dir, { recursive: true, force: true });
-  await mkdir(join(dir, 's3'), { recursive: true });
+  const inMemory = (options.s3 ?? (options.dir ? 'files' : 'memory')) === 'memory';
+  if (!inMemory) await mkdir(join(dir, 's3'), { recursive: true });
 
   const ddbServer = dynalite(options.dir ? { path: join(dir, 'dynamodb'), createTableMs: 0 } : { createTableMs: 0 });
   const ddbPort = await listen(ddbServer);
-  const s3Server = new S3rver({
-    address: '127.0.0.1',
-    port: 0,
-    silent: true,
-    directory: join(dir, 's3'),
-    resetOnClose: !options.dir,
-    // The lanes' local clients send an unchecked signature (functions/shared/lane-deps.ts).
-    allowMismatchedSignatures: true,
-    configureBuckets: [LOCAL_NAMES.warehouseBucket, LOCAL_NAMES.auditBucket, LOCAL_NAMES.deadLetterBucket].map(
-      (name) => ({ name }),
-    ),
-  });
-  const { port: s3Port } = await s3Server.run();
+  const buckets = [LOCAL_NAMES.warehouseBucket, LOCAL_NAMES.auditBucket, LOCAL_NAMES.deadLetterBucket];
+  if (inMemory) await fixFauxqsListing();
+  const s3Server = inMemory
+    ? undefined
+    : new S3rver({
+        address: '127.0.0.1',
+        port: 0,
+        silent: true,
+        directory: join(dir, 's3'),
+        resetOnClose: !options.dir,
+        // The lanes' local clients send an unchecked signature (functions/shared/lane-deps.ts).
+        allowMismatchedSignatures: true,
+        configureBuckets: buckets.map((name) => ({ name })),
+      });
+  const s3Port = s3Server ? (await s3Server.run()).port : undefined;
   const sqsServer = await startFauxqs({ port: 0, logger: false, defaultRegion: REGION });
+  if (inMemory) for (const name of buckets) sqsServer.createBucket(name);
 
   const endpoints = {
     dynamodb: `http://127.0.0.1:${ddbPort}`,
-    s3: `http://127.0.0.1:${s3Port}`,
+    s3: s3Port === undefined ? sqsServer.address : `http://127.0.0.1:${s3Port}`,
     sqs: sqsServer.address,
   };
   const clients = {
@@ -181,7 +188,7 @@ export async function startLocalServices(options: LocalServicesOptions = {}): Pr
     }
     for (const client of Object.values(clients)) client.destroy();
     await sqsServer.stop();
-    await s3Server.close();
+    await s3Server?.close();
     await new Promise<void>((resolve) => ddbServer.close(() => resolve()));
     if (!options.dir) await rm(dir, { recursive: true, force: true });
   };

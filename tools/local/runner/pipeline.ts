@@ -1,7 +1,7 @@
 /**
  * The local pipeline, wired the way it runs in AWS: PostgreSQL → dev connector (Debezium-compatible capture) →
  * broker (Kafka-style partitions) → one event source mapping per lane (its own consumer group) → the real lane
- * handlers (middy + Powertools, as in Lambda) → dynalite / s3rver / fauxqs / Redis.
+ * handlers (middy + Powertools, as in Lambda) → dynalite / fauxqs (S3, SQS) / Redis.
  *
  * Everything runs in this process except PostgreSQL and Redis. The runner (run.ts) adds the source database, the
  * workload and the verification around it; tests and the benchmark drive it directly.

@@ -244,8 +244,8 @@ async function verifyRun(input: VerifyRunInput): Promise<{ checks: Checks; strea
 }
 
 /**
- * Where throw-away state goes: RAM (/dev/shm) when it is there with room to spare, else the temp dir. s3rver writes
- * two files per object and PostgreSQL its WAL; on a virtual disk that alone can cost more than the whole pipeline.
+ * Where throw-away state goes: RAM (/dev/shm) when it is there with room to spare, else the temp dir. PostgreSQL
+ * writes its WAL there; on a virtual disk that alone can cost more than the whole pipeline.
  */
 export async function scratchDir(): Promise<string> {
   try {

@@ -1,9 +1,10 @@
 /**
- * The local AWS emulators (tools/local/services.ts: dynalite, s3rver, fauxqs) in a child process of their own.
+ * The local AWS emulators (tools/local/services.ts: dynalite, fauxqs, s3rver with `dir`) in a child process of their
+ * own.
  *
  * Why: the lanes, the capture, the broker and the workload already keep one event loop busy, and the emulators do as
- * much work again per request (s3rver writes two files per object, dynalite runs LevelDB and the full request
- * validation). In a second process they use the machine's second core instead of competing for the first, which
+ * much work again per request (dynalite runs LevelDB and the full request validation, S3 hashes and stores every
+ * object). In a second process they use the machine's second core instead of competing for the first, which
  * roughly halves commit → sink latency under load. The lanes still talk to them over HTTP exactly as before; only the
  * process boundary moved. The returned object is a `LocalServices` like `startLocalServices` returns.
  *
@@ -47,7 +48,7 @@ export async function startServicesProcess(
       // The parent already printed the SDK's Node version notice once.
       AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true',
     },
-    // s3rver encrypts ListObjectsV2 continuation tokens with DES, which OpenSSL 3 only has in its legacy provider:
+    // With `dir`, S3 is s3rver, which encrypts ListObjectsV2 continuation tokens with DES, which OpenSSL 3 only has in its legacy provider:
     // without it every listing of more than 1,000 keys (one page) fails with InternalError.
     ['--openssl-legacy-provider'],
   );
