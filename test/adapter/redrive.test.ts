@@ -14,7 +14,7 @@ import { useLocalServices } from '../support/local';
 
 const services = useLocalServices();
 
-describe('redriving dead letters (fauxqs, s3rver, dynalite)', () => {
+describe('redriving dead letters (fauxqs, dynalite)', () => {
   it('puts fixed records back through the lane, keeps still-bad ones in the queue, and loses nothing', async () => {
     // Arrange: a lane whose MAX_RECORD_BYTES is too small for two of the records, and one record that is not JSON
     const prefix = `redrive-${Date.now()}`;

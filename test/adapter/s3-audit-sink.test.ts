@@ -42,7 +42,7 @@ async function keys(prefix: string): Promise<string[]> {
   return (page.Contents ?? []).map((o) => o.Key as string).sort();
 }
 
-describe('S3AuditSink (s3rver)', () => {
+describe('S3AuditSink (local S3)', () => {
   it('chains every change across batches and objects; verify-audit finds the chain intact', async () => {
     // Arrange + Act
     const state = await writeBatches('ok/', [events(0, 3), events(3, 2)]);

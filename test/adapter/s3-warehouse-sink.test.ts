@@ -99,7 +99,7 @@ async function readBack(prefix: string): Promise<Warehouse> {
   return warehouse;
 }
 
-describe('S3WarehouseSink (s3rver + DuckDB)', () => {
+describe('S3WarehouseSink (local S3 + DuckDB)', () => {
   it('writes a typed Parquet change log that DuckDB reads, partitioned by table and date', async () => {
     // Arrange
     const prefix = 'typed/';

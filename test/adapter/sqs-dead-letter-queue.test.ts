@@ -37,7 +37,7 @@ async function receiveAll(queueUrl: string): Promise<DeadLetterMessage[]> {
   }
 }
 
-describe('SqsDeadLetterQueue (fauxqs + s3rver)', () => {
+describe('SqsDeadLetterQueue (fauxqs: SQS and S3)', () => {
   it('sends one message per bad record with the original record, the reason, the lane and the time', async () => {
     // Arrange
     const { sqs, s3 } = services().clients;
