@@ -15,7 +15,6 @@
  */
 import type { Context } from 'aws-lambda';
 import { LANES, type Lane } from '../../functions/core/types';
-import { scratchDir } from '../local/runner/run';
 import { startServicesProcess } from '../local/runner/services-host';
 import { benchEvent } from './fixtures';
 import { cpuMsOf, descendants } from './proc';
@@ -57,7 +56,7 @@ export async function measureSliceCosts(reps = 30): Promise<{
 }> {
   process.env.AWS_XRAY_MANUAL_MODE ??= 'true';
   // As `npm start` runs them: throw-away state, S3 in memory.
-  const services = await startServicesProcess({}, await scratchDir());
+  const services = await startServicesProcess();
   const [{ createLaneHandler }, { SINKS }] = await Promise.all([
     import('../../functions/shared/lane-handler'),
     import('../../functions/shared/lanes'),

@@ -80,27 +80,33 @@ interface SavedMessage {
 }
 
 export async function startLocalServices(options: LocalServicesOptions = {}): Promise<LocalServices> {
-  const dir = options.dir ?? join((await import('node:os')).tmpdir(), `cdc-sync-${process.pid}-${Date.now()}`);
-  if (options.fresh) await rm(dir, { recursive: true, force: true });
   const inMemory = (options.s3 ?? (options.dir ? 'files' : 'memory')) === 'memory';
-  if (!inMemory) await mkdir(join(dir, 's3'), { recursive: true });
+  // A folder only for state on disk: kept with `dir`, or a temp folder for s3rver's files.
+  const dir =
+    options.dir ??
+    (inMemory ? undefined : join((await import('node:os')).tmpdir(), `cdc-sync-${process.pid}-${Date.now()}`));
+  if (dir && options.fresh) await rm(dir, { recursive: true, force: true });
+  const s3Dir = dir && !inMemory ? join(dir, 's3') : undefined;
+  if (s3Dir) await mkdir(s3Dir, { recursive: true });
 
-  const ddbServer = dynalite(options.dir ? { path: join(dir, 'dynamodb'), createTableMs: 0 } : { createTableMs: 0 });
+  const ddbServer = dynalite(
+    options.dir ? { path: join(options.dir, 'dynamodb'), createTableMs: 0 } : { createTableMs: 0 },
+  );
   const ddbPort = await listen(ddbServer);
   const buckets = [LOCAL_NAMES.warehouseBucket, LOCAL_NAMES.auditBucket, LOCAL_NAMES.deadLetterBucket];
   if (inMemory) await fixFauxqsListing();
-  const s3Server = inMemory
-    ? undefined
-    : new S3rver({
+  const s3Server = s3Dir
+    ? new S3rver({
         address: '127.0.0.1',
         port: 0,
         silent: true,
-        directory: join(dir, 's3'),
+        directory: s3Dir,
         resetOnClose: !options.dir,
         // The lanes' local clients send an unchecked signature (functions/shared/lane-deps.ts).
         allowMismatchedSignatures: true,
         configureBuckets: buckets.map((name) => ({ name })),
-      });
+      })
+    : undefined;
   const s3Port = s3Server ? (await s3Server.run()).port : undefined;
   const sqsServer = await startFauxqs({ port: 0, logger: false, defaultRegion: REGION });
   if (inMemory) for (const name of buckets) sqsServer.createBucket(name);
@@ -120,8 +126,8 @@ export async function startLocalServices(options: LocalServicesOptions = {}): Pr
   const queueUrls = {} as Record<Lane, string>;
   for (const lane of LANES) queueUrls[lane] = sqsServer.createQueue(LOCAL_NAMES.queue(lane)).queueUrl;
   // fauxqs keeps messages in memory: dead letters of earlier runs are saved on stop and sent again here.
-  const sqsFile = join(dir, 'sqs.json');
-  if (options.dir) {
+  const sqsFile = options.dir ? join(options.dir, 'sqs.json') : undefined;
+  if (sqsFile) {
     const saved: Record<string, SavedMessage[]> = await readFile(sqsFile, 'utf8').then(
       (t) => JSON.parse(t) as Record<string, SavedMessage[]>,
       () => ({}),
@@ -173,7 +179,7 @@ export async function startLocalServices(options: LocalServicesOptions = {}): Pr
   };
 
   const stop = async () => {
-    if (options.dir) {
+    if (sqsFile) {
       const saved: Record<string, SavedMessage[]> = {};
       for (const lane of LANES) {
         const state = sqsServer.inspectQueue(LOCAL_NAMES.queue(lane));
@@ -190,7 +196,7 @@ export async function startLocalServices(options: LocalServicesOptions = {}): Pr
     await sqsServer.stop();
     await s3Server?.close();
     await new Promise<void>((resolve) => ddbServer.close(() => resolve()));
-    if (!options.dir) await rm(dir, { recursive: true, force: true });
+    if (dir && !options.dir) await rm(dir, { recursive: true, force: true });
   };
 
   return { endpoints, redisUrl, redisProblem, clients, queueUrls, laneEnv, stop };

@@ -247,7 +247,7 @@ async function verifyRun(input: VerifyRunInput): Promise<{ checks: Checks; strea
  * Where throw-away state goes: RAM (/dev/shm) when it is there with room to spare, else the temp dir. PostgreSQL
  * writes its WAL there; on a virtual disk that alone can cost more than the whole pipeline.
  */
-export async function scratchDir(): Promise<string> {
+async function scratchDir(): Promise<string> {
   try {
     const fs = await statfs('/dev/shm');
     if (fs.bavail * fs.bsize >= 2 * 1024 ** 3) {
@@ -422,13 +422,10 @@ export async function runLocal(options: RunOptions, hooks: RunHooks = {}): Promi
     };
     const [pgResult, servicesResult] = await Promise.allSettled([
       external ? Promise.resolve(undefined) : startPostgres(),
-      startServicesProcess(
-        {
-          ...(options.keep ? { dir: join(stateDir, 'services'), fresh: true } : {}),
-          redis: options.redis,
-        },
-        scratch,
-      ),
+      startServicesProcess({
+        ...(options.keep ? { dir: join(stateDir, 'services'), fresh: true } : {}),
+        redis: options.redis,
+      }),
     ]);
     if (pgResult.status === 'fulfilled') postgres = pgResult.value;
     if (servicesResult.status === 'fulfilled') services = servicesResult.value;

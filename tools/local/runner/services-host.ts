@@ -31,25 +31,18 @@ type Ready = {
 };
 type ChildMessage = Ready | { type: 'error'; message: string } | { type: 'stopped' };
 
-/**
- * Starts the emulators in a child process; resolves when they listen. `tmpdir` is where the child keeps throw-away
- * state (without `options.dir`).
- */
-export async function startServicesProcess(
-  options: LocalServicesOptions = {},
-  tmpdir?: string,
-): Promise<LocalServices> {
+/** Starts the emulators in a child process; resolves when they listen. */
+export async function startServicesProcess(options: LocalServicesOptions = {}): Promise<LocalServices> {
   const child = spawnHelper(
     fileURLToPath(import.meta.url),
     [CHILD_FLAG, JSON.stringify(options)],
     {
       ...process.env,
-      ...(tmpdir ? { TMPDIR: tmpdir } : {}),
       // The parent already printed the SDK's Node version notice once.
       AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true',
     },
-    // With `dir`, S3 is s3rver, which encrypts ListObjectsV2 continuation tokens with DES, which OpenSSL 3 only has in its legacy provider:
-    // without it every listing of more than 1,000 keys (one page) fails with InternalError.
+    // With `dir`, S3 is s3rver, which encrypts ListObjectsV2 continuation tokens with DES, in OpenSSL 3 only in its
+    // legacy provider: without it every listing of more than 1,000 keys (one page) fails with InternalError.
     ['--openssl-legacy-provider'],
   );
   let ready: Ready;
