@@ -4,19 +4,19 @@ import { join } from 'node:path';
 import { CreateTableCommand, DescribeTableCommand, DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { S3Client } from '@aws-sdk/client-s3';
 import { SendMessageBatchCommand, SQSClient } from '@aws-sdk/client-sqs';
-import dynalite from 'dynalite';
 import { startFauxqs } from 'fauxqs';
 import S3rver from 's3rver';
 import type { Lane } from '../../functions/core/types';
 import { LANES } from '../../functions/core/types';
+import { dynaliteWithTransactions } from './dynalite-transactions';
 import { fixFauxqsListing } from './memory-s3';
 import { ensureRedis } from './redis';
 
 /**
- * Local stand-ins for the AWS services a lane talks to, all in this process: DynamoDB (dynalite), S3 and SQS
- * (fauxqs), plus the machine's Redis. With `dir`, state survives between runs (dynalite's LevelDB, S3 objects as
- * files with s3rver, the dead-letter queues saved on stop), so invoking the same event twice finds the first run's
- * checkpoints and reports duplicates. Without it, S3 lives in fauxqs's memory (see memory-s3.ts for why).
+ * Local stand-ins for the AWS services a lane talks to, all in this process: DynamoDB (dynalite, with the
+ * TransactWriteItems that dynalite-transactions.ts adds), S3 and SQS (fauxqs), plus the machine's Redis. With `dir`,
+ * state survives between runs (dynalite's LevelDB, S3 objects as files with s3rver, the dead-letter queues saved on
+ * stop), so invoking the same event twice finds the first run's checkpoints and reports duplicates. Without it, S3 lives in fauxqs's memory (see memory-s3.ts for why).
  */
 
 export const LOCAL_NAMES = {
@@ -89,7 +89,7 @@ export async function startLocalServices(options: LocalServicesOptions = {}): Pr
   const s3Dir = dir && !inMemory ? join(dir, 's3') : undefined;
   if (s3Dir) await mkdir(s3Dir, { recursive: true });
 
-  const ddbServer = dynalite(
+  const ddbServer = dynaliteWithTransactions(
     options.dir ? { path: join(options.dir, 'dynamodb'), createTableMs: 0 } : { createTableMs: 0 },
   );
   const ddbPort = await listen(ddbServer);
