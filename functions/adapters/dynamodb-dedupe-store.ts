@@ -5,9 +5,11 @@ import {
   ConditionalCheckFailedException,
   type DynamoDBClient,
   PutItemCommand,
+  type TransactionCanceledException,
+  TransactWriteItemsCommand,
 } from '@aws-sdk/client-dynamodb';
 import { DedupeError } from '../core/errors';
-import type { Checkpoint, DedupeStore, Lane, PartitionBatch } from '../core/types';
+import type { Checkpoint, CheckpointCommit, DedupeStore, Lane, PartitionBatch } from '../core/types';
 
 export interface DynamoDedupeStoreOptions {
   tableName: string;
@@ -19,6 +21,8 @@ export interface DynamoDedupeStoreOptions {
 /** BatchGetItem takes at most 100 keys per request. */
 const BATCH_GET_LIMIT = 100;
 const UNPROCESSED_RETRIES = 5;
+/** TransactWriteItems takes at most 100 actions. */
+const TRANSACT_LIMIT = 100;
 
 /** `cp#<lane>#<topic>#<partition>`: one item per lane and topic-partition, lane-prefixed so lanes never collide. */
 export function checkpointKey(lane: Lane, partition: Pick<PartitionBatch, 'topic' | 'partition'>): string {
@@ -107,42 +111,95 @@ export class DynamoDedupeStore implements DedupeStore {
     return found;
   }
 
-  async commit(
+  /**
+   * Commits a batch's checkpoints in one TransactWriteItems (up to 100 per transaction, chunks in parallel), each Put
+   * conditional on the version it was read at; a single checkpoint is a plain conditional PutItem (a transactional
+   * write costs two write units, a plain one one).
+   *
+   * Why one request: a checkpoint per topic-partition per batch was one DynamoDB call each, as many calls per batch as
+   * partitions — the lane's largest per-partition cost after the sink write itself. A transaction is all or nothing,
+   * so when some conditions fail (`TransactionCanceledException`, one reason per item) those partitions get a
+   * CHECKPOINT_CONFLICT and the others are committed in a new transaction: one partition's conflict never holds back
+   * the rest. The SDK gives each TransactWriteItems an idempotency token, so its own retries cannot apply it twice.
+   */
+  async commit(lane: Lane, commits: readonly CheckpointCommit[]): Promise<Array<DedupeError | undefined>> {
+    const outcomes = new Array<DedupeError | undefined>(commits.length).fill(undefined);
+    const chunks: number[][] = [];
+    for (let start = 0; start < commits.length; start += TRANSACT_LIMIT) {
+      chunks.push(Array.from({ length: Math.min(TRANSACT_LIMIT, commits.length - start) }, (_, i) => start + i));
+    }
+    await Promise.all(chunks.map((chunk) => this.commitChunk(lane, commits, chunk, outcomes)));
+    return outcomes;
+  }
+
+  private async commitChunk(
     lane: Lane,
-    partition: PartitionBatch,
-    previous: Checkpoint | undefined,
-    next: Checkpoint,
+    commits: readonly CheckpointCommit[],
+    chunk: readonly number[],
+    outcomes: Array<DedupeError | undefined>,
   ): Promise<void> {
     const now = this.clock();
     const expiresAt = lane === 'audit' ? undefined : Math.floor(now / 1000) + this.options.ttlDays * 86_400;
-    try {
-      await this.client.send(
-        new PutItemCommand({
-          TableName: this.options.tableName,
-          Item: toItem(checkpointKey(lane, partition), next, expiresAt, now),
-          ConditionExpression: previous ? '#version = :previous' : 'attribute_not_exists(pk)',
-          ExpressionAttributeNames: previous ? { '#version': 'version' } : undefined,
-          ExpressionAttributeValues: previous ? { ':previous': { N: String(previous.version) } } : undefined,
-        }),
+    const put = (i: number) => {
+      const { partition, previous, next } = commits[i] as CheckpointCommit;
+      return {
+        TableName: this.options.tableName,
+        Item: toItem(checkpointKey(lane, partition), next, expiresAt, now),
+        ConditionExpression: previous ? '#version = :previous' : 'attribute_not_exists(pk)',
+        ExpressionAttributeNames: previous ? { '#version': 'version' } : undefined,
+        ExpressionAttributeValues: previous ? { ':previous': { N: String(previous.version) } } : undefined,
+      };
+    };
+    const idOf = (i: number) => (commits[i] as CheckpointCommit).partition.id;
+    const conflict = (i: number, cause: unknown) =>
+      new DedupeError(
+        'CHECKPOINT_CONFLICT',
+        `checkpoint of ${idOf(i)} changed since it was read (another batch for the same partition?)`,
+        { cause },
       );
-    } catch (error) {
-      if (
-        error instanceof ConditionalCheckFailedException ||
-        (error as Error).name === 'ConditionalCheckFailedException'
-      ) {
-        throw new DedupeError(
-          'CHECKPOINT_CONFLICT',
-          `checkpoint of ${partition.id} changed since it was read (another batch for the same partition?)`,
-          { cause: error },
-        );
+    const unavailable = (i: number, cause: unknown, detail = (cause as Error).message) =>
+      new DedupeError('DEDUPE_UNAVAILABLE', `committing checkpoint of ${idOf(i)}: ${detail}`, { cause });
+
+    let pending = [...chunk];
+    while (pending.length > 0) {
+      if (pending.length === 1) {
+        const i = pending[0] as number;
+        try {
+          await this.client.send(new PutItemCommand(put(i)));
+        } catch (error) {
+          outcomes[i] = isConditionFailure(error) ? conflict(i, error) : unavailable(i, error);
+        }
+        return;
       }
-      throw new DedupeError(
-        'DEDUPE_UNAVAILABLE',
-        `committing checkpoint of ${partition.id}: ${(error as Error).message}`,
-        {
-          cause: error,
-        },
-      );
+      try {
+        await this.client.send(new TransactWriteItemsCommand({ TransactItems: pending.map((i) => ({ Put: put(i) })) }));
+        return;
+      } catch (error) {
+        const reasons = (error as TransactionCanceledException).CancellationReasons;
+        if ((error as Error).name !== 'TransactionCanceledException' || reasons?.length !== pending.length) {
+          for (const i of pending) outcomes[i] = unavailable(i, error);
+          return;
+        }
+        // Cancelled: nothing was written. Blame the items with a reason, retry the others.
+        const retry: number[] = [];
+        reasons.forEach((reason, k) => {
+          const i = pending[k] as number;
+          if (!reason.Code || reason.Code === 'None') retry.push(i);
+          else if (reason.Code === 'ConditionalCheckFailed') outcomes[i] = conflict(i, error);
+          else outcomes[i] = unavailable(i, error, `${reason.Code}: ${reason.Message ?? 'transaction cancelled'}`);
+        });
+        if (retry.length === pending.length) {
+          for (const i of pending) outcomes[i] = unavailable(i, error);
+          return;
+        }
+        pending = retry;
+      }
     }
   }
+}
+
+function isConditionFailure(error: unknown): boolean {
+  return (
+    error instanceof ConditionalCheckFailedException || (error as Error).name === 'ConditionalCheckFailedException'
+  );
 }

@@ -19,7 +19,8 @@ import type { ChangeEvent, Checkpoint } from './types';
  *    a replay (deterministic object keys, version-guarded cache writes) — while a second writer, if assumption 1
  *    were ever broken, gets a retryable conflict instead of a lost update.
  * Per-record idempotency (e.g. Powertools Idempotency) would cost two DynamoDB calls per record; this costs one
- * read for all partitions of a batch plus one conditional write per partition.
+ * read for all partitions of a batch plus one write for all of them (a transaction of conditional puts, see
+ * DynamoDedupeStore).
  *
  * Limits, documented in the README: a record without a key (tables without a primary key) is placed on a partition
  * by the producer, not by row, so a re-emitted copy can land on a partition that has not reached its position; and

@@ -5,6 +5,7 @@ import { parseKafkaEvent } from './msk';
 import type {
   ChangeEvent,
   Checkpoint,
+  CheckpointCommit,
   ColumnTypes,
   DeadLetter,
   DeadLetterQueue,
@@ -122,8 +123,10 @@ const yieldToEventLoop = () => new Promise<void>((resolve) => setImmediate(resol
  * one lane. Pure orchestration over ports: no AWS SDK, no environment.
  *
  * Each topic-partition is an independent unit (its own checkpoint, its own order), so partitions flow through as a
- * pipeline: while one partition's sink write is in flight, the next one is decoded, and a partition's events are
- * released as soon as it is done — lower latency, and less memory held than decoding the whole batch first.
+ * pipeline: while one partition's sink write is in flight, the next one is decoded — lower latency, and less memory
+ * held than decoding the whole batch first. Once every partition's sink write is done, their checkpoints are
+ * committed together: one DynamoDB request per batch instead of one per partition (a transaction; see
+ * DynamoDedupeStore), where a partition whose checkpoint cannot move fails alone.
  */
 export async function processBatch(input: unknown, deps: PipelineDeps): Promise<BatchResult> {
   const clock = deps.clock ?? Date.now;
@@ -155,7 +158,7 @@ export async function processBatch(input: unknown, deps: PipelineDeps): Promise<
     }),
   );
 
-  const units: Array<Promise<void>> = [];
+  const units: Array<Promise<ReadyPartition | undefined>> = [];
   for (let p = 0; p < partitions.length; p++) {
     if (p > 0) await yieldToEventLoop();
     const batch = partitions[p] as PartitionBatch;
@@ -174,7 +177,8 @@ export async function processBatch(input: unknown, deps: PipelineDeps): Promise<
       ),
     );
   }
-  await Promise.all(units);
+  const ready = (await Promise.all(units)).filter((r) => r !== undefined);
+  await commitCheckpoints(deps, ready);
   // Partitions finish in any order; report failures in the event's order.
   const position = new Map(partitions.map((b, i) => [b.id, i] as const));
   result.batchItemFailures.sort(
@@ -201,7 +205,50 @@ export async function processBatch(input: unknown, deps: PipelineDeps): Promise<
   return result;
 }
 
-/** Classifies, writes, dead-letters and commits one topic-partition, and accounts for every one of its records. */
+/**
+ * A partition whose sink write and dead letters are done: its checkpoint to commit, and what to count once the commit
+ * succeeded or failed.
+ */
+interface ReadyPartition {
+  commit: CheckpointCommit;
+  committed(): void;
+  failed(error: CdcError): void;
+}
+
+/** Commits the checkpoints of the partitions ready in one call to the store, then settles each partition. */
+async function commitCheckpoints(deps: PipelineDeps, ready: readonly ReadyPartition[]): Promise<void> {
+  if (ready.length === 0) return;
+  let outcomes: Array<CdcError | undefined>;
+  try {
+    outcomes = await deps.dedupe.commit(
+      deps.lane,
+      ready.map((r) => r.commit),
+    );
+    if (outcomes.length !== ready.length) {
+      const answered = outcomes.length;
+      outcomes = ready.map(
+        () =>
+          new DedupeError(
+            'DEDUPE_UNAVAILABLE',
+            `the dedupe store answered ${answered} of ${ready.length} checkpoint commits`,
+          ),
+      );
+    }
+  } catch (error) {
+    const failure = asRetryable(error, (m) => new DedupeError('DEDUPE_UNAVAILABLE', m, { cause: error }));
+    outcomes = ready.map(() => failure);
+  }
+  ready.forEach((r, i) => {
+    const error = outcomes[i];
+    if (error) r.failed(error);
+    else r.committed();
+  });
+}
+
+/**
+ * Classifies, writes and dead-letters one topic-partition; accounts for every one of its records, the processed ones
+ * once its checkpoint is committed (returns what to commit, or nothing when nothing moved or the partition failed).
+ */
 async function finishPartition(
   batch: PartitionBatch,
   outcomes: DecodeOutcome[],
@@ -211,7 +258,7 @@ async function finishPartition(
   result: BatchResult,
   startedAt: number,
   clock: () => number,
-): Promise<void> {
+): Promise<ReadyPartition | undefined> {
   const topic = counters(result, batch.topic);
   const fail = (error: CdcError, pending: number, firstPending: number | undefined) => {
     result.retried += pending;
@@ -307,18 +354,27 @@ async function finishPartition(
     }
   }
 
-  // Mark done.
-  try {
-    await deps.dedupe.commit(deps.lane, batch, previous, dedupe.next(written.state ?? previous?.sinkState));
-  } catch (error) {
+  // Mark done: committed with the batch's other partitions (commitCheckpoints), then counted.
+  const commit = { partition: batch, previous, next: dedupe.next(written.state ?? previous?.sinkState) };
+  const failed = (error: CdcError) =>
     fail(
       asRetryable(error, (m) => new DedupeError('DEDUPE_UNAVAILABLE', m, { cause: error })),
       pending - duplicates,
       firstPending,
     );
-    return;
-  }
+  return { commit, failed, committed: () => countCommitted(result, topic, batch, skipped, written, fresh, letters) };
+}
 
+/** Counts a committed partition's records: skipped, processed (with their latency), dead-lettered. */
+function countCommitted(
+  result: BatchResult,
+  topic: TopicCounters,
+  batch: PartitionBatch,
+  skipped: readonly SkipReason[],
+  written: Extract<SinkPartitionResult, { ok: true }>,
+  fresh: readonly ChangeEvent[],
+  letters: readonly DeadLetter[],
+): void {
   for (const reason of skipped) skip(result, batch.topic, reason);
   const notApplied = new Set<number>();
   for (const s of written.skipped ?? []) {

@@ -1,4 +1,4 @@
-import type { CdcError } from './errors';
+import type { CdcError, DedupeError } from './errors';
 
 /** The three sink lanes. Each is its own consumer group, DLQ and dedupe key space. */
 export type Lane = 'warehouse' | 'cache' | 'audit';
@@ -153,11 +153,22 @@ export interface Checkpoint {
   sinkState?: unknown;
 }
 
+/** One topic-partition's checkpoint moving from `previous` (absent: never committed) to `next`. */
+export interface CheckpointCommit {
+  partition: PartitionBatch;
+  previous: Checkpoint | undefined;
+  next: Checkpoint;
+}
+
 export interface DedupeStore {
   /** Strongly consistent read of the checkpoints of these topic-partitions (absent = never processed). */
   load(lane: Lane, partitions: readonly PartitionBatch[]): Promise<Map<string, Checkpoint>>;
-  /** Conditional write: fails with a retryable CHECKPOINT_CONFLICT if someone committed since `previous`. */
-  commit(lane: Lane, partition: PartitionBatch, previous: Checkpoint | undefined, next: Checkpoint): Promise<void>;
+  /**
+   * Conditional writes of a batch's checkpoints, together (one request where the store can). Resolves with one entry
+   * per commit, in order: `undefined` when written, else why not — a retryable CHECKPOINT_CONFLICT when someone
+   * committed that partition since `previous`. One partition's failure never holds back the others'.
+   */
+  commit(lane: Lane, commits: readonly CheckpointCommit[]): Promise<Array<DedupeError | undefined>>;
 }
 
 /** The new (not duplicate) change events of one topic-partition, in offset order, handed to a sink. */

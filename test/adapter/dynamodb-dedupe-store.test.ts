@@ -1,7 +1,14 @@
-import { GetItemCommand } from '@aws-sdk/client-dynamodb';
+import {
+  DynamoDBClient,
+  GetItemCommand,
+  PutItemCommand,
+  TransactionCanceledException,
+  TransactWriteItemsCommand,
+} from '@aws-sdk/client-dynamodb';
+import { mockClient } from 'aws-sdk-client-mock';
 import { describe, expect, it } from 'vitest';
 import { checkpointKey, DynamoDedupeStore } from '../../functions/adapters/dynamodb-dedupe-store';
-import type { Checkpoint, PartitionBatch } from '../../functions/core/types';
+import type { Checkpoint, Lane, PartitionBatch } from '../../functions/core/types';
 import { LOCAL_NAMES } from '../../tools/local/services';
 import { useLocalServices } from '../support/local';
 
@@ -13,12 +20,35 @@ const partition = (topic: string, n: number): PartitionBatch => ({
   records: [],
 });
 const NOW = 1_710_498_600_000;
-const store = () =>
-  new DynamoDedupeStore(services().clients.dynamodb, {
+const store = (client: DynamoDBClient = services().clients.dynamodb) =>
+  new DynamoDedupeStore(client, {
     tableName: LOCAL_NAMES.dedupeTable,
     ttlDays: 30,
     clock: () => NOW,
   });
+/** One partition's commit; rejects with the store's error for it, as the pipeline would report it. */
+const commitOne = async (lane: Lane, p: PartitionBatch, previous: Checkpoint | undefined, next: Checkpoint) => {
+  const [error] = await store().commit(lane, [{ partition: p, previous, next }]);
+  if (error) throw error;
+};
+/** A client on the same dynalite that records the name of every command it sends. */
+function countingClient(): { client: DynamoDBClient; sent: string[] } {
+  const sent: string[] = [];
+  const client = new DynamoDBClient({
+    endpoint: services().endpoints.dynamodb,
+    region: 'eu-west-1',
+    credentials: { accessKeyId: 'local', secretAccessKey: 'local' },
+  });
+  client.middlewareStack.add(
+    (next, context) => (args) => {
+      sent.push(String(context.commandName));
+      return next(args);
+    },
+    { step: 'initialize' },
+  );
+  return { client, sent };
+}
+const cp = (offset: number, version: number): Checkpoint => ({ offset, hw: '', hwIds: [], version });
 
 describe('DynamoDedupeStore (dynalite)', () => {
   it('reads nothing for partitions never processed', async () => {
@@ -31,7 +61,7 @@ describe('DynamoDedupeStore (dynalite)', () => {
     const p = partition('t.roundtrip', 1);
     const cp: Checkpoint = { offset: 41, hw: 'pg:1:2', hwIds: ['abc', 'def'], version: 1, sinkState: { seq: 3 } };
     // Act
-    await store().commit('audit', p, undefined, cp);
+    await commitOne('audit', p, undefined, cp);
     const found = await store().load('audit', [p]);
     // Assert
     expect(found.get(p.id)).toEqual(cp);
@@ -39,7 +69,7 @@ describe('DynamoDedupeStore (dynalite)', () => {
 
   it('keeps lanes apart', async () => {
     const p = partition('t.lanes', 0);
-    await store().commit('warehouse', p, undefined, { offset: 1, hw: '', hwIds: [], version: 1 });
+    await commitOne('warehouse', p, undefined, { offset: 1, hw: '', hwIds: [], version: 1 });
     expect((await store().load('cache', [p])).size).toBe(0);
   });
 
@@ -47,20 +77,20 @@ describe('DynamoDedupeStore (dynalite)', () => {
     // Arrange
     const p = partition('t.conflict', 0);
     const first: Checkpoint = { offset: 1, hw: '', hwIds: [], version: 1 };
-    await store().commit('cache', p, undefined, first);
-    await store().commit('cache', p, first, { ...first, offset: 2, version: 2 });
+    await commitOne('cache', p, undefined, first);
+    await commitOne('cache', p, first, { ...first, offset: 2, version: 2 });
     // Act + Assert
-    await expect(store().commit('cache', p, first, { ...first, offset: 3, version: 2 })).rejects.toMatchObject({
+    await expect(commitOne('cache', p, first, { ...first, offset: 3, version: 2 })).rejects.toMatchObject({
       code: 'CHECKPOINT_CONFLICT',
       retryable: true,
     });
-    await expect(store().commit('cache', p, undefined, first)).rejects.toMatchObject({ code: 'CHECKPOINT_CONFLICT' });
+    await expect(commitOne('cache', p, undefined, first)).rejects.toMatchObject({ code: 'CHECKPOINT_CONFLICT' });
   });
 
   it('sets the TTL attribute except on the audit lane, whose checkpoints hold the hash chain head', async () => {
     const p = partition('t.ttl', 0);
-    await store().commit('cache', p, undefined, { offset: 1, hw: '', hwIds: [], version: 1 });
-    await store().commit('audit', p, undefined, { offset: 1, hw: '', hwIds: [], version: 1 });
+    await commitOne('cache', p, undefined, { offset: 1, hw: '', hwIds: [], version: 1 });
+    await commitOne('audit', p, undefined, { offset: 1, hw: '', hwIds: [], version: 1 });
     const item = async (lane: 'cache' | 'audit') =>
       (
         await services().clients.dynamodb.send(
@@ -73,13 +103,98 @@ describe('DynamoDedupeStore (dynalite)', () => {
 
   it('reads more than 100 partitions (BatchGetItem pages)', async () => {
     const partitions = Array.from({ length: 130 }, (_, i) => partition('t.many', i));
-    await Promise.all(
-      partitions.map((p) =>
-        store().commit('warehouse', p, undefined, { offset: p.partition, hw: '', hwIds: [], version: 1 }),
-      ),
-    );
+    await Promise.all(partitions.map((p) => commitOne('warehouse', p, undefined, cp(p.partition, 1))));
     const found = await store().load('warehouse', partitions);
     expect(found.size).toBe(130);
     expect(found.get('t.many-129')?.offset).toBe(129);
+  });
+
+  it("commits a batch's checkpoints in one transaction, and a single checkpoint with one PutItem", async () => {
+    // Arrange
+    const { client, sent } = countingClient();
+    const partitions = Array.from({ length: 13 }, (_, i) => partition('t.together', i));
+    // Act
+    const outcomes = await store(client).commit(
+      'audit',
+      partitions.map((p) => ({ partition: p, previous: undefined, next: cp(p.partition, 1) })),
+    );
+    const single = await store(client).commit('audit', [
+      { partition: partitions[0] as PartitionBatch, previous: cp(0, 1), next: cp(5, 2) },
+    ]);
+    // Assert
+    expect(outcomes).toEqual(Array(13).fill(undefined));
+    expect(single).toEqual([undefined]);
+    expect(sent).toEqual(['TransactWriteItemsCommand', 'PutItemCommand']);
+    const found = await store().load('audit', partitions);
+    expect(partitions.map((p) => found.get(p.id)?.offset)).toEqual([5, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]);
+  });
+
+  it('commits the other partitions of a batch when one checkpoint changed since it was read', async () => {
+    // Arrange: t.mixed-1 was committed by someone else meanwhile (version 2, not the 1 this batch read)
+    const partitions = [0, 1, 2].map((i) => partition('t.mixed', i));
+    await store().commit(
+      'cache',
+      partitions.map((p) => ({ partition: p, previous: undefined, next: cp(1, 1) })),
+    );
+    await commitOne('cache', partitions[1] as PartitionBatch, cp(1, 1), cp(7, 2));
+    // Act
+    const outcomes = await store().commit(
+      'cache',
+      partitions.map((p) => ({ partition: p, previous: cp(1, 1), next: cp(2, 2) })),
+    );
+    // Assert
+    expect(outcomes.map((o) => o?.code)).toEqual([undefined, 'CHECKPOINT_CONFLICT', undefined]);
+    expect(outcomes[1]?.retryable).toBe(true);
+    const found = await store().load('cache', partitions);
+    expect(partitions.map((p) => found.get(p.id)?.offset)).toEqual([2, 7, 2]);
+  });
+
+  it('commits more than 100 checkpoints (one transaction per 100)', async () => {
+    // Arrange
+    const { client, sent } = countingClient();
+    const partitions = Array.from({ length: 230 }, (_, i) => partition('t.hundreds', i));
+    // Act
+    const outcomes = await store(client).commit(
+      'warehouse',
+      partitions.map((p) => ({ partition: p, previous: undefined, next: cp(p.partition, 1) })),
+    );
+    // Assert
+    expect(outcomes.every((o) => o === undefined)).toBe(true);
+    expect(sent).toEqual(Array(3).fill('TransactWriteItemsCommand'));
+    const found = await store().load('warehouse', partitions);
+    expect(found.size).toBe(230);
+    expect(found.get('t.hundreds-229')?.offset).toBe(229);
+  });
+
+  it('retries the rest when DynamoDB cancels a transaction over one item, and reports an outage as retryable', async () => {
+    // Arrange: a cancellation reason dynalite never gives (a concurrent transaction on the same item)
+    const client = new DynamoDBClient({ region: 'eu-west-1' });
+    const mock = mockClient(client);
+    mock.on(TransactWriteItemsCommand).rejects(
+      new TransactionCanceledException({
+        message: 'Transaction cancelled',
+        $metadata: {},
+        CancellationReasons: [{ Code: 'None' }, { Code: 'TransactionConflict', Message: 'conflict' }, { Code: 'None' }],
+      }),
+    );
+    const partitions = [0, 1, 2].map((i) => partition('t.cancelled', i));
+    const commits = partitions.map((p) => ({ partition: p, previous: undefined, next: cp(1, 1) }));
+    // Act
+    const outcomes = await store(client).commit('cache', commits);
+    // Assert: the two without a reason went again (a second transaction, refused the same way, is not retried forever)
+    expect(outcomes.map((o) => o?.code)).toEqual(['DEDUPE_UNAVAILABLE', 'DEDUPE_UNAVAILABLE', 'DEDUPE_UNAVAILABLE']);
+    expect(outcomes[1]?.message).toContain('TransactionConflict: conflict');
+    const calls = mock.commandCalls(TransactWriteItemsCommand).map((c) => c.args[0].input.TransactItems?.length);
+    expect(calls).toEqual([3, 2]);
+
+    // Arrange 2: the service is down
+    mock.reset();
+    mock.on(TransactWriteItemsCommand).rejects(Object.assign(new Error('socket hang up'), { name: 'TimeoutError' }));
+    mock.on(PutItemCommand).resolves({});
+    // Act 2
+    const down = await store(client).commit('cache', commits);
+    // Assert 2
+    expect(down.map((o) => [o?.code, o?.retryable])).toEqual(Array(3).fill(['DEDUPE_UNAVAILABLE', true]));
+    expect(down[0]?.message).toContain('socket hang up');
   });
 });

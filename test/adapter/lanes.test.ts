@@ -116,9 +116,10 @@ describe('lane handlers against local services', () => {
       const event = changes(prefix);
       try {
         // Act 1: sink writes succeed, DynamoDB refuses the checkpoint commits ⇒ partial batch failure
-        ddbProxy.failing.add('PutItem');
+        // (a batch's checkpoints go together in one TransactWriteItems; a single one as a PutItem)
+        for (const operation of ['TransactWriteItems', 'PutItem']) ddbProxy.failing.add(operation);
         const failed = (await l.invoke(event)) as { batchItemFailures: unknown[] };
-        ddbProxy.failing.delete('PutItem');
+        ddbProxy.failing.clear();
         // Act 2: the event source mapping retries (bisected), then the whole batch once more (redelivery)
         await l.invoke(half(event, 0));
         await l.invoke(half(event, 1));

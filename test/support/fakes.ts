@@ -1,6 +1,7 @@
 import { type CdcError, DedupeError, SinkError } from '../../functions/core/errors';
 import type {
   Checkpoint,
+  CheckpointCommit,
   DeadLetter,
   DeadLetterQueue,
   DedupeStore,
@@ -29,20 +30,18 @@ export class MemoryDedupeStore implements DedupeStore {
     return found;
   }
 
-  async commit(
-    lane: Lane,
-    partition: PartitionBatch,
-    previous: Checkpoint | undefined,
-    next: Checkpoint,
-  ): Promise<void> {
+  async commit(lane: Lane, commits: readonly CheckpointCommit[]): Promise<Array<DedupeError | undefined>> {
     this.calls.commit++;
-    if (this.failCommitFor === partition.id) throw new DedupeError('DEDUPE_UNAVAILABLE', 'injected');
-    const key = `${lane}#${partition.id}`;
-    const current = this.items.get(key);
-    if ((current?.version ?? undefined) !== previous?.version) {
-      throw new DedupeError('CHECKPOINT_CONFLICT', 'version changed');
-    }
-    this.items.set(key, structuredClone(next));
+    return commits.map(({ partition, previous, next }) => {
+      if (this.failCommitFor === partition.id) return new DedupeError('DEDUPE_UNAVAILABLE', 'injected');
+      const key = `${lane}#${partition.id}`;
+      const current = this.items.get(key);
+      if ((current?.version ?? undefined) !== previous?.version) {
+        return new DedupeError('CHECKPOINT_CONFLICT', 'version changed');
+      }
+      this.items.set(key, structuredClone(next));
+      return undefined;
+    });
   }
 }
 

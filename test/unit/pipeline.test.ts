@@ -45,7 +45,7 @@ function withRecord(event: KafkaEvent, partitionKey: string, record: Partial<Kaf
 }
 
 describe('processBatch', () => {
-  it('writes every new change once, in offset order per partition, and commits the checkpoints', async () => {
+  it('writes every new change once, in offset order per partition, and commits the checkpoints together', async () => {
     // Arrange
     const { deps, sink, dedupe } = setup();
     // Act
@@ -63,7 +63,9 @@ describe('processBatch', () => {
       [10, 11, 12],
     );
     expect(dedupe.items.get('warehouse#pg.public.orders-0')).toMatchObject({ offset: 12, version: 1 });
-    expect(dedupe.calls).toEqual({ load: 1, commit: 2 });
+    expect(dedupe.items.get('warehouse#pg.public.orders-1')).toMatchObject({ offset: 3, version: 1 });
+    // One read and one commit for the batch, not one per partition.
+    expect(dedupe.calls).toEqual({ load: 1, commit: 1 });
   });
 
   it('skips a redelivered batch as duplicates without writing again', async () => {
@@ -208,6 +210,32 @@ describe('processBatch', () => {
     const result = await processBatch(batch(), deps);
     expect(result.batchItemFailures).toEqual([{ itemIdentifier: { partition: 'pg.public.orders-1', offset: 3 } }]);
     expect(result.error?.code).toBe('DEDUPE_UNAVAILABLE');
+    // The other partition of the same commit moved on and counts as processed; the failed one counts as retried.
+    expect(dedupe.items.get('warehouse#pg.public.orders-0')).toMatchObject({ offset: 12 });
+    expect(result).toMatchObject({ processed: 3, retried: 1 });
+  });
+
+  it('fails every partition of the batch, retryably, when the checkpoint commit throws', async () => {
+    const { deps, dedupe } = setup();
+    dedupe.commit = async () => {
+      throw new Error('connection reset');
+    };
+    const result = await processBatch(batch(), deps);
+    expect(result.batchItemFailures.map((f) => f.itemIdentifier)).toEqual([
+      { partition: 'pg.public.orders-0', offset: 10 },
+      { partition: 'pg.public.orders-1', offset: 3 },
+    ]);
+    expect(result.error).toMatchObject({ code: 'DEDUPE_UNAVAILABLE', retryable: true });
+    expect(result).toMatchObject({ processed: 0, retried: 4 });
+  });
+
+  it('does not count a partition as committed when the store leaves its commit unanswered', async () => {
+    const { deps, dedupe } = setup();
+    dedupe.commit = async () => [undefined];
+    const result = await processBatch(batch(), deps);
+    expect(result.batchItemFailures).toHaveLength(2);
+    expect(result.error?.message).toContain('answered 1 of 2');
+    expect(result.processed).toBe(0);
   });
 
   it('fails the partition when its dead letters cannot be stored, so the bad record is not acknowledged', async () => {

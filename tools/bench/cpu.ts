@@ -103,7 +103,9 @@ class EmptyDedupe implements DedupeStore {
   async load() {
     return new Map<string, Checkpoint>();
   }
-  async commit() {}
+  async commit(_lane: Lane, commits: readonly unknown[]) {
+    return commits.map(() => undefined);
+  }
 }
 
 /** The core with in-memory ports: decode, validate, enrich, dedupe classification, orchestration. */

@@ -27,7 +27,7 @@ export class StubHttpHandler {
       'x-amzn-requestid': 'stub',
     };
     if (operation === 'BatchGetItem') body = '{"Responses":{},"UnprocessedKeys":{}}';
-    else if (operation === 'PutItem') body = '{}';
+    else if (operation === 'PutItem' || operation === 'TransactWriteItems') body = '{}';
     else if (operation === 'SendMessageBatch') {
       const entries = (JSON.parse(String(request.body)) as { Entries: Array<{ Id: string }> }).Entries;
       body = JSON.stringify({
