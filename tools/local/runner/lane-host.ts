@@ -198,13 +198,15 @@ type ContextFields = Pick<
 > & { deadline: number };
 
 type ToWorker = { type: 'invoke'; id: number; event: unknown; context: ContextFields } | { type: 'close' };
+/** What the lane reports while it runs an invocation: each batch's counters, each sink write. */
+type Report = { type: 'batch'; summary: BatchSummary } | { type: 'writes'; changes: WrittenChanges; writtenAt: number };
 type FromWorker =
   | { type: 'ready'; environments: number }
   | { type: 'failed'; message: string }
-  | { type: 'batch'; summary: BatchSummary }
-  | { type: 'writes'; changes: WrittenChanges; writtenAt: number }
-  | { type: 'result'; id: number; ok: true; response: unknown; environments: number }
-  | { type: 'result'; id: number; ok: false; error: { name: string; message: string; code?: string } }
+  | ({ type: 'result'; id: number; reports: Report[] } & (
+      | { ok: true; response: unknown; environments: number }
+      | { ok: false; error: { name: string; message: string; code?: string } }
+    ))
   | { type: 'closed' };
 
 interface WorkerData {
@@ -231,16 +233,24 @@ async function serveLane(data: WorkerData): Promise<void> {
   const port = parentPort;
   if (!port) return;
   const post = (message: FromWorker) => port.postMessage(message);
+  // Reports travel with the invocation's result, in one message: a message per sink write woke the main thread once
+  // per topic-partition of every batch. Sink writes carry their own time, so latencies are unchanged.
+  let reports: Report[] = [];
+  let transfer: ArrayBuffer[] = [];
+  const postResult = (result: Extract<FromWorker, { type: 'result' }>) => {
+    port.postMessage(result, transfer); // the rows' buffers are transferred, not copied
+    reports = [];
+    transfer = [];
+  };
   let pool: LaneHost;
   try {
     pool = await createPool({
       ...data.options,
-      onBatch: (summary) => post({ type: 'batch', summary }),
-      // The rows' buffer is transferred, not copied.
-      onWrites: (changes, writtenAt) =>
-        port.postMessage({ type: 'writes', changes, writtenAt } satisfies FromWorker, [
-          changes.rows.buffer as ArrayBuffer,
-        ]),
+      onBatch: (summary) => reports.push({ type: 'batch', summary }),
+      onWrites: (changes, writtenAt) => {
+        reports.push({ type: 'writes', changes, writtenAt });
+        transfer.push(changes.rows.buffer as ArrayBuffer);
+      },
     });
   } catch (error) {
     post({ type: 'failed', message: error instanceof Error ? error.message : String(error) });
@@ -253,13 +263,14 @@ async function serveLane(data: WorkerData): Promise<void> {
     }
     const { id } = message;
     pool.invoke(message.event, contextOf(message.context)).then(
-      (response) => post({ type: 'result', id, ok: true, response, environments: pool.environments() }),
+      (response) => postResult({ type: 'result', id, reports, ok: true, response, environments: pool.environments() }),
       (error: unknown) => {
         const e = error instanceof Error ? error : new Error(String(error));
         const code = (e as { code?: unknown }).code;
-        post({
+        postResult({
           type: 'result',
           id,
+          reports,
           ok: false,
           error: { name: e.name, message: e.message, ...(typeof code === 'string' ? { code } : {}) },
         });
@@ -335,13 +346,11 @@ export async function startLaneWorker(options: LaneHostOptions): Promise<LaneHos
         case 'failed':
           reject(new Error(`the ${options.lane} lane did not start: ${message.message}`));
           break;
-        case 'batch':
-          options.onBatch(message.summary);
-          break;
-        case 'writes':
-          options.onWrites?.(message.changes, message.writtenAt);
-          break;
         case 'result': {
+          for (const report of message.reports) {
+            if (report.type === 'batch') options.onBatch(report.summary);
+            else options.onWrites?.(report.changes, report.writtenAt);
+          }
           const call = pending.get(message.id);
           pending.delete(message.id);
           if (message.ok) {
