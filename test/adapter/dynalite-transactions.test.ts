@@ -32,6 +32,16 @@ const get = async (pk: string) =>
   (await ddb().send(new GetItemCommand({ TableName: TABLE, Key: { pk: S(pk) }, ConsistentRead: true }))).Item;
 const put = (pk: string, attributes: Record<string, AttributeValue> = {}) =>
   ddb().send(new PutItemCommand({ TableName: TABLE, Item: { pk: S(pk), ...attributes } }));
+/** An Update action that adds 1 to (or takes 1 from) the item's `n`, conditionally when given a condition. */
+const step = (pk: string, sign: '+' | '-', condition?: string): TransactWriteItem => ({
+  Update: {
+    TableName: TABLE,
+    Key: { pk: S(pk) },
+    UpdateExpression: `SET n = n ${sign} :one`,
+    ...(condition ? { ConditionExpression: condition } : {}),
+    ExpressionAttributeValues: { ':one': N(1) },
+  },
+});
 const transact = (items: TransactWriteItem[]) => ddb().send(new TransactWriteItemsCommand({ TransactItems: items }));
 const cancellation = async (items: TransactWriteItem[]) => {
   const error = await transact(items).then(
@@ -51,15 +61,7 @@ describe('dynalite TransactWriteItems (local extension)', () => {
     // Act
     await transact([
       { Put: { TableName: TABLE, Item: { pk: S('a0'), n: N(0) }, ConditionExpression: 'attribute_not_exists(pk)' } },
-      {
-        Update: {
-          TableName: TABLE,
-          Key: { pk: S('a1') },
-          UpdateExpression: 'SET n = n + :one',
-          ConditionExpression: 'n = :one',
-          ExpressionAttributeValues: { ':one': N(1) },
-        },
-      },
+      step('a1', '+', 'n = :one'),
       { Delete: { TableName: TABLE, Key: { pk: S('a3') } } },
       {
         ConditionCheck: {
@@ -149,25 +151,7 @@ describe('dynalite TransactWriteItems (local extension)', () => {
     await put('from', { n: N(20) });
     await put('to', { n: N(0) });
     const transfer = () =>
-      transact([
-        {
-          Update: {
-            TableName: TABLE,
-            Key: { pk: S('from') },
-            UpdateExpression: 'SET n = n - :one',
-            ConditionExpression: 'n >= :one',
-            ExpressionAttributeValues: { ':one': N(1) },
-          },
-        },
-        {
-          Update: {
-            TableName: TABLE,
-            Key: { pk: S('to') },
-            UpdateExpression: 'SET n = n + :one',
-            ExpressionAttributeValues: { ':one': N(1) },
-          },
-        },
-      ]).then(
+      transact([step('from', '-', 'n >= :one'), step('to', '+')]).then(
         () => true,
         (e: Error) => {
           if (e.name !== 'TransactionCanceledException') throw e;

@@ -49,6 +49,9 @@ function countingClient(): { client: DynamoDBClient; sent: string[] } {
   return { client, sent };
 }
 const cp = (offset: number, version: number): Checkpoint => ({ offset, hw: '', hwIds: [], version });
+/** First commits of these partitions (never committed before), at offset = partition number. */
+const firstCommits = (partitions: readonly PartitionBatch[]) =>
+  partitions.map((p) => ({ partition: p, previous: undefined, next: cp(p.partition, 1) }));
 
 describe('DynamoDedupeStore (dynalite)', () => {
   it('reads nothing for partitions never processed', async () => {
@@ -114,10 +117,7 @@ describe('DynamoDedupeStore (dynalite)', () => {
     const { client, sent } = countingClient();
     const partitions = Array.from({ length: 13 }, (_, i) => partition('t.together', i));
     // Act
-    const outcomes = await store(client).commit(
-      'audit',
-      partitions.map((p) => ({ partition: p, previous: undefined, next: cp(p.partition, 1) })),
-    );
+    const outcomes = await store(client).commit('audit', firstCommits(partitions));
     const single = await store(client).commit('audit', [
       { partition: partitions[0] as PartitionBatch, previous: cp(0, 1), next: cp(5, 2) },
     ]);
@@ -154,10 +154,7 @@ describe('DynamoDedupeStore (dynalite)', () => {
     const { client, sent } = countingClient();
     const partitions = Array.from({ length: 230 }, (_, i) => partition('t.hundreds', i));
     // Act
-    const outcomes = await store(client).commit(
-      'warehouse',
-      partitions.map((p) => ({ partition: p, previous: undefined, next: cp(p.partition, 1) })),
-    );
+    const outcomes = await store(client).commit('warehouse', firstCommits(partitions));
     // Assert
     expect(outcomes.every((o) => o === undefined)).toBe(true);
     expect(sent).toEqual(Array(3).fill('TransactWriteItemsCommand'));
