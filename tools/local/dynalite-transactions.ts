@@ -244,6 +244,7 @@ function send(res: ServerResponse, statusCode: number, body: Record<string, unkn
 
 function handle(store: Store, req: IncomingMessage, res: ServerResponse): void {
   const chunks: Buffer[] = [];
+  req.on('error', () => res.destroy());
   req.on('data', (chunk: Buffer) => chunks.push(chunk));
   req.on('end', () => {
     let input: unknown;
