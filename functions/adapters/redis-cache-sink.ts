@@ -119,6 +119,13 @@ function globEscape(text: string): string {
 export class RedisCacheSink implements Sink {
   private readonly clock: () => number;
   private readonly redis: RedisLike & CacheCommands;
+  /**
+   * The truncate watermark last read per table. A watermark only rises, so a remembered one is never above the stored
+   * one: it is the upserts' early filter, and the read after the writes (recheckTruncates), which a partition with
+   * upserts makes anyway, clears whatever a truncate made since. Reading it before the writes too cost every
+   * partition of every batch one more Redis round trip.
+   */
+  private readonly knownWatermarks = new Map<string, string>();
 
   constructor(
     redis: RedisLike,
@@ -155,7 +162,7 @@ export class RedisCacheSink implements Sink {
       const skipped: Array<{ index: number; reason: SkipReason }> = [];
       const tables = new Set<string>();
       for (const e of p.events) tables.add(tableIdOf(e.source));
-      const watermarks = await this.readWatermarks(tables);
+      const watermarks = new Map([...tables].map((t) => [t, this.knownWatermarks.get(t) ?? ''] as const));
       const pending: Array<Promise<unknown>> = [];
       const written: Array<{ table: string; key: Row; order: string }> = [];
       p.events.forEach((event, index) => {
@@ -236,6 +243,7 @@ export class RedisCacheSink implements Sink {
     if (written.length === 0) return;
     const after = await this.readWatermarks(tables);
     for (const [table, watermark] of after) {
+      this.knownWatermarks.set(table, watermark);
       if (watermark === '' || watermark === before.get(table)) continue;
       await Promise.all(
         written

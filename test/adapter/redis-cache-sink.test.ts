@@ -1,5 +1,5 @@
 import { Redis } from 'ioredis';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { RedisCacheSink } from '../../functions/adapters/redis-cache-sink';
 import { JsonDebeziumDecoder } from '../../functions/core/decode';
 import type { ChangeEvent, PartitionBatch, SinkPartition } from '../../functions/core/types';
@@ -27,6 +27,10 @@ function event(spec: PgChangeSpec): ChangeEvent {
 }
 
 async function write(table: string, ...events: ChangeEvent[]) {
+  return writeWith(sink, table, ...events);
+}
+
+async function writeWith(target: RedisCacheSink, table: string, ...events: ChangeEvent[]) {
   const partition: PartitionBatch = {
     id: `pg.public.${table}-0`,
     topic: `pg.public.${table}`,
@@ -34,7 +38,7 @@ async function write(table: string, ...events: ChangeEvent[]) {
     records: [],
   };
   const p: SinkPartition = { partition, events, columns: events.map(() => undefined), state: undefined };
-  const [result] = await sink.write([p]);
+  const [result] = await target.write([p]);
   if (!result?.ok) throw new Error(`write failed: ${JSON.stringify(result)}`);
   return result;
 }
@@ -102,6 +106,58 @@ describe('RedisCacheSink (real Redis)', () => {
     expect(await row('e', 2)).toBeNull();
     expect(await row('e', 3)).toEqual({ id: 3 });
     expect(await row('e', 4)).toBeNull();
+  });
+
+  it('clears an older row written with a remembered watermark after another partition truncated the table', async () => {
+    // Arrange: this sink has written table h (and remembers no truncate); another one, on another partition, truncates
+    const other = new RedisCacheSink(redis.duplicate(), { prefix, tombstoneTtlSeconds: 3600 });
+    try {
+      await write('h', event({ op: 'c', table: 'h', after: { id: 1 }, lsn: 10 }));
+      await writeWith(other, 'h', event({ op: 't', table: 'h', lsn: 30 }));
+      // Act: an older and a newer change reach this sink afterwards; and a sink started since gets an older one
+      await write(
+        'h',
+        event({ op: 'c', table: 'h', after: { id: 2 }, lsn: 20 }),
+        event({ op: 'c', table: 'h', after: { id: 3 }, lsn: 40 }),
+      );
+      const fresh = new RedisCacheSink(redis.duplicate(), { prefix, tombstoneTtlSeconds: 3600 });
+      await writeWith(fresh, 'h', event({ op: 'c', table: 'h', after: { id: 4 }, lsn: 25 }));
+      await fresh.close();
+      // Assert
+      expect(await row('h', 1)).toBeNull();
+      expect(await row('h', 2)).toBeNull();
+      expect(await row('h', 3)).toEqual({ id: 3 });
+      expect(await row('h', 4)).toBeNull();
+    } finally {
+      await other.close();
+    }
+  });
+
+  it('reads the truncate watermarks once per partition write, after the writes', async () => {
+    // Arrange
+    const client = redis.duplicate();
+    const counted = new RedisCacheSink(client, { prefix, tombstoneTtlSeconds: 3600 });
+    const gets = vi.spyOn(client, 'get');
+    try {
+      // Act: two batches of upserts to two tables
+      for (const lsn of [10, 20]) {
+        await writeWith(
+          counted,
+          'i',
+          event({ op: 'c', table: 'i', after: { id: lsn }, lsn }),
+          event({ op: 'c', table: 'j', after: { id: lsn }, lsn: lsn + 1 }),
+        );
+      }
+      // Assert: one watermark read per table and write (there were two per table and write before)
+      expect(gets.mock.calls.map(([key]) => String(key).split(':').slice(-2).join(':')).sort()).toEqual([
+        'pg.public.i:truncated',
+        'pg.public.i:truncated',
+        'pg.public.j:truncated',
+        'pg.public.j:truncated',
+      ]);
+    } finally {
+      await counted.close();
+    }
   });
 
   it('skips rows of tables without a key with a counted reason', async () => {
