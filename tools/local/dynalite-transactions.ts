@@ -80,6 +80,12 @@ const OPERATION: Record<Kind, 'putItem' | 'updateItem' | 'deleteItem'> = {
   Delete: 'deleteItem',
   ConditionCheck: 'deleteItem',
 };
+const RULES = Object.fromEntries(
+  KINDS.map((k) => [k, require(`dynalite/validations/${OPERATION[k]}`) as Validation]),
+) as Record<Kind, Validation>;
+const WRITE = Object.fromEntries(
+  KINDS.map((k) => [k, require(`dynalite/actions/${OPERATION[k]}`) as Operation]),
+) as Record<Kind, Operation>;
 const MAX_ACTIONS = 100;
 const TARGET = 'DynamoDB_20120810.TransactWriteItems';
 
@@ -89,6 +95,8 @@ interface Action {
   returnOldOnFailure: boolean;
   table: Table;
   key: string;
+  /** Table and key: what tells two actions' items apart, and the order their locks are taken in. */
+  id: string;
 }
 
 class RequestError extends Error {
@@ -127,7 +135,7 @@ async function parseAction(store: Store, raw: unknown, index: number): Promise<A
   if (kind === 'ConditionCheck' && typeof body.ConditionExpression !== 'string') {
     throw validation(`TransactItems[${index}].ConditionCheck requires a ConditionExpression`);
   }
-  const rules = require(`dynalite/validations/${OPERATION[kind]}`) as Validation;
+  const rules = RULES[kind];
   let data: ActionData;
   try {
     data = validations.checkTypes(body, rules.types);
@@ -141,14 +149,13 @@ async function parseAction(store: Store, raw: unknown, index: number): Promise<A
   const itemOrKey = (kind === 'Put' ? data.Item : data.Key) as Item;
   const invalid = kind === 'Put' ? db.validateItem(itemOrKey, table) : db.validateKey(itemOrKey, table);
   if (invalid) throw asRequestError(invalid);
-  return { kind, data, returnOldOnFailure, table, key: db.createKey(itemOrKey, table) };
+  const key = db.createKey(itemOrKey, table);
+  return { kind, data, returnOldOnFailure, table, key, id: `${table.TableName}\u0000${key}` };
 }
 
 /** Holds the items' locks (in one global order, so that two transactions cannot deadlock) while `work` runs. */
 async function withLocks<T>(store: Store, actions: readonly Action[], work: () => Promise<T>): Promise<T> {
-  const order = [...actions].sort((a, b) =>
-    a.table.TableName === b.table.TableName ? (a.key < b.key ? -1 : 1) : a.table.TableName < b.table.TableName ? -1 : 1,
-  );
+  const order = [...actions].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
   const releases: Array<() => void> = [];
   try {
     for (const action of order) {
@@ -188,8 +195,7 @@ async function transactWriteItems(store: Store, input: unknown): Promise<Record<
   const actions: Action[] = [];
   for (const [i, raw] of items.entries()) actions.push(await parseAction(store, raw, i));
   const seen = new Set<string>();
-  for (const action of actions) {
-    const id = `${action.table.TableName}\u0000${action.key}`;
+  for (const { id } of actions) {
     if (seen.has(id)) throw validation('Transaction request cannot include multiple operations on one item');
     seen.add(id);
   }
@@ -226,8 +232,7 @@ async function transactWriteItems(store: Store, input: unknown): Promise<Record<
     const view = lockedView(store);
     for (const action of actions) {
       if (action.kind === 'ConditionCheck') continue;
-      const operation = require(`dynalite/actions/${OPERATION[action.kind]}`) as Operation;
-      await call((cb) => operation(view, action.data, cb));
+      await call((cb) => WRITE[action.kind](view, action.data, cb));
     }
     return {};
   });

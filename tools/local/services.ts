@@ -16,7 +16,8 @@ import { ensureRedis } from './redis';
  * Local stand-ins for the AWS services a lane talks to, all in this process: DynamoDB (dynalite, with the
  * TransactWriteItems that dynalite-transactions.ts adds), S3 and SQS (fauxqs), plus the machine's Redis. With `dir`,
  * state survives between runs (dynalite's LevelDB, S3 objects as files with s3rver, the dead-letter queues saved on
- * stop), so invoking the same event twice finds the first run's checkpoints and reports duplicates. Without it, S3 lives in fauxqs's memory (see memory-s3.ts for why).
+ * stop), so invoking the same event twice finds the first run's checkpoints and reports duplicates. Without it, S3
+ * lives in fauxqs's memory (see memory-s3.ts for why).
  */
 
 export const LOCAL_NAMES = {
