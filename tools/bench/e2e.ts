@@ -361,7 +361,7 @@ export async function e2eBenchmarks({ quick }: { quick: boolean }) {
         rawFloorUsPerRecord: { start: floorAtStart, end: floorAtEnd },
       },
       method:
-        'fresh process, database and services per step; default npm start settings (3 partitions, batch 500, window 0 ms, 1 invocation in flight per lane, lanes on worker threads); latencyAt1k is commit -> every sink per change',
+        'fresh process, database and services per step; default npm start settings (3 partitions, batch 2000, window 0 ms, 1 invocation in flight per lane, lanes on worker threads); latencyAt1k is commit -> every sink per change',
     },
   };
 }

@@ -55,7 +55,7 @@ export const DEFAULTS = {
   idleMs: 10_000,
   seedRows: 200,
   partitions: 3,
-  batchSize: 500,
+  batchSize: 2000,
   windowMs: 0,
   concurrency: 1,
   schema: 'public',
