@@ -24,6 +24,7 @@ import { fileURLToPath } from 'node:url';
 import type { Lane } from '../../functions/core/types';
 import { firstMessage, spawnHelper, stopHelper } from '../local/runner/child';
 import type { LatencySummary } from '../local/runner/latency';
+import { DEFAULTS } from '../local/runner/options';
 import type { RunContext } from '../local/runner/run';
 import { measure, rawFloor } from './cpu';
 import { benchEvent } from './fixtures';
@@ -360,8 +361,7 @@ export async function e2eBenchmarks({ quick }: { quick: boolean }) {
         node: process.version,
         rawFloorUsPerRecord: { start: floorAtStart, end: floorAtEnd },
       },
-      method:
-        'fresh process, database and services per step; default npm start settings (3 partitions, batch 2000, window 0 ms, 1 invocation in flight per lane, lanes on worker threads); latencyAt1k is commit -> every sink per change',
+      method: `fresh process, database and services per step; default npm start settings (${DEFAULTS.partitions} partitions, batch ${DEFAULTS.batchSize}, window ${DEFAULTS.windowMs} ms, ${DEFAULTS.concurrency} invocation in flight per lane, lanes on worker threads); latencyAt1k is commit -> every sink per change`,
     },
   };
 }
