@@ -152,8 +152,8 @@ export class LaneFunction extends ProjectFunction {
    * DEDUPE_TABLE_NAME. The lane reads checkpoints (strongly consistent GetItem/BatchGetItem) and commits them with
    * conditional puts, a batch's together in one TransactWriteItems (authorized by `dynamodb:PutItem`, the action of
    * each put in it; there is no TransactWriteItems IAM action). It never updates in place, deletes or scans (idle
-   * checkpoints expire by TTL), so
-   * grantReadWriteData (which adds DeleteItem, UpdateItem, Scan, Query, BatchWriteItem…) would be more than it needs.
+   * checkpoints expire by TTL), so grantReadWriteData (which adds DeleteItem, UpdateItem, Scan, Query,
+   * BatchWriteItem…) would be more than it needs.
    */
   bindDedupeTable(table: dynamodb.ITable): this {
     this.addEnvironment('DEDUPE_TABLE_NAME', table.tableName);

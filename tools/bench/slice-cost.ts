@@ -4,9 +4,9 @@
  *
  * A lane's invocation costs a fixed part (the BatchGetItem of the checkpoints, middy and Powertools), a part per
  * topic-partition in the batch (its conditional put in the batch's checkpoint transaction and, for the warehouse and
- * audit lanes, a Parquet or gzip object and its S3 PUT) and a part per record. Measured by running each lane's real handler on
- * batches of the same records spread over 13 partitions (the default `npm start` topology: 4 keyed tables × 3
- * partitions + 1 keyless table) or kept in one, and timing CPU in this process (the handler, the SDK) and in the
+ * audit lanes, a Parquet or gzip object and its S3 PUT) and a part per record. Measured by running each lane's real
+ * handler on batches of the same records spread over 13 partitions (the default `npm start` topology: 4 keyed tables
+ * × 3 partitions + 1 keyless table) or kept in one, and timing CPU in this process (the handler, the SDK) and in the
  * emulators' process.
  *
  * From it, `cycleCpuMs`: the CPU of one round in which each lane writes every partition once, which is what 1,000
