@@ -4,7 +4,8 @@
  * on MSK Connect, not a replacement for it.
  *
  * Lifecycle (mirrors Debezium's PostgresConnectorTask / ChangeEventSourceCoordinator):
- * 1. ensure the publication (FOR TABLE ...; missing tables are added);
+ * 1. ensure the publication (`FOR TABLES IN SCHEMA` when capturing schemas on PostgreSQL >= 15, so tables created
+ *    later are streamed; otherwise FOR TABLE ...; missing tables are added; see `publication.ts`);
  * 2. load the offset; if no completed snapshot exists (snapshotMode=initial), (re)create the slot with an exported
  *    snapshot and read every table in one REPEATABLE READ transaction that imports it, so the snapshot is exactly the
  *    database at the slot's consistent point: nothing is missed or doubled between snapshot and stream;
@@ -14,22 +15,29 @@
  * Acknowledgement (PostgresStreamingChangeEventSource.commitOffset): records go to `produce` in order; after it
  * resolves the position is "produced"; every offsetFlushIntervalMs the produced offset is saved, and only then its
  * LSN (lsn_commit, else lsn_proc) is confirmed to the slot. A crash can therefore never lose a change.
+ *
+ * Seams: `snapshot.ts` (initial snapshot), `changes.ts` (pgoutput changes → records), `incremental.ts` (incremental
+ * snapshots), `publication.ts`; this file keeps the lifecycle, the stream loop, positions and acknowledgement.
  */
 import pg from 'pg';
 import { Catalog, TEXT_TYPES } from './catalog';
+import { ChangeTranslator } from './changes';
+import { IncrementalSnapshots, splitCollection, WATERMARK_PREFIX } from './incremental';
 import { maxLsn, parseLsn } from './lsn';
 import type { SourceOffset } from './offsets';
 import { type PgOutputMessage, parsePgOutput } from './pgoutput';
-import { parseTimestamp } from './pgtext';
+import { ensurePublication, ensureSignalTable } from './publication';
 import { RecordFactory } from './records';
-import { quoteIdent, ReplicationConnection, SESSION_OPTIONS } from './replication';
-import { buildTableSchema, type TableSchema } from './table-schema';
+import { CapturedTables } from './relations';
+import { ReplicationConnection, SESSION_OPTIONS } from './replication';
+import { initialSnapshot } from './snapshot';
+import type { TableSchema } from './table-schema';
 import {
   type CaptureCounts,
   type CapturedRecord,
   type CaptureLogger,
-  type CaptureOperation,
   type CaptureOptions,
+  type CaptureSignal,
   type CaptureStatus,
   type PostgresCapture,
   SourceError,
@@ -56,13 +64,14 @@ interface Position {
   idleLsn: bigint;
   /** Commit end or idle WAL end reached: what `flushed()` compares with the server's flush position. */
   processedLsn: bigint;
+  /** The incremental snapshot context that goes with this position (Debezium's `incremental_snapshot_*`). */
+  incremental: Partial<SourceOffset>;
 }
 
 const QUIET: CaptureLogger = { info() {}, warn() {}, error() {} };
 const STATUS_INTERVAL_MS = 10_000;
 const PAUSE_AT = 20_000;
 const RESUME_AT = 5_000;
-const SNAPSHOT_FETCH = 1000;
 const MESSAGE_TYPES = { insert: 'INSERT', update: 'UPDATE', delete: 'DELETE' } as const;
 
 function toOffset(p: Position): SourceOffset {
@@ -77,6 +86,7 @@ function toOffset(p: Position): SourceOffset {
   if (p.lsnProc !== null) o.lsn_proc = p.lsnProc;
   if (p.lsnCommit !== null) o.lsn_commit = p.lsnCommit;
   if (p.messageType !== null) o.messageType = p.messageType;
+  IncrementalSnapshots.applyTo(o, p.incremental);
   return o;
 }
 
@@ -86,28 +96,19 @@ function ackFor(p: Position): bigint {
   return maxLsn(p.lsnCommit ?? p.lsnProc ?? 0n, p.idleLsn);
 }
 
-function snapshotMarker(final: boolean, first: boolean, lastInTable: boolean, firstInTable: boolean): string {
-  // RelationalSnapshotChangeEventSource.setSnapshotMarker, plus BufferingSnapshotChangeRecordReceiver which marks
-  // the very last record "last" even when the last table was empty.
-  if (final) return 'last';
-  if (first) return 'first';
-  if (lastInTable) return 'last_in_data_collection';
-  if (firstInTable) return 'first_in_data_collection';
-  return 'true';
-}
-
 class Capture implements PostgresCapture {
   private readonly log: CaptureLogger;
   private readonly prefix: string;
-  private readonly skipped: Set<CaptureOperation>;
   private readonly maxBatch: number;
   private readonly meta: pg.Client;
   private readonly catalog: Catalog;
   private records!: RecordFactory;
+  private translator!: ChangeTranslator;
+  private readonly incremental: IncrementalSnapshots;
   private repl: ReplicationConnection | null = null;
 
-  private readonly captured = new Set<number>();
-  private readonly tables = new Map<number, TableSchema>();
+  private readonly tables: CapturedTables;
+  private readonly signalTable: { schema: string; name: string } | null;
 
   private phase: CaptureStatus['phase'] = 'starting';
   private consistentPoint: bigint | null = null;
@@ -123,7 +124,10 @@ class Capture implements PostgresCapture {
     lastSnapshotRecord: false,
     idleLsn: 0n,
     processedLsn: 0n,
+    incremental: {},
   };
+  /** Ask pgoutput for logical decoding messages (watermarks without a signal table). */
+  private messages = false;
   private inTx = false;
   private txSkip = false;
   private txSkipUpTo: bigint | null = null;
@@ -157,12 +161,12 @@ class Capture implements PostgresCapture {
     tombstone: 0,
     heartbeat: 0,
     skippedOnResume: 0,
+    incrementalRead: 0,
   };
 
   constructor(private readonly opts: CaptureOptions) {
     this.log = opts.logger ?? QUIET;
     this.prefix = opts.topicPrefix;
-    this.skipped = new Set(opts.skippedOperations ?? []);
     this.maxBatch = opts.maxBatchSize ?? 1000;
     this.meta = new pg.Client({
       connectionString: opts.connectionString,
@@ -172,6 +176,30 @@ class Capture implements PostgresCapture {
     });
     this.meta.on('error', (err) => this.fail(err));
     this.catalog = new Catalog(this.meta);
+    this.tables = new CapturedTables(
+      this.prefix,
+      this.catalog,
+      opts.tables
+        ? { schemas: null, names: new Set(opts.tables.map((t) => (t.includes('.') ? t : `public.${t}`))) }
+        : { schemas: new Set(opts.schemas ?? ['public']), names: null },
+      this.log,
+      opts.onTableAdded,
+    );
+    this.signalTable = opts.signalTable ? splitCollection(opts.signalTable) : null;
+    this.incremental = new IncrementalSnapshots({
+      connectionString: opts.connectionString,
+      prefix: this.prefix,
+      logger: this.log,
+      signalTable: this.signalTable,
+      options: opts,
+      isCaptured: (oid) => this.tables.has(oid),
+      contextChanged: (fields) => {
+        this.pos.incremental = fields;
+        this.dirty = true;
+        this.wake?.();
+      },
+      fail: (err) => this.fail(err),
+    });
   }
 
   // --- start ----------------------------------------------------------------------------------------------------
@@ -187,17 +215,37 @@ class Capture implements PostgresCapture {
       );
     }
     const database = (await meta.query('SELECT current_database() AS db')).rows[0]?.db ?? '';
+    const version = Number((await meta.query('SHOW server_version_num')).rows[0]?.server_version_num ?? 0);
     this.records = new RecordFactory(this.prefix, database);
+    this.translator = new ChangeTranslator(
+      this.records,
+      this.counts,
+      new Set(opts.skippedOperations ?? []),
+      opts.tombstonesOnDelete ?? true,
+    );
 
-    const names = opts.tables
-      ? opts.tables.map((t) => {
-          const dot = t.indexOf('.');
-          return dot < 0 ? { schema: 'public', name: t } : { schema: t.slice(0, dot), name: t.slice(dot + 1) };
-        })
-      : await this.catalog.tablesInSchemas(opts.schemas ?? ['public']);
-    if (names.length === 0) throw new SourceError('no tables to capture');
-    for (const oid of await this.catalog.tableOids(names)) this.captured.add(oid);
-    await this.ensurePublication(names);
+    if (this.signalTable) this.tables.signalOid = await ensureSignalTable(meta, this.signalTable, this.log);
+    const isSignal = (t: { schema: string; name: string }) =>
+      this.signalTable !== null && t.schema === this.signalTable.schema && t.name === this.signalTable.name;
+    const names = (
+      opts.tables ? opts.tables.map(splitCollection) : await this.catalog.tablesInSchemas(opts.schemas ?? ['public'])
+    ).filter((t) => !isSignal(t));
+    // Capturing schemas may start with none of their tables yet: tables created later are streamed.
+    if (names.length === 0 && (opts.tables || version < 150000)) throw new SourceError('no tables to capture');
+    for (const oid of await this.catalog.tableOids(names)) this.tables.oids.add(oid);
+    await ensurePublication(meta, {
+      publication: opts.publicationName,
+      schemas: opts.tables ? null : (opts.schemas ?? ['public']),
+      tables: [...names, ...(this.signalTable ? [this.signalTable] : [])],
+      serverVersion: version,
+      logger: this.log,
+    });
+    if (!this.signalTable && version < 140000) {
+      this.log.warn(
+        'capture: PostgreSQL < 14 streams no logical decoding messages: incremental snapshots need a signalTable',
+      );
+    }
+    this.messages = !this.signalTable && version >= 140000;
 
     const offset = await opts.offsets.load();
     const slot = (
@@ -236,6 +284,7 @@ class Capture implements PostgresCapture {
     this.loopDone = this.run();
     await this.startStreaming(startLsn);
     this.phase = 'streaming';
+    this.incremental.start();
     const flushEvery = opts.offsetFlushIntervalMs ?? 1000;
     this.every(flushEvery, () => void this.flushOffsets());
     this.every(STATUS_INTERVAL_MS, () => this.repl?.sendStatus(this.ackedLsn));
@@ -253,29 +302,6 @@ class Capture implements PostgresCapture {
     const timer = setInterval(fn, ms);
     timer.unref();
     this.timers.push(timer);
-  }
-
-  private async ensurePublication(names: Array<{ schema: string; name: string }>): Promise<void> {
-    const pub = this.opts.publicationName;
-    const qualified = (t: { schema: string; name: string }) => `${quoteIdent(t.schema)}.${quoteIdent(t.name)}`;
-    const existing = (
-      await this.meta.query('SELECT puballtables::text AS all FROM pg_publication WHERE pubname = $1', [pub])
-    ).rows[0];
-    if (!existing) {
-      await this.meta.query(`CREATE PUBLICATION ${quoteIdent(pub)} FOR TABLE ${names.map(qualified).join(', ')}`);
-      return;
-    }
-    if (existing.all === 'true') return;
-    const { rows } = await this.meta.query(
-      'SELECT schemaname AS schema, tablename AS name FROM pg_publication_tables WHERE pubname = $1',
-      [pub],
-    );
-    const have = new Set(rows.map((r) => `${r.schema}.${r.name}`));
-    const missing = names.filter((t) => !have.has(`${t.schema}.${t.name}`));
-    if (missing.length > 0) {
-      this.log.warn(`capture: adding ${missing.map((t) => `${t.schema}.${t.name}`).join(', ')} to publication ${pub}`);
-      await this.meta.query(`ALTER PUBLICATION ${quoteIdent(pub)} ADD TABLE ${missing.map(qualified).join(', ')}`);
-    }
   }
 
   private async dropSlot(slot: string): Promise<void> {
@@ -314,7 +340,9 @@ class Capture implements PostgresCapture {
     for (let attempt = 0; ; attempt++) {
       const repl = this.repl ?? (await this.connectReplication());
       try {
-        await repl.start(this.opts.slotName, startLsn, this.opts.publicationName, handlers);
+        await repl.start(this.opts.slotName, startLsn, this.opts.publicationName, handlers, {
+          messages: this.messages,
+        });
         return;
       } catch (err) {
         await repl.end();
@@ -340,6 +368,8 @@ class Capture implements PostgresCapture {
       xid: midTransaction ? p.txId : null,
       lsnProc: midTransaction ? (p.lsnProc ?? p.lsn) : null,
     };
+    this.incremental.restore(offset);
+    p.incremental = this.incremental.offsetFields();
     this.produced = { ...p };
     this.saved = this.produced;
     this.savedOffset = offset;
@@ -352,83 +382,32 @@ class Capture implements PostgresCapture {
 
   private async snapshot(snapshotName: string, lsn: bigint): Promise<void> {
     this.phase = 'snapshot';
-    const { meta } = this;
-    await meta.query('BEGIN ISOLATION LEVEL REPEATABLE READ');
-    try {
-      await meta.query(`SET TRANSACTION SNAPSHOT '${snapshotName.replace(/'/g, "''")}'`);
-      // Debezium: source.ts_ms of snapshot reads is the snapshot transaction's CURRENT_TIMESTAMP; txId is
-      // txid_current() of that transaction (PostgresConnection.currentTransactionId).
-      const info = (
-        await meta.query(
-          'SELECT now()::text AS ts, (CASE WHEN pg_is_in_recovery() THEN 0 ELSE txid_current() END)::text AS txid',
-        )
-      ).rows[0];
-      const ts = parseTimestamp(info?.ts ?? '');
-      const tsUs = ts ? BigInt(ts.seconds) * 1_000_000n + BigInt(ts.micros) : BigInt(Date.now()) * 1000n;
-      const txId = info?.txid && info.txid !== '0' ? BigInt(info.txid) : null;
-
-      // Table schemas as of the snapshot, in Debezium's order (sorted table ids).
-      const tables: TableSchema[] = [];
-      for (const oid of this.captured) {
-        const table = await buildTableSchema(this.prefix, this.catalog, await this.catalog.table(oid));
-        this.tables.set(oid, table);
-        tables.push(table);
-      }
-      tables.sort((a, b) => (`${a.schema}.${a.table}` < `${b.schema}.${b.table}` ? -1 : 1));
-
-      let emittedAny = false;
-      let pending: {
-        table: TableSchema;
-        row: Array<string | null>;
-        firstInTable: boolean;
-        lastInTable: boolean;
-      } | null = null;
-      const emit = async (p: NonNullable<typeof pending>, final: boolean) => {
-        const marker = snapshotMarker(
-          final,
-          !emittedAny && p.firstInTable && p.table === tables[0],
-          p.lastInTable,
-          p.firstInTable,
-        );
-        emittedAny = true;
-        const source = this.records.source(p.table, { tsUs, snapshot: marker, lastCommitLsn: null, lsn, txId });
-        const after = p.table.rowJson(p.row);
-        this.batch.push(this.records.change(p.table, 'r', p.table.keyPayload(p.row), null, after, source));
-        this.counts.read++;
-        Object.assign(this.pos, { lsn, txId, tsUs, snapshot: 'INITIAL', lastSnapshotRecord: final });
-        this.dirty = true;
-        if (this.batch.length >= this.maxBatch) await this.flushBatch();
-      };
-
-      for (const table of tables) {
-        const columns = table.columns.map((c) => quoteIdent(c.name)).join(', ');
-        await meta.query(
-          `DECLARE cdc_snapshot NO SCROLL CURSOR FOR SELECT ${columns || '*'} FROM ${quoteIdent(table.schema)}.${quoteIdent(table.table)}`,
-        );
-        let firstInTable = true;
-        for (;;) {
-          const result = await meta.query({
-            text: `FETCH FORWARD ${SNAPSHOT_FETCH} FROM cdc_snapshot`,
-            rowMode: 'array',
+    await initialSnapshot(
+      {
+        meta: this.meta,
+        catalog: this.catalog,
+        prefix: this.prefix,
+        records: this.records,
+        oids: this.tables.oids,
+        setTable: (oid, table) => this.tables.set(oid, table),
+        emitRead: async (record, position) => {
+          this.batch.push(record);
+          this.counts.read++;
+          Object.assign(this.pos, {
+            lsn: position.lsn,
+            txId: position.txId,
+            tsUs: position.tsUs,
+            snapshot: 'INITIAL',
+            lastSnapshotRecord: position.final,
           });
-          const rows = result.rows as unknown as Array<Array<string | null>>;
-          for (const row of rows) {
-            if (pending) await emit(pending, false);
-            pending = { table, row, firstInTable, lastInTable: false };
-            firstInTable = false;
-          }
-          if (rows.length < SNAPSHOT_FETCH) break;
-        }
-        if (pending && pending.table === table) pending.lastInTable = true;
-        await meta.query('CLOSE cdc_snapshot');
-      }
-      if (pending) await emit(pending, true);
-      await this.flushBatch();
-      await meta.query('COMMIT');
-    } catch (err) {
-      await meta.query('ROLLBACK').catch(() => undefined);
-      throw err;
-    }
+          this.dirty = true;
+          if (this.batch.length >= this.maxBatch) await this.flushBatch();
+        },
+      },
+      snapshotName,
+      lsn,
+    );
+    await this.flushBatch();
     // The snapshot is complete: from here the offset is a streaming one at the consistent point.
     Object.assign(this.pos, {
       lsn,
@@ -529,28 +508,93 @@ class Capture implements PostgresCapture {
         return undefined;
       }
       case 'relation':
-        return this.onRelation(msg);
+        return this.tables.onRelation(msg);
       case 'insert':
       case 'update':
       case 'delete':
+        if (msg.relationId === this.tables.signalOid) return this.onSignalRow(item.lsn, msg);
         this.onRowChange(item.lsn, msg);
         return undefined;
       case 'truncate':
         this.onTruncate(item.lsn, msg.relationIds);
         return undefined;
+      case 'message':
+        if (msg.prefix !== WATERMARK_PREFIX) return undefined;
+        this.advance(item.lsn, 'MESSAGE');
+        if (this.skipOnResume(item.lsn)) return undefined;
+        return this.onWatermark(item.lsn, msg.content.toString('utf8'));
       default:
-        return undefined; // origin, type and logical messages carry nothing Debezium emits for these tables
+        return undefined; // origin and type messages carry nothing Debezium emits
     }
   }
 
-  private async onRelation(msg: Extract<PgOutputMessage, { tag: 'relation' }>): Promise<void> {
-    if (!this.captured.has(msg.relationId)) return;
-    const existing = this.tables.get(msg.relationId);
-    if (existing?.matches(msg.columns)) return;
-    // New in this session or changed by DDL: rebuild from the catalog for the columns the tuples now carry
-    // (Debezium refreshes its schema the same way when the relation no longer matches).
-    const table = await this.catalog.table(msg.relationId);
-    this.tables.set(msg.relationId, await buildTableSchema(this.prefix, this.catalog, table, msg.columns));
+  /** Moves the position to a change at `lsn` (PostgresOffsetContext.updateWalPosition). */
+  private advance(lsn: bigint, messageType: string): void {
+    const p = this.pos;
+    p.lsn = lsn;
+    p.lsnProc = lsn;
+    p.messageType = messageType;
+    this.dirty = true;
+  }
+
+  /** The `source` block of an event at `lsn` in the current transaction. */
+  private sourceAt(table: TableSchema, lsn: bigint, snapshot: 'false' | 'incremental'): string {
+    const p = this.pos;
+    return this.records.source(table, {
+      tsUs: p.tsUs ?? 0n,
+      snapshot,
+      lastCommitLsn: p.lastCommitLsn,
+      lsn,
+      txId: p.txId,
+    });
+  }
+
+  /**
+   * A row of the signal table: `execute-snapshot` / `stop-snapshot` signals, and the incremental snapshot's own
+   * window watermarks. Never emitted as a record.
+   */
+  private onSignalRow(
+    lsn: bigint,
+    msg: Extract<PgOutputMessage, { tag: 'insert' | 'update' | 'delete' }>,
+  ): Promise<void> | undefined {
+    this.advance(lsn, MESSAGE_TYPES[msg.tag]);
+    const cols = this.tables.signalColumns;
+    if (msg.tag !== 'insert' || !cols || this.skipOnResume(lsn)) return undefined;
+    const text = (i: number) => {
+      const v = msg.newTuple[i];
+      return typeof v === 'string' ? v : null;
+    };
+    const id = text(cols.id) ?? '';
+    const type = text(cols.type) ?? '';
+    if (type === 'snapshot-window-open' || type === 'snapshot-window-close') return this.onWatermark(lsn, id);
+    if (type !== 'execute-snapshot' && type !== 'stop-snapshot') {
+      this.log.warn(`capture: signal ${id} of type ${type} is not supported, ignored`);
+      return undefined;
+    }
+    let data: unknown;
+    try {
+      data = JSON.parse(text(cols.data) ?? '{}');
+    } catch {
+      this.log.warn(`capture: signal ${id}: data is not JSON, ignored`);
+      return undefined;
+    }
+    this.incremental.signal({ id, type, data } as CaptureSignal);
+    return undefined;
+  }
+
+  /** A watermark in the stream; at a chunk's high watermark its remaining rows become reads positioned here. */
+  private async onWatermark(lsn: bigint, text: string): Promise<void> {
+    const emission = this.incremental.onWatermark(text);
+    if (!emission) return;
+    const { schema, rows } = emission;
+    const source = this.sourceAt(schema, lsn, 'incremental');
+    for (const { key, row } of rows) {
+      this.batch.push(this.records.change(schema, 'r', key, null, schema.rowJson(row), source));
+      this.counts.read++;
+      this.counts.incrementalRead++;
+      if (this.batch.length >= this.maxBatch) await this.flushBatch();
+    }
+    this.incremental.emitted(rows.length);
   }
 
   private skipOnResume(lsn: bigint): boolean {
@@ -562,84 +606,21 @@ class Capture implements PostgresCapture {
   }
 
   private onRowChange(lsn: bigint, msg: Extract<PgOutputMessage, { tag: 'insert' | 'update' | 'delete' }>): void {
-    const p = this.pos;
-    p.lsn = lsn;
-    p.lsnProc = lsn;
-    p.messageType = MESSAGE_TYPES[msg.tag];
-    this.dirty = true;
+    this.advance(lsn, MESSAGE_TYPES[msg.tag]);
     const table = this.tables.get(msg.relationId);
-    if (!table || !this.captured.has(msg.relationId) || this.skipOnResume(lsn)) return;
-    const op = msg.tag === 'insert' ? 'c' : msg.tag === 'update' ? 'u' : 'd';
-    if (this.skipped.has(op)) return;
-    const source = this.records.source(table, {
-      tsUs: p.tsUs ?? 0n,
-      snapshot: 'false',
-      lastCommitLsn: p.lastCommitLsn,
-      lsn,
-      txId: p.txId,
-    });
-    const { records } = this;
-    if (msg.tag === 'insert') {
-      this.batch.push(
-        records.change(table, 'c', table.keyPayload(msg.newTuple), null, table.rowJson(msg.newTuple), source),
-      );
-      this.counts.create++;
-      return;
-    }
-    if (msg.tag === 'delete') {
-      const key = table.keyPayload(msg.oldTuple);
-      this.pushDelete(records.change(table, 'd', key, table.rowJson(msg.oldTuple), null, source));
-      return;
-    }
-    // UPDATE. REPLICA IDENTITY DEFAULT sends no old tuple unless the key changed ('K': key columns only);
-    // FULL sends the whole old row ('O'). RelationalChangeRecordEmitter.emitUpdateRecord compares old and new keys.
-    const newKey = table.keyPayload(msg.newTuple);
-    const before = msg.oldTuple ? table.rowJson(msg.oldTuple) : null;
-    const after = table.rowJson(msg.newTuple, msg.oldKind === 'O' ? msg.oldTuple : null);
-    const oldKey = msg.oldTuple ? table.keyPayload(msg.oldTuple) : null;
-    if (oldKey === null || newKey === null || oldKey === newKey) {
-      this.batch.push(records.change(table, 'u', newKey, before, after, source));
-      this.counts.update++;
-      return;
-    }
-    // Primary-key change: delete (old key) + tombstone + create (new key), with the other key in a header.
-    this.pushDelete(
-      records.change(table, 'd', oldKey, before, null, source, [records.keyHeader('__debezium.newkey', newKey)]),
-    );
-    this.batch.push(
-      records.change(table, 'c', newKey, null, after, source, [records.keyHeader('__debezium.oldkey', oldKey)]),
-    );
-    this.counts.create++;
-  }
-
-  private pushDelete(record: CapturedRecord): void {
-    this.batch.push(record);
-    this.counts.delete++;
-    if (this.opts.tombstonesOnDelete ?? true) {
-      this.batch.push(this.records.tombstone(record));
-      this.counts.tombstone++;
-    }
+    if (!table || this.skipOnResume(lsn)) return;
+    this.incremental.onChange(msg.relationId, ChangeTranslator.keysOf(table, msg));
+    this.translator.rowChange(table, msg, this.sourceAt(table, lsn, 'false'), this.batch);
   }
 
   private onTruncate(lsn: bigint, relationIds: number[]): void {
-    const p = this.pos;
-    p.lsn = lsn;
-    p.lsnProc = lsn;
-    p.messageType = 'TRUNCATE';
-    this.dirty = true;
-    if (this.skipOnResume(lsn) || this.skipped.has('t')) return;
+    this.advance(lsn, 'TRUNCATE');
+    if (this.skipOnResume(lsn)) return;
     for (const id of relationIds) {
       const table = this.tables.get(id);
-      if (!table || !this.captured.has(id)) continue;
-      const source = this.records.source(table, {
-        tsUs: p.tsUs ?? 0n,
-        snapshot: 'false',
-        lastCommitLsn: p.lastCommitLsn,
-        lsn,
-        txId: p.txId,
-      });
-      this.batch.push(this.records.change(table, 't', null, null, null, source));
-      this.counts.truncate++;
+      if (!table) continue;
+      this.incremental.onTruncate(id);
+      this.translator.truncate(table, this.sourceAt(table, lsn, 'false'), this.batch);
     }
   }
 
@@ -711,6 +692,7 @@ class Capture implements PostgresCapture {
     this.log.error(`capture: failed: ${err.message}`);
     for (const t of this.timers) clearInterval(t);
     this.repl?.destroy();
+    void this.incremental.stop();
     this.wake?.();
     this.notifyProgress();
     this.opts.onError?.(err);
@@ -752,8 +734,14 @@ class Capture implements PostgresCapture {
     } else {
       this.repl?.destroy();
     }
+    await this.incremental.stop();
     await this.meta.end().catch(() => undefined);
     this.phase = 'stopped';
+  }
+
+  signal(signal: CaptureSignal): void {
+    if (this.phase === 'stopped' || this.phase === 'failed') throw new Error(`capture is ${this.phase}`);
+    this.incremental.signal(signal);
   }
 
   status(): CaptureStatus {
@@ -768,6 +756,7 @@ class Capture implements PostgresCapture {
       acknowledgedLsn: this.ackedLsn,
       queued: this.queue.length - this.head,
       emitted: { ...this.counts },
+      incrementalSnapshot: this.incremental.status(),
       ...(this.failure ? { error: this.failure.message } : {}),
     };
   }
@@ -779,6 +768,7 @@ class Capture implements PostgresCapture {
     this.wake?.();
     for (const t of this.timers) clearInterval(t);
     await this.repl?.end().catch(() => undefined);
+    await this.incremental.stop();
     await this.meta.end().catch(() => undefined);
   }
 }

@@ -91,6 +91,11 @@ const ENUM_SQL = `
   SELECT enumtypid::text AS oid, enumlabel AS label FROM pg_enum
   WHERE enumtypid = ANY($1::oid[]) ORDER BY enumtypid, enumsortorder`;
 
+/** The relation asked for is not in the catalog (any more). */
+export class RelationMissing extends Error {
+  override readonly name = 'RelationMissing';
+}
+
 /** Catalog reader with a type cache; one per capture. */
 export class Catalog {
   private readonly types = new Map<number, PgType>();
@@ -124,11 +129,36 @@ export class Catalog {
     return rows.map((r) => ({ schema: r.schema ?? '', name: r.name ?? '' }));
   }
 
+  /** OID of `schema.table` (ordinary or partitioned), or null when there is no such table. */
+  async oidOf(schema: string, name: string): Promise<number | null> {
+    const { rows } = await this.client.query(
+      `SELECT c.oid::text AS oid FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+       WHERE n.nspname = $1 AND c.relname = $2 AND c.relkind IN ('r', 'p')`,
+      [schema, name],
+    );
+    return rows[0]?.oid ? Number(rows[0].oid) : null;
+  }
+
+  /**
+   * Like `table`, but null when the relation no longer exists: a table dropped after the change that announced it
+   * was written (the stream runs behind the catalog). A concurrent DROP can also make the catalog functions fail
+   * with "cache lookup failed" (XX000) mid-query.
+   */
+  async tableIfExists(oid: number): Promise<CatalogTable | null> {
+    try {
+      return await this.table(oid);
+    } catch (err) {
+      if (err instanceof RelationMissing) return null;
+      if ((err as { code?: string }).code === 'XX000' && /cache lookup failed/.test(String(err))) return null;
+      throw err;
+    }
+  }
+
   /** Columns, key and replica identity of one table. */
   async table(oid: number): Promise<CatalogTable> {
     const { rows: tableRows } = await this.client.query(TABLE_SQL, [oid]);
     const t = tableRows[0];
-    if (!t) throw new Error(`relation ${oid} does not exist`);
+    if (!t) throw new RelationMissing(`relation ${oid} does not exist`);
     let columnRows: Array<Record<string, string | null>>;
     try {
       columnRows = (await this.client.query(this.columnsSql, [oid])).rows;

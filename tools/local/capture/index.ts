@@ -4,15 +4,21 @@
  */
 export { startPostgresCapture } from './capture';
 export { UNAVAILABLE_VALUE } from './codecs';
+export { WATERMARK_PREFIX } from './incremental';
 export { JsonFileOffsetStore, MemoryOffsetStore, type OffsetStore, type SourceOffset } from './offsets';
 export { DEBEZIUM_VERSION } from './table-schema';
 export type {
+  AddedTable,
   CaptureCounts,
   CapturedRecord,
   CaptureLogger,
   CaptureOperation,
   CaptureOptions,
+  CaptureSignal,
   CaptureStatus,
+  IncrementalSnapshotStatus,
   PostgresCapture,
+  SnapshotNotification,
+  StopSnapshotSignal,
 } from './types';
 export { SourceError } from './types';

@@ -3,7 +3,8 @@
  * `lsn` (position of the last event), `lsn_proc` (last completely processed LSN), `lsn_commit` (end LSN of the last
  * committed transaction), `txId`, `ts_usec` (commit time), `messageType`, and `snapshot`/`last_snapshot_record`
  * while the initial snapshot runs. Integers are `bigint` so nothing is rounded; the file store writes them as JSON
- * numbers with every digit.
+ * numbers with every digit. A running incremental snapshot adds Debezium's `incremental_snapshot_*` keys
+ * (AbstractIncrementalSnapshotContext.store): strings, so keys of any type survive exactly.
  */
 import { mkdir, open, readFile, rename } from 'node:fs/promises';
 import { dirname } from 'node:path';
@@ -20,6 +21,17 @@ export interface SourceOffset {
   /** Present while the initial snapshot runs (`INITIAL`, Debezium >= 2.6 writes the snapshot type). */
   snapshot?: string;
   last_snapshot_record?: boolean;
+  /** The execute-snapshot signal's id (Debezium `incremental_snapshot_correlation_id`). */
+  incremental_snapshot_correlation_id?: string;
+  /**
+   * JSON array of the tables still to snapshot, the current one first:
+   * `[{"incremental_snapshot_collections_id":"public.orders","incremental_snapshot_collections_additional_condition":"…"}]`.
+   */
+  incremental_snapshot_collections?: string;
+  /** JSON array of the key column texts of the last row whose chunk was produced; absent before the first chunk. */
+  incremental_snapshot_primary_key?: string;
+  /** JSON array of the key column texts of the current table's largest key when its scan began. */
+  incremental_snapshot_maximum_key?: string;
 }
 
 /** Where the capture keeps its offset, like Kafka Connect's offset storage. */

@@ -79,8 +79,18 @@ export class ReplicationConnection {
     return { consistentPoint: row.consistent_point, snapshotName: row.snapshot_name };
   }
 
-  /** Starts streaming; resolves once the server switched to CopyBoth mode. */
-  async start(slot: string, startLsn: bigint, publication: string, handlers: StreamHandlers): Promise<void> {
+  /**
+   * Starts streaming; resolves once the server switched to CopyBoth mode. `messages` asks pgoutput for logical
+   * decoding messages (`pg_logical_emit_message`, PostgreSQL >= 14), which carry the incremental snapshot's
+   * watermarks when there is no signal table.
+   */
+  async start(
+    slot: string,
+    startLsn: bigint,
+    publication: string,
+    handlers: StreamHandlers,
+    options: { messages?: boolean } = {},
+  ): Promise<void> {
     const conn = this.connection;
     conn.on('copyData', ({ chunk }) => {
       const kind = chunk[0];
@@ -95,7 +105,7 @@ export class ReplicationConnection {
     this.streaming = this.client
       .query(
         `START_REPLICATION SLOT ${quoteIdent(slot)} LOGICAL ${formatLsn(startLsn)} ` +
-          `(proto_version '1', publication_names '${pubNames}')`,
+          `(proto_version '1', publication_names '${pubNames}'${options.messages ? ", messages 'true'" : ''})`,
       )
       .then(
         () => {

@@ -1,3 +1,4 @@
+import type { SnapshotSignal } from '../../../functions/core/types';
 import type { OffsetStore, SourceOffset } from './offsets';
 
 /** One Kafka record as Debezium (Kafka Connect + JsonConverter) would produce it. */
@@ -65,6 +66,74 @@ export interface CaptureOptions {
   /** Called once if the capture fails after it started (connection lost, produce failed). */
   onError?(err: Error): void;
   logger?: CaptureLogger;
+  /**
+   * Called (and awaited) before the first record of a table found while streaming is produced: a table created in a
+   * captured schema after the capture started. The runner creates the topic (one partition for keyless tables).
+   */
+  onTableAdded?(table: AddedTable): void | Promise<void>;
+  /**
+   * Debezium's `signal.data.collection`: `schema.table` of a signal table (`id varchar(42) PRIMARY KEY, type
+   * varchar(32) NOT NULL, data varchar(2048)`), created when missing and added to the publication. INSERTs of
+   * `execute-snapshot` / `stop-snapshot` rows seen in the stream are signals; the incremental snapshot writes its
+   * window watermarks there (`snapshot-window-open` / `-close`). Its own changes are never emitted as records.
+   * Without it, watermarks are `pg_logical_emit_message` messages (PostgreSQL >= 14) and signals come only through
+   * {@link PostgresCapture.signal}.
+   */
+  signalTable?: string;
+  /** Rows per incremental-snapshot chunk (Debezium `incremental.snapshot.chunk.size`). @default 1024 */
+  incrementalChunkSize?: number;
+  /** Incremental-snapshot progress as Debezium notifications (aggregate_type `Incremental Snapshot`). */
+  onNotification?(notification: SnapshotNotification): void | Promise<void>;
+  /**
+   * Test hook: awaited after a chunk was SELECTed and before its high watermark is written, so a test can change
+   * rows inside the window deterministically. Not for production use.
+   */
+  beforeHighWatermark?(chunk: { table: string; chunkId: string; rows: number }): Promise<void>;
+}
+
+/** A table the capture started capturing while streaming (see `onTableAdded`). */
+export interface AddedTable {
+  schema: string;
+  table: string;
+  topic: string;
+  /** False when the table has no primary key: its records have a null Kafka key. */
+  hasKey: boolean;
+}
+
+/** Debezium's `stop-snapshot` signal: stops the listed collections, or the whole incremental snapshot. */
+export interface StopSnapshotSignal {
+  id: string;
+  type: 'stop-snapshot';
+  data: { 'data-collections'?: string[]; type: 'incremental' | 'INCREMENTAL' };
+}
+
+/** What {@link PostgresCapture.signal} takes: Debezium's execute-snapshot or stop-snapshot signal. */
+export type CaptureSignal = SnapshotSignal | StopSnapshotSignal;
+
+/** Debezium's notification (io.debezium.pipeline.notification.Notification) as its JSON channel writes it. */
+export interface SnapshotNotification {
+  /** The signal's id (Debezium's correlation id). */
+  id: string;
+  aggregate_type: 'Incremental Snapshot';
+  /** STARTED, IN_PROGRESS, TABLE_SCAN_COMPLETED, COMPLETED, ABORTED. */
+  type: string;
+  additional_data: Record<string, string>;
+  /** Milliseconds since the epoch, as a decimal string. */
+  timestamp: string;
+}
+
+/** The running incremental snapshot, in `status()`. */
+export interface IncrementalSnapshotStatus {
+  /** The execute-snapshot signal's id. */
+  id: string;
+  /** Tables still to snapshot, the current one first (`schema.table`). */
+  tables: string[];
+  currentTable: string | null;
+  /** Rows read by chunks since this capture process started the snapshot (or resumed it). */
+  rowsRead: number;
+  /** Reads emitted (rows read minus rows a streamed change superseded inside the window). */
+  rowsEmitted: number;
+  chunks: number;
 }
 
 export interface CaptureCounts {
@@ -77,6 +146,8 @@ export interface CaptureCounts {
   heartbeat: number;
   /** Changes skipped on resume because the stored offset says they were already handed on. */
   skippedOnResume: number;
+  /** Reads of incremental snapshots (`source.snapshot` = incremental), also counted in `read`. */
+  incrementalRead: number;
 }
 
 export interface CaptureStatus {
@@ -96,6 +167,8 @@ export interface CaptureStatus {
   /** Messages received and not processed yet. */
   queued: number;
   emitted: CaptureCounts;
+  /** The incremental snapshot in progress, or null. */
+  incrementalSnapshot: IncrementalSnapshotStatus | null;
   error?: string;
 }
 
@@ -113,4 +186,10 @@ export interface PostgresCapture {
    * slot acknowledged: a barrier for tests and the local runner.
    */
   flushed(timeoutMs?: number): Promise<void>;
+  /**
+   * Debezium's Kafka signal channel: an `execute-snapshot` signal (type incremental) queues the tables for an
+   * incremental snapshot (started now, or after the running one's tables); `stop-snapshot` aborts tables or all.
+   * Signals given before streaming starts are acted on once it does.
+   */
+  signal(signal: CaptureSignal): void;
 }
