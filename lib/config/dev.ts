@@ -65,6 +65,10 @@ export const dev: EnvironmentConfig = {
       network: { securityGroupId: 'sg-0123456789abcdef0' },
       slotName: 'cdc_sync_dev_orders',
       publicationName: 'cdc_sync_dev_orders',
+      // The publication is created FOR TABLES IN SCHEMA public by the database owner (docs/deploy.md, "Schema
+      // changes"), so a table created in public is captured from its first row.
+      publicationAutocreateMode: 'disabled',
+      captureSchemas: ['public'],
       heartbeatIntervalMs: 10_000,
       tables: [
         { name: 'public.orders', partitions: 3 },
@@ -80,6 +84,7 @@ export const dev: EnvironmentConfig = {
       serverId: 184_054,
       credentialsSecretArn: 'arn:aws:secretsmanager:eu-west-1:111111111111:secret:cdc-sync/dev/inventory-db-AbCdEf',
       network: { cidr: '10.50.12.0/24' },
+      captureSchemas: ['inventory'],
       heartbeatIntervalMs: 10_000,
       tables: [{ name: 'inventory.stock', partitions: 3 }],
     },

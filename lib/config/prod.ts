@@ -69,6 +69,7 @@ export const prod: EnvironmentConfig = {
       slotName: 'cdc_sync_prod_orders',
       publicationName: 'cdc_sync_prod_orders',
       publicationAutocreateMode: 'disabled',
+      captureSchemas: ['public'],
       heartbeatIntervalMs: 10_000,
       capacity: { mode: 'provisioned', workerCount: 1, mcuCount: 2 },
       tables: [
@@ -86,6 +87,7 @@ export const prod: EnvironmentConfig = {
       serverId: 384_054,
       credentialsSecretArn: 'arn:aws:secretsmanager:eu-west-1:333333333333:secret:cdc-sync/prod/inventory-db-AbCdEf',
       network: { securityGroupId: 'sg-0333456789abcdef1' },
+      captureSchemas: ['inventory'],
       heartbeatIntervalMs: 10_000,
       tables: [{ name: 'inventory.stock', partitions: 12 }],
     },
@@ -114,6 +116,8 @@ export const prod: EnvironmentConfig = {
     crawlerSchedule: 'cron(15 * * * ? *)',
   },
   cache: { majorEngineVersion: '8', maxDataStorageGb: 50, maxEcpuPerSecond: 100_000, snapshotRetentionLimit: 7 },
+  // The largest table: re-reading it is a decision for a person (alarm, then npm run backfill), not automatic.
+  schemaChanges: { default: 'auto', tables: { 'public.order_lines': 'alarm' } },
   observability: {
     alarmEmails: ['cdc-sync-oncall@example.com', 'data-platform@example.com'],
     logRetentionDays: 90,

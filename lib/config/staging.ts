@@ -66,6 +66,7 @@ export const staging: EnvironmentConfig = {
       slotName: 'cdc_sync_staging_orders',
       publicationName: 'cdc_sync_staging_orders',
       publicationAutocreateMode: 'disabled',
+      captureSchemas: ['public'],
       heartbeatIntervalMs: 10_000,
       tables: [
         { name: 'public.orders', partitions: 6 },
@@ -83,6 +84,7 @@ export const staging: EnvironmentConfig = {
       credentialsSecretArn: 'arn:aws:secretsmanager:eu-west-1:222222222222:secret:cdc-sync/staging/inventory-db-AbCdEf',
       network: { securityGroupId: 'sg-0223456789abcdef1' },
       format: 'avro',
+      captureSchemas: ['inventory'],
       heartbeatIntervalMs: 10_000,
       tables: [{ name: 'inventory.stock', partitions: 6 }],
     },

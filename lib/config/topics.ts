@@ -61,9 +61,83 @@ export function laneSources(env: EnvironmentConfig, lane: LaneName): SourceConfi
   return names === undefined ? [...env.sources] : env.sources.filter((s) => names.includes(s.name));
 }
 
-/** Every data topic a lane subscribes to (never heartbeat, transaction or schema topics). */
-export function laneTopics(env: EnvironmentConfig, lane: LaneName): DataTopic[] {
-  return laneSources(env, lane).flatMap(dataTopics);
+/**
+ * Debezium's public schema-change topic (`<prefix>`, `include.schema.changes=true`): MySQL/MariaDB and SQL Server
+ * only (PostgreSQL's logical decoding carries no DDL). One partition, so DDL stays in order.
+ */
+export function schemaChangeTopicName(source: SourceConfig): string | undefined {
+  return source.engine === 'postgresql' ? undefined : source.topicPrefix;
+}
+
+/**
+ * The connector's Kafka signal channel (`signal.kafka.topic`): the lanes (automatic reconciliation) and
+ * `npm run backfill -- --env` produce Debezium `execute-snapshot` signals here, keyed by the source's `topicPrefix`
+ * (Debezium ignores any other key). One partition: Debezium reads partition 0 only.
+ */
+export function signalTopicName(source: SourceConfig): string {
+  return `${source.topicPrefix}.signals`;
+}
+
+/** The connector's notification sink topic (`notification.sink.topic.name`): incremental snapshot progress. */
+export function notificationTopicName(source: SourceConfig): string {
+  return `${source.topicPrefix}.notifications`;
+}
+
+/** Consumer group of a connector's Kafka signal reader (`signal.kafka.groupId`), named so IAM can scope it. */
+export function signalGroupId(env: EnvironmentConfig, source: SourceConfig): string {
+  return `${connectorName(env, source)}-signals`;
+}
+
+/** The signalling table (`signal.data.collection` without SQL Server's database), see SourceConfig.signalTable. */
+export function signalTableName(source: SourceConfig): string {
+  if (source.signalTable !== undefined) return source.signalTable;
+  const first = source.tables[0]?.name.split('.')[0] ?? (source.engine === 'sqlserver' ? 'dbo' : 'public');
+  return `${first}.debezium_signal`;
+}
+
+/**
+ * SSM parameter (String, JSON {@link SignallingParameter}) through which `npm run backfill -- --env <env>` finds the
+ * signal and notification topics and the cluster's IAM bootstrap brokers.
+ */
+export function signallingParameterName(env: EnvironmentConfig): string {
+  return `/cdc-sync/${env.name}/signalling`;
+}
+
+/** The value of the {@link signallingParameterName} parameter. */
+export interface SignallingParameter {
+  /** The cluster's IAM-auth bootstrap brokers (port 9098), comma-separated. */
+  readonly bootstrapServers: string;
+  readonly sources: ReadonlyArray<{
+    readonly name: string;
+    readonly engine: SourceConfig['engine'];
+    /** Debezium `topic.prefix`: the signal message key. */
+    readonly topicPrefix: string;
+    /** SQL Server database (data collections are `<database>.<schema>.<table>`). */
+    readonly database?: string;
+    readonly signalTopic: string;
+    readonly notificationTopic: string;
+  }>;
+}
+
+/** A topic a lane subscribes to: a table's data topic or a source's schema-change topic. */
+export interface LaneTopic {
+  readonly source: SourceConfig;
+  readonly topicName: string;
+  readonly kind: 'data' | 'schema-changes';
+}
+
+/**
+ * Every topic a lane subscribes to: the data topics of its sources and, for MySQL/MariaDB and SQL Server, their
+ * schema-change topic (the lanes record DDL into the schema history). Never heartbeat, transaction, schema history,
+ * signal or notification topics.
+ */
+export function laneTopics(env: EnvironmentConfig, lane: LaneName): LaneTopic[] {
+  return laneSources(env, lane).flatMap((source) => {
+    const topics: LaneTopic[] = dataTopics(source).map((t) => ({ source, topicName: t.topicName, kind: 'data' }));
+    const schemaTopic = schemaChangeTopicName(source);
+    if (schemaTopic !== undefined) topics.push({ source, topicName: schemaTopic, kind: 'schema-changes' });
+    return topics;
+  });
 }
 
 const MAX_CONSUMER_GROUP_ID = 200;

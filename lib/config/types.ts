@@ -30,6 +30,36 @@ export interface EnvironmentConfig {
   readonly data: DataConfig;
   readonly cache: CacheConfig;
   readonly observability: ObservabilityConfig;
+  /**
+   * What the lanes do when a table's schema changes in a way the sinks cannot reconcile from the change stream alone
+   * (rename, drop, retype, added column with a default or NOT NULL, a new table whose first rows were missed).
+   * @default { default: 'auto' }
+   */
+  readonly schemaChanges?: SchemaChangeConfig;
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Schema changes
+// ---------------------------------------------------------------------------------------------------------------
+
+/**
+ * `auto`: the lane that registers the new schema version sends Debezium an `execute-snapshot` (incremental) signal
+ * for the table, so every row reaches every sink in the new shape. `alarm`: no snapshot; the lanes emit
+ * `SchemaChangeUnreconciled` and its alarm notifies the alarm topic (an operator runs `npm run backfill` when
+ * convenient: for very large tables). `off`: neither (the change is still recorded and `SchemaChanged` emitted).
+ */
+export type SchemaChangePolicy = 'auto' | 'alarm' | 'off';
+export const SCHEMA_CHANGE_POLICIES: readonly SchemaChangePolicy[] = ['auto', 'alarm', 'off'];
+
+/** Passed to every lane as `SCHEMA_CHANGE_POLICY` JSON (parsed by functions/shared/config.ts). */
+export interface SchemaChangeConfig {
+  /** Policy of every table not listed in `tables`. */
+  readonly default: SchemaChangePolicy;
+  /**
+   * Per-table overrides, keyed by Debezium's data-collection name: PostgreSQL `<schema>.<table>`, MySQL/MariaDB
+   * `<database>.<table>`, SQL Server `<database>.<schema>.<table>`.
+   */
+  readonly tables?: Readonly<Record<string, SchemaChangePolicy>>;
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -158,6 +188,13 @@ export interface TableConfig {
   readonly name: string;
   /** Partitions of the table's topic. Row keys hash to partitions, so order per row key is kept. */
   readonly partitions: number;
+  /**
+   * The topic exists already because Kafka Connect created it when the table appeared in a `captureSchemas` schema
+   * (with Connect's default of 1 partition): the lanes subscribe to it, but CDK does not create it (a provisioned
+   * cluster's topic API fails on an existing topic). Set `partitions` to what the topic has.
+   * @default false
+   */
+  readonly existingTopic?: boolean;
 }
 
 export type ConnectorCapacity =
@@ -210,6 +247,25 @@ interface SourceCommonConfig {
   readonly capacity?: ConnectorCapacity;
   /** Debezium `snapshot.mode`. @default 'initial' */
   readonly snapshotMode?: string;
+  /**
+   * Schemas (PostgreSQL, SQL Server) or databases (MySQL/MariaDB) captured whole: every table in them, present and
+   * future, is in `table.include.list` (as `<schema>\..*`), so a table created while the connector runs is captured
+   * from its first row into `<prefix>.<schema>.<table>` (a topic Kafka Connect creates). PostgreSQL additionally
+   * needs a publication that covers future tables: `publicationAutocreateMode: 'disabled'` with a publication
+   * created `FOR TABLES IN SCHEMA` (PostgreSQL 15+), see docs/deploy.md "Schema changes". Listed `tables` outside
+   * these schemas stay captured too.
+   * @default none: only `tables` (and the signal table) are captured
+   */
+  readonly captureSchemas?: readonly string[];
+  /**
+   * Debezium's signalling table (`signal.data.collection`), named like `tables` (SQL Server without the database).
+   * Incremental snapshots need it even when signals arrive on the Kafka channel: Debezium writes its watermarks
+   * there. The DBA creates it (docs/deploy.md, "Schema changes").
+   * @default `<schema|db of the first table>.debezium_signal`
+   */
+  readonly signalTable?: string;
+  /** Rows per incremental snapshot chunk (`incremental.snapshot.chunk.size`). @default 1024 */
+  readonly incrementalSnapshotChunkSize?: number;
   /** Extra connector properties, merged last (they win). */
   readonly extraConfig?: Readonly<Record<string, string>>;
 }

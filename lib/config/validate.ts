@@ -1,5 +1,5 @@
-import { dataTopics } from './topics';
-import { type EnvironmentConfig, LANE_NAMES, type SourceConfig } from './types';
+import { dataTopics, notificationTopicName, schemaChangeTopicName, signalTableName, signalTopicName } from './topics';
+import { type EnvironmentConfig, LANE_NAMES, SCHEMA_CHANGE_POLICIES, type SourceConfig } from './types';
 
 /** Thrown at synth time when an environment's configuration is known to be bad. Lists every problem at once. */
 export class ConfigValidationError extends Error {
@@ -31,6 +31,7 @@ export function validateConfig(config: EnvironmentConfig): string[] {
     ...config.sources.flatMap(checkSource),
     ...checkUniqueness(config),
     ...checkLanes(config),
+    ...checkSchemaChanges(config),
   ];
 }
 
@@ -119,6 +120,29 @@ function checkSource(source: SourceConfig): string[] {
   if (source.network.securityGroupId === undefined && source.network.cidr === undefined) {
     problems.push(`${where}: network needs a securityGroupId or a cidr so the connector can reach the database`);
   }
+  const schemas = source.captureSchemas ?? [];
+  if (schemas.some((schema) => !/^[^.\s]+$/.test(schema))) {
+    problems.push(`${where}: captureSchemas entries must be plain schema/database names (no dots or spaces)`);
+  }
+  if (
+    source.engine === 'postgresql' &&
+    schemas.length > 0 &&
+    (source.publicationAutocreateMode ?? 'filtered') === 'filtered'
+  ) {
+    // 'filtered' creates the publication FOR TABLE <the tables that exist when the connector starts>: a table created
+    // later is not published, so its rows never reach the slot, whatever the include list says.
+    problems.push(
+      `${where}: captureSchemas needs a publication that covers future tables: publicationAutocreateMode 'disabled' with a publication created FOR TABLES IN SCHEMA (PostgreSQL 15+), or 'all_tables'; 'filtered' only publishes the tables present at connector start`,
+    );
+  }
+  const signal = signalTableName(source);
+  if (signal.split('.').length !== 2) {
+    problems.push(`${where}: signalTable '${signal}' must be '<schema|database>.<table>'`);
+  }
+  const chunk = source.incrementalSnapshotChunkSize;
+  if (chunk !== undefined && (!Number.isInteger(chunk) || chunk < 1)) {
+    problems.push(`${where}: incrementalSnapshotChunkSize must be a positive integer`);
+  }
   if (!/^[a-zA-Z0-9_.-]+$/.test(source.topicPrefix)) {
     problems.push(`${where}: topicPrefix '${source.topicPrefix}' may only contain letters, digits, '.', '_' and '-'`);
   }
@@ -153,8 +177,14 @@ function checkUniqueness(config: EnvironmentConfig): string[] {
     s.engine === 'mysql' || s.engine === 'mariadb' ? [String(s.serverId)] : [],
   );
   for (const id of duplicates(serverIds)) problems.push(`serverId ${id} is used by more than one MySQL/MariaDB source`);
-  for (const topic of duplicates(config.sources.flatMap((s) => dataTopics(s).map((t) => t.topicName)))) {
-    problems.push(`topic '${topic}' would be produced by more than one table`);
+  const topics = config.sources.flatMap((s) => [
+    ...dataTopics(s).map((t) => t.topicName),
+    ...[schemaChangeTopicName(s)].filter((t) => t !== undefined),
+    signalTopicName(s),
+    notificationTopicName(s),
+  ]);
+  for (const topic of duplicates(topics)) {
+    problems.push(`topic '${topic}' would be used by more than one table, source or signal/notification channel`);
   }
   return problems;
 }
@@ -196,6 +226,27 @@ function checkLanes(config: EnvironmentConfig): string[] {
     }
     for (const name of cfg.sources ?? []) {
       if (!sourceNames.has(name)) problems.push(`${where} lists unknown source '${name}'`);
+    }
+  }
+  return problems;
+}
+
+function checkSchemaChanges(config: EnvironmentConfig): string[] {
+  const policy = config.schemaChanges;
+  if (policy === undefined) return [];
+  const problems: string[] = [];
+  const valid = (value: string) => (SCHEMA_CHANGE_POLICIES as readonly string[]).includes(value);
+  if (!valid(policy.default)) {
+    problems.push(`schemaChanges.default '${policy.default}' must be one of ${SCHEMA_CHANGE_POLICIES.join(', ')}`);
+  }
+  for (const [table, value] of Object.entries(policy.tables ?? {})) {
+    if (!/^[^.\s]+(\.[^.\s]+){1,2}$/.test(table)) {
+      problems.push(
+        `schemaChanges.tables: '${table}' must be a Debezium data collection ('<schema|database>.<table>', SQL Server '<database>.<schema>.<table>')`,
+      );
+    }
+    if (!valid(value)) {
+      problems.push(`schemaChanges.tables['${table}'] '${value}' must be one of ${SCHEMA_CHANGE_POLICIES.join(', ')}`);
     }
   }
   return problems;

@@ -1,9 +1,13 @@
 import {
   connectOffsetsTopicName,
   type EnvironmentConfig,
+  notificationTopicName,
   type SchemaCompatibility,
   type SourceConfig,
   schemaHistoryTopicName,
+  signalGroupId,
+  signalTableName,
+  signalTopicName,
 } from '../config';
 
 /** MSK Connect worker properties for every connector of an environment. */
@@ -38,9 +42,21 @@ export function secretNameFromArn(arn: string): string {
 
 const escapeRegex = (value: string) => value.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 
-/** Debezium matches include lists as anchored regular expressions: escape the dots of literal table names. */
+/** Default rows per incremental snapshot chunk (Debezium's own default). */
+export const DEFAULT_INCREMENTAL_SNAPSHOT_CHUNK_SIZE = 1024;
+
+/**
+ * `table.include.list`: the listed tables, the signalling table (Debezium only sees signal rows of a captured table)
+ * and, per `captureSchemas` entry, `<schema>\..*` so tables created later are captured from their first row.
+ * Debezium matches include lists as anchored regular expressions, so the dots of literal names are escaped. SQL
+ * Server entries are `<schema>.<table>` (Debezium matches them without the database).
+ */
 export function tableIncludeList(source: SourceConfig): string {
-  return source.tables.map((t) => escapeRegex(t.name)).join(',');
+  const schemas = source.captureSchemas ?? [];
+  const inSchema = (name: string) => schemas.includes(name.split('.')[0] ?? '');
+  const literal = [...source.tables.map((t) => t.name), signalTableName(source)].filter((name) => !inSchema(name));
+  const entries = [...schemas.map((schema) => `${escapeRegex(schema)}\\..*`), ...literal.map(escapeRegex)];
+  return [...new Set(entries)].join(',');
 }
 
 const CONNECTOR_CLASS: Record<SourceConfig['engine'], string> = {
@@ -53,23 +69,50 @@ const CONNECTOR_CLASS: Record<SourceConfig['engine'], string> = {
 export interface DebeziumConfigContext {
   readonly env: EnvironmentConfig;
   readonly connectorName: string;
-  /** IAM bootstrap brokers (for the schema history clients of MySQL/MariaDB/SQL Server). */
+  /** IAM bootstrap brokers (for Debezium's own clients: schema history, the Kafka signal reader). */
   readonly bootstrapServers: string;
   readonly schemaRegistryName: string;
   readonly compatibility: SchemaCompatibility;
 }
 
-/** Debezium's own Kafka clients (schema history) do not inherit the worker's IAM auth: configure it explicitly. */
-function schemaHistoryIam(): Record<string, string> {
+/**
+ * Debezium's own Kafka clients (schema history, the Kafka signal reader) do not inherit the worker's IAM auth:
+ * configure it explicitly for each client prefix.
+ */
+function mskIamClient(...prefixes: string[]): Record<string, string> {
   const config: Record<string, string> = {};
-  for (const client of ['producer', 'consumer']) {
-    const p = `schema.history.internal.${client}`;
+  for (const p of prefixes) {
     config[`${p}.security.protocol`] = 'SASL_SSL';
     config[`${p}.sasl.mechanism`] = 'AWS_MSK_IAM';
     config[`${p}.sasl.jaas.config`] = 'software.amazon.msk.auth.iam.IAMLoginModule required;';
     config[`${p}.sasl.client.callback.handler.class`] = 'software.amazon.msk.auth.iam.IAMClientCallbackHandler';
   }
   return config;
+}
+
+const schemaHistoryIam = () => mskIamClient('schema.history.internal.producer', 'schema.history.internal.consumer');
+
+/**
+ * Signals and notifications (issue 14): the `source` channel (rows inserted into the signalling table, which also
+ * holds the incremental snapshot watermarks) and the `kafka` channel (the lanes' automatic reconciliation and
+ * `npm run backfill -- --env` produce there), and progress notifications to a topic so the backfill command can
+ * wait for COMPLETED.
+ */
+function signalling(source: SourceConfig, ctx: DebeziumConfigContext): Record<string, string> {
+  const table = signalTableName(source);
+  return {
+    'signal.enabled.channels': 'source,kafka',
+    'signal.data.collection': source.engine === 'sqlserver' ? `${source.database}.${table}` : table,
+    'signal.kafka.topic': signalTopicName(source),
+    'signal.kafka.bootstrap.servers': ctx.bootstrapServers,
+    'signal.kafka.groupId': signalGroupId(ctx.env, source),
+    ...mskIamClient('signal.consumer'),
+    'incremental.snapshot.chunk.size': String(
+      source.incrementalSnapshotChunkSize ?? DEFAULT_INCREMENTAL_SNAPSHOT_CHUNK_SIZE,
+    ),
+    'notification.enabled.channels': 'sink',
+    'notification.sink.topic.name': notificationTopicName(source),
+  };
 }
 
 function avroConverters(ctx: DebeziumConfigContext): Record<string, string> {
@@ -84,6 +127,12 @@ function avroConverters(ctx: DebeziumConfigContext): Record<string, string> {
     config[`${p}.avroRecordType`] = 'GENERIC_RECORD';
   }
   return config;
+}
+
+/** MySQL/MariaDB `database.include.list`: the databases of the tables, the signal table and `captureSchemas`. */
+function mysqlDatabaseIncludeList(source: SourceConfig): string {
+  const names = [...source.tables.map((t) => t.name), signalTableName(source)].map((n) => n.split('.')[0] ?? '');
+  return [...new Set([...names, ...(source.captureSchemas ?? [])])].map(escapeRegex).join(',');
 }
 
 /** Consumer group of a connector's schema history reader, named so IAM can scope it. */
@@ -107,13 +156,15 @@ export function debeziumConnectorConfig(source: SourceConfig, ctx: DebeziumConfi
     'tombstones.on.delete': String(source.tombstonesOnDelete ?? true),
     'provide.transaction.metadata': String(source.provideTransactionMetadata ?? true),
     'snapshot.mode': source.snapshotMode ?? 'initial',
-    // Data topics exist already (created as code); Kafka Connect creates the heartbeat, transaction and
-    // schema-change topics with the cluster's replication factor.
+    // Listed tables' topics, the schema-change, signal and notification topics exist already (created as code);
+    // Kafka Connect creates the heartbeat and transaction topics, and the topic of a table that appears in a
+    // `captureSchemas` schema, with the cluster's replication factor.
     'topic.creation.default.replication.factor': '-1',
     'topic.creation.default.partitions': '1',
   };
   if (source.heartbeatIntervalMs !== undefined) config['heartbeat.interval.ms'] = String(source.heartbeatIntervalMs);
   if (source.format === 'avro') Object.assign(config, avroConverters(ctx));
+  Object.assign(config, signalling(source, ctx));
 
   switch (source.engine) {
     case 'postgresql':
@@ -129,9 +180,7 @@ export function debeziumConnectorConfig(source: SourceConfig, ctx: DebeziumConfi
     case 'mariadb':
       Object.assign(config, {
         'database.server.id': String(source.serverId),
-        'database.include.list': [...new Set(source.tables.map((t) => escapeRegex(t.name.split('.')[0] ?? '')))].join(
-          ',',
-        ),
+        'database.include.list': mysqlDatabaseIncludeList(source),
         'include.schema.changes': 'true',
         'schema.history.internal.kafka.topic': schemaHistoryTopicName(source),
         'schema.history.internal.kafka.bootstrap.servers': ctx.bootstrapServers,

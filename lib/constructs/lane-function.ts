@@ -14,10 +14,13 @@ import type { Construct } from 'constructs';
 import {
   consumerGroupId,
   consumerGroupPrefix,
-  type DataTopic,
   type EnvironmentConfig,
   type LaneConfig,
   type LaneName,
+  type LaneTopic,
+  type SchemaChangeConfig,
+  type SourceConfig,
+  signalTopicName,
 } from '../config';
 import { acknowledgeNag } from '../nag';
 import type { MskArns } from './msk-arns';
@@ -31,6 +34,8 @@ export const METRICS_NAMESPACE = 'cdc-sync';
 export const METRICS_SERVICE = 'cdc-sync';
 /** Key prefix the dead-letter adapter stores oversize letters under (then `<lane>/`). */
 export const DEAD_LETTER_PAYLOAD_PREFIX = 'dead-letters/';
+/** Reconcile every schema change unless the environment says otherwise. */
+export const DEFAULT_SCHEMA_CHANGE_POLICY: SchemaChangeConfig = { default: 'auto' };
 
 export interface LaneFunctionProps {
   /** The environment; the lane's settings are `env.lanes[lane]`. */
@@ -54,8 +59,8 @@ export interface KafkaSubscription {
   readonly clusterArn: string;
   /** IAM resource ARNs of the cluster's topics and groups. */
   readonly arns: MskArns;
-  /** The lane's data topics: one event source mapping each. */
-  readonly topics: readonly DataTopic[];
+  /** The lane's data topics and its sources' schema-change topics: one event source mapping each. */
+  readonly topics: readonly LaneTopic[];
   /** Last-resort destination: a batch that exhausted its retries is written there in full. */
   readonly onFailureBucket: s3.IBucket;
   /** The failure bucket's key (the mapping encrypts what it writes). */
@@ -95,6 +100,8 @@ export class LaneFunction extends ProjectFunction {
       NODE_OPTIONS: `--enable-source-maps --max-semi-space-size=${semiSpaceMiB(config.memoryMiB)}`,
     };
     if (config.tableRules !== undefined) environment.TABLE_RULES = JSON.stringify(config.tableRules);
+    // One policy per environment (not per lane): whichever lane registers a schema version first acts on it.
+    environment.SCHEMA_CHANGE_POLICY = JSON.stringify(props.env.schemaChanges ?? DEFAULT_SCHEMA_CHANGE_POLICY);
     if (config.maxRecordBytes !== undefined) environment.MAX_RECORD_BYTES = String(config.maxRecordBytes);
     if (config.checkpointTtlDays !== undefined) environment.CHECKPOINT_TTL_DAYS = String(config.checkpointTtlDays);
 
@@ -253,6 +260,31 @@ export class LaneFunction extends ProjectFunction {
         }),
       );
     }
+    return this;
+  }
+
+  /**
+   * SIGNAL_TOPICS (JSON `{ "<topicPrefix>": "<signal topic>" }`) and SIGNAL_BOOTSTRAP_SERVERS (the cluster's IAM
+   * bootstrap brokers): the lane's automatic reconciliation produces Debezium `execute-snapshot` signals to the
+   * Kafka signal channel of the source whose table changed. Produce-only (Connect, DescribeTopic, WriteData) on
+   * exactly those topics; the producer is not idempotent, so no cluster-level WriteDataIdempotently.
+   */
+  bindSignals(
+    cluster: { readonly clusterArn: string; readonly arns: MskArns; readonly bootstrapServers: string },
+    sources: readonly SourceConfig[],
+  ): this {
+    const topics = Object.fromEntries(sources.map((s) => [s.topicPrefix, signalTopicName(s)]));
+    this.addEnvironment('SIGNAL_TOPICS', JSON.stringify(topics));
+    this.addEnvironment('SIGNAL_BOOTSTRAP_SERVERS', cluster.bootstrapServers);
+    this.addToRolePolicy(
+      new iam.PolicyStatement({ actions: ['kafka-cluster:Connect'], resources: [cluster.clusterArn] }),
+    );
+    this.addToRolePolicy(
+      new iam.PolicyStatement({
+        actions: ['kafka-cluster:DescribeTopic', 'kafka-cluster:WriteData'],
+        resources: Object.values(topics).map((topic) => cluster.arns.topic(topic)),
+      }),
+    );
     return this;
   }
 

@@ -24,6 +24,8 @@ import {
   heartbeatTopicName,
   type SourceConfig,
   schemaHistoryTopicName,
+  signalGroupId,
+  signalTopicName,
   transactionTopicName,
 } from '../config';
 import type { ConnectorSpec } from '../custom-resources/connector/reconcile';
@@ -329,7 +331,8 @@ export class MskConnect extends Construct {
     role.addToPolicy(
       new iam.PolicyStatement({
         sid: 'ProduceOwnTopics',
-        // Data topics (<prefix>.*), the schema-change topic (<prefix>), transactions and heartbeats.
+        // Data topics (<prefix>.*, which includes the notification topic <prefix>.notifications), the schema-change
+        // topic (<prefix>), transactions and heartbeats.
         actions: ['kafka-cluster:DescribeTopic', 'kafka-cluster:WriteData', 'kafka-cluster:CreateTopic'],
         resources: [
           arns.topic(source.topicPrefix),
@@ -337,6 +340,22 @@ export class MskConnect extends Construct {
           arns.topic(transactionTopicName(source)),
           arns.topic(heartbeatTopicName(source)),
         ],
+      }),
+    );
+    // The Kafka signal channel: Debezium's signal reader consumes partition 0 of its own signal topic with its own
+    // group (signal.kafka.groupId). Read only; the lanes and the backfill command are the producers.
+    role.addToPolicy(
+      new iam.PolicyStatement({
+        sid: 'ReadSignals',
+        actions: ['kafka-cluster:DescribeTopic', 'kafka-cluster:ReadData'],
+        resources: [arns.topic(signalTopicName(source))],
+      }),
+    );
+    role.addToPolicy(
+      new iam.PolicyStatement({
+        sid: 'SignalGroup',
+        actions: ['kafka-cluster:DescribeGroup', 'kafka-cluster:AlterGroup'],
+        resources: [arns.group(signalGroupId(props.env, source))],
       }),
     );
     const internalTopics = [

@@ -23,6 +23,8 @@ export interface DataStackProps extends StackProps {
 /** Key prefix of the warehouse change log (the lane's WAREHOUSE_PREFIX), also the crawler's target. */
 export const DEFAULT_WAREHOUSE_PREFIX = 'changes/';
 export const DEFAULT_AUDIT_PREFIX = 'audit/';
+/** Folder under the warehouse prefix where the warehouse lane keeps each table's schema versions. */
+export const WAREHOUSE_SCHEMAS_FOLDER = '_schemas/';
 
 /**
  * The stateful sinks and the lanes' shared state: the warehouse data lake (S3 + Glue crawler for Athena), the audit
@@ -158,7 +160,9 @@ export class DataStack extends Stack {
    * A Glue database and a crawler over the warehouse change log so Athena can query it. The change log is Hive-style
    * (`changes/table=<tableId>/date=<YYYY-MM-DD>/*.parquet`) and every source table has its own columns, so the crawler
    * makes one Glue table per `table=` folder (TableLevelConfiguration 3 = bucket/changes/table=…) partitioned by
-   * `date`, and keeps schemas and partitions current as new tables and days appear.
+   * `date`, and keeps schemas and partitions current as new tables and days appear. On a schema change it updates the
+   * table's columns in place (UPDATE_IN_DATABASE) to the union of the Parquet schemas it finds, and partitions
+   * inherit the table's columns, so older files read a new column as null (docs/deploy.md, "Schema changes").
    */
   private createWarehouseCatalog(config: EnvironmentConfig): void {
     const prefix = resourcePrefix(config);
@@ -275,7 +279,16 @@ export class DataStack extends Stack {
       description: 'Keeps the warehouse change log tables and date partitions current for Athena',
       role: role.roleArn,
       databaseName: this.glueDatabaseName,
-      targets: { s3Targets: [{ path: `s3://${this.warehouseBucket.bucketName}/${this.warehousePrefix}` }] },
+      targets: {
+        s3Targets: [
+          {
+            path: `s3://${this.warehouseBucket.bucketName}/${this.warehousePrefix}`,
+            // The lanes' schema history (`_schemas/<table>/<fingerprint>.json`, JSON) is not change log data: left to
+            // the crawler, it would become a table of its own.
+            exclusions: [`${WAREHOUSE_SCHEMAS_FOLDER}**`],
+          },
+        ],
+      },
       schedule: { scheduleExpression: config.data.crawlerSchedule },
       schemaChangePolicy: { updateBehavior: 'UPDATE_IN_DATABASE', deleteBehavior: 'LOG' },
       recrawlPolicy: { recrawlBehavior: 'CRAWL_EVERYTHING' },

@@ -2,7 +2,7 @@ import { Duration, Stack, type StackProps } from 'aws-cdk-lib';
 import type * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as sqs from 'aws-cdk-lib/aws-sqs';
 import type { Construct } from 'constructs';
-import { type EnvironmentConfig, LANE_NAMES, type LaneName, laneTopics } from '../config';
+import { type EnvironmentConfig, LANE_NAMES, type LaneName, laneSources, laneTopics } from '../config';
 import { LaneFunction } from '../constructs/lane-function';
 import { acknowledgeNag } from '../nag';
 import { logRetention, removalPolicyOf, resourcePrefix } from '../util';
@@ -67,7 +67,10 @@ export class LanesStack extends Stack {
         logRetention: logRetention(config.observability.logRetentionDays),
         logRemovalPolicy: removalPolicy,
       });
-      fn.bindDedupeTable(data.dedupeTable).bindDeadLetters(dlq, data.failureBucket).bindPiiHashSalt(data.piiHashSalt);
+      fn.bindDedupeTable(data.dedupeTable)
+        .bindDeadLetters(dlq, data.failureBucket)
+        .bindPiiHashSalt(data.piiHashSalt)
+        .bindSignals(streaming.cluster, laneSources(config, lane));
       switch (lane) {
         case 'warehouse':
           fn.bindWarehouse(data.warehouseBucket, data.warehousePrefix);

@@ -1,5 +1,6 @@
 import { Duration, Stack, type StackProps } from 'aws-cdk-lib';
 import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
+import * as cloudwatchActions from 'aws-cdk-lib/aws-cloudwatch-actions';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as kms from 'aws-cdk-lib/aws-kms';
 import * as sns from 'aws-cdk-lib/aws-sns';
@@ -64,6 +65,20 @@ export class ObservabilityStack extends Stack {
       masterKey: alarmKey,
       enforceSSL: true,
     });
+    // enforceSSL gives the topic a resource policy, which replaces SNS's default owner-account policy: without an
+    // explicit allow, CloudWatch's alarm notifications are denied (issue 16).
+    this.alarmTopic.addToResourcePolicy(
+      new iam.PolicyStatement({
+        sid: 'AllowCloudWatchAlarmsToPublish',
+        principals: [new iam.ServicePrincipal('cloudwatch.amazonaws.com')],
+        actions: ['sns:Publish'],
+        resources: [this.alarmTopic.topicArn],
+        conditions: {
+          StringEquals: { 'aws:SourceAccount': this.account },
+          ArnLike: { 'aws:SourceArn': `arn:${this.partition}:cloudwatch:${this.region}:${this.account}:alarm:*` },
+        },
+      }),
+    );
     for (const email of config.observability.alarmEmails) {
       this.alarmTopic.addSubscription(new subscriptions.EmailSubscription(email));
     }
@@ -88,6 +103,7 @@ export class ObservabilityStack extends Stack {
     this.dashboard = dashboards.dashboard;
 
     for (const lane of LANE_NAMES) this.monitorLane(config, lane, lanes);
+    this.monitorSchemaChanges(prefix);
     this.monitorStreaming(config, streaming);
 
     this.monitoring.addLargeHeader('State').monitorDynamoTable({
@@ -167,6 +183,64 @@ export class ObservabilityStack extends Stack {
         // Any dead letter needs a human: alarm as soon as the queue is not empty.
         addQueueMaxSizeAlarm: { Critical: { maxMessageCount: 0, datapointsToAlarm: 1, evaluationPeriods: 1 } },
       });
+  }
+
+  /**
+   * Schema history (issue 14). The lanes emit `SchemaChanged` and `SchemaChangeUnreconciled` per table (dimensions
+   * `{service, lane, table}`, the Powertools defaults plus `table`), once by whichever lane registers the version.
+   * Metrics Insights queries sum them over every table and lane without listing tables (new tables appear at
+   * runtime) and, unlike SEARCH, can back an alarm.
+   */
+  private monitorSchemaChanges(prefix: string): void {
+    const query = (metricName: string, groupBy: string) =>
+      `SELECT SUM(${metricName}) FROM SCHEMA("${METRICS_NAMESPACE}", lane, service, "table") WHERE service = '${METRICS_SERVICE}'${groupBy}`;
+    const unreconciled = new cloudwatch.MathExpression({
+      expression: query('SchemaChangeUnreconciled', ''),
+      usingMetrics: {},
+      label: 'unreconciled schema changes',
+      period: Duration.minutes(5),
+    });
+    const alarm = new cloudwatch.Alarm(this, 'SchemaChangeUnreconciledAlarm', {
+      alarmName: `${prefix}-schema-change-unreconciled`,
+      actionsEnabled: true,
+      alarmDescription:
+        "A table's schema changed in a way the sinks cannot reconcile from the stream, and its policy is 'alarm': rows not changed since keep the old shape until `npm run backfill -- <table> --env <env>` re-reads it (the lanes' log line 'schema change' names the table and the change).",
+      metric: unreconciled,
+      threshold: 0,
+      comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+      evaluationPeriods: 1,
+      datapointsToAlarm: 1,
+      // Emitted once per change: no data is the normal state.
+      treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
+    });
+    alarm.addAlarmAction(new cloudwatchActions.SnsAction(this.alarmTopic));
+    alarm.addOkAction(new cloudwatchActions.SnsAction(this.alarmTopic));
+
+    this.monitoring
+      .addLargeHeader('Schema changes')
+      .addWidget(
+        new cloudwatch.GraphWidget({
+          title: 'Schema versions registered, per table (SchemaChanged)',
+          width: 12,
+          height: 6,
+          left: [
+            new cloudwatch.MathExpression({
+              expression: query('SchemaChanged', ' GROUP BY "table"'),
+              usingMetrics: {},
+              label: '',
+              period: Duration.minutes(5),
+            }),
+          ],
+        }),
+      )
+      .addWidget(
+        new cloudwatch.AlarmWidget({
+          title: 'Schema changes left unreconciled (policy alarm)',
+          width: 12,
+          height: 6,
+          alarm,
+        }),
+      );
   }
 
   private monitorStreaming(config: EnvironmentConfig, streaming: StreamingStack): void {

@@ -9,6 +9,10 @@ import {
   type EnvironmentConfig,
   environmentConfig,
   laneTopics,
+  notificationTopicName,
+  signallingParameterName,
+  signalTableName,
+  signalTopicName,
   UnknownEnvironmentError,
   validateConfig,
 } from '../../lib/config';
@@ -115,6 +119,42 @@ describe('synth-time validation', () => {
       /msk.brokerCount 4 must be a positive multiple of 3/,
     ],
     [
+      "schema capture with a 'filtered' publication (it only publishes the tables present at connector start)",
+      (d) => {
+        postgres(d).publicationAutocreateMode = 'filtered';
+      },
+      /captureSchemas needs a publication that covers future tables/,
+    ],
+    [
+      'an unknown schema change policy',
+      (d) => {
+        d.schemaChanges = { default: 'auto', tables: { 'public.orders': 'sometimes' as 'auto' } };
+      },
+      /schemaChanges.tables\['public.orders'\] 'sometimes' must be one of auto, alarm, off/,
+    ],
+    [
+      'a schema change policy for a table not named as a data collection',
+      (d) => {
+        d.schemaChanges = { default: 'off', tables: { orders: 'alarm' } };
+      },
+      /schemaChanges.tables: 'orders' must be a Debezium data collection/,
+    ],
+    [
+      'an incremental snapshot chunk size of 0',
+      (d) => {
+        postgres(d).incrementalSnapshotChunkSize = 0;
+      },
+      /incrementalSnapshotChunkSize must be a positive integer/,
+    ],
+    [
+      'a table whose topic is the signal topic of its source',
+      (d) => {
+        mysql(d).topicPrefix = 'orders.public';
+        postgres(d).tables.push({ name: 'public.signals', partitions: 1 });
+      },
+      /topic 'orders.public.signals' would be used by more than one/,
+    ],
+    [
       'a lane timeout above the Kafka limit',
       (d) => {
         d.lanes.warehouse.timeoutSeconds = 900;
@@ -152,9 +192,29 @@ describe('derived names', () => {
     );
   });
 
-  it('subscribes lanes to data topics only, never heartbeat, transaction or schema topics', () => {
-    const topics = laneTopics(dev, 'audit').map((t) => t.topicName);
-    expect(topics).toEqual(['orders.public.orders', 'orders.public.order_lines', 'inventory.inventory.stock']);
+  it('subscribes lanes to data topics and the schema-change topics, never heartbeat, transaction, history or signals', () => {
+    const topics = laneTopics(dev, 'audit').map((t) => `${t.kind}:${t.topicName}`);
+    // PostgreSQL has no schema-change topic (logical decoding carries no DDL); MySQL's is the bare prefix.
+    expect(topics).toEqual([
+      'data:orders.public.orders',
+      'data:orders.public.order_lines',
+      'data:inventory.inventory.stock',
+      'schema-changes:inventory',
+    ]);
+  });
+
+  it('names one signal and one notification topic per source, and a default signal table', () => {
+    const [orders, inventory, billing] = prod.sources;
+    if (orders === undefined || inventory === undefined || billing === undefined) throw new Error('prod has 3 sources');
+    expect([signalTopicName(orders), notificationTopicName(orders)]).toEqual([
+      'orders.signals',
+      'orders.notifications',
+    ]);
+    expect(signalTableName(orders)).toBe('public.debezium_signal');
+    expect(signalTableName(inventory)).toBe('inventory.debezium_signal');
+    expect(signalTableName(billing)).toBe('dbo.debezium_signal');
+    expect(signalTableName({ ...orders, signalTable: 'cdc.signal' })).toBe('cdc.signal');
+    expect(signallingParameterName(prod)).toBe('/cdc-sync/prod/signalling');
   });
 
   it('gives every lane and topic its own consumer group, within 200 characters', () => {

@@ -250,8 +250,18 @@ describe('Debezium configuration helpers', () => {
     );
   });
 
-  it('escapes table names for the anchored-regex include lists', () => {
+  it('escapes table names for the anchored-regex include lists, and adds the signal table', () => {
     const [orders] = environmentConfig('dev').sources;
-    expect(orders && tableIncludeList(orders)).toBe('public\\.orders,public\\.order_lines');
+    if (orders === undefined) throw new Error('dev has sources');
+    expect(tableIncludeList({ ...orders, captureSchemas: undefined })).toBe(
+      'public\\.orders,public\\.order_lines,public\\.debezium_signal',
+    );
+  });
+
+  it('captures a whole schema with one pattern, and keeps listed tables of other schemas literal', () => {
+    const [orders] = environmentConfig('dev').sources;
+    if (orders === undefined) throw new Error('dev has sources');
+    const tables = [...orders.tables, { name: 'sales.refunds', partitions: 1 }];
+    expect(tableIncludeList({ ...orders, tables, captureSchemas: ['public'] })).toBe('public\\..*,sales\\.refunds');
   });
 });

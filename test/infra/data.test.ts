@@ -161,9 +161,21 @@ describe('data stack', () => {
     template.hasResourceProperties('AWS::Glue::Database', { DatabaseInput: { Name: 'cdc_sync_dev' } });
     template.hasResourceProperties('AWS::Glue::Crawler', {
       DatabaseName: 'cdc_sync_dev',
-      Targets: { S3Targets: [{ Path: { 'Fn::Join': ['', ['s3://', { Ref: Match.anyValue() }, '/changes/']] } }] },
+      Targets: {
+        S3Targets: [
+          Match.objectLike({ Path: { 'Fn::Join': ['', ['s3://', { Ref: Match.anyValue() }, '/changes/']] } }),
+        ],
+      },
       Configuration: Match.stringLikeRegexp('"TableLevelConfiguration":3'),
       CrawlerSecurityConfiguration: 'cdc-sync-dev-crawler',
+    });
+  });
+
+  it("follows schema changes in place, and leaves the lanes' _schemas history out of the catalogue", () => {
+    dev.template('data').hasResourceProperties('AWS::Glue::Crawler', {
+      Targets: { S3Targets: [Match.objectLike({ Exclusions: ['_schemas/**'] })] },
+      SchemaChangePolicy: { UpdateBehavior: 'UPDATE_IN_DATABASE', DeleteBehavior: 'LOG' },
+      Configuration: Match.stringLikeRegexp('"AddOrUpdateBehavior":"InheritFromTable"'),
     });
   });
 

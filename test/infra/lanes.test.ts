@@ -49,16 +49,26 @@ describe('lanes stack', () => {
       const groups = mappings(dev).map(
         (m) => (m.AmazonManagedKafkaEventSourceConfig as { ConsumerGroupId: string }).ConsumerGroupId,
       );
-      expect(groups).toHaveLength(LANE_NAMES.length * 3);
+      // 3 data topics and MySQL's schema-change topic.
+      expect(groups).toHaveLength(LANE_NAMES.length * 4);
       expect(new Set(groups).size).toBe(groups.length);
       expect(groups).toContain('cdc-dev-warehouse-orders.public.orders');
       expect(groups).toContain('cdc-dev-cache-orders.public.orders');
       expect(groups).toContain('cdc-dev-audit-orders.public.orders');
     });
 
-    it('never subscribes to heartbeat, transaction or schema topics', () => {
+    it('never subscribes to heartbeat, transaction, schema history, signal or notification topics', () => {
       const topics = mappings(dev).flatMap((m) => m.Topics as string[]);
-      expect(topics.filter((t) => /heartbeat|\.transaction$|schema-history|^orders$|^inventory$/.test(t))).toEqual([]);
+      expect(
+        topics.filter((t) => /heartbeat|\.transaction$|schema-history|\.signals$|\.notifications$/.test(t)),
+      ).toEqual([]);
+    });
+
+    it.each(LANE_NAMES)("subscribes the %s lane to MySQL's schema-change topic so DDL reaches its history", (lane) => {
+      const topics = mappingsOf(dev, lane).map((m) => (m.Topics as string[])[0]);
+      expect(topics).toContain('inventory');
+      // PostgreSQL has none: its logical decoding carries no DDL.
+      expect(topics).not.toContain('orders');
     });
 
     it("applies the warehouse lane's batching and error handling in provisioned mode", () => {
@@ -158,7 +168,9 @@ describe('lanes stack', () => {
             ? v
             : k === 'DLQ_URL'
               ? 'https://sqs.eu-west-1.amazonaws.com/111111111111/dlq'
-              : render(v),
+              : k === 'SIGNAL_BOOTSTRAP_SERVERS'
+                ? 'b-1.cdc.abc.c2.kafka.eu-west-1.amazonaws.com:9098,b-2.cdc.abc.c2.kafka.eu-west-1.amazonaws.com:9098'
+                : render(v),
         ]),
       );
       const parsed = LaneEnvSchemas[lane].safeParse(env);
@@ -169,6 +181,32 @@ describe('lanes stack', () => {
         POWERTOOLS_LOG_LEVEL: 'DEBUG',
         NODE_OPTIONS: expect.stringMatching(/^--enable-source-maps --max-semi-space-size=(16|32|64)$/),
       });
+    });
+
+    it.each(LANE_NAMES)("gives the %s lane the signal topics of its sources and the cluster's IAM brokers", (lane) => {
+      const variables = (laneFunction(dev, lane).Environment as { Variables: Record<string, unknown> }).Variables;
+      expect(JSON.parse(String(variables.SIGNAL_TOPICS))).toEqual({
+        orders: 'orders.signals',
+        inventory: 'inventory.signals',
+      });
+      // The streaming stack's GetBootstrapBrokers (BootstrapBrokerStringSaslIam), imported.
+      expect(render(variables.SIGNAL_BOOTSTRAP_SERVERS)).toBe('<Fn::ImportValue>');
+      expect(JSON.stringify(variables.SIGNAL_BOOTSTRAP_SERVERS)).toMatch(/BootstrapBrokers/);
+    });
+
+    it('passes the schema change policy: auto by default, per-table overrides from the configuration', () => {
+      const policy = (env: SynthesizedEnvironment, lane: LaneName) =>
+        JSON.parse(
+          String(
+            (laneFunction(env, lane).Environment as { Variables: Record<string, unknown> }).Variables
+              .SCHEMA_CHANGE_POLICY,
+          ),
+        );
+      expect(policy(dev, 'cache')).toEqual({ default: 'auto' });
+      const prod = synthesize('prod');
+      for (const lane of LANE_NAMES) {
+        expect(policy(prod, lane)).toEqual({ default: 'auto', tables: { 'public.order_lines': 'alarm' } });
+      }
     });
 
     it('tells the function whether partial batch responses are on, from the same setting as the mapping', () => {
@@ -238,6 +276,23 @@ describe('lanes stack', () => {
           resources: [`${prefix}:group/cdc-sync-dev/<Fn::Select>/cdc-dev-cache-*`],
         }),
       );
+    });
+
+    it.each(LANE_NAMES)("lets the %s lane produce signals to exactly its sources' signal topics", (lane) => {
+      const statements = statementsOfRole(staging.template('lanes'), roleOf(lane));
+      const prefix = 'arn:aws:kafka:eu-west-1:222222222222';
+      expect(statements).toContainEqual(
+        expect.objectContaining({
+          actions: ['kafka-cluster:DescribeTopic', 'kafka-cluster:WriteData'],
+          resources: [
+            `${prefix}:topic/cdc-sync-staging/<Fn::Select>/inventory.signals`,
+            `${prefix}:topic/cdc-sync-staging/<Fn::Select>/orders.signals`,
+          ],
+        }),
+      );
+      // WriteData nowhere else: not on the data topics, the notification topics or the cluster.
+      const writes = statements.filter((s) => s.actions.includes('kafka-cluster:WriteData'));
+      expect(writes.flatMap((s) => s.resources).every((r) => r.endsWith('.signals'))).toBe(true);
     });
 
     it('writes on-failure batches with put-only access, not the read-write grant of S3OnFailureDestination', () => {

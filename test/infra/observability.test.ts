@@ -134,4 +134,52 @@ describe('observability stack', () => {
       },
     });
   });
+
+  it('alarms on a schema change left unreconciled, over every table and lane, without listing tables', () => {
+    alarm(dev, 'cdc-sync-dev-schema-change-unreconciled');
+    dev.template('observability').hasResourceProperties('AWS::CloudWatch::Alarm', {
+      AlarmName: 'cdc-sync-dev-schema-change-unreconciled',
+      OKActions: [{ Ref: Match.stringLikeRegexp('^AlarmTopic') }],
+      Threshold: 0,
+      ComparisonOperator: 'GreaterThanThreshold',
+      EvaluationPeriods: 1,
+      TreatMissingData: 'notBreaching',
+      Metrics: [
+        Match.objectLike({
+          // Metrics Insights: the lanes' namespace and dimension set {service, lane, table}, summed.
+          Expression:
+            'SELECT SUM(SchemaChangeUnreconciled) FROM SCHEMA("cdc-sync", lane, service, "table") WHERE service = \'cdc-sync\'',
+          Period: 300,
+          ReturnData: true,
+        }),
+      ],
+    });
+  });
+
+  it('shows SchemaChanged per table on the dashboard', () => {
+    const [[, dashboard] = ['', {}]] = resourcesOf(dev.template('observability'), 'AWS::CloudWatch::Dashboard');
+    const body = JSON.stringify(dashboard.Properties?.DashboardBody);
+    expect(body).toContain('SELECT SUM(SchemaChanged) FROM SCHEMA(');
+    expect(body).toContain('GROUP BY');
+  });
+
+  it('lets CloudWatch alarms of this account publish to the TLS-only alarm topic', () => {
+    dev.template('observability').hasResourceProperties('AWS::SNS::TopicPolicy', {
+      PolicyDocument: {
+        Statement: Match.arrayWith([
+          Match.objectLike({ Effect: 'Deny', Condition: { Bool: { 'aws:SecureTransport': 'false' } } }),
+          Match.objectLike({
+            Sid: 'AllowCloudWatchAlarmsToPublish',
+            Effect: 'Allow',
+            Principal: { Service: 'cloudwatch.amazonaws.com' },
+            Action: 'sns:Publish',
+            Condition: {
+              StringEquals: { 'aws:SourceAccount': '111111111111' },
+              ArnLike: { 'aws:SourceArn': 'arn:aws:cloudwatch:eu-west-1:111111111111:alarm:*' },
+            },
+          }),
+        ]),
+      },
+    });
+  });
 });

@@ -74,7 +74,8 @@ describe('streaming stack', () => {
 
     it('creates one topic per captured table with the configured partitions (AWS::MSK::Topic)', () => {
       const template = dev.template('streaming');
-      template.resourceCountIs('AWS::MSK::Topic', 3);
+      // 3 tables, MySQL's schema-change topic, a signal and a notification topic per source.
+      template.resourceCountIs('AWS::MSK::Topic', 3 + 1 + 2 * 2);
       template.hasResourceProperties('AWS::MSK::Topic', {
         TopicName: 'orders.public.orders',
         PartitionCount: 3,
@@ -84,6 +85,34 @@ describe('streaming stack', () => {
         TopicName: 'billing.Billing.dbo.invoices',
         PartitionCount: 6,
       });
+    });
+
+    it.each(['orders.signals', 'orders.notifications', 'inventory.signals', 'inventory.notifications', 'inventory'])(
+      'creates the single-partition topic %s before the connector starts',
+      (topic) => {
+        dev.template('streaming').hasResourceProperties('AWS::MSK::Topic', {
+          TopicName: topic,
+          PartitionCount: 1,
+          ReplicationFactor: 3,
+        });
+      },
+    );
+
+    it('does not create a topic Kafka Connect already created for a table of a captured schema', () => {
+      const withNewTable = synthesize(
+        variant(environmentConfig('dev'), (d) => {
+          d.sources[0]?.tables.push({ name: 'public.refunds', partitions: 1, existingTopic: true });
+        }),
+      );
+      const topics = resourcesOf(withNewTable.template('streaming'), 'AWS::MSK::Topic').map(
+        ([, r]) => r.Properties?.TopicName,
+      );
+      expect(topics).not.toContain('orders.public.refunds');
+      // The lanes still subscribe to it.
+      const mapped = resourcesOf(withNewTable.template('lanes'), 'AWS::Lambda::EventSourceMapping').map(
+        ([, r]) => (r.Properties as { Topics: string[] }).Topics[0],
+      );
+      expect(mapped.filter((t) => t === 'orders.public.refunds')).toHaveLength(3);
     });
   });
 
@@ -113,7 +142,12 @@ describe('streaming stack', () => {
         Topics: JSON.stringify([
           { name: 'orders.public.orders', partitions: 3 },
           { name: 'orders.public.order_lines', partitions: 3 },
+          { name: 'orders.signals', partitions: 1 },
+          { name: 'orders.notifications', partitions: 1 },
           { name: 'inventory.inventory.stock', partitions: 3 },
+          { name: 'inventory', partitions: 1 },
+          { name: 'inventory.signals', partitions: 1 },
+          { name: 'inventory.notifications', partitions: 1 },
         ]),
         RetentionMs: String(48 * 3_600_000),
         DeleteTopicsOnDelete: 'true',
@@ -144,10 +178,104 @@ describe('streaming stack', () => {
         'publication.name': 'cdc_sync_dev_orders',
         'heartbeat.interval.ms': '10000',
         'topic.prefix': 'orders',
-        'table.include.list': 'public\\.orders,public\\.order_lines',
         'tombstones.on.delete': 'true',
         'provide.transaction.metadata': 'true',
         'tasks.max': '1',
+      });
+    });
+
+    it('captures new tables of the captured schemas from their first row, through a DBA-made publication', () => {
+      const spec = connectorSpecs(dev).find((s) => s.connectorName === 'cdc-sync-dev-orders');
+      expect(spec?.connectorConfiguration).toMatchObject({
+        'publication.autocreate.mode': 'disabled',
+        // The whole schema (the signal table is in it); listed tables outside it would follow as literals.
+        'table.include.list': 'public\\..*',
+      });
+      const mysqlSpec = connectorSpecs(dev).find((s) => s.connectorName === 'cdc-sync-dev-inventory');
+      expect(mysqlSpec?.connectorConfiguration).toMatchObject({ 'table.include.list': 'inventory\\..*' });
+    });
+
+    it('lists the signal table and the tables literally when no schema is captured whole', () => {
+      const explicit = synthesize(
+        variant(environmentConfig('dev'), (d) => {
+          const orders = d.sources[0];
+          if (orders?.engine !== 'postgresql') throw new Error('dev starts with PostgreSQL');
+          orders.captureSchemas = undefined;
+          orders.publicationAutocreateMode = 'filtered';
+          orders.signalTable = 'cdc_sync.signal';
+        }),
+      );
+      const spec = connectorSpecs(explicit).find((s) => s.connectorName === 'cdc-sync-dev-orders');
+      expect(spec?.connectorConfiguration).toMatchObject({
+        'table.include.list': 'public\\.orders,public\\.order_lines,cdc_sync\\.signal',
+        'signal.data.collection': 'cdc_sync.signal',
+      });
+    });
+
+    it.each([
+      ['cdc-sync-dev-orders', 'orders', 'public.debezium_signal'],
+      ['cdc-sync-dev-inventory', 'inventory', 'inventory.debezium_signal'],
+    ])(
+      'configures %s for signals (source + IAM-authenticated Kafka channel) and notifications',
+      (name, prefix, table) => {
+        const spec = connectorSpecs(dev).find((s) => s.connectorName === name);
+        expect(spec?.connectorConfiguration).toMatchObject({
+          'signal.enabled.channels': 'source,kafka',
+          'signal.data.collection': table,
+          'signal.kafka.topic': `${prefix}.signals`,
+          'signal.kafka.groupId': `${name}-signals`,
+          'signal.kafka.bootstrap.servers': '<token>',
+          'signal.consumer.security.protocol': 'SASL_SSL',
+          'signal.consumer.sasl.mechanism': 'AWS_MSK_IAM',
+          'signal.consumer.sasl.jaas.config': 'software.amazon.msk.auth.iam.IAMLoginModule required;',
+          'signal.consumer.sasl.client.callback.handler.class': 'software.amazon.msk.auth.iam.IAMClientCallbackHandler',
+          'incremental.snapshot.chunk.size': '1024',
+          'notification.enabled.channels': 'sink',
+          'notification.sink.topic.name': `${prefix}.notifications`,
+        });
+      },
+    );
+
+    it('names the SQL Server signal table with its database and publishes schema changes', () => {
+      const spec = connectorSpecs(prod).find((s) => s.connectorName === 'cdc-sync-prod-billing');
+      expect(spec?.connectorConfiguration).toMatchObject({
+        'signal.data.collection': 'Billing.dbo.debezium_signal',
+        'include.schema.changes': 'true',
+      });
+    });
+
+    it('publishes where the backfill command finds the signal topics and brokers (SSM)', () => {
+      const template = prod.template('streaming');
+      const [[, parameter] = ['', {}]] = resourcesOf(template, 'AWS::SSM::Parameter');
+      expect(parameter.Properties).toMatchObject({ Name: '/cdc-sync/prod/signalling', Type: 'String' });
+      const { Value } = parameter.Properties as { Value: { 'Fn::Join': [string, unknown[]] } };
+      const value = Value['Fn::Join'][1].map((part) => (typeof part === 'string' ? part : '<brokers>')).join('');
+      expect(JSON.parse(value)).toEqual({
+        bootstrapServers: '<brokers>',
+        sources: [
+          {
+            name: 'orders',
+            engine: 'postgresql',
+            topicPrefix: 'orders',
+            signalTopic: 'orders.signals',
+            notificationTopic: 'orders.notifications',
+          },
+          {
+            name: 'inventory',
+            engine: 'mysql',
+            topicPrefix: 'inventory',
+            signalTopic: 'inventory.signals',
+            notificationTopic: 'inventory.notifications',
+          },
+          {
+            name: 'billing',
+            engine: 'sqlserver',
+            topicPrefix: 'billing',
+            database: 'Billing',
+            signalTopic: 'billing.signals',
+            notificationTopic: 'billing.notifications',
+          },
+        ],
       });
     });
 
@@ -171,7 +299,8 @@ describe('streaming stack', () => {
       expect(spec?.connectorConfiguration).toMatchObject({
         'connector.class': 'io.debezium.connector.sqlserver.SqlServerConnector',
         'database.names': 'Billing',
-        'table.include.list': 'dbo\\.invoices',
+        // The signal table must be captured too (its CDC table enabled by the DBA).
+        'table.include.list': 'dbo\\.invoices,dbo\\.debezium_signal',
         'schema.history.internal.kafka.topic': '__cdc-sync.schema-history.billing',
       });
     });
@@ -292,6 +421,15 @@ describe('streaming stack', () => {
           `${topics}orders.*`,
           `${topics}orders.transaction`,
         ],
+      });
+      // The signal topic: read only, with the connector's own signal group.
+      expect(statements.find((st) => st.sid === 'ReadSignals')).toMatchObject({
+        actions: ['kafka-cluster:DescribeTopic', 'kafka-cluster:ReadData'],
+        resources: [`${topics}orders.signals`],
+      });
+      expect(statements.find((st) => st.sid === 'SignalGroup')).toMatchObject({
+        actions: ['kafka-cluster:AlterGroup', 'kafka-cluster:DescribeGroup'],
+        resources: ['arn:aws:kafka:eu-west-1:111111111111:group/cdc-sync-dev/<Fn::Select>/cdc-sync-dev-orders-signals'],
       });
       // Nothing of the other source.
       expect(JSON.stringify(statements)).not.toContain('inventory');
