@@ -2,7 +2,8 @@
  * npm run decode -- <event-file>
  *
  * Prints one JSON line per record of the event file, in input order (by partition key, then offset): the canonical
- * change event, or {"skipped": "<reason>", "kafka": {topic, partition, offset}}, or
+ * change event, or {"schemaChange": [<one entry per table the DDL changed>], "kafka": {topic, partition, offset}} for a
+ * record of Debezium's schema-change topic, or {"skipped": "<reason>", "kafka": {topic, partition, offset}}, or
  * {"error": {"code", "message"}, "kafka": {topic, partition, offset}}. Nothing else goes to stdout.
  */
 import { resolve } from 'node:path';
@@ -14,9 +15,16 @@ import { readEventFile } from './lib/event-files';
 /** The line the CLI prints for one outcome (also the format of events/expected/*.jsonl). */
 export function decodeLine(record: KafkaRecord, outcome: DecodeOutcome): unknown {
   const kafka = { topic: record.topic, partition: record.partition, offset: record.offset };
-  if (outcome.kind === 'event') return outcome.event;
-  if (outcome.kind === 'skip') return { skipped: outcome.reason, kafka };
-  return { error: { code: outcome.error.code, message: outcome.error.message }, kafka };
+  switch (outcome.kind) {
+    case 'event':
+      return outcome.event;
+    case 'schema-change':
+      return { schemaChange: outcome.changes, kafka };
+    case 'skip':
+      return { skipped: outcome.reason, kafka };
+    case 'error':
+      return { error: { code: outcome.error.code, message: outcome.error.message }, kafka };
+  }
 }
 
 async function main(): Promise<void> {

@@ -12,8 +12,10 @@ import type { ChangeEvent, Checkpoint } from './types';
  *    seen: every record at or below the committed `offset` is a duplicate.
  * 3. Debezium re-emitting after a connector restart brings the same changes at NEW offsets. Within a partition,
  *    source positions only grow (Debezium emits in source order), so a change whose `order` is below the highest
- *    order applied (`hw`) was already applied. Changes sharing one position (snapshot reads, the delete+create of
- *    a primary-key change) are told apart by id: the ids applied at exactly `hw` are kept (as short digests).
+ *    order applied (`hw`) was already applied. An incremental-snapshot chunk is emitted where its window closed
+ *    (the high watermark) and carries that point's position, so it fits the stream's order too. Changes sharing one
+ *    position (snapshot reads, the reads of one incremental chunk, the delete+create of a primary-key change) are
+ *    told apart by id: the ids applied at exactly `hw` are kept (as short digests).
  * 4. The checkpoint is written after the sink write succeeded, conditionally on the version read at the start, so
  *    a crash between the two replays the same records from the same state — and the sinks are idempotent for such
  *    a replay (deterministic object keys, version-guarded cache writes) — while a second writer, if assumption 1
@@ -24,8 +26,8 @@ import type { ChangeEvent, Checkpoint } from './types';
  *
  * Limits, documented in the README: a record without a key (tables without a primary key) is placed on a partition
  * by the producer, not by row, so a re-emitted copy can land on a partition that has not reached its position; and
- * at most HW_IDS_LIMIT ids are kept for one position (a larger snapshot tie group could, after a connector restart
- * mid-snapshot at an unchanged position, re-apply identical reads).
+ * at most HW_IDS_LIMIT ids are kept for one position (a larger snapshot tie group or incremental chunk could, after
+ * a connector restart mid-snapshot at an unchanged position, re-apply identical reads).
  */
 export const HW_IDS_LIMIT = 1000;
 
@@ -35,12 +37,14 @@ export function digestId(id: string): string {
 }
 
 /**
- * Compares two orders of one partition's stream (different rows). PostgreSQL orders are `pg:<phase>:<lsn>:<commit>`:
- * snapshot reads (phase 0) sort below streamed changes (phase 1) and by LSN among themselves; streamed changes sort
- * by (last commit LSN, LSN) — the stream's order — and one without its commit part (the first transaction after a
- * connector start, old Debezium without `sequence`, unwrap output with only `__lsn`) is not comparable with another:
- * change LSNs of concurrent transactions interleave, so "lower LSN" does not mean "already applied" across rows.
- * Anything incomparable is treated as new — when unsure, apply (sinks are version-guarded per row) rather than drop.
+ * Compares two orders of one partition's stream (different rows). PostgreSQL orders are
+ * `pg:<phase>:<lastCommitLsn>:<lsn>` (decode/source.ts): snapshot reads (phase 0) sort below streamed changes and
+ * incremental-snapshot reads (phase 1) and by LSN among themselves; phase-1 orders sort by (last commit LSN, LSN) —
+ * the stream's order — which is plain string order. One without its commit part (20 zeros: the first transaction a
+ * connector streams, old Debezium without `sequence`, unwrap output with only `__lsn`) is not comparable with
+ * another phase-1 order: change LSNs of concurrent transactions interleave, so "lower LSN" does not mean "already
+ * applied" across rows. Anything incomparable is treated as new — when unsure, apply (sinks are version-guarded per
+ * row) rather than drop.
  */
 export function compareOrder(a: string, b: string): -1 | 0 | 1 | undefined {
   if (a === b) return 0;
@@ -48,23 +52,22 @@ export function compareOrder(a: string, b: string): -1 | 0 | 1 | undefined {
   if (a.charCodeAt(0) !== b.charCodeAt(0) || a.charCodeAt(1) !== b.charCodeAt(1) || a.charCodeAt(2) !== 58) {
     return undefined;
   }
-  if (a.charCodeAt(0) === 112 /* p */ && a.charCodeAt(3) === 49 /* 1 */ && b.charCodeAt(3) === 49) {
-    // Streamed PostgreSQL changes: `pg:1:<lsn 20>:<commit 20>`; order by (commit, lsn) across rows.
-    if (a.startsWith(UNKNOWN_COMMIT, COMMIT_AT) || b.startsWith(UNKNOWN_COMMIT, COMMIT_AT)) return undefined;
-    for (let i = COMMIT_AT; i < a.length; i++) {
-      const x = a.charCodeAt(i);
-      const y = b.charCodeAt(i);
-      if (x !== y) return x < y ? -1 : 1;
-    }
+  if (
+    a.charCodeAt(0) === 112 /* p */ &&
+    a.charCodeAt(3) === 49 /* 1 */ &&
+    b.charCodeAt(3) === 49 &&
+    (a.startsWith(UNKNOWN_COMMIT, COMMIT_AT) || b.startsWith(UNKNOWN_COMMIT, COMMIT_AT))
+  ) {
+    return undefined;
   }
   return a < b ? -1 : 1;
 }
 
 const UNKNOWN_COMMIT = '0'.repeat(20);
-/** Where the commit part of `pg:1:<20 digits>:<20 digits>` starts. */
-const COMMIT_AT = 26;
+/** Where the commit part of `pg:1:<commit 20>:<lsn 20>` starts. */
+const COMMIT_AT = 5;
 
-/** A streamed PostgreSQL change whose commit part is unknown (see compareOrder). */
+/** A phase-1 PostgreSQL order whose commit part is unknown (see compareOrder). */
 function hasUnknownCommit(order: string): boolean {
   return order.startsWith('pg:1:') && order.startsWith(UNKNOWN_COMMIT, COMMIT_AT);
 }

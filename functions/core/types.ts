@@ -106,11 +106,82 @@ export type SkipReason =
   | 'table-excluded'
   | 'no-key';
 
+/** One column of a table's row struct, as the connector's schema describes it (the input of a schema version). */
+export interface SchemaColumn {
+  name: string;
+  /**
+   * Connect type: `int32`, `int64`, `string`, `bytes`, `boolean`, `float64`, ...; containers spell what they hold
+   * (`array<int64>`, `map<string,int32>`, `struct<a:int32,b:string>`), so a retyped element is a retype.
+   */
+  type: string;
+  /** Connect logical name when any: `org.apache.kafka.connect.data.Decimal`, `io.debezium.time.Date`, ... */
+  logical?: string;
+  optional: boolean;
+  /** The schema's default value, as sent; absent when none. */
+  default?: unknown;
+  /** Logical-type parameters (scale, precision, length, allowed values ...), as sent. */
+  parameters?: Record<string, string>;
+}
+
+/**
+ * A version of a table's row shape: what the connector's value schema says the row struct is. Two records carry the
+ * same version exactly when their row structs agree in column names, order, types, optionality, defaults and
+ * logical-type parameters. One object is shared by every record with the same schema.
+ */
+export interface TableSchemaVersion {
+  /** Hex digest (16 characters) of the canonical JSON of `columns`: column order is part of a version. */
+  fingerprint: string;
+  columns: SchemaColumn[];
+}
+
+/**
+ * A table change Debezium reported on its schema-change topic (MySQL/MariaDB, SQL Server: `tableChanges` of a
+ * `SchemaChangeValue`), one per table it names.
+ */
+export interface SchemaChangeRecord {
+  /** The table as `tableIdOf` names it. */
+  table: string;
+  /** `CREATE`, `ALTER` or `DROP`. */
+  type: string;
+  ddl: string | null;
+  /** Where the DDL happened in the source's log. */
+  source: ChangeSource;
+  columns: Array<{
+    name: string;
+    typeName: string;
+    length?: number;
+    scale?: number;
+    optional: boolean;
+    defaultValueExpression?: string | null;
+    position?: number;
+  }>;
+  primaryKey: string[];
+  kafka: { topic: string; partition: number; offset: number; timestamp: number };
+}
+
 /** The outcome of decoding one record. */
 export type DecodeOutcome =
-  | { kind: 'event'; event: ChangeEvent; columns?: ColumnTypes }
+  | { kind: 'event'; event: ChangeEvent; columns?: ColumnTypes; schema?: TableSchemaVersion }
+  | { kind: 'schema-change'; changes: SchemaChangeRecord[] }
   | { kind: 'skip'; reason: SkipReason }
   | { kind: 'error'; error: CdcError };
+
+/** Debezium's `execute-snapshot` signal (incremental), as the source and Kafka signal channels take it. */
+export interface SnapshotSignal {
+  id: string;
+  type: 'execute-snapshot';
+  data: {
+    /** Tables as the connector names them: PostgreSQL `<schema>.<table>`, MySQL `<db>.<table>`. */
+    'data-collections': string[];
+    type: 'incremental';
+    'additional-conditions'?: Array<{ 'data-collection': string; filter: string }>;
+  };
+}
+
+/** Sends signals to the connector (Kafka signal channel in AWS; the local capture in `npm start`). */
+export interface SnapshotSignaller {
+  send(signal: SnapshotSignal): Promise<void>;
+}
 
 /**
  * Column types taken from the Connect schema when the converter sends one (schemas.enable=true); lets the
@@ -151,6 +222,8 @@ export interface Checkpoint {
   hwIds: string[];
   version: number;
   sinkState?: unknown;
+  /** Fingerprint of the table schema version last applied in this partition (absent: none met yet, or schemaless). */
+  schema?: string;
 }
 
 /** One topic-partition's checkpoint moving from `previous` (absent: never committed) to `next`. */
@@ -181,7 +254,31 @@ export interface SinkPartition {
   state: unknown;
   /** The events come from a redrive of dead letters, not from the partition's stream. */
   redrive?: boolean;
+  /**
+   * Schema history met in this partition, in stream order: each entry applies before `events[index]` (an index equal
+   * to `events.length` applies after the last event). Sinks that keep a history record it exactly once with the
+   * checkpoint (a replay from the same checkpoint passes the same entries); the others ignore it.
+   */
+  schemaChanges?: SinkSchemaChange[];
 }
+
+/**
+ * One entry of a partition's schema history handed to a sink: a table schema version the records started carrying
+ * (`version`), or a DDL the connector reported on its schema-change topic (`ddl`).
+ */
+export type SinkSchemaChange =
+  | {
+      kind: 'version';
+      index: number;
+      /** The table as `tableIdOf` names it. */
+      table: string;
+      /** Source order of the first event carrying the version in this partition. */
+      order: string;
+      schema: TableSchemaVersion;
+      /** The version's number in the shared registry, when this partition is not behind it. */
+      version?: number;
+    }
+  | { kind: 'ddl'; index: number; table: string; order: string; change: SchemaChangeRecord };
 
 export type SinkPartitionResult =
   | {
@@ -194,6 +291,8 @@ export type SinkPartitionResult =
       rejected?: Array<{ index: number; error: CdcError }>;
       /** When the write finished (for commit-to-sink latency). */
       writtenAt: number;
+      /** The sink keeps no schema history: the partition's schema-change records count as skipped. */
+      schemaChangesSkipped?: boolean;
     }
   | { ok: false; error: CdcError };
 

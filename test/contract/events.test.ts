@@ -11,8 +11,16 @@ import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { isSafeNumber, parse } from 'lossless-json';
 import { describe, expect, it } from 'vitest';
+import { tableIdOf } from '../../functions/core/change';
 import { JsonDebeziumDecoder } from '../../functions/core/decode';
-import type { ChangeEvent, DecodeOutcome, KafkaEvent, KafkaRecord } from '../../functions/core/types';
+import { compareOrder } from '../../functions/core/dedupe';
+import type {
+  ChangeEvent,
+  DecodeOutcome,
+  KafkaEvent,
+  KafkaRecord,
+  SchemaChangeRecord,
+} from '../../functions/core/types';
 import { readEventFile } from '../../tools/lib/event-files';
 
 const EVENTS_DIR = fileURLToPath(new URL('../../events/', import.meta.url));
@@ -27,15 +35,19 @@ interface KafkaCoordinates {
   offset: number;
 }
 type SkipLine = { skipped: string; kafka: KafkaCoordinates };
+type SchemaChangeLine = { schemaChange: SchemaChangeRecord[]; kafka: KafkaCoordinates };
 type ErrorLine = { error: { code: string; message: string }; kafka: KafkaCoordinates };
-type Line = ChangeEvent | SkipLine | ErrorLine;
+type Line = ChangeEvent | SchemaChangeLine | SkipLine | ErrorLine;
 
 /** Every sample event file (recursively), as a path relative to events/; expected outputs are not samples. */
 function sampleFiles(): string[] {
-  return readdirSync(EVENTS_DIR, { recursive: true, encoding: 'utf8' })
-    .map((path) => path.split('\\').join('/'))
-    .filter((path) => path.endsWith('.json') && !path.startsWith('expected/'))
-    .sort();
+  return (
+    readdirSync(EVENTS_DIR, { recursive: true, encoding: 'utf8' })
+      .map((path) => path.split('\\').join('/'))
+      // avro/ holds the Avro twins of these samples: test/contract/avro-events.test.ts decodes them against these files.
+      .filter((path) => path.endsWith('.json') && !path.startsWith('expected/') && !path.startsWith('avro/'))
+      .sort()
+  );
 }
 
 /** The records of an event in the order the decode CLI prints them: by partition key, then offset. */
@@ -48,9 +60,16 @@ function recordsInOrder(event: KafkaEvent): KafkaRecord[] {
 /** The line `npm run decode` prints for one outcome (tools/decode.ts). */
 function lineOf(record: KafkaRecord, outcome: DecodeOutcome): Line {
   const kafka = { topic: record.topic, partition: record.partition, offset: record.offset };
-  if (outcome.kind === 'event') return JSON.parse(JSON.stringify(outcome.event)) as ChangeEvent;
-  if (outcome.kind === 'skip') return { skipped: outcome.reason, kafka };
-  return { error: { code: outcome.error.code, message: outcome.error.message }, kafka };
+  switch (outcome.kind) {
+    case 'event':
+      return JSON.parse(JSON.stringify(outcome.event)) as ChangeEvent;
+    case 'schema-change':
+      return JSON.parse(JSON.stringify({ schemaChange: outcome.changes, kafka })) as SchemaChangeLine;
+    case 'skip':
+      return { skipped: outcome.reason, kafka };
+    case 'error':
+      return { error: { code: outcome.error.code, message: outcome.error.message }, kafka };
+  }
 }
 
 interface Decoded {
@@ -231,7 +250,7 @@ describe('logical types decoded from the samples', () => {
     const [event] = await eventsOf('postgres/lsn-beyond-2-53.json');
     // Assert
     expect(event?.source.position).toEqual({ lsn: '12345678901234567890', lastCommitLsn: '12345678901234567000' });
-    expect(event?.source.order).toBe('pg:1:12345678901234567890:12345678901234567000');
+    expect(event?.source.order).toBe('pg:1:12345678901234567000:12345678901234567890');
     expect(event?.source.commitTsNs).toBe('1710498600123457000');
     expect(event?.id).toBe('pg.public.orders/lsn=12345678901234567890/{"id":1001}');
   });
@@ -386,6 +405,137 @@ describe('records that are not row changes', () => {
     const { outcomes } = await decodeFile(file);
     // Assert
     expect(outcomes.map((outcome) => (outcome.kind === 'skip' ? outcome.reason : outcome.kind))).toEqual(kinds);
+  });
+});
+
+describe('incremental snapshots', () => {
+  it('decodes incremental reads as op r with snapshot "incremental" and a phase-1 order from their sequence', async () => {
+    // Arrange
+    const { records, outcomes } = await decodeFile('postgres/incremental-snapshot.json');
+    // Act
+    const reads = records.flatMap((record, i) => {
+      const outcome = outcomes[i];
+      return outcome?.kind === 'event' && outcome.event.source.snapshot === 'incremental'
+        ? [{ raw: rawValue(record).source as Record<string, unknown>, event: outcome.event }]
+        : [];
+    });
+    // Assert
+    expect(reads.length).toBeGreaterThanOrEqual(2);
+    for (const { raw, event } of reads) {
+      const [lastCommitLsn, lsn] = JSON.parse(raw.sequence as string) as [string, string];
+      expect(event.op).toBe('r');
+      expect(event.before).toBeNull();
+      expect(event.source.order).toBe(`pg:1:${lastCommitLsn.padStart(20, '0')}:${lsn.padStart(20, '0')}`);
+    }
+  });
+
+  it('places every read after the streamed changes before it and before the streamed changes after it', async () => {
+    // Arrange
+    const events = await eventsOf('postgres/incremental-snapshot.json');
+    // Act: each pair of events in stream (offset) order, as the dedupe compares them across rows
+    const pairs = events.slice(1).map((event, i) => compareOrder(events[i]?.source.order ?? '', event.source.order));
+    // Assert
+    expect(pairs).toEqual(events.slice(1).map(() => -1));
+  });
+
+  it('lets an update written before the chunk was read but committed after its window win over the read', async () => {
+    // Arrange: postgres/incremental-snapshot-race.json: the read of 1001 at its high watermark, then an update of
+    // 1001 whose change LSN is lower than the watermark's (written earlier) and whose lastCommitLsn is higher.
+    const [read, update] = await eventsOf('postgres/incremental-snapshot-race.json');
+    // Act + Assert
+    expect(Number(update?.source.position.lsn)).toBeLessThan(Number(read?.source.position.lsn));
+    expect((update?.source.order ?? '') > (read?.source.order ?? '')).toBe(true);
+    expect(compareOrder(update?.source.order ?? '', read?.source.order ?? '')).toBe(1);
+  });
+});
+
+describe("Debezium's schema-change topic", () => {
+  it.each([
+    ['mysql/schema-change.json', 'mysql/create.json'],
+    ['sqlserver/schema-change.json', 'sqlserver/create.json'],
+  ])('%s names its table as the change events of %s do', async (file, dataFile) => {
+    // Arrange
+    const { outcomes } = await decodeFile(file);
+    const [event] = await eventsOf(dataFile);
+    // Act
+    const tables = outcomes.flatMap((outcome) =>
+      outcome.kind === 'schema-change' ? outcome.changes.map((change) => change.table) : [],
+    );
+    // Assert
+    expect(tables.length).toBeGreaterThan(0);
+    expect(new Set(tables)).toEqual(new Set([tableIdOf(event?.source as ChangeEvent['source'])]));
+  });
+
+  it('gives a DROP of two tables one schema change each, without columns, and a DDL naming no table none', async () => {
+    // Arrange + Act
+    const { outcomes } = await decodeFile('mysql/schema-change-drop.json');
+    // Assert
+    expect(
+      outcomes.map((outcome) =>
+        outcome.kind === 'schema-change'
+          ? outcome.changes.map((c) => [c.type, c.table, c.columns.length])
+          : outcome.kind,
+      ),
+    ).toEqual([
+      [
+        ['DROP', 'mysql.inventory.order_notes', 0],
+        ['DROP', 'mysql.inventory.order_tags', 0],
+      ],
+      [],
+    ]);
+  });
+
+  it('orders the schema changes of one topic by their position in the binlog', async () => {
+    // Arrange
+    const orders = [
+      ...(await decodeFile('mysql/schema-change.json')).outcomes,
+      ...(await decodeFile('mysql/schema-change-drop.json')).outcomes,
+    ].flatMap((outcome) => (outcome.kind === 'schema-change' ? outcome.changes.map((c) => c.source.order) : []));
+    // Act + Assert
+    expect(orders).toEqual([...orders].sort());
+    expect(new Set(orders).size).toBe(3);
+  });
+});
+
+describe('table schema versions of the samples', () => {
+  it.each([
+    ['postgres/create.json', 'postgres/update.json'],
+    ['mysql/create.json', 'mysql/update.json'],
+    ['sqlserver/create.json', 'sqlserver/update.json'],
+  ])('%s and %s (one table, one schema) carry the same version', async (a, b) => {
+    // Arrange + Act
+    const [first] = (await decodeFile(a)).outcomes;
+    const [second] = (await decodeFile(b)).outcomes;
+    // Assert
+    expect(first?.kind === 'event' && first.schema?.fingerprint).toMatch(/^[0-9a-f]{16}$/);
+    expect(second?.kind === 'event' && second.schema?.fingerprint).toBe(
+      first?.kind === 'event' && first.schema?.fingerprint,
+    );
+  });
+
+  it.each([
+    ['postgres/create.schemaless.json'],
+    ['mysql/create.schemaless.json'],
+    ['postgres/unwrap/add-fields.schemaless.json'],
+  ])('%s (schemas.enable=false) carries no schema version', async (file) => {
+    const { outcomes } = await decodeFile(file);
+    expect(outcomes.filter((o) => o.kind === 'event').map((o) => o.kind === 'event' && o.schema)).not.toContain(
+      expect.anything(),
+    );
+  });
+
+  it('describes a table of postgres/types.json column by column, in the order Debezium sent them', async () => {
+    // Arrange
+    const { records, outcomes } = await decodeFile('postgres/types.json');
+    // Act
+    const columns = outcomes[0]?.kind === 'event' ? (outcomes[0].schema?.columns ?? []) : [];
+    // Assert
+    expect(columns.find((c) => c.name === 'price')).toMatchObject({
+      type: 'bytes',
+      logical: 'org.apache.kafka.connect.data.Decimal',
+      parameters: { scale: '2' },
+    });
+    expect(columns.map((c) => c.name)).toEqual(Object.keys(rawValue(records[0] as KafkaRecord).after as object));
   });
 });
 

@@ -187,7 +187,7 @@ describe('JsonDebeziumDecoder', () => {
         schema: 'public',
         table: 'orders',
         position: { lsn: '33816536', lastCommitLsn: '33816400' },
-        order: 'pg:1:00000000000033816536:00000000000033816400',
+        order: 'pg:1:00000000000033816400:00000000000033816536',
         snapshot: 'false',
         txId: '771',
         commitTs: 1_710_498_600_000 + 33_816_536,
@@ -250,6 +250,41 @@ describe('JsonDebeziumDecoder', () => {
     expect(read.source.order < first.source.order).toBe(true);
   });
 
+  it('orders an incremental read (at its high watermark) below an update written earlier but committed later', () => {
+    // Arrange: the chunk's window closed at LSN 500 with the last commit at 450; the update was written at LSN 300,
+    // before the chunk's SELECT, and committed after the window (its lastCommitLsn is 520).
+    const read = eventOf(
+      decoder().decode(
+        recordOf(
+          pgMessage({ op: 'r', after: { id: 1, v: 'old' }, lsn: 500, lastCommitLsn: 450, snapshot: 'incremental' }),
+        ),
+        1,
+      ),
+    );
+    const update = eventOf(
+      decoder().decode(recordOf(pgMessage({ op: 'u', after: { id: 1, v: 'new' }, lsn: 300, lastCommitLsn: 520 })), 1),
+    );
+    // Assert: newer per row (the sinks' string comparison) and across rows (the dedupe)
+    expect(read.source.snapshot).toBe('incremental');
+    expect(read.source.order).toBe('pg:1:00000000000000000450:00000000000000000500');
+    expect(update.source.order > read.source.order).toBe(true);
+    expect(compareOrder(update.source.order, read.source.order)).toBe(1);
+  });
+
+  it('orders an incremental read above every change committed before its window', () => {
+    const read = eventOf(
+      decoder().decode(
+        recordOf(pgMessage({ op: 'r', after: { id: 1 }, lsn: 500, lastCommitLsn: 450, snapshot: 'incremental' })),
+        1,
+      ),
+    );
+    const before = eventOf(
+      decoder().decode(recordOf(pgMessage({ op: 'u', after: { id: 1 }, lsn: 449, lastCommitLsn: 400 })), 1),
+    );
+    expect(before.source.order < read.source.order).toBe(true);
+    expect(compareOrder(before.source.order, read.source.order)).toBe(-1);
+  });
+
   it.each([
     ['value null', null, 'tombstone'],
     ['value absent', undefined, 'tombstone'],
@@ -272,12 +307,6 @@ describe('JsonDebeziumDecoder', () => {
       'pg.transaction',
       '{"status":"END","id":"571:53195832","ts_ms":1,"event_count":2,"data_collections":[]}',
       'transaction',
-    ],
-    [
-      'schema change',
-      'mysql',
-      '{"source":{},"databaseName":"inventory","ddl":"ALTER TABLE t ADD c INT","tableChanges":[]}',
-      'schema-change',
     ],
     [
       'logical message',
@@ -476,5 +505,272 @@ describe('JsonDebeziumDecoder', () => {
     });
     const outcome = decoder().decode(record, 1);
     expect(outcome.kind === 'error' && outcome.error.code).toBe('INVALID_RECORD');
+  });
+});
+
+/** A JsonConverter value `{schema, payload}` of a PostgreSQL change whose row struct has these fields. */
+function withSchema(rowFields: unknown[], payload: Record<string, unknown>, table = 'orders'): Record<string, unknown> {
+  const row = { type: 'struct', optional: true, name: `pg.public.${table}.Value`, fields: rowFields };
+  return {
+    schema: {
+      type: 'struct',
+      optional: false,
+      name: `pg.public.${table}.Envelope`,
+      version: 2,
+      fields: [
+        { ...row, field: 'before' },
+        { ...row, field: 'after' },
+        {
+          type: 'struct',
+          optional: false,
+          name: 'io.debezium.connector.postgresql.Source',
+          field: 'source',
+          fields: [],
+        },
+        { type: 'string', optional: false, field: 'op' },
+        { type: 'int64', optional: true, field: 'ts_ms' },
+      ],
+    },
+    payload,
+  };
+}
+
+function schemaRecord(rowFields: unknown[], offset = 0) {
+  const message = pgMessage({ op: 'u', after: { id: 1, total: 'Jw8=', note: 'x' }, lsn: 100 + offset, offset });
+  return recordOf({ ...message, value: withSchema(rowFields, message.value as Record<string, unknown>) });
+}
+
+const ID = { type: 'int32', optional: false, field: 'id' };
+const TOTAL = {
+  type: 'bytes',
+  optional: true,
+  name: 'org.apache.kafka.connect.data.Decimal',
+  version: 1,
+  parameters: { scale: '2', 'connect.decimal.precision': '10' },
+  field: 'total',
+};
+const NOTE = { type: 'string', optional: true, field: 'note' };
+const TAGS = { type: 'array', optional: true, items: { type: 'int32', optional: true }, field: 'tags' };
+
+describe('table schema versions', () => {
+  it('describes the row struct: columns in order with type, logical name, optionality, default and parameters', () => {
+    // Arrange
+    const record = schemaRecord([ID, TOTAL, { ...NOTE, default: 'none' }]);
+    // Act
+    const outcome = decoder().decode(record, 1);
+    // Assert
+    expect(outcome.kind === 'event' && outcome.schema).toEqual({
+      fingerprint: expect.stringMatching(/^[0-9a-f]{16}$/),
+      columns: [
+        { name: 'id', type: 'int32', optional: false },
+        {
+          name: 'total',
+          type: 'bytes',
+          logical: 'org.apache.kafka.connect.data.Decimal',
+          optional: true,
+          parameters: { 'connect.decimal.precision': '10', scale: '2' },
+        },
+        { name: 'note', type: 'string', optional: true, default: 'none' },
+      ],
+    });
+  });
+
+  it('shares one schema version object between records with the same schema text', () => {
+    // Arrange: the first record takes the general path, the second the known-prefix fast path
+    const d = decoder();
+    // Act
+    const first = d.decode(schemaRecord([ID, TOTAL, NOTE], 0), 1);
+    const second = d.decode(schemaRecord([ID, TOTAL, NOTE], 1), 1);
+    // Assert
+    expect(first.kind === 'event' && first.schema).toBeTruthy();
+    expect(second.kind === 'event' && second.schema).toBe(first.kind === 'event' && first.schema);
+  });
+
+  it('has no schema version for a record without a schema (schemas.enable=false)', () => {
+    const outcome = decoder().decode(recordOf(pgMessage({ op: 'c', after: { id: 1 }, lsn: 5 })), 1);
+    expect(outcome.kind === 'event' && outcome.schema).toBeUndefined();
+  });
+
+  it('leaves the ExtractNewRecordState metadata columns out of a flattened row schema version', () => {
+    // Arrange
+    const schema = {
+      type: 'struct',
+      optional: false,
+      name: 'pg.public.orders.Value',
+      fields: [
+        ID,
+        NOTE,
+        { type: 'string', optional: true, field: '__op' },
+        { type: 'int64', optional: true, field: '__lsn' },
+      ],
+    };
+    const record = rawRecord(b64(JSON.stringify({ schema, payload: { id: 1, note: 'x', __op: 'u', __lsn: 77 } })));
+    // Act
+    const outcome = decoder().decode(record, 1);
+    // Assert
+    expect(outcome.kind === 'event' && outcome.schema?.columns.map((c) => c.name)).toEqual(['id', 'note']);
+  });
+
+  it.each([
+    ['an optional column added', [ID, TOTAL, NOTE, TAGS, { type: 'string', optional: true, field: 'extra' }]],
+    [
+      'a column added with a default',
+      [ID, TOTAL, NOTE, TAGS, { type: 'string', optional: false, default: 'x', field: 'extra' }],
+    ],
+    ['a column dropped', [ID, TOTAL, TAGS]],
+    ['a column renamed', [ID, TOTAL, { ...NOTE, field: 'remark' }, TAGS]],
+    ['int32 widened to int64', [{ ...ID, type: 'int64' }, TOTAL, NOTE, TAGS]],
+    [
+      'a Decimal scale changed',
+      [ID, { ...TOTAL, parameters: { scale: '3', 'connect.decimal.precision': '10' } }, NOTE, TAGS],
+    ],
+    [
+      'a Decimal precision changed (parameters)',
+      [ID, { ...TOTAL, parameters: { scale: '2', 'connect.decimal.precision': '12' } }, NOTE, TAGS],
+    ],
+    ['a column made NOT NULL', [ID, TOTAL, { ...NOTE, optional: false }, TAGS]],
+    ['a default added', [ID, TOTAL, { ...NOTE, default: 'x' }, TAGS]],
+    ['columns reordered', [ID, NOTE, TOTAL, TAGS]],
+    ['an array element type widened', [ID, TOTAL, NOTE, { ...TAGS, items: { type: 'int64', optional: true } }]],
+  ])('gives %s a new fingerprint', (_change, fields) => {
+    // Arrange
+    const base = [ID, TOTAL, NOTE, TAGS];
+    const d = decoder();
+    const fingerprint = (rowFields: unknown[], offset: number) => {
+      const outcome = d.decode(schemaRecord(rowFields, offset), 1);
+      return outcome.kind === 'event' ? outcome.schema?.fingerprint : undefined;
+    };
+    // Act
+    const before = fingerprint(base, 0);
+    const after = fingerprint(fields, 1);
+    const again = fingerprint(base, 2);
+    // Assert
+    expect(before).toMatch(/^[0-9a-f]{16}$/);
+    expect(after).toMatch(/^[0-9a-f]{16}$/);
+    expect(after).not.toBe(before);
+    expect(again).toBe(before);
+  });
+
+  it('gives the same fingerprint whatever order the parameters were sent in', () => {
+    const d = decoder();
+    const a = d.decode(schemaRecord([ID, TOTAL, NOTE], 0), 1);
+    const reordered = { ...TOTAL, parameters: { 'connect.decimal.precision': '10', scale: '2' } };
+    const b = d.decode(schemaRecord([ID, reordered, NOTE], 1), 1);
+    expect(b.kind === 'event' && b.schema?.fingerprint).toBe(a.kind === 'event' && a.schema?.fingerprint);
+  });
+});
+
+describe("Debezium's schema-change topic", () => {
+  const mysqlSource = {
+    version: '3.0.7.Final',
+    connector: 'mysql',
+    name: 'mysql',
+    ts_ms: 1_710_498_000_000,
+    snapshot: 'false',
+    db: 'inventory',
+    table: 'orders',
+    server_id: 1,
+    file: 'mysql-bin.000003',
+    pos: 2910,
+    row: 0,
+  };
+  const schemaChange = (value: unknown) =>
+    rawRecord(b64(JSON.stringify(value)), { topic: 'mysql', key: b64('{"databaseName":"inventory"}'), offset: 4 });
+
+  it('decodes one schema change per table it names, with the position of the DDL', () => {
+    // Arrange
+    const record = schemaChange({
+      source: mysqlSource,
+      ts_ms: 1,
+      databaseName: 'inventory',
+      schemaName: null,
+      ddl: 'ALTER TABLE orders ADD note TEXT DEFAULT NULL; DROP TABLE old_orders',
+      tableChanges: [
+        {
+          type: 'ALTER',
+          id: '"inventory"."orders"',
+          table: {
+            primaryKeyColumnNames: ['id'],
+            columns: [
+              { name: 'id', jdbcType: 4, typeName: 'INT', length: null, scale: null, position: 1, optional: false },
+              {
+                name: 'note',
+                jdbcType: 12,
+                typeName: 'TEXT',
+                length: 65535,
+                position: 2,
+                optional: true,
+                defaultValueExpression: "'n/a'",
+              },
+            ],
+          },
+        },
+        { type: 'DROP', id: '"inventory"."old_orders"', table: null },
+      ],
+    });
+    // Act
+    const outcome = decoder().decode(record, 1);
+    // Assert
+    expect(outcome.kind).toBe('schema-change');
+    if (outcome.kind !== 'schema-change') return;
+    expect(outcome.changes.map((c) => [c.table, c.type, c.source.table, c.source.order])).toEqual([
+      ['mysql.inventory.orders', 'ALTER', 'orders', 'my:00000000000000000003:00000000000000002910:0000000000'],
+      ['mysql.inventory.old_orders', 'DROP', 'old_orders', 'my:00000000000000000003:00000000000000002910:0000000000'],
+    ]);
+    expect(outcome.changes[0]?.columns).toEqual([
+      { name: 'id', typeName: 'INT', optional: false, position: 1 },
+      { name: 'note', typeName: 'TEXT', optional: true, length: 65535, defaultValueExpression: "'n/a'", position: 2 },
+    ]);
+    expect(outcome.changes[0]?.primaryKey).toEqual(['id']);
+    expect(outcome.changes[1]).toMatchObject({ columns: [], primaryKey: [], ddl: expect.stringContaining('DROP') });
+    expect(outcome.changes[0]?.kafka).toEqual({ topic: 'mysql', partition: 0, offset: 4, timestamp: record.timestamp });
+  });
+
+  it('names a SQL Server table <prefix>.<db>.<schema>.<table>, like its change events', () => {
+    // Arrange
+    const record = rawRecord(
+      b64(
+        JSON.stringify({
+          source: {
+            connector: 'sqlserver',
+            name: 'fulfillment',
+            db: 'testDB',
+            schema: 'dbo',
+            commit_lsn: '00000027:00000800:0003',
+          },
+          ts_ms: 1,
+          databaseName: 'testDB',
+          schemaName: 'dbo',
+          ddl: null,
+          tableChanges: [{ type: 'CREATE', id: '"testDB"."dbo"."order ""lines"""', table: { columns: [] } }],
+        }),
+      ),
+      { topic: 'fulfillment' },
+    );
+    // Act
+    const outcome = decoder().decode(record, 1);
+    // Assert
+    expect(outcome.kind === 'schema-change' && outcome.changes.map((c) => c.table)).toEqual([
+      'fulfillment.testDB.dbo.order "lines"',
+    ]);
+  });
+
+  it.each([
+    ['a table change without an id', { source: mysqlSource, tableChanges: [{ type: 'ALTER', table: null }] }],
+    [
+      'a source without a position',
+      { source: { connector: 'mysql', name: 'mysql' }, databaseName: 'x', tableChanges: [] },
+    ],
+    [
+      'a malformed table id',
+      { source: mysqlSource, databaseName: 'x', tableChanges: [{ type: 'DROP', id: '"a"x', table: null }] },
+    ],
+  ])('dead-letters %s as INVALID_ENVELOPE', (_name, value) => {
+    // Arrange: shaped like a schema change (databaseName + tableChanges + source) or named so by its schema
+    const record = schemaChange({ databaseName: 'inventory', ...value });
+    // Act
+    const outcome = decoder().decode(record, 1);
+    // Assert
+    expect(outcome.kind === 'error' && outcome.error.code).toBe('INVALID_ENVELOPE');
   });
 });

@@ -28,8 +28,9 @@ function change(id: string, order: string, offset: number): ChangeEvent {
   };
 }
 
+/** A PostgreSQL order as decode/source.ts builds it: `pg:<phase>:<lastCommitLsn 20>:<lsn 20>`. */
 const pg = (commit: number, lsn: number, phase = 1) =>
-  `pg:${phase}:${String(lsn).padStart(20, '0')}:${String(phase === 0 ? 0 : commit).padStart(20, '0')}`;
+  `pg:${phase}:${String(phase === 0 ? 0 : commit).padStart(20, '0')}:${String(lsn).padStart(20, '0')}`;
 
 describe('compareOrder', () => {
   it.each([
@@ -42,9 +43,29 @@ describe('compareOrder', () => {
     [pg(0, 5), pg(0, 5), 0],
     [pg(0, 900, 0), pg(0, 5), -1], // a snapshot read sorts below any streamed change
     [pg(0, 5, 0), pg(0, 6, 0), -1],
+    [pg(0, 5, 0), pg(0, 5), -1], // the first streamed transaction (unknown commit) still follows the snapshot
     ['my:1:2:3', 'pg:1:2', undefined],
   ])('compares %s with %s as %s', (a, b, expected) => {
     expect(compareOrder(a, b)).toBe(expected);
+  });
+
+  it('places an incremental read before an update committed after its window, though the update has a lower LSN', () => {
+    // Arrange: the chunk window closed at the high watermark (LSN 500) when the last commit was at 450; a transaction
+    // that wrote the row at LSN 300 (before the chunk's SELECT) committed after the window, so its lastCommitLsn is
+    // at least the watermark's commit (520).
+    const read = pg(450, 500);
+    const update = pg(520, 300);
+    // Act + Assert: across rows (the dedupe) and per row (the sinks' plain string comparison)
+    expect(compareOrder(update, read)).toBe(1);
+    expect(compareOrder(read, update)).toBe(-1);
+    expect(update > read).toBe(true);
+  });
+
+  it('places an incremental read after every change committed before its window', () => {
+    const read = pg(450, 500);
+    expect(compareOrder(pg(440, 449), read)).toBe(-1);
+    expect(compareOrder(pg(450, 499), read)).toBe(-1); // the watermark's own transaction, written before it
+    expect(pg(440, 449) < read).toBe(true);
   });
 });
 

@@ -112,7 +112,15 @@ export class ConnectJsonReader<P> {
       Object.keys(whole).length === 2
     ) {
       const { schema, payload } = whole as { schema: unknown; payload: unknown };
-      return { payload, plan: schema === null ? undefined : this.compile(schema), text };
+      if (schema === null) return { payload, plan: undefined, text };
+      // Not compact JsonConverter output: still one plan (and one schema version) per distinct schema.
+      const schemaText = JSON.stringify(schema);
+      let plan = this.bySchemaText.get(schemaText);
+      if (plan === undefined) {
+        plan = this.compile(schema);
+        remember(this.bySchemaText, schemaText, plan);
+      }
+      return { payload, plan, text };
     }
     return { payload: whole, plan: undefined, text };
   }

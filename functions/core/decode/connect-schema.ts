@@ -1,4 +1,4 @@
-import type { ColumnType, ColumnTypes, Row } from '../types';
+import type { ColumnType, ColumnTypes, Row, TableSchemaVersion } from '../types';
 import {
   dateFromDays,
   decimalValue,
@@ -8,17 +8,10 @@ import {
   variableScaleDecimal,
   zonedTimestamp,
 } from './logical';
+import { type ConnectFieldSchema, schemaVersionOf } from './schema-version';
 
 /** A Kafka Connect schema as JsonConverter writes it. */
-interface ConnectSchema {
-  type?: string;
-  name?: string;
-  optional?: boolean;
-  field?: string;
-  fields?: ConnectSchema[];
-  items?: ConnectSchema;
-  parameters?: Record<string, string>;
-}
+type ConnectSchema = ConnectFieldSchema;
 
 type Convert = (value: unknown) => unknown;
 
@@ -36,6 +29,8 @@ export interface ValuePlan {
   readonly kind: 'envelope' | 'row' | 'other';
   readonly name: string | undefined;
   readonly row: RowPlan | undefined;
+  /** The table's schema version (the row struct), built once with the plan; absent for control records. */
+  readonly schema?: TableSchemaVersion;
 }
 
 const UNITS = { ms: 1_000, us: 1_000_000, ns: 1_000_000_000 } as const;
@@ -177,9 +172,15 @@ export function compileValueSchema(schema: unknown): ValuePlan {
   const source = fieldNamed(s, 'source');
   if (op && source) {
     const rowSchema = fieldNamed(s, 'after') ?? fieldNamed(s, 'before');
-    return { kind: 'envelope', name: s.name, row: rowSchema ? compileRowPlan(rowSchema) : undefined };
+    if (!rowSchema) return { kind: 'envelope', name: s.name, row: undefined };
+    return { kind: 'envelope', name: s.name, row: compileRowPlan(rowSchema), schema: schemaVersionOf(rowSchema) };
   }
-  return { kind: 'row', name: s.name, row: compileRowPlan(s) };
+  // A flattened row: its `__` columns are ExtractNewRecordState metadata (add.fields), not the table's.
+  return { kind: 'row', name: s.name, row: compileRowPlan(s), schema: schemaVersionOf(s, isTableColumn) };
+}
+
+function isTableColumn(column: string): boolean {
+  return !column.startsWith('__');
 }
 
 /** Compiles a key schema (a struct of the key columns). */

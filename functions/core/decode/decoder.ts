@@ -15,6 +15,7 @@ import { ConnectJsonReader } from './connect-json';
 import { applyRowPlan, compileKeySchema, compileValueSchema, type RowPlan, type ValuePlan } from './connect-schema';
 import { readEnvelope } from './envelope';
 import { parseDebeziumPayload } from './json';
+import { readSchemaChanges } from './schema-change';
 import { type KafkaCoordinates, readSource, type SourceBlock } from './source';
 
 export interface JsonDecoderOptions {
@@ -99,6 +100,8 @@ export class JsonDebeziumDecoder implements Decoder {
     const kafka: KafkaCoordinates = { topic: record.topic, partition: record.partition, offset: record.offset };
     // With a schema, its name and shape say what the record is; without one, the payload's shape does (formats.md §5).
     const control = this.controlReason(payload, plan);
+    // Debezium's DDL records feed the schema history: one SchemaChangeRecord per table they change.
+    if (control === 'schema-change') return { kind: 'schema-change', changes: readSchemaChanges(payload, record) };
     if (control) return { kind: 'skip', reason: control };
     if (plan.kind === 'envelope') return this.fromEnvelope(payload, plan, record, kafka, text, processedAt);
     if (plan.kind === 'row') return this.fromFlattenedRow(payload, plan, record, kafka, text, processedAt);
@@ -257,7 +260,8 @@ export class JsonDebeziumDecoder implements Decoder {
       capturedAt,
       processedAt,
     };
-    return { kind: 'event', event, columns: plan.row?.columns };
+    // The schema version was built with the plan (once per distinct schema text): nothing is computed per record.
+    return { kind: 'event', event, columns: plan.row?.columns, schema: plan.schema };
   }
 
   /** Applies logical types and takes TOAST placeholders out of the rows; returns the columns left unchanged. */

@@ -70,10 +70,14 @@ export function passesEnvelopeSchema(payload: Record<string, unknown>): boolean 
   );
 }
 
-function describeIssues(error: { issues: ReadonlyArray<{ path: PropertyKey[]; message: string }> }): string {
+/** The first few zod issues as one line, each prefixed with its path (or `what` for the whole value). */
+export function describeIssues(
+  error: { issues: ReadonlyArray<{ path: PropertyKey[]; message: string }> },
+  what = 'envelope',
+): string {
   return error.issues
     .slice(0, 3)
-    .map((issue) => `${issue.path.join('.') || 'envelope'}: ${issue.message}`)
+    .map((issue) => `${issue.path.join('.') || what}: ${issue.message}`)
     .join('; ');
 }
 

@@ -122,12 +122,10 @@ const dateKeys = new Float64Array(DATE_SLOTS).fill(Number.NaN);
 const dateTexts: string[] = new Array(DATE_SLOTS).fill('');
 
 /**
- * "YYYY-MM-DD" of a day number (days since the epoch), or undefined outside years 0–9999. Civil-from-days after
- * Howard Hinnant's algorithm, without allocating a Date (this runs for every temporal column of every row).
+ * The proleptic Gregorian date of a day number (days since 1970-01-01): Howard Hinnant's civil_from_days, without
+ * allocating a Date. Exported so that the local capture formats dates with this same algorithm.
  */
-function civilDate(days: number): string | undefined {
-  const slot = days & (DATE_SLOTS - 1);
-  if (dateKeys[slot] === days) return dateTexts[slot];
+export function civilFromDays(days: number): [year: number, month: number, day: number] {
   const z = days + 719_468;
   const era = Math.floor(z / 146_097);
   const doe = z - era * 146_097;
@@ -136,7 +134,17 @@ function civilDate(days: number): string | undefined {
   const mp = Math.floor((5 * doy + 2) / 153);
   const day = doy - Math.floor((153 * mp + 2) / 5) + 1;
   const month = mp < 10 ? mp + 3 : mp - 9;
-  const year = yoe + era * 400 + (month <= 2 ? 1 : 0);
+  return [yoe + era * 400 + (month <= 2 ? 1 : 0), month, day];
+}
+
+/**
+ * "YYYY-MM-DD" of a day number (days since the epoch), or undefined outside years 0–9999. Runs for every temporal
+ * column of every row: cached, so the date arithmetic runs only on a miss.
+ */
+function civilDate(days: number): string | undefined {
+  const slot = days & (DATE_SLOTS - 1);
+  if (dateKeys[slot] === days) return dateTexts[slot];
+  const [year, month, day] = civilFromDays(days);
   if (year < 0 || year > 9999) return undefined;
   const text = `${String(year).padStart(4, '0')}-${two(month)}-${two(day)}`;
   dateKeys[slot] = days;

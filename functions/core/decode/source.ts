@@ -68,10 +68,10 @@ function invalid(message: string): never {
 
 /**
  * Reads the connector's position and derives the sortable `order`:
- * - PostgreSQL: `pg:<phase>:<lsn>:<lastCommitLsn>`. pgoutput streams whole transactions in commit order, but a
+ * - PostgreSQL: `pg:<phase>:<lastCommitLsn>:<lsn>`. pgoutput streams whole transactions in commit order, but a
  *   change's own LSN is where it was written, so concurrent transactions interleave; Debezium's `sequence[0]`
  *   (commit LSN of the previous transaction) increases with every transaction and `lsn` within one, so the pair
- *   (lastCommitLsn, lsn) follows the stream (core/dedupe.ts compares it that way).
+ *   (lastCommitLsn, lsn) follows the stream, and places incremental-snapshot reads (see below).
  * - MySQL/MariaDB: (binlog file number, pos, row): binlog order is commit order.
  * - SQL Server: (commit_lsn, change_lsn, event_serial_no): fixed-width hex LSNs sort as strings.
  * - anything else: the Kafka offset, which orders the records of one partition (and so of one row key).
@@ -87,14 +87,23 @@ export function readSource(block: SourceBlock, kafka: KafkaCoordinates, op?: str
       if (lsn === null) invalid('postgresql source has no lsn');
       const lastCommitLsn = lastCommitLsnOf(block.sequence);
       position = lastCommitLsn === null ? { lsn } : { lsn, lastCommitLsn };
-      // Phase 0 = a read of the initial (or a blocking) snapshot, 1 = a streamed change. Every streamed change was
-      // committed after the snapshot's consistent point, yet the first transaction streamed has no lastCommitLsn
-      // and may have changes written (LSN) before that point: the phase keeps any snapshot read below it.
-      // The LSN comes before the commit part: for one row LSN order is commit order (row locks serialise writers),
-      // so per-row comparisons (cache guard, warehouse "latest per key") are plain string comparisons that do not
-      // depend on the commit part being known; the dedupe, which compares across rows, reads both parts.
+      // Phase 0 = a read of the initial (or a blocking) snapshot, 1 = a streamed change or an incremental-snapshot
+      // read. Every streamed change was committed after the snapshot's consistent point, yet the first transaction
+      // streamed has no lastCommitLsn and may have changes written (LSN) before that point: the phase keeps any
+      // snapshot read below it (phase 0 orders carry a zero commit part and sort by LSN among themselves).
+      // Within phase 1 the commit part comes first: (lastCommitLsn, lsn) follows the stream, and it is the only
+      // pair that places an incremental read right. Such a read carries the LSN of the event that closed its chunk
+      // window (the high watermark) and the last commit LSN at that point; a transaction that wrote the row before
+      // the chunk's SELECT (lower LSN) but committed after the window has a higher lastCommitLsn, so it sorts after
+      // the read, while everything committed before the window sorts below it. For streamed changes of one row the
+      // pair is also commit order (row locks: a later writer's lastCommitLsn is at least the earlier writer's commit,
+      // which is above the earlier writer's lastCommitLsn; inside one transaction the LSN decides). Unknown commit
+      // = 20 zeros: only the first transaction a connector ever streams lacks it (Debezium restores lastCommitLsn
+      // from its offsets on restart), and for any row everything before that is a phase-0 read. So per-row
+      // comparisons (cache guard, warehouse "latest per key", verification) stay plain string comparisons; the
+      // dedupe, which compares across rows, treats an unknown commit part as incomparable (core/dedupe.ts).
       const phase = op === 'r' && isSnapshotRead(block.snapshot) ? '0' : '1';
-      order = `pg:${phase}:${pad(lsn, 20)}:${pad(phase === '0' ? '0' : (lastCommitLsn ?? '0'), 20)}`;
+      order = `pg:${phase}:${pad(phase === '0' ? '0' : (lastCommitLsn ?? '0'), 20)}:${pad(lsn, 20)}`;
       break;
     }
     case 'mysql':
