@@ -1,20 +1,35 @@
 import { createHash } from 'node:crypto';
-import type { ChangeEvent } from '../core/types';
+import type { ChangeEvent, SchemaChangeRecord, SchemaColumn, SinkSchemaChange } from '../core/types';
 
 /**
  * The audit log's hash chain. Each topic-partition has its own chain (one writer at a time, in offset order); each
  * entry carries its sequence number, the hash of the previous entry and its own hash:
- *   hash = sha256(prev + "\n" + JSON.stringify(event))
- * so changing, removing or reordering an entry, or losing an object, breaks the chain where it happened.
+ *   hash = sha256(prev + "\n" + JSON.stringify(event))            a change
+ *   hash = sha256(prev + "\nschema\n" + JSON.stringify(schema))   a schema history entry
+ * so changing, removing or reordering an entry, or losing an object, breaks the chain where it happened. The
+ * schema entries' hashes are domain-separated so that no change can be passed off as a schema entry or back.
  */
 export const GENESIS = '0'.repeat(64);
 
-export interface AuditEntry {
-  seq: number;
-  prev: string;
-  hash: string;
-  event: ChangeEvent;
-}
+/** A schema history entry: the table's rows carry a new schema version from here on, or the connector reported DDL. */
+export type AuditSchemaEntry =
+  | { kind: 'schema'; table: string; fingerprint: string; version?: number; columns: SchemaColumn[]; order: string }
+  | {
+      kind: 'ddl';
+      table: string;
+      type: string;
+      ddl: string | null;
+      columns: SchemaChangeRecord['columns'];
+      primaryKey: string[];
+      order: string;
+      position: Record<string, string>;
+    };
+
+/** One line of the audit log: a change (`event`) or a schema history entry (`schema`). */
+export type AuditEntry = { seq: number; prev: string; hash: string } & (
+  | { event: ChangeEvent; schema?: undefined }
+  | { schema: AuditSchemaEntry; event?: undefined }
+);
 
 /** The head of one chain, kept in the lane's checkpoint (sink state). */
 export interface ChainHead {
@@ -30,17 +45,53 @@ export function entryHash(prev: string, eventJson: string): string {
   return createHash('sha256').update(prev).update('\n').update(eventJson).digest('hex');
 }
 
-/** Appends events to a chain: returns the NDJSON lines and the new head. */
-export function chainEntries(head: ChainHead, events: readonly ChangeEvent[]): { lines: string[]; head: ChainHead } {
+/** The hash of a schema history entry (domain-separated from changes). */
+export function schemaEntryHash(prev: string, schemaJson: string): string {
+  return createHash('sha256').update(prev).update('\nschema\n').update(schemaJson).digest('hex');
+}
+
+/** The audit form of a partition's schema history entry. */
+export function auditSchemaEntry(change: SinkSchemaChange): AuditSchemaEntry {
+  if (change.kind === 'version') {
+    const { table, schema, version, order } = change;
+    return version === undefined
+      ? { kind: 'schema', table, fingerprint: schema.fingerprint, columns: schema.columns, order }
+      : { kind: 'schema', table, fingerprint: schema.fingerprint, version, columns: schema.columns, order };
+  }
+  const { table, type, ddl, columns, primaryKey, source } = change.change;
+  return { kind: 'ddl', table, type, ddl, columns, primaryKey, order: source.order, position: source.position };
+}
+
+/**
+ * Appends events to a chain, each schema history entry before the event it precedes (`index`): returns the NDJSON
+ * lines and the new head.
+ */
+export function chainEntries(
+  head: ChainHead,
+  events: readonly ChangeEvent[],
+  schemaChanges: readonly SinkSchemaChange[] = [],
+): { lines: string[]; head: ChainHead } {
   const lines: string[] = [];
   let { seq, hash } = head;
-  for (const event of events) {
+  let s = 0;
+  const schemasUpTo = (index: number) => {
+    for (; s < schemaChanges.length && (schemaChanges[s] as SinkSchemaChange).index <= index; s++) {
+      const schemaJson = JSON.stringify(auditSchemaEntry(schemaChanges[s] as SinkSchemaChange));
+      const next = schemaEntryHash(hash, schemaJson);
+      lines.push(`{"seq":${seq},"prev":"${hash}","hash":"${next}","schema":${schemaJson}}`);
+      hash = next;
+      seq++;
+    }
+  };
+  events.forEach((event, i) => {
+    schemasUpTo(i);
     const eventJson = JSON.stringify(event);
     const next = entryHash(hash, eventJson);
     lines.push(`{"seq":${seq},"prev":"${hash}","hash":"${next}","event":${eventJson}}`);
     hash = next;
     seq++;
-  }
+  });
+  schemasUpTo(Number.POSITIVE_INFINITY);
   return { lines, head: { epoch: head.epoch, seq, hash } };
 }
 
@@ -51,7 +102,10 @@ export type ChainProblem =
   | { kind: 'hash-mismatch'; object: string; line: number; seq: number };
 
 export interface ChainCheck {
+  /** Every entry, changes and schema history. */
   entries: number;
+  /** Of which schema history entries. */
+  schemaEntries: number;
   lastHash: string;
   problems: ChainProblem[];
 }
@@ -62,9 +116,11 @@ export interface ChainCheck {
  */
 export function verifyChain(
   objects: ReadonlyArray<{ key: string; text: string }>,
-): ChainCheck & { events: ChangeEvent[] } {
+): ChainCheck & { events: ChangeEvent[]; schemas: AuditSchemaEntry[] } {
   const problems: ChainProblem[] = [];
   const events: ChangeEvent[] = [];
+  const schemas: AuditSchemaEntry[] = [];
+  let entries = 0;
   let expectedSeq = 0;
   let expectedPrev = GENESIS;
   for (const { key, text } of objects) {
@@ -91,13 +147,18 @@ export function verifyChain(
           found: entry.prev,
         });
       }
-      if (entryHash(entry.prev, JSON.stringify(entry.event)) !== entry.hash) {
-        problems.push({ kind: 'hash-mismatch', object: key, line: i + 1, seq: entry.seq });
-      }
-      events.push(entry.event);
+      const hash =
+        entry.schema !== undefined
+          ? schemaEntryHash(entry.prev, JSON.stringify(entry.schema))
+          : entryHash(entry.prev, JSON.stringify(entry.event));
+      if (hash !== entry.hash) problems.push({ kind: 'hash-mismatch', object: key, line: i + 1, seq: entry.seq });
+      // A schema entry is history, not a change: it never counts as one.
+      if (entry.schema !== undefined) schemas.push(entry.schema);
+      else events.push(entry.event);
+      entries++;
       expectedSeq = entry.seq + 1;
       expectedPrev = entry.hash;
     }
   }
-  return { entries: events.length, lastHash: expectedPrev, problems, events };
+  return { entries, schemaEntries: schemas.length, lastHash: expectedPrev, problems, events, schemas };
 }

@@ -9,6 +9,8 @@ export interface ChainReport {
   chain: string;
   objects: number;
   entries: number;
+  /** Of which schema history entries (not changes). */
+  schemaEntries: number;
   problems: ChainProblem[];
 }
 
@@ -60,7 +62,13 @@ export async function verifyAuditLog(
     }));
     const check = verifyChain(objects);
     onEvents?.(chain, check.events);
-    chains.push({ chain, objects: keys.length, entries: check.entries, problems: check.problems });
+    chains.push({
+      chain,
+      objects: keys.length,
+      entries: check.entries,
+      schemaEntries: check.schemaEntries,
+      problems: check.problems,
+    });
   }
   return { ok: chains.every((c) => c.problems.length === 0), chains };
 }

@@ -22,5 +22,5 @@ export function sinkErrorFrom(error: unknown, what: string): SinkError {
   const name = (error as { name?: string })?.name ?? 'Error';
   const message = (error as Error)?.message ?? String(error);
   const code = THROTTLING.has(name) ? 'SINK_THROTTLED' : 'SINK_UNAVAILABLE';
-  return new SinkError(code, `${what}: ${name}: ${message}`, true, { cause: error });
+  return new SinkError(code, `${what}: ${name}: ${message}`, { retryable: true, cause: error });
 }

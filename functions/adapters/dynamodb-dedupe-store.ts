@@ -44,6 +44,7 @@ function toItem(
     updatedAt: { N: String(now) },
   };
   if (cp.sinkState !== undefined) item.sinkState = { S: JSON.stringify(cp.sinkState) };
+  if (cp.schema !== undefined) item.schema = { S: cp.schema };
   if (expiresAt !== undefined) item.expiresAt = { N: String(expiresAt) };
   return item;
 }
@@ -58,6 +59,7 @@ function fromItem(item: Record<string, AttributeValue>): Checkpoint {
     version: Number(item.version?.N ?? 0),
   };
   if (item.sinkState?.S) cp.sinkState = JSON.parse(item.sinkState.S);
+  if (item.schema?.S) cp.schema = item.schema.S;
   return cp;
 }
 

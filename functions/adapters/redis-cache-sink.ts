@@ -30,8 +30,8 @@ export interface RedisCacheSinkOptions {
 
 /**
  * Lua helpers shared by the scripts. The guard compares one row's versions, where source order is a plain string
- * comparison (see decode/source.ts: PostgreSQL orders put the LSN before the commit part because, per row, LSN
- * order is commit order). Byte by byte: Lua's `<` on strings uses strcoll, and Redis sets LC_COLLATE from the
+ * comparison (see decode/source.ts: per row, PostgreSQL's (last commit LSN, LSN) is commit order, and it places
+ * incremental-snapshot reads right). Byte by byte: Lua's `<` on strings uses strcoll, and Redis sets LC_COLLATE from the
  * environment, where punctuation may be ignored. Orders of different connector kinds are not comparable: the newer
  * write wins.
  */
@@ -187,7 +187,9 @@ export class RedisCacheSink implements Sink {
       });
       await Promise.all(pending);
       await this.recheckTruncates(tables, watermarks, written);
-      return { ok: true, skipped, writtenAt: this.clock() };
+      // No schema history here: an incremental snapshot's read replaces the whole row hash (upsert 'replace'), which
+      // is what reconciles the cache after a schema change.
+      return { ok: true, skipped, writtenAt: this.clock(), schemaChangesSkipped: true };
     } catch (error) {
       return { ok: false, error: sinkErrorFrom(error, `writing the cache for ${p.partition.id}`) };
     }

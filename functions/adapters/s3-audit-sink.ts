@@ -23,13 +23,22 @@ export function auditObjectKey(
   return `${prefix}${topic}/${partition}/${epoch}/${pad(firstSeq, 12)}.ndjson.gz`;
 }
 
+/** The Kafka timestamp of the partition's first record written: its first event, or its first DDL record. */
+function firstTimestamp(p: SinkPartition): number | undefined {
+  const first = p.events[0];
+  if (first) return first.kafka.timestamp;
+  for (const c of p.schemaChanges ?? []) if (c.kind === 'ddl') return c.change.kafka.timestamp;
+  return undefined;
+}
+
 function isChainHead(value: unknown): value is ChainHead {
   const v = value as ChainHead | undefined;
   return typeof v?.epoch === 'number' && typeof v.seq === 'number' && typeof v.hash === 'string';
 }
 
 /**
- * Audit lane: every change, append-only, as gzipped NDJSON in an S3 Object Lock bucket, hash-chained per
+ * Audit lane: every change, and the partition's schema history (an entry before the first change of each new table
+ * schema version, and the connector's DDL records), append-only, as gzipped NDJSON in an S3 Object Lock bucket, hash-chained per
  * topic-partition. The chain head lives in the lane's checkpoint and is committed with it, after the object was
  * written: a replay from the same checkpoint rewrites the same key with the same bytes (a new object version the
  * bucket keeps anyway), and a bisected replay overwrites it with a prefix of the same chain.
@@ -52,11 +61,10 @@ export class S3AuditSink implements Sink {
   private async writePartition(p: SinkPartition): Promise<SinkPartitionResult> {
     // A new chain's epoch comes from its first record, not the clock, so a replay of that first batch (crash
     // before the checkpoint commit) writes the same key instead of starting a second chain.
-    const first = p.events[0];
     const head: ChainHead = isChainHead(p.state)
       ? p.state
-      : { epoch: first ? first.kafka.timestamp : this.clock(), seq: 0, hash: GENESIS };
-    const { lines, head: next } = chainEntries(head, p.events);
+      : { epoch: firstTimestamp(p) ?? this.clock(), seq: 0, hash: GENESIS };
+    const { lines, head: next } = chainEntries(head, p.events, p.schemaChanges);
     const key = auditObjectKey(this.options.prefix, p.partition.topic, p.partition.partition, head.epoch, head.seq);
     try {
       await this.s3.send(

@@ -25,7 +25,9 @@ export type DecodeErrorCode =
   | 'INVALID_KEY'
   | 'RECORD_TOO_LARGE'
   | 'UNSUPPORTED_FORMAT'
-  | 'INVALID_RECORD';
+  | 'INVALID_RECORD'
+  | 'UNKNOWN_SCHEMA_ID'
+  | 'INVALID_AVRO';
 
 /** A record that cannot be turned into a change event. Never retryable: retrying cannot fix the bytes. */
 export class DecodeError extends CdcError {
@@ -37,6 +39,15 @@ export class DecodeError extends CdcError {
   ) {
     super(message, options);
   }
+}
+
+/**
+ * The schema registry (Confluent REST or AWS Glue) could not be reached, timed out or answered 5xx/throttled. Retryable:
+ * the record is fine, its writer schema could not be fetched now. (An id the registry does not know is a DecodeError.)
+ */
+export class SchemaRegistryError extends CdcError {
+  readonly code = 'SCHEMA_REGISTRY_UNAVAILABLE';
+  readonly retryable = true;
 }
 
 /** The Lambda event itself is not a Kafka event source mapping event. */
@@ -55,10 +66,28 @@ export type SinkErrorCode = 'SINK_UNAVAILABLE' | 'SINK_THROTTLED' | 'SINK_REJECT
 
 /** A sink write failed. Outages and throttling are retryable; a sink rejecting one record is not. */
 export class SinkError extends CdcError {
+  readonly retryable: boolean;
   constructor(
     readonly code: SinkErrorCode,
     message: string,
-    readonly retryable: boolean,
+    options: { retryable: boolean; cause?: unknown },
+  ) {
+    super(message, { cause: options.cause });
+    this.retryable = options.retryable;
+  }
+}
+
+export type SchemaHistoryErrorCode = 'SCHEMA_REGISTRY_UNAVAILABLE' | 'SCHEMA_REGISTRY_CONTENDED' | 'SIGNAL_FAILED';
+
+/**
+ * The schema registry could not be read or written, or a reconciliation signal could not be sent. Always retryable:
+ * the partition is retried from its checkpoint, meets the schema version again and finishes what was left.
+ */
+export class SchemaHistoryError extends CdcError {
+  readonly retryable = true;
+  constructor(
+    readonly code: SchemaHistoryErrorCode,
+    message: string,
     options?: { cause?: unknown },
   ) {
     super(message, options);

@@ -1,7 +1,9 @@
+import { tableIdOf } from './change';
 import { PartitionDedupe, type PartitionState, RedriveDedupe } from './dedupe';
 import type { Enricher } from './enrich';
-import { CdcError, DeadLetterError, DedupeError, describeError, SinkError } from './errors';
+import { CdcError, DeadLetterError, DedupeError, describeError, SchemaHistoryError, SinkError } from './errors';
 import { parseKafkaEvent } from './msk';
+import type { SchemaChangeReport, SchemaHistory } from './schema-history';
 import type {
   ChangeEvent,
   Checkpoint,
@@ -15,9 +17,13 @@ import type {
   KafkaRecord,
   Lane,
   PartitionBatch,
+  SchemaChangeRecord,
   Sink,
+  SinkPartition,
   SinkPartitionResult,
+  SinkSchemaChange,
   SkipReason,
+  TableSchemaVersion,
 } from './types';
 
 /** What the pipeline needs; the handler builds it once per cold start, tests pass fakes. */
@@ -28,8 +34,11 @@ export interface PipelineDeps {
   dedupe: DedupeStore;
   sink: Sink;
   deadLetters: DeadLetterQueue;
-  /** When true, failures are reported per partition (`batchItemFailures`); otherwise the batch throws. */
-  reportBatchItemFailures: boolean;
+  /**
+   * Registers the table schema versions the partitions meet and reconciles the sinks after a change (see
+   * schema-history.ts). Absent: versions still reach the sink and the checkpoint, nothing is registered.
+   */
+  schemaHistory?: SchemaHistory;
   /** `redrive`: the records come back from a dead-letter queue (see RedriveDedupe). Default `stream`. */
   mode?: 'stream' | 'redrive';
   clock?: () => number;
@@ -72,6 +81,8 @@ export interface BatchResult {
   partitions: Array<{ partition: string; from: number; to: number }>;
   /** Where each dead-lettered record came from and why. */
   deadLetters: Array<{ partition: string; offset: number; code: string }>;
+  /** Schema changes this lane registered first (the handler logs them and publishes `SchemaChanged`). */
+  schemaChanges: SchemaChangeReport[];
 }
 
 function counters(result: BatchResult, topic: string): TopicCounters {
@@ -141,6 +152,7 @@ export async function processBatch(input: unknown, deps: PipelineDeps): Promise<
     sinkWriteMs: 0,
     partitions: [],
     deadLetters: [],
+    schemaChanges: [],
   };
   for (const batch of partitions) {
     result.records += batch.records.length;
@@ -158,24 +170,14 @@ export async function processBatch(input: unknown, deps: PipelineDeps): Promise<
     }),
   );
 
-  const units: Array<Promise<ReadyPartition | undefined>> = [];
+  const units: Array<Promise<PartitionRun | undefined>> = [];
   for (let p = 0; p < partitions.length; p++) {
     if (p > 0) await yieldToEventLoop();
     const batch = partitions[p] as PartitionBatch;
     const outcomes = batch.records.map((record) => deps.decoder.decode(record, startedAt));
     const checkpoints = await checkpointsRead;
-    units.push(
-      finishPartition(
-        batch,
-        outcomes,
-        checkpoints.found.get(batch.id),
-        checkpoints.error,
-        deps,
-        result,
-        startedAt,
-        clock,
-      ),
-    );
+    const run = new PartitionRun(batch, deps, result, startedAt, clock);
+    units.push(run.run(outcomes, checkpoints.found.get(batch.id), checkpoints.error));
   }
   const ready = (await Promise.all(units)).filter((r) => r !== undefined);
   await commitCheckpoints(deps, ready);
@@ -205,24 +207,14 @@ export async function processBatch(input: unknown, deps: PipelineDeps): Promise<
   return result;
 }
 
-/**
- * A partition whose sink write and dead letters are done: its checkpoint to commit, and what to count once the commit
- * succeeded or failed.
- */
-interface ReadyPartition {
-  commit: CheckpointCommit;
-  committed(): void;
-  failed(error: CdcError): void;
-}
-
 /** Commits the checkpoints of the partitions ready in one call to the store, then settles each partition. */
-async function commitCheckpoints(deps: PipelineDeps, ready: readonly ReadyPartition[]): Promise<void> {
+async function commitCheckpoints(deps: PipelineDeps, ready: readonly PartitionRun[]): Promise<void> {
   if (ready.length === 0) return;
   let outcomes: Array<CdcError | undefined>;
   try {
     outcomes = await deps.dedupe.commit(
       deps.lane,
-      ready.map((r) => r.commit),
+      ready.map((r) => r.commit as CheckpointCommit),
     );
     if (outcomes.length !== ready.length) {
       const answered = outcomes.length;
@@ -245,153 +237,277 @@ async function commitCheckpoints(deps: PipelineDeps, ready: readonly ReadyPartit
   });
 }
 
-/**
- * Classifies, writes and dead-letters one topic-partition; accounts for every one of its records, the processed ones
- * once its checkpoint is committed (returns what to commit, or nothing when nothing moved or the partition failed).
- */
-async function finishPartition(
-  batch: PartitionBatch,
-  outcomes: DecodeOutcome[],
-  previous: Checkpoint | undefined,
-  loadError: CdcError | undefined,
-  deps: PipelineDeps,
-  result: BatchResult,
-  startedAt: number,
-  clock: () => number,
-): Promise<ReadyPartition | undefined> {
-  const topic = counters(result, batch.topic);
-  const fail = (error: CdcError, pending: number, firstPending: number | undefined) => {
-    result.retried += pending;
-    result.error ??= error;
-    if (firstPending !== undefined)
-      result.batchItemFailures.push({ itemIdentifier: { partition: batch.id, offset: firstPending } });
-  };
-  if (loadError) {
-    fail(loadError, batch.records.length, batch.records[0]?.offset);
-    return;
-  }
-
-  const redrive = deps.mode === 'redrive';
-  const dedupe: PartitionState = redrive ? new RedriveDedupe(previous) : new PartitionDedupe(previous);
-  let fresh: ChangeEvent[] = [];
-  let columns: Array<ColumnTypes | undefined> = [];
-  const letters: DeadLetter[] = [];
-  const skipped: SkipReason[] = [];
-  let firstPending: number | undefined;
-  let pending = 0;
-  let duplicates = 0;
-  batch.records.forEach((record, i) => {
-    if (dedupe.isRedelivered(record.offset)) {
-      duplicates++;
-      return;
-    }
-    firstPending ??= record.offset;
-    pending++;
-    const outcome = outcomes[i] as DecodeOutcome;
-    if (outcome.kind === 'skip') {
-      dedupe.pass(record.offset);
-      skipped.push(outcome.reason);
-    } else if (outcome.kind === 'error') {
-      dedupe.pass(record.offset);
-      letters.push(deadLetter(deps.lane, record, outcome.error, startedAt));
-    } else if (!deps.enricher.apply(outcome.event)) {
-      dedupe.pass(record.offset);
-      skipped.push('table-excluded');
-    } else if (dedupe.judge(outcome.event) === 'duplicate') {
-      duplicates++;
-    } else {
-      fresh.push(outcome.event);
-      columns.push(outcome.columns);
-    }
-  });
-  // Redelivered records and re-emitted changes are duplicates whatever happens next.
-  result.duplicates += duplicates;
-  topic.duplicates += duplicates;
-  if (!dedupe.changed) return;
-
-  // Sink write.
-  let written: Extract<SinkPartitionResult, { ok: true }> = { ok: true, writtenAt: clock() };
-  if (fresh.length > 0) {
-    const sinkStarted = clock();
-    let r: SinkPartitionResult | undefined;
-    try {
-      [r] = await deps.sink.write([{ partition: batch, events: fresh, columns, state: previous?.sinkState, redrive }]);
-    } catch (error) {
-      r = { ok: false, error: asRetryable(error, (m) => new SinkError('SINK_UNAVAILABLE', m, true, { cause: error })) };
-    }
-    result.sinkWriteMs = Math.max(result.sinkWriteMs, clock() - sinkStarted);
-    if (!r) r = { ok: false, error: new SinkError('SINK_UNAVAILABLE', 'the sink returned no result', true) };
-    if (!r.ok && r.error.retryable) {
-      fail(r.error, pending - duplicates, firstPending);
-      return;
-    }
-    if (!r.ok) {
-      // The sink refuses the whole partition for good: dead-letter its events rather than retry forever.
-      for (const event of fresh) letters.push(deadLetter(deps.lane, recordOf(batch, event), r.error, startedAt));
-      fresh = [];
-      columns = [];
-    } else {
-      written = r;
-      // A sink refusing single events for good (not an outage) dead-letters those; the partition goes on.
-      for (const { index, error } of r.rejected ?? []) {
-        const event = fresh[index];
-        if (event) letters.push(deadLetter(deps.lane, recordOf(batch, event), error, startedAt));
-      }
-    }
-  }
-
-  // Dead letters are stored before the checkpoint moves past them: a bad record is never acknowledged unkept.
-  if (letters.length > 0) {
-    try {
-      await deps.deadLetters.send(letters);
-    } catch (error) {
-      fail(
-        asRetryable(error, (m) => new DeadLetterError(m, { cause: error })),
-        pending - duplicates,
-        firstPending,
-      );
-      return;
-    }
-  }
-
-  // Mark done: committed with the batch's other partitions (commitCheckpoints), then counted.
-  const commit = { partition: batch, previous, next: dedupe.next(written.state ?? previous?.sinkState) };
-  const failed = (error: CdcError) =>
-    fail(
-      asRetryable(error, (m) => new DedupeError('DEDUPE_UNAVAILABLE', m, { cause: error })),
-      pending - duplicates,
-      firstPending,
-    );
-  return { commit, failed, committed: () => countCommitted(result, topic, batch, skipped, written, fresh, letters) };
+/** A record of the connector's schema-change topic, and where it falls among the partition's fresh events. */
+interface DdlRecord {
+  record: KafkaRecord;
+  /** Number of fresh events before it. */
+  index: number;
+  changes: SchemaChangeRecord[];
 }
 
-/** Counts a committed partition's records: skipped, processed (with their latency), dead-lettered. */
-function countCommitted(
-  result: BatchResult,
-  topic: TopicCounters,
-  batch: PartitionBatch,
-  skipped: readonly SkipReason[],
-  written: Extract<SinkPartitionResult, { ok: true }>,
-  fresh: readonly ChangeEvent[],
-  letters: readonly DeadLetter[],
-): void {
-  for (const reason of skipped) skip(result, batch.topic, reason);
-  const notApplied = new Set<number>();
-  for (const s of written.skipped ?? []) {
-    notApplied.add(s.index);
-    skip(result, batch.topic, s.reason);
+/**
+ * One topic-partition's run through a batch: classifies its records, meets the schema versions they carry, writes the
+ * sink, stores dead letters, and, once the batch's checkpoints are committed together (commitCheckpoints), counts
+ * every record in exactly one outcome.
+ */
+class PartitionRun {
+  /** The checkpoint to commit; set when the partition is ready to commit. */
+  commit?: CheckpointCommit;
+
+  private readonly topic: TopicCounters;
+  private readonly redrive: boolean;
+  private fresh: ChangeEvent[] = [];
+  private columns: Array<ColumnTypes | undefined> = [];
+  private readonly schemas: Array<TableSchemaVersion | undefined> = [];
+  private readonly ddl: DdlRecord[] = [];
+  private readonly letters: DeadLetter[] = [];
+  private readonly skipped: SkipReason[] = [];
+  /** Lowest offset past the checkpoint, and how many records past it are still to account for. */
+  private firstPending: number | undefined;
+  private pending = 0;
+  /** Records past the checkpoint that were re-emitted changes (counted as duplicates at once). */
+  private judgedDuplicates = 0;
+  private written: Extract<SinkPartitionResult, { ok: true }>;
+  /** The sink refused the partition for good: its events were dead-lettered, not applied. */
+  private refused = false;
+
+  constructor(
+    private readonly batch: PartitionBatch,
+    private readonly deps: PipelineDeps,
+    private readonly result: BatchResult,
+    private readonly startedAt: number,
+    private readonly clock: () => number,
+  ) {
+    this.topic = counters(result, batch.topic);
+    this.redrive = deps.mode === 'redrive';
+    this.written = { ok: true, writtenAt: clock() };
   }
-  for (const r of written.rejected ?? []) notApplied.add(r.index);
-  fresh.forEach((event, i) => {
-    if (notApplied.has(i)) return;
-    result.processed++;
-    topic.processed++;
-    if (event.source.commitTs !== null) topic.latenciesMs.push(written.writtenAt - event.source.commitTs);
-  });
-  result.deadLettered += letters.length;
-  topic.deadLettered += letters.length;
-  for (const letter of letters) {
-    result.deadLetters.push({ partition: batch.id, offset: letter.record.offset, code: letter.error.code });
+
+  /** Runs the partition up to its commit: itself when ready to commit, nothing when nothing moved or it failed. */
+  async run(
+    outcomes: DecodeOutcome[],
+    previous: Checkpoint | undefined,
+    loadError: CdcError | undefined,
+  ): Promise<PartitionRun | undefined> {
+    if (loadError) {
+      this.pending = this.batch.records.length;
+      this.firstPending = this.batch.records[0]?.offset;
+      this.fail(loadError);
+      return;
+    }
+    const dedupe: PartitionState = this.redrive ? new RedriveDedupe(previous) : new PartitionDedupe(previous);
+    const redelivered = this.classify(outcomes, dedupe);
+    // Redelivered records and re-emitted changes are duplicates whatever happens next.
+    const duplicates = redelivered + this.judgedDuplicates;
+    this.result.duplicates += duplicates;
+    this.topic.duplicates += duplicates;
+    if (!dedupe.changed) return;
+
+    let met: { changes: SinkSchemaChange[]; schema: string | undefined };
+    try {
+      met = await this.meetSchemas(previous?.schema);
+    } catch (error) {
+      this.fail(asRetryable(error, (m) => new SchemaHistoryError('SCHEMA_REGISTRY_UNAVAILABLE', m, { cause: error })));
+      return;
+    }
+    if (!(await this.write(previous, met.changes))) return;
+    if (!(await this.storeLetters())) return;
+
+    const next = dedupe.next(this.written.state ?? previous?.sinkState);
+    // Events the sink refused went to the dead-letter queue: their version was not applied in this partition.
+    const schema = this.refused ? previous?.schema : met.schema;
+    if (schema !== undefined) next.schema = schema;
+    this.commit = { partition: this.batch, previous, next };
+    return this;
+  }
+
+  /** The checkpoint could not move: every record past it is retried. */
+  failed(error: CdcError): void {
+    this.fail(asRetryable(error, (m) => new DedupeError('DEDUPE_UNAVAILABLE', m, { cause: error })));
+  }
+
+  /** Counts a committed partition's records: skipped, processed (with their latency), dead-lettered. */
+  committed(): void {
+    const { result, batch, topic, written } = this;
+    for (const reason of this.skipped) skip(result, batch.topic, reason);
+    const notApplied = new Set<number>();
+    for (const s of written.skipped ?? []) {
+      notApplied.add(s.index);
+      skip(result, batch.topic, s.reason);
+    }
+    for (const r of written.rejected ?? []) notApplied.add(r.index);
+    this.fresh.forEach((event, i) => {
+      if (notApplied.has(i)) return;
+      result.processed++;
+      topic.processed++;
+      if (event.source.commitTs !== null) topic.latenciesMs.push(written.writtenAt - event.source.commitTs);
+    });
+    if (!this.refused) {
+      for (const _ of this.ddl) {
+        if (written.schemaChangesSkipped) {
+          skip(result, batch.topic, 'schema-change');
+        } else {
+          result.processed++;
+          topic.processed++;
+        }
+      }
+    }
+    result.deadLettered += this.letters.length;
+    topic.deadLettered += this.letters.length;
+    for (const letter of this.letters) {
+      result.deadLetters.push({ partition: batch.id, offset: letter.record.offset, code: letter.error.code });
+    }
+  }
+
+  private fail(error: CdcError): void {
+    this.result.retried += this.pending - this.judgedDuplicates;
+    this.result.error ??= error;
+    if (this.firstPending !== undefined) {
+      this.result.batchItemFailures.push({ itemIdentifier: { partition: this.batch.id, offset: this.firstPending } });
+    }
+  }
+
+  /** Sorts the records past the checkpoint into fresh events, schema changes, skips and dead letters. */
+  private classify(outcomes: DecodeOutcome[], dedupe: PartitionState): number {
+    const { deps, batch } = this;
+    let redelivered = 0;
+    batch.records.forEach((record, i) => {
+      if (dedupe.isRedelivered(record.offset)) {
+        redelivered++;
+        return;
+      }
+      this.firstPending ??= record.offset;
+      this.pending++;
+      const outcome = outcomes[i] as DecodeOutcome;
+      if (outcome.kind === 'skip') {
+        dedupe.pass(record.offset);
+        this.skipped.push(outcome.reason);
+      } else if (outcome.kind === 'error') {
+        dedupe.pass(record.offset);
+        this.letters.push(deadLetter(deps.lane, record, outcome.error, this.startedAt));
+      } else if (outcome.kind === 'schema-change') {
+        dedupe.pass(record.offset);
+        if (outcome.changes.length === 0) this.skipped.push('schema-change');
+        else this.ddl.push({ record, index: this.fresh.length, changes: outcome.changes });
+      } else if (!deps.enricher.apply(outcome.event)) {
+        dedupe.pass(record.offset);
+        this.skipped.push('table-excluded');
+      } else if (dedupe.judge(outcome.event) === 'duplicate') {
+        this.judgedDuplicates++;
+      } else {
+        this.fresh.push(outcome.event);
+        this.columns.push(outcome.columns);
+        this.schemas.push(outcome.schema);
+      }
+    });
+    return redelivered;
+  }
+
+  /**
+   * The partition's schema history in stream order: the DDL records, and each fresh event whose schema version
+   * differs from the one the partition applied last (registered in the shared history first, which may signal a
+   * reconciliation). Returns the fingerprint the checkpoint commits. A redrive replays old events out of the stream's
+   * order: it records no versions and keeps the checkpoint's.
+   */
+  private async meetSchemas(
+    current: string | undefined,
+  ): Promise<{ changes: SinkSchemaChange[]; schema: string | undefined }> {
+    const changes: SinkSchemaChange[] = [];
+    let ddl = 0;
+    const addDdlUpTo = (index: number) => {
+      for (; ddl < this.ddl.length && (this.ddl[ddl] as DdlRecord).index <= index; ddl++) {
+        const d = this.ddl[ddl] as DdlRecord;
+        for (const change of d.changes) {
+          changes.push({ kind: 'ddl', index: d.index, table: change.table, order: change.source.order, change });
+        }
+      }
+    };
+    if (!this.redrive) {
+      const claimant = `${this.deps.lane}#${this.batch.id}`;
+      for (let i = 0; i < this.fresh.length; i++) {
+        const schema = this.schemas[i];
+        if (schema === undefined || schema.fingerprint === current) continue;
+        current = schema.fingerprint;
+        const event = this.fresh[i] as ChangeEvent;
+        const met = (await this.deps.schemaHistory?.meet(this.deps.lane, claimant, event, schema)) ?? {};
+        if (met.report) this.result.schemaChanges.push(met.report);
+        addDdlUpTo(i);
+        const entry: SinkSchemaChange = {
+          kind: 'version',
+          index: i,
+          table: tableIdOf(event.source),
+          order: event.source.order,
+          schema,
+        };
+        if (met.version !== undefined) entry.version = met.version;
+        changes.push(entry);
+      }
+    }
+    addDdlUpTo(Number.POSITIVE_INFINITY);
+    return { changes, schema: current };
+  }
+
+  /** Writes the sink; false when the partition failed (retryable). */
+  private async write(previous: Checkpoint | undefined, schemaChanges: SinkSchemaChange[]): Promise<boolean> {
+    const { deps, batch } = this;
+    if (this.fresh.length === 0 && this.ddl.length === 0) return true;
+    const sinkStarted = this.clock();
+    const partition: SinkPartition = {
+      partition: batch,
+      events: this.fresh,
+      columns: this.columns,
+      state: previous?.sinkState,
+      redrive: this.redrive,
+    };
+    if (schemaChanges.length > 0) partition.schemaChanges = schemaChanges;
+    let r: SinkPartitionResult | undefined;
+    try {
+      [r] = await deps.sink.write([partition]);
+    } catch (error) {
+      r = {
+        ok: false,
+        error: asRetryable(error, (m) => new SinkError('SINK_UNAVAILABLE', m, { retryable: true, cause: error })),
+      };
+    }
+    this.result.sinkWriteMs = Math.max(this.result.sinkWriteMs, this.clock() - sinkStarted);
+    if (!r)
+      r = { ok: false, error: new SinkError('SINK_UNAVAILABLE', 'the sink returned no result', { retryable: true }) };
+    if (!r.ok && r.error.retryable) {
+      this.fail(r.error);
+      return false;
+    }
+    if (!r.ok) {
+      // The sink refuses the whole partition for good: dead-letter its records rather than retry forever.
+      for (const event of this.fresh) this.letters.push(this.letterFor(recordOf(batch, event), r.error));
+      for (const d of this.ddl) this.letters.push(this.letterFor(d.record, r.error));
+      this.fresh = [];
+      this.columns = [];
+      this.refused = true;
+      return true;
+    }
+    this.written = r;
+    // A sink refusing single events for good (not an outage) dead-letters those; the partition goes on.
+    for (const { index, error } of r.rejected ?? []) {
+      const event = this.fresh[index];
+      if (event) this.letters.push(this.letterFor(recordOf(batch, event), error));
+    }
+    return true;
+  }
+
+  private letterFor(record: KafkaRecord, error: unknown): DeadLetter {
+    return deadLetter(this.deps.lane, record, error, this.startedAt);
+  }
+
+  /** Dead letters are stored before the checkpoint moves past them: a bad record is never acknowledged unkept. */
+  private async storeLetters(): Promise<boolean> {
+    if (this.letters.length === 0) return true;
+    try {
+      await this.deps.deadLetters.send(this.letters);
+      return true;
+    } catch (error) {
+      this.fail(asRetryable(error, (m) => new DeadLetterError(m, { cause: error })));
+      return false;
+    }
   }
 }
 

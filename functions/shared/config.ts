@@ -31,6 +31,13 @@ const json = <T extends z.ZodMiniType>(schema: T) =>
     schema,
   );
 
+const policyAction = z.enum(['auto', 'alarm', 'off']);
+/** `SCHEMA_CHANGE_POLICY`: `{ "default": "auto", "tables": { "<schema>.<table>": "alarm" } }` (see core/schema-history). */
+export const SchemaChangePolicySchema = z.object({
+  default: z._default(policyAction, 'auto'),
+  tables: z.optional(z.record(z.string(), policyAction)),
+});
+
 const common = {
   /** DynamoDB table holding the per-lane, per-partition checkpoints. */
   DEDUPE_TABLE_NAME: text,
@@ -52,6 +59,19 @@ const common = {
   UNAVAILABLE_VALUE_PLACEHOLDER: z._default(text, '__debezium_unavailable_value'),
   /** Days a checkpoint of an idle partition is kept (the audit lane's never expire: they hold the chain head). */
   CHECKPOINT_TTL_DAYS: z._default(positiveInt, 30),
+  /** What to do about a schema change the sinks cannot reconcile from the stream alone, per table. */
+  SCHEMA_CHANGE_POLICY: z._default(json(SchemaChangePolicySchema), { default: 'auto' }),
+  /**
+   * Debezium's Kafka signal channel: each connector's `signal.kafka.topic`, by its `topic.prefix` (JSON
+   * `{"<topicPrefix>": "<signal topic>"}`), where policy `auto` sends incremental snapshot signals (keyed by the
+   * prefix, as the channel requires). A connector missing here cannot be signalled: changes of its tables needing a
+   * reconciliation are reported by the metric SchemaChangeUnreconciled instead.
+   */
+  SIGNAL_TOPICS: z._default(json(z.record(z.string(), text)), {}),
+  /** Bootstrap servers of the signal topic's cluster, comma-separated (MSK IAM: port 9098). */
+  SIGNAL_BOOTSTRAP_SERVERS: z.optional(text),
+  /** How the lane authenticates to the signal topic's cluster. */
+  SIGNAL_AUTH: z._default(z.enum(['aws-iam', 'none']), 'aws-iam'),
   /** Endpoint override for local runs (dynalite, s3rver, fauxqs); unset in AWS. */
   AWS_ENDPOINT_URL_DYNAMODB: z.optional(url),
   AWS_ENDPOINT_URL_S3: z.optional(url),

@@ -2,11 +2,14 @@ import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { S3Client } from '@aws-sdk/client-s3';
 import { SQSClient } from '@aws-sdk/client-sqs';
 import { DynamoDedupeStore } from '../adapters/dynamodb-dedupe-store';
+import { DynamoSchemaRegistry } from '../adapters/dynamodb-schema-registry';
+import { createKafkaTransport, KafkaSnapshotSignaller } from '../adapters/kafka-snapshot-signaller';
 import { SqsDeadLetterQueue } from '../adapters/sqs-dead-letter-queue';
 import { JsonDebeziumDecoder } from '../core/decode';
 import { createEnricher } from '../core/enrich';
 import type { PipelineDeps } from '../core/pipeline';
-import type { Lane, Sink } from '../core/types';
+import { SchemaHistory, type SchemaHistoryOptions } from '../core/schema-history';
+import type { Lane, Sink, SnapshotSignaller } from '../core/types';
 import type { LaneEnv } from './config';
 
 /** Wraps AWS clients for X-Ray; identity when tracing is off (local runs, tests). */
@@ -91,13 +94,53 @@ function isLoopback(endpoint: string): boolean {
 /** Builds a lane's sink from its configuration and the shared AWS clients. */
 export type SinkFactory<L extends Lane> = (env: LaneEnv<L>, clients: Clients) => Sink;
 
+/** What a caller may inject instead of what the environment describes. */
+export interface LaneDepsOptions {
+  /**
+   * Where incremental snapshot signals go (the local runner passes its capture's): one signaller for every connector,
+   * or one per connector `topic.prefix`. Default: the Kafka signal channels of SIGNAL_TOPICS / SIGNAL_BOOTSTRAP_SERVERS
+   * when both are set, else none.
+   */
+  signaller?: SchemaHistoryOptions['signaller'];
+}
+
+/** A lane's pipeline ports, and how to release the connections they opened. */
+export type LaneDeps = PipelineDeps & { close(): Promise<void> };
+
+/** The Kafka signal channel from the environment: one producer, one signaller per connector prefix. */
+function signalChannelFrom(env: LaneEnv<Lane>): {
+  signaller?: (topicPrefix: string) => SnapshotSignaller | undefined;
+  close(): Promise<void>;
+} {
+  const topics = env.SIGNAL_TOPICS;
+  const brokers = env.SIGNAL_BOOTSTRAP_SERVERS;
+  if (Object.keys(topics).length === 0 || !brokers) return { close: async () => undefined };
+  const transport = createKafkaTransport({ brokers, auth: env.SIGNAL_AUTH });
+  const byPrefix = new Map<string, SnapshotSignaller>();
+  return {
+    signaller: (topicPrefix) => {
+      let s = byPrefix.get(topicPrefix);
+      const topic = topics[topicPrefix];
+      if (!s && topic) {
+        s = new KafkaSnapshotSignaller({ topic, topicPrefix, produce: transport.produce });
+        byPrefix.set(topicPrefix, s);
+      }
+      return s;
+    },
+    close: () => transport.close(),
+  };
+}
+
 /** Everything the pipeline needs for one lane, built once per cold start. */
 export function createLaneDeps<L extends Lane>(
   lane: L,
   env: LaneEnv<L>,
   clients: Clients,
   sink: SinkFactory<L>,
-): PipelineDeps {
+  options: LaneDepsOptions = {},
+): LaneDeps {
+  const channel = options.signaller ? undefined : signalChannelFrom(env as LaneEnv<Lane>);
+  const built = sink(env, clients);
   return {
     lane,
     decoder: new JsonDebeziumDecoder({
@@ -109,11 +152,18 @@ export function createLaneDeps<L extends Lane>(
       tableName: env.DEDUPE_TABLE_NAME,
       ttlDays: env.CHECKPOINT_TTL_DAYS,
     }),
-    sink: sink(env, clients),
+    sink: built,
     deadLetters: new SqsDeadLetterQueue(clients.sqs, clients.s3, {
       queueUrl: env.DLQ_URL,
       payloadBucket: env.DLQ_PAYLOAD_BUCKET,
     }),
-    reportBatchItemFailures: env.REPORT_BATCH_ITEM_FAILURES,
+    schemaHistory: new SchemaHistory({
+      registry: new DynamoSchemaRegistry(clients.dynamodb, { tableName: env.DEDUPE_TABLE_NAME }),
+      signaller: options.signaller ?? channel?.signaller,
+      policy: env.SCHEMA_CHANGE_POLICY,
+    }),
+    async close() {
+      await Promise.all([built.close?.(), channel?.close()]);
+    },
   };
 }

@@ -1,14 +1,15 @@
 import { injectLambdaContext } from '@aws-lambda-powertools/logger/middleware';
 import { logMetrics } from '@aws-lambda-powertools/metrics/middleware';
 import { captureLambdaHandler } from '@aws-lambda-powertools/tracer/middleware';
-import middy from '@middy/core';
+import middy, { type MiddlewareObj } from '@middy/core';
 import type { Context } from 'aws-lambda';
 import { createEnricher } from '../core/enrich';
 import { ConfigError } from '../core/errors';
 import { type BatchItemFailure, type BatchResult, countsOf, processBatch } from '../core/pipeline';
+import { isUnreconciled } from '../core/schema-history';
 import type { Lane } from '../core/types';
 import { loadLaneEnv } from './config';
-import { createClients, createLaneDeps, type SinkFactory } from './lane-deps';
+import { createClients, createLaneDeps, type LaneDepsOptions, type SinkFactory } from './lane-deps';
 import { createObservability, recordBatchMetrics } from './observability';
 
 /** What a lane returns to the event source mapping (the Kafka partial batch response). */
@@ -36,6 +37,8 @@ export interface LaneHandlerOptions {
   readSecret?: (arn: string) => Promise<string>;
   /** `redrive` for records coming back from the dead-letter queue (tools/redrive.ts). */
   mode?: 'stream' | 'redrive';
+  /** Where incremental snapshot signals go instead of the Kafka signal channel the environment names (local runs). */
+  signaller?: LaneDepsOptions['signaller'];
 }
 
 /** The salt stays in Secrets Manager; Powertools caches it, and it never rotates (hashes must stay comparable). */
@@ -44,6 +47,32 @@ async function readSecretValue(arn: string): Promise<string> {
   const value = await getSecret<string>(arn, { maxAge: 3600 });
   if (typeof value !== 'string') throw new ConfigError(`PII_HASH_SALT_SECRET_ARN: secret ${arn} has no string value`);
   return value;
+}
+
+/**
+ * middy middleware: a salt kept in Secrets Manager is read once (starting at cold start, so the first invocation
+ * rarely waits), and handed to `use` before the first batch is enriched. A failed read fails that invocation (the
+ * event source mapping retries) and is tried again by the next one.
+ */
+export function piiSalt(
+  arn: string,
+  read: (arn: string) => Promise<string>,
+  use: (salt: string) => void,
+): MiddlewareObj {
+  let salted: Promise<void> | undefined;
+  const ensure = (): Promise<void> => {
+    salted ??= read(arn).then(use, (error: unknown) => {
+      salted = undefined;
+      throw error;
+    });
+    return salted;
+  };
+  ensure().catch(() => undefined);
+  return {
+    before: async () => {
+      await ensure();
+    },
+  };
 }
 
 export function createLaneHandler<L extends Lane>(
@@ -59,33 +88,19 @@ export function createLaneHandler<L extends Lane>(
     config,
     createClients(env, (client) => tracer.captureAWSv3Client(client)),
     sink,
+    options.signaller ? { signaller: options.signaller } : {},
   );
   if (options.mode) deps.mode = options.mode;
 
-  // A salt kept in Secrets Manager is read once (starting at cold start), before the first batch is enriched; a
-  // failed read fails that invocation (the ESM retries) and is tried again by the next one.
-  const saltArn = config.PII_HASH_SALT_SECRET_ARN;
-  let salted: Promise<void> | undefined;
-  const ensureSalt = (): Promise<void> | undefined => {
-    if (!saltArn) return undefined;
-    salted ??= (options.readSecret ?? readSecretValue)(saltArn).then(
-      (salt) => {
-        deps.enricher = createEnricher(config.TABLE_RULES, { lane, salt });
-      },
-      (error: unknown) => {
-        salted = undefined;
-        throw error;
-      },
-    );
-    return salted;
-  };
-  ensureSalt()?.catch(() => undefined);
-
   const handle = async (event: unknown, _context: Context): Promise<LaneResponse> => {
-    await ensureSalt();
     const result = await processBatch(event, deps);
     recordBatchMetrics(metrics, result);
     options.onBatch?.(result);
+    for (const change of result.schemaChanges) {
+      // One line per table schema change this lane registered first: what changed, column by column.
+      const log = isUnreconciled(change) ? logger.warn.bind(logger) : logger.info.bind(logger);
+      log('schema changed', { schemaChange: change });
+    }
     if (result.error || result.fatal) {
       logger.error('batch partly failed; the event source mapping will retry', {
         ...summary(result),
@@ -111,9 +126,15 @@ export function createLaneHandler<L extends Lane>(
     .use(captureLambdaHandler(tracer, { captureResponse: false }))
     .use(injectLambdaContext(logger))
     .use(logMetrics(metrics));
-  /** Closes the sink's connections (Redis) so a local process can exit; Lambda never calls it. */
-  const close = async () => {
-    await deps.sink.close?.();
-  };
+  const saltArn = config.PII_HASH_SALT_SECRET_ARN;
+  if (saltArn) {
+    handler.use(
+      piiSalt(saltArn, options.readSecret ?? readSecretValue, (salt) => {
+        deps.enricher = createEnricher(config.TABLE_RULES, { lane, salt });
+      }),
+    );
+  }
+  /** Closes the sink's connections (Redis) and the signal producer so a local process can exit; Lambda never calls it. */
+  const close = () => deps.close();
   return Object.assign(handler, { close });
 }

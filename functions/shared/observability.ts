@@ -3,6 +3,7 @@ import type { LogLevel } from '@aws-lambda-powertools/logger/types';
 import { Metrics, MetricUnit } from '@aws-lambda-powertools/metrics';
 import { Tracer } from '@aws-lambda-powertools/tracer';
 import type { BatchResult } from '../core/pipeline';
+import { isUnreconciled } from '../core/schema-history';
 import type { Lane } from '../core/types';
 
 /** Namespace and service name of every metric: dashboards and alarms select `{service, lane}` (+ `table`). */
@@ -56,6 +57,13 @@ export function recordBatchMetrics(metrics: Metrics, result: BatchResult): void 
     for (const v of sampleForEmf(c.latenciesMs)) metrics.addMetric('CommitToSinkLatency', MetricUnit.Milliseconds, v);
     metrics.publishStoredMetrics();
     for (const v of c.latenciesMs) all.push(v);
+  }
+  for (const change of result.schemaChanges) {
+    // Dimension `table` is the table id (`<prefix>.<schema>.<table>`, the topic's name under Debezium's default).
+    metrics.addDimension('table', change.table);
+    metrics.addMetric('SchemaChanged', MetricUnit.Count, 1);
+    if (isUnreconciled(change)) metrics.addMetric('SchemaChangeUnreconciled', MetricUnit.Count, 1);
+    metrics.publishStoredMetrics();
   }
   metrics.addMetric('EventsProcessed', MetricUnit.Count, result.processed);
   metrics.addMetric('EventsSkipped', MetricUnit.Count, result.skipped);

@@ -158,13 +158,15 @@ export class LaneFunction extends ProjectFunction {
   /**
    * DEDUPE_TABLE_NAME. The lane reads checkpoints (strongly consistent GetItem/BatchGetItem) and commits them with
    * conditional puts, a batch's together in one TransactWriteItems (authorized by `dynamodb:PutItem`, the action of
-   * each put in it; there is no TransactWriteItems IAM action). It never updates in place, deletes or scans (idle
-   * checkpoints expire by TTL), so grantReadWriteData (which adds DeleteItem, UpdateItem, Scan, Query,
-   * BatchWriteItem…) would be more than it needs.
+   * each put in it; there is no TransactWriteItems IAM action). The same table holds the schema history
+   * (`schema#<table>` items): a new version moves the latest pointer with a conditional UpdateItem (in a transaction
+   * with the version's put) and the reconciliation claim is a conditional UpdateItem. It never deletes or scans (idle
+   * checkpoints expire by TTL), so grantReadWriteData (which adds DeleteItem, Scan, Query, BatchWriteItem…) would be
+   * more than it needs.
    */
   bindDedupeTable(table: dynamodb.ITable): this {
     this.addEnvironment('DEDUPE_TABLE_NAME', table.tableName);
-    table.grant(this, 'dynamodb:GetItem', 'dynamodb:BatchGetItem', 'dynamodb:PutItem');
+    table.grant(this, 'dynamodb:GetItem', 'dynamodb:BatchGetItem', 'dynamodb:PutItem', 'dynamodb:UpdateItem');
     this.grantKey(table.encryptionKey, 'kms:Decrypt', 'kms:Encrypt', 'kms:GenerateDataKey', 'kms:DescribeKey');
     return this;
   }

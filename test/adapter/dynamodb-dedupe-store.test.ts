@@ -70,6 +70,16 @@ describe('DynamoDedupeStore (dynalite)', () => {
     expect(found.get(p.id)).toEqual(cp);
   });
 
+  it('commits the schema fingerprint of a partition and reads it back', async () => {
+    // Arrange
+    const p = partition('t.schema', 0);
+    const cp: Checkpoint = { offset: 7, hw: 'pg:1:2', hwIds: [], version: 1, schema: '0123456789abcdef' };
+    // Act
+    await commitOne('cache', p, undefined, cp);
+    // Assert
+    expect((await store().load('cache', [p])).get(p.id)).toEqual(cp);
+  });
+
   it('keeps lanes apart', async () => {
     const p = partition('t.lanes', 0);
     await commitOne('warehouse', p, undefined, { offset: 1, hw: '', hwIds: [], version: 1 });

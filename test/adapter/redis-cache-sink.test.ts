@@ -165,6 +165,17 @@ describe('RedisCacheSink (real Redis)', () => {
     expect(result.skipped).toEqual([{ index: 0, reason: 'no-key' }]);
   });
 
+  it('replaces the whole row with an incremental snapshot read: a dropped column does not survive', async () => {
+    // Arrange: the row in the old shape, then the table lost column `legacy`
+    await write('replaced', event({ op: 'c', table: 'replaced', after: { id: 1, legacy: 'x', v: 1 }, lsn: 100 }));
+    // Act
+    const read = event({ op: 'r', table: 'replaced', after: { id: 1, v: 1 }, lsn: 200, snapshot: 'incremental' });
+    const result = await write('replaced', read);
+    // Assert
+    expect(result.schemaChangesSkipped).toBe(true);
+    expect(await row('replaced', 1)).toEqual({ id: 1, v: 1 });
+  });
+
   it('applies the same batch twice with one effect', async () => {
     const batch = [
       event({ op: 'c', table: 'g', after: { id: 1, v: 1 }, lsn: 10 }),

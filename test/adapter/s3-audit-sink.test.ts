@@ -5,7 +5,7 @@ import { verifyAuditLog } from '../../functions/adapters/audit-verify';
 import { S3AuditSink } from '../../functions/adapters/s3-audit-sink';
 import { READS_IN_FLIGHT } from '../../functions/core/concurrency';
 import { JsonDebeziumDecoder } from '../../functions/core/decode';
-import type { ChangeEvent, PartitionBatch, SinkPartition } from '../../functions/core/types';
+import type { ChangeEvent, PartitionBatch, SinkPartition, SinkSchemaChange } from '../../functions/core/types';
 import { LOCAL_NAMES } from '../../tools/local/services';
 import { pgMessage, recordOf } from '../support/builders';
 import { countInFlight } from '../support/in-flight';
@@ -25,12 +25,19 @@ function events(from: number, count: number): ChangeEvent[] {
   });
 }
 
-async function writeBatches(prefix: string, batches: ChangeEvent[][]): Promise<unknown> {
+async function writeBatches(
+  prefix: string,
+  batches: ChangeEvent[][],
+  schemaChanges: Array<SinkSchemaChange[] | undefined> = [],
+): Promise<unknown> {
   const sink = new S3AuditSink(services().clients.s3, { bucket, prefix });
   const partition: PartitionBatch = { id: 'pg.public.orders-0', topic: 'pg.public.orders', partition: 0, records: [] };
   let state: unknown;
-  for (const batch of batches) {
-    const [result] = await sink.write([{ partition, events: batch, columns: [], state } satisfies SinkPartition]);
+  for (const [i, batch] of batches.entries()) {
+    const p: SinkPartition = { partition, events: batch, columns: [], state };
+    const changes = schemaChanges[i];
+    if (changes) p.schemaChanges = changes;
+    const [result] = await sink.write([p]);
     if (!result?.ok) throw new Error('audit write failed');
     state = result.state;
   }
@@ -51,7 +58,13 @@ describe('S3AuditSink (local S3)', () => {
     const report = await verifyAuditLog(services().clients.s3, bucket, 'ok/');
     expect(report.ok).toBe(true);
     expect(report.chains).toEqual([
-      { chain: expect.stringMatching(/^pg\.public\.orders\/0\/\d+$/), objects: 2, entries: 5, problems: [] },
+      {
+        chain: expect.stringMatching(/^pg\.public\.orders\/0\/\d+$/),
+        objects: 2,
+        entries: 5,
+        schemaEntries: 0,
+        problems: [],
+      },
     ]);
   });
 
@@ -105,5 +118,63 @@ describe('S3AuditSink (local S3)', () => {
     await writeBatches('replay/', [events(0, 3)]);
     expect(await keys('replay/')).toHaveLength(1);
     expect((await verifyAuditLog(services().clients.s3, bucket, 'replay/')).chains[0]?.entries).toBe(3);
+  });
+
+  it('chains a schema entry before the first change of a new version; it verifies and is no change', async () => {
+    // Arrange
+    const version = (index: number, fingerprint: string): SinkSchemaChange => ({
+      kind: 'version',
+      index,
+      table: 'pg.public.orders',
+      order: `pg:1:${index}`,
+      schema: { fingerprint, columns: [{ name: 'id', type: 'int32', optional: false }] },
+      version: index + 1,
+    });
+    const ids: string[] = [];
+    // Act
+    await writeBatches('schema/', [events(0, 3)], [[version(0, 'f1'), version(2, 'f2')]]);
+    const report = await verifyAuditLog(services().clients.s3, bucket, 'schema/', (_chain, changes) => {
+      for (const e of changes) ids.push(e.id);
+    });
+    // Assert
+    expect(report.ok).toBe(true);
+    expect(report.chains[0]).toMatchObject({ entries: 5, schemaEntries: 2 });
+    expect(ids).toHaveLength(3);
+    const [key] = await keys('schema/');
+    const object = await services().clients.s3.send(new GetObjectCommand({ Bucket: bucket, Key: key }));
+    const lines = gunzipSync(await (object.Body?.transformToByteArray() ?? new Uint8Array()))
+      .toString()
+      .trim()
+      .split('\n')
+      .map((l) => Object.keys(JSON.parse(l)).at(-1));
+    expect(lines).toEqual(['schema', 'event', 'event', 'schema', 'event']);
+  });
+
+  it('detects a schema entry altered, or a change passed off as a schema entry', async () => {
+    // Arrange
+    const schemaChange: SinkSchemaChange = {
+      kind: 'version',
+      index: 0,
+      table: 'pg.public.orders',
+      order: 'pg:1:0',
+      schema: { fingerprint: 'f1', columns: [{ name: 'id', type: 'int32', optional: false }] },
+    };
+    for (const [prefix, tamper] of [
+      ['schema-altered/', (t: string) => t.replace('"fingerprint":"f1"', '"fingerprint":"f9"')],
+      ['schema-forged/', (t: string) => t.replace('"event":', '"schema":')],
+    ] as const) {
+      await writeBatches(prefix, [events(0, 2)], [[schemaChange]]);
+      const [key] = await keys(prefix);
+      const object = await services().clients.s3.send(new GetObjectCommand({ Bucket: bucket, Key: key }));
+      const text = gunzipSync(await (object.Body?.transformToByteArray() ?? new Uint8Array())).toString();
+      await services().clients.s3.send(
+        new PutObjectCommand({ Bucket: bucket, Key: key, Body: gzipSync(tamper(text)) }),
+      );
+      // Act
+      const report = await verifyAuditLog(services().clients.s3, bucket, prefix);
+      // Assert
+      expect(report.ok).toBe(false);
+      expect(report.chains[0]?.problems[0]).toMatchObject({ kind: 'hash-mismatch' });
+    }
   });
 });

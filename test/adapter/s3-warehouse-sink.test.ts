@@ -1,7 +1,7 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ListObjectsV2Command, PutObjectCommand } from '@aws-sdk/client-s3';
+import { GetObjectCommand, ListObjectsV2Command, PutObjectCommand } from '@aws-sdk/client-s3';
 import { afterEach, describe, expect, it } from 'vitest';
 import { S3WarehouseSink } from '../../functions/adapters/s3-warehouse-sink';
 import { READS_IN_FLIGHT } from '../../functions/core/concurrency';
@@ -132,7 +132,7 @@ describe('S3WarehouseSink (local S3 + DuckDB)', () => {
     );
     expect(stored).toEqual({
       _cdc_op: 'c',
-      _cdc_order: 'pg:1:00000000000000000100:00000000000000000099',
+      _cdc_order: 'pg:1:00000000000000000099:00000000000000000100',
       day_type: 'DATE',
       at_type: 'TIMESTAMP WITH TIME ZONE',
       big_type: 'BIGINT',
@@ -222,5 +222,49 @@ describe('S3WarehouseSink (local S3 + DuckDB)', () => {
     // Assert
     const w = await readBack(prefix);
     expect(await w.query(`SELECT count(*)::INTEGER AS n FROM read_parquet('${dir}/**/*.parquet')`)).toEqual([{ n: 2 }]);
+  });
+
+  it('keeps the schema history beside the change log, one object per version and per DDL, rewritten on replay', async () => {
+    // Arrange
+    const prefix = 'schemas/';
+    const sink = new S3WarehouseSink(services().clients.s3, { bucket: LOCAL_NAMES.warehouseBucket, prefix });
+    const first = change('c', 1, 100, 5, {});
+    const batch = sinkPartition([first]);
+    batch.schemaChanges = [
+      {
+        kind: 'version',
+        index: 0,
+        table: 'pg.public.products',
+        order: first.event.source.order,
+        schema: { fingerprint: 'abc123', columns: [{ name: 'id', type: 'int32', optional: false }] },
+        version: 3,
+      },
+    ];
+    // Act
+    await sink.write([batch]);
+    await sink.write([batch]);
+    // Assert
+    const s3 = services().clients.s3;
+    const listed = await s3.send(new ListObjectsV2Command({ Bucket: LOCAL_NAMES.warehouseBucket, Prefix: prefix }));
+    const keys = (listed.Contents ?? []).map((o) => o.Key);
+    expect(keys.filter((k) => k?.includes('_schemas/'))).toEqual(['schemas/_schemas/pg.public.products/abc123.json']);
+    const object = await s3.send(
+      new GetObjectCommand({
+        Bucket: LOCAL_NAMES.warehouseBucket,
+        Key: 'schemas/_schemas/pg.public.products/abc123.json',
+      }),
+    );
+    expect(JSON.parse(await (object.Body?.transformToString() ?? ''))).toEqual({
+      kind: 'schema',
+      table: 'pg.public.products',
+      fingerprint: 'abc123',
+      version: 3,
+      columns: [{ name: 'id', type: 'int32', optional: false }],
+      firstOrder: first.event.source.order,
+      at: '2024-03-15T10:30:00.000Z',
+    });
+    // The change log still reads as before: the history is not data.
+    const w = await readBack(prefix);
+    expect(await w.query(`SELECT count(*)::INTEGER AS n FROM read_parquet('${dir}/**/*.parquet')`)).toEqual([{ n: 1 }]);
   });
 });

@@ -236,16 +236,20 @@ describe('lanes stack', () => {
   });
 
   describe('IAM', () => {
-    it.each(LANE_NAMES)('lets the %s lane read and conditionally put checkpoints, nothing more', (lane) => {
-      const dynamo = statementsOfRole(dev.template('lanes'), roleOf(lane)).filter((s) =>
-        s.actions.some((a) => a.startsWith('dynamodb:')),
-      );
-      expect(dynamo.flatMap((s) => s.actions).sort()).toEqual([
-        'dynamodb:BatchGetItem',
-        'dynamodb:GetItem',
-        'dynamodb:PutItem',
-      ]);
-    });
+    it.each(LANE_NAMES)(
+      'lets the %s lane read and conditionally write checkpoints and schema history, nothing more',
+      (lane) => {
+        const dynamo = statementsOfRole(dev.template('lanes'), roleOf(lane)).filter((s) =>
+          s.actions.some((a) => a.startsWith('dynamodb:')),
+        );
+        expect(dynamo.flatMap((s) => s.actions).sort()).toEqual([
+          'dynamodb:BatchGetItem',
+          'dynamodb:GetItem',
+          'dynamodb:PutItem',
+          'dynamodb:UpdateItem',
+        ]);
+      },
+    );
 
     it('lets the audit lane put and read chain segments under its prefix, never delete', () => {
       const statements = statementsOfRole(dev.template('lanes'), roleOf('audit'));

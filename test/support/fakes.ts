@@ -1,4 +1,5 @@
 import { type CdcError, DedupeError, SinkError } from '../../functions/core/errors';
+import type { LatestSchema, SchemaRegistry, SchemaVersionRecord } from '../../functions/core/schema-history';
 import type {
   Checkpoint,
   CheckpointCommit,
@@ -10,6 +11,8 @@ import type {
   Sink,
   SinkPartition,
   SinkPartitionResult,
+  SnapshotSignal,
+  SnapshotSignaller,
 } from '../../functions/core/types';
 
 /** In-memory dedupe store with the same conditional semantics as the DynamoDB one. */
@@ -55,7 +58,7 @@ export class MemorySink implements Sink {
     return partitions.map((p) => {
       const failure = this.failFor.get(p.partition.id);
       if (failure) return { ok: false, error: failure };
-      this.writes.push({ ...p, events: [...p.events] });
+      this.writes.push({ ...p, events: [...p.events], schemaChanges: p.schemaChanges && [...p.schemaChanges] });
       return { ok: true, writtenAt: 1_000_000_000_000_000, state: this.stateFor?.(p) };
     });
   }
@@ -74,4 +77,63 @@ export class MemoryDeadLetterQueue implements DeadLetterQueue {
   }
 }
 
-export const sinkDown = () => new SinkError('SINK_UNAVAILABLE', 'injected outage', true);
+export const sinkDown = () => new SinkError('SINK_UNAVAILABLE', 'injected outage', { retryable: true });
+
+/** In-memory schema registry with the DynamoDB one's conditional semantics (see DynamoSchemaRegistry). */
+export class MemorySchemaRegistry implements SchemaRegistry {
+  readonly latestItems = new Map<string, LatestSchema>();
+  readonly versions = new Map<string, SchemaVersionRecord>();
+  calls = { advance: 0, claim: 0 };
+  fail?: Error;
+
+  async latest(table: string): Promise<LatestSchema | undefined> {
+    if (this.fail) throw this.fail;
+    const l = this.latestItems.get(table);
+    return l && structuredClone(l);
+  }
+
+  async advance(table: string, expected: number, record: SchemaVersionRecord): Promise<boolean> {
+    this.calls.advance++;
+    const current = this.latestItems.get(table);
+    if ((current?.version ?? 0) !== expected) return false;
+    if (current && !(current.order < record.order && current.fingerprint !== record.fingerprint)) return false;
+    const key = `${table}#v${record.version}`;
+    if (this.versions.has(key)) return false;
+    const { version, fingerprint, order, columns } = record;
+    this.latestItems.set(table, structuredClone({ version, fingerprint, order, columns }));
+    this.versions.set(key, structuredClone(record));
+    return true;
+  }
+
+  async version(table: string, version: number): Promise<SchemaVersionRecord | undefined> {
+    const v = this.versions.get(`${table}#v${version}`);
+    return v && structuredClone(v);
+  }
+
+  async claimSignal(table: string, version: number, claimant: string, now: number, until: number): Promise<boolean> {
+    this.calls.claim++;
+    const v = this.versions.get(`${table}#v${version}`);
+    if (v?.reconciliation !== 'pending') return false;
+    if (v.claimant !== undefined && v.claimant !== claimant && (v.claimedUntil ?? 0) >= now) return false;
+    v.claimant = claimant;
+    v.claimedUntil = until;
+    return true;
+  }
+
+  async markSignalled(table: string, version: number, signalId: string): Promise<void> {
+    const v = this.versions.get(`${table}#v${version}`);
+    if (v?.reconciliation !== 'pending') return;
+    v.reconciliation = 'signalled';
+    v.signalId = signalId;
+  }
+}
+
+/** Records the signals it was asked to send; can fail. */
+export class MemorySignaller implements SnapshotSignaller {
+  readonly sent: SnapshotSignal[] = [];
+  fail?: Error;
+  async send(signal: SnapshotSignal): Promise<void> {
+    if (this.fail) throw this.fail;
+    this.sent.push(signal);
+  }
+}

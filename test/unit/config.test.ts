@@ -19,6 +19,27 @@ describe('loadLaneEnv', () => {
     });
   });
 
+  it('defaults the schema change policy to auto and leaves the signal channel unset', () => {
+    const env = loadLaneEnv('audit', { ...base, AUDIT_BUCKET: 'audit' });
+    expect(env).toMatchObject({ SCHEMA_CHANGE_POLICY: { default: 'auto' }, SIGNAL_AUTH: 'aws-iam' });
+    expect(env.SIGNAL_TOPICS).toEqual({});
+  });
+
+  it('parses a per-table schema change policy and the signal channel', () => {
+    const env = loadLaneEnv('audit', {
+      ...base,
+      AUDIT_BUCKET: 'audit',
+      SCHEMA_CHANGE_POLICY: '{"default":"alarm","tables":{"public.big":"off"}}',
+      SIGNAL_TOPICS: '{"orders":"orders.signals"}',
+      SIGNAL_BOOTSTRAP_SERVERS: 'b-1.msk:9098,b-2.msk:9098',
+    });
+    expect(env).toMatchObject({
+      SCHEMA_CHANGE_POLICY: { default: 'alarm', tables: { 'public.big': 'off' } },
+      SIGNAL_TOPICS: { orders: 'orders.signals' },
+      SIGNAL_BOOTSTRAP_SERVERS: 'b-1.msk:9098,b-2.msk:9098',
+    });
+  });
+
   it('names every missing variable', () => {
     expect(() => loadLaneEnv('cache', { DLQ_URL: base.DLQ_URL })).toThrow(ConfigError);
     expect(() => loadLaneEnv('cache', { DLQ_URL: base.DLQ_URL })).toThrow(
@@ -32,6 +53,10 @@ describe('loadLaneEnv', () => {
     ['TABLE_RULES', '{not json', /TABLE_RULES is not valid JSON/],
     ['TABLE_RULES', '{"columns":{"t":{"pii":{"email":"rot13"}}}}', /TABLE_RULES/],
     ['MAX_RECORD_BYTES', '-1', /MAX_RECORD_BYTES/],
+    ['SCHEMA_CHANGE_POLICY', '{"default":"sometimes"}', /SCHEMA_CHANGE_POLICY/],
+    ['SCHEMA_CHANGE_POLICY', '{"tables":{"public.x":"never"}}', /SCHEMA_CHANGE_POLICY/],
+    ['SIGNAL_AUTH', 'plain', /SIGNAL_AUTH/],
+    ['SIGNAL_TOPICS', '["orders.signals"]', /SIGNAL_TOPICS/],
   ])('rejects a bad %s', (name, value, message) => {
     expect(() => loadLaneEnv('cache', { ...base, REDIS_URL: 'redis://x:6379', [name]: value })).toThrow(message);
   });

@@ -1,7 +1,7 @@
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import type { BatchResult } from '../../functions/core/pipeline';
 import type { Sink } from '../../functions/core/types';
-import { createLaneHandler } from '../../functions/shared/lane-handler';
+import { createLaneHandler, piiSalt } from '../../functions/shared/lane-handler';
 import { lambdaContext } from '../../tools/lib/cli';
 
 /** The handler wiring without AWS: an event with only a tombstone never reaches DynamoDB, the sink or SQS. */
@@ -47,5 +47,35 @@ describe('createLaneHandler', () => {
     await expect(handler(empty, lambdaContext('w') as never)).resolves.toEqual({ batchItemFailures: [] });
     expect(reads).toHaveLength(3); // cold start, first invocation, second invocation; then cached
     expect(results).toHaveLength(2);
+  });
+});
+
+describe('piiSalt', () => {
+  const request = {} as Parameters<NonNullable<ReturnType<typeof piiSalt>['before']>>[0];
+
+  it('reads the salt once, from cold start, and hands it over before the first batch', async () => {
+    // Arrange
+    const read = vi.fn(async () => 'pepper');
+    const use = vi.fn();
+    // Act
+    const middleware = piiSalt('arn:salt', read, use);
+    await middleware.before?.(request);
+    await middleware.before?.(request);
+    // Assert
+    expect(read).toHaveBeenCalledTimes(1);
+    expect(use).toHaveBeenCalledWith('pepper');
+  });
+
+  it('fails the invocation when the read fails, and reads again for the next one', async () => {
+    // Arrange
+    const read = vi.fn<(arn: string) => Promise<string>>().mockRejectedValueOnce(new Error('denied'));
+    read.mockResolvedValue('pepper');
+    const use = vi.fn();
+    const middleware = piiSalt('arn:salt', read, use);
+    // Act + Assert
+    await expect(middleware.before?.(request)).rejects.toThrow('denied');
+    await middleware.before?.(request);
+    expect(read).toHaveBeenCalledTimes(2);
+    expect(use).toHaveBeenCalledWith('pepper');
   });
 });

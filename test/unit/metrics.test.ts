@@ -11,6 +11,21 @@ afterEach(() => {
   vi.restoreAllMocks();
 });
 
+/** A cache lane's Metrics whose EMF documents (one JSON line each) are captured instead of printed. */
+function captureEmf(): { lines: string[]; metrics: Metrics } {
+  const lines: string[] = [];
+  vi.spyOn(process.stdout, 'write').mockImplementation((chunk: string | Uint8Array) => {
+    lines.push(
+      ...String(chunk)
+        .split('\n')
+        .filter((l) => l.startsWith('{')),
+    );
+    return true;
+  });
+  const metrics = new Metrics({ namespace: 'cdc-sync', serviceName: 'cdc-sync', defaultDimensions: { lane: 'cache' } });
+  return { lines, metrics };
+}
+
 describe('recordBatchMetrics', () => {
   it('publishes EMF per lane and table and a lane rollup with the named metrics', async () => {
     // Arrange
@@ -27,23 +42,9 @@ describe('recordBatchMetrics', () => {
         dedupe: new MemoryDedupeStore(),
         sink: new MemorySink(),
         deadLetters: new MemoryDeadLetterQueue(),
-        reportBatchItemFailures: true,
       },
     );
-    const lines: string[] = [];
-    vi.spyOn(process.stdout, 'write').mockImplementation((chunk: string | Uint8Array) => {
-      lines.push(
-        ...String(chunk)
-          .split('\n')
-          .filter((l) => l.startsWith('{')),
-      );
-      return true;
-    });
-    const metrics = new Metrics({
-      namespace: 'cdc-sync',
-      serviceName: 'cdc-sync',
-      defaultDimensions: { lane: 'cache' },
-    });
+    const { lines, metrics } = captureEmf();
     // Act
     recordBatchMetrics(metrics, result);
     metrics.publishStoredMetrics();
@@ -66,5 +67,41 @@ describe('recordBatchMetrics', () => {
     expect(rollup).toMatchObject({ EventsProcessed: 1, Duplicates: 1, EventsSkipped: 1, RecordsRetried: 0 });
     expect(rollup).toHaveProperty('CommitToSinkLatency');
     expect(rollup).toHaveProperty('SinkWriteMs');
+  });
+
+  it('publishes SchemaChanged per table, and SchemaChangeUnreconciled for a change left unreconciled', async () => {
+    // Arrange
+    const result = await processBatch(eventOf([]), {
+      lane: 'cache',
+      decoder: new JsonDebeziumDecoder(),
+      enricher: createEnricher(undefined, { lane: 'cache' }),
+      dedupe: new MemoryDedupeStore(),
+      sink: new MemorySink(),
+      deadLetters: new MemoryDeadLetterQueue(),
+    });
+    const report = {
+      lane: 'cache' as const,
+      dataCollection: 'public.orders',
+      version: 2,
+      to: 'f2',
+      changes: [],
+      order: 'pg:1:1',
+    };
+    result.schemaChanges.push(
+      { ...report, table: 'pg.public.orders', classification: 'unreconcilable', action: 'alarm' },
+      { ...report, table: 'pg.public.items', classification: 'additive-nullable', action: 'none' },
+    );
+    const { lines, metrics } = captureEmf();
+    // Act
+    recordBatchMetrics(metrics, result);
+    // Assert
+    const documents = lines.map((l) => JSON.parse(l) as Record<string, unknown>);
+    expect(documents.find((d) => d.table === 'pg.public.orders')).toMatchObject({
+      SchemaChanged: 1,
+      SchemaChangeUnreconciled: 1,
+    });
+    const items = documents.find((d) => d.table === 'pg.public.items');
+    expect(items).toMatchObject({ SchemaChanged: 1 });
+    expect(items).not.toHaveProperty('SchemaChangeUnreconciled');
   });
 });

@@ -3,9 +3,24 @@ import { JsonDebeziumDecoder } from '../../functions/core/decode';
 import { createEnricher } from '../../functions/core/enrich';
 import { DeadLetterError, SinkError } from '../../functions/core/errors';
 import { type PipelineDeps, processBatch } from '../../functions/core/pipeline';
-import type { KafkaEvent, KafkaRecord } from '../../functions/core/types';
+import { SchemaHistory } from '../../functions/core/schema-history';
+import type {
+  DecodeOutcome,
+  Decoder,
+  KafkaEvent,
+  KafkaRecord,
+  SchemaChangeRecord,
+  TableSchemaVersion,
+} from '../../functions/core/types';
 import { b64, eventOf, pgMessage } from '../support/builders';
-import { MemoryDeadLetterQueue, MemoryDedupeStore, MemorySink, sinkDown } from '../support/fakes';
+import {
+  MemoryDeadLetterQueue,
+  MemoryDedupeStore,
+  MemorySchemaRegistry,
+  MemorySignaller,
+  MemorySink,
+  sinkDown,
+} from '../support/fakes';
 
 function setup(overrides: Partial<PipelineDeps> = {}) {
   const dedupe = new MemoryDedupeStore();
@@ -18,7 +33,6 @@ function setup(overrides: Partial<PipelineDeps> = {}) {
     dedupe,
     sink,
     deadLetters,
-    reportBatchItemFailures: true,
     clock: () => 1_710_498_700_000,
     ...overrides,
   };
@@ -249,7 +263,7 @@ describe('processBatch', () => {
 
   it('dead-letters the events of a partition the sink refuses for good instead of retrying forever', async () => {
     const { deps, sink, deadLetters } = setup();
-    sink.failFor.set('pg.public.orders-1', new SinkError('SINK_REJECTED', 'too large', false));
+    sink.failFor.set('pg.public.orders-1', new SinkError('SINK_REJECTED', 'too large', { retryable: false }));
     const result = await processBatch(batch(), deps);
     expect(result).toMatchObject({ processed: 3, deadLettered: 1, batchItemFailures: [] });
     expect(deadLetters.letters[0]).toMatchObject({
@@ -301,5 +315,223 @@ describe('processBatch', () => {
     // Assert
     expect(r.processed + r.skipped + r.duplicates + r.deadLettered + r.retried).toBe(r.records);
     expect(r).toMatchObject({ records: 6, processed: 2, skipped: 1, duplicates: 1, deadLettered: 1, retried: 1 });
+  });
+
+  it('counts redelivered records of a failing partition as duplicates and the rest as retried', async () => {
+    // Arrange: offsets 10-12 committed; 10-14 come again and the sink is down
+    const { deps, sink } = setup();
+    await processBatch(batch(), deps);
+    sink.failFor.set('pg.public.orders-0', sinkDown());
+    const again = eventOf([
+      pgMessage({ op: 'c', after: { id: 1 }, lsn: 100, offset: 10 }),
+      pgMessage({ op: 'u', after: { id: 1, v: 2 }, lsn: 110, offset: 11 }),
+      pgMessage({ op: 'd', before: { id: 1 }, lsn: 120, offset: 12 }),
+      pgMessage({ op: 'c', after: { id: 7 }, lsn: 130, offset: 13 }),
+      pgMessage({ op: 'c', after: { id: 8 }, lsn: 140, offset: 14 }),
+      pgMessage({ op: 'c', after: { id: 2 }, lsn: 105, offset: 3, partition: 1 }),
+    ]);
+    // Act
+    const r = await processBatch(again, deps);
+    // Assert
+    expect(r).toMatchObject({ records: 6, duplicates: 4, retried: 2 });
+    expect(r.processed + r.skipped + r.duplicates + r.deadLettered + r.retried).toBe(r.records);
+  });
+});
+
+/** A schema version named by its columns (as the converter's schema would describe the row). */
+const versions = new Map<string, TableSchemaVersion>();
+function versionOf(columns: string[]): TableSchemaVersion {
+  const fingerprint = columns.join(',');
+  let v = versions.get(fingerprint);
+  if (!v) {
+    v = { fingerprint, columns: columns.map((name) => ({ name, type: 'string', optional: name !== 'id' })) };
+    versions.set(fingerprint, v);
+  }
+  return v;
+}
+
+/** The JSON decoder, plus the schema version a record's row implies; records on topic `pg` are DDL records. */
+class VersionedDecoder implements Decoder {
+  private readonly json = new JsonDebeziumDecoder();
+  decode(record: KafkaRecord, processedAt: number): DecodeOutcome {
+    if (record.topic === 'pg') return { kind: 'schema-change', changes: [ddlChange(record)] };
+    const outcome = this.json.decode(record, processedAt);
+    if (outcome.kind !== 'event') return outcome;
+    const row = outcome.event.after ?? outcome.event.before;
+    return row ? { ...outcome, schema: versionOf(Object.keys(row)) } : outcome;
+  }
+}
+
+function ddlChange(record: KafkaRecord): SchemaChangeRecord {
+  const kafka = {
+    topic: record.topic,
+    partition: record.partition,
+    offset: record.offset,
+    timestamp: record.timestamp,
+  };
+  return {
+    table: 'my.shop.orders',
+    type: 'ALTER',
+    ddl: 'ALTER TABLE orders ADD note text',
+    source: {
+      connector: 'mysql',
+      name: 'my',
+      db: 'shop',
+      schema: null,
+      table: 'orders',
+      position: { file: 'binlog.000001', pos: String(record.offset) },
+      order: `my:${String(record.offset).padStart(20, '0')}`,
+      snapshot: 'false',
+      txId: null,
+      commitTs: 1_710_498_600_000,
+    },
+    columns: [{ name: 'id', typeName: 'INT', optional: false }],
+    primaryKey: ['id'],
+    kafka,
+  };
+}
+
+function schemaSetup(overrides: Partial<PipelineDeps> = {}) {
+  const registry = new MemorySchemaRegistry();
+  const signaller = new MemorySignaller();
+  const history = new SchemaHistory({ registry, signaller, clock: () => 1_710_498_700_000 });
+  const s = setup({ decoder: new VersionedDecoder(), schemaHistory: history, ...overrides });
+  return { ...s, registry, signaller, history };
+}
+
+/** Partition 0: a row created, then updated after a column was added, then updated again. */
+const evolving = () =>
+  eventOf([
+    pgMessage({ op: 'c', after: { id: 1 }, lsn: 100, offset: 10 }),
+    pgMessage({ op: 'u', after: { id: 1, note: 'a' }, lsn: 110, offset: 11 }),
+    pgMessage({ op: 'u', after: { id: 1, note: 'b' }, lsn: 120, offset: 12 }),
+  ]);
+
+describe('processBatch: schema history', () => {
+  it('hands the sink each version met, before the event that first carries it, and commits the fingerprint', async () => {
+    // Arrange
+    const { deps, sink, dedupe } = schemaSetup();
+    // Act
+    const result = await processBatch(evolving(), deps);
+    // Assert
+    expect(sink.writes[0]?.schemaChanges).toEqual([
+      {
+        kind: 'version',
+        index: 0,
+        table: 'pg.public.orders',
+        order: expect.any(String),
+        schema: versionOf(['id']),
+        version: 1,
+      },
+      {
+        kind: 'version',
+        index: 1,
+        table: 'pg.public.orders',
+        order: expect.any(String),
+        schema: versionOf(['id', 'note']),
+        version: 2,
+      },
+    ]);
+    expect(dedupe.items.get('warehouse#pg.public.orders-0')).toMatchObject({ offset: 12, schema: 'id,note' });
+    expect(result.schemaChanges.map((c) => [c.version, c.classification])).toEqual([
+      [1, 'new-table'],
+      [2, 'additive-nullable'],
+    ]);
+  });
+
+  it('meets nothing new in the next batch when the version stays the same', async () => {
+    // Arrange
+    const { deps, sink } = schemaSetup();
+    await processBatch(evolving(), deps);
+    // Act
+    await processBatch(eventOf([pgMessage({ op: 'u', after: { id: 1, note: 'c' }, lsn: 130, offset: 13 })]), deps);
+    // Assert
+    expect(sink.writes[1]?.schemaChanges).toBeUndefined();
+  });
+
+  it('replays the same schema entries from the same state after a failed commit, and none once committed', async () => {
+    // Arrange
+    const { deps, sink, dedupe } = schemaSetup();
+    sink.stateFor = (p) => ({ entries: ((p.state as { entries?: number })?.entries ?? 0) + p.events.length });
+    dedupe.failCommitFor = 'pg.public.orders-0';
+    const first = await processBatch(evolving(), deps);
+    expect(first.batchItemFailures).toHaveLength(1);
+    // Act: redelivered after the failed commit, then once more after it committed
+    dedupe.failCommitFor = undefined;
+    await processBatch(evolving(), deps);
+    const third = await processBatch(evolving(), deps);
+    // Assert: the second write is the first one again (an idempotent sink rewrites the same entries), the third none
+    expect(sink.writes).toHaveLength(2);
+    expect(sink.writes[1]?.schemaChanges).toEqual(sink.writes[0]?.schemaChanges);
+    expect(sink.writes[1]?.state).toEqual(sink.writes[0]?.state);
+    expect(third).toMatchObject({ duplicates: 3, processed: 0 });
+  });
+
+  it('lets the first lane register and signal; the next lane meets the same versions and sends nothing', async () => {
+    // Arrange: two lanes on one registry
+    const { deps, registry, signaller } = schemaSetup();
+    const change = () => eventOf([pgMessage({ op: 'c', after: { id: 1, note: 'x' }, lsn: 100, offset: 10 })]);
+    // Act
+    const cache = await processBatch(change(), deps);
+    const audit = await processBatch(change(), {
+      ...schemaSetup().deps,
+      lane: 'audit',
+      schemaHistory: new SchemaHistory({ registry, signaller }),
+    });
+    // Assert
+    expect(cache.schemaChanges).toHaveLength(1);
+    expect(audit.schemaChanges).toEqual([]);
+    expect(signaller.sent.map((s) => s.data['data-collections'])).toEqual([['public.orders']]);
+  });
+
+  it('retries the partition when the reconciliation signal cannot be sent, writing nothing yet', async () => {
+    // Arrange
+    const { deps, sink, signaller, dedupe } = schemaSetup();
+    signaller.fail = new Error('broker unreachable');
+    // Act
+    const failed = await processBatch(evolving(), deps);
+    // Assert
+    expect(failed.error).toMatchObject({ code: 'SIGNAL_FAILED', retryable: true });
+    expect(failed).toMatchObject({
+      retried: 3,
+      batchItemFailures: [{ itemIdentifier: { partition: 'pg.public.orders-0', offset: 10 } }],
+    });
+    expect(sink.writes).toHaveLength(0);
+    // Act: the retry sends the pending signal and goes on
+    signaller.fail = undefined;
+    const retried = await processBatch(evolving(), deps);
+    // Assert
+    expect(retried).toMatchObject({ processed: 3, batchItemFailures: [] });
+    expect(signaller.sent).toHaveLength(1);
+    expect(dedupe.items.get('warehouse#pg.public.orders-0')?.schema).toBe('id,note');
+  });
+
+  it('passes schemaless events through without schema history', async () => {
+    // Arrange: the plain JSON decoder (schemas.enable=false)
+    const { deps, sink, dedupe, registry } = schemaSetup({ decoder: new JsonDebeziumDecoder() });
+    // Act
+    await processBatch(evolving(), deps);
+    // Assert
+    expect(sink.writes[0]?.schemaChanges).toBeUndefined();
+    expect(dedupe.items.get('warehouse#pg.public.orders-0')?.schema).toBeUndefined();
+    expect(registry.calls.advance).toBe(0);
+  });
+
+  it('hands DDL records to the sink and counts them processed, or skipped where the sink keeps no history', async () => {
+    // Arrange
+    const ddl = () => eventOf([{ topic: 'pg', partition: 0, offset: 5, key: null, value: { ddl: 'ALTER' } }]);
+    const recording = schemaSetup();
+    const cache = schemaSetup();
+    cache.sink.write = async () => [{ ok: true, writtenAt: 1, schemaChangesSkipped: true }];
+    // Act
+    const recorded = await processBatch(ddl(), recording.deps);
+    const skipped = await processBatch(ddl(), cache.deps);
+    // Assert
+    expect(recording.sink.writes[0]).toMatchObject({
+      events: [],
+      schemaChanges: [{ kind: 'ddl', index: 0, table: 'my.shop.orders', change: { type: 'ALTER' } }],
+    });
+    expect(recorded).toMatchObject({ records: 1, processed: 1, skipped: 0 });
+    expect(skipped).toMatchObject({ records: 1, processed: 0, skipped: 1, skippedByReason: { 'schema-change': 1 } });
   });
 });

@@ -117,7 +117,6 @@ export function coreDeps(): PipelineDeps {
     dedupe: new EmptyDedupe(),
     sink: new AcceptingSink(),
     deadLetters: { send: async () => undefined },
-    reportBatchItemFailures: true,
   };
 }
 
@@ -148,7 +147,6 @@ export function stubbedLane(lane: Exclude<Lane, 'cache'>): { deps: PipelineDeps;
         queueUrl: 'https://sqs.eu-west-1.amazonaws.com/1/dlq',
         payloadBucket: 'bench',
       }),
-      reportBatchItemFailures: true,
     },
   };
 }
