@@ -45,9 +45,10 @@ export interface KafkaTransport {
 }
 
 /**
- * A kafkajs producer for the signal topic, connected on first use (a lane that never signals never connects).
- * kafkajs and the MSK IAM signer are imported lazily for the same reason: they cost cold-start time only when a
- * signal is sent. `acks: -1`: a signal is acknowledged only once every in-sync replica holds it.
+ * A kafkajs producer for the signal topics, connected on first use and kept for the next invocations. Used by the
+ * signaller function (functions/signaller) only: the lanes hand their signals to it through SQS, so kafkajs is in no
+ * lane bundle. kafkajs and the MSK IAM signer are imported lazily so that a function that builds a transport but
+ * never produces does not load them. `acks: -1`: a signal is acknowledged only once every in-sync replica holds it.
  */
 export function createKafkaTransport(options: KafkaProducerOptions): KafkaTransport {
   type Producer = import('kafkajs').Producer;
@@ -57,7 +58,7 @@ export function createKafkaTransport(options: KafkaProducerOptions): KafkaTransp
     const iam = options.auth === 'aws-iam';
     const region = options.region ?? process.env.AWS_REGION ?? 'eu-west-1';
     const kafka = new Kafka({
-      clientId: options.clientId ?? 'cdc-sync-lane',
+      clientId: options.clientId ?? 'cdc-sync-signaller',
       brokers: options.brokers.split(',').map((b) => b.trim()),
       ssl: iam,
       ...(iam

@@ -62,16 +62,11 @@ const common = {
   /** What to do about a schema change the sinks cannot reconcile from the stream alone, per table. */
   SCHEMA_CHANGE_POLICY: z._default(json(SchemaChangePolicySchema), { default: 'auto' }),
   /**
-   * Debezium's Kafka signal channel: each connector's `signal.kafka.topic`, by its `topic.prefix` (JSON
-   * `{"<topicPrefix>": "<signal topic>"}`), where policy `auto` sends incremental snapshot signals (keyed by the
-   * prefix, as the channel requires). A connector missing here cannot be signalled: changes of its tables needing a
-   * reconciliation are reported by the metric SchemaChangeUnreconciled instead.
+   * The signals queue (SQS FIFO): where policy `auto` sends incremental snapshot signals, as `{ topicPrefix, signal }`,
+   * for the signaller function to produce to the connector's Kafka signal topic. Unset: the lane cannot signal, and
+   * changes needing a reconciliation are reported by the metric SchemaChangeUnreconciled instead.
    */
-  SIGNAL_TOPICS: z._default(json(z.record(z.string(), text)), {}),
-  /** Bootstrap servers of the signal topic's cluster, comma-separated (MSK IAM: port 9098). */
-  SIGNAL_BOOTSTRAP_SERVERS: z.optional(text),
-  /** How the lane authenticates to the signal topic's cluster. */
-  SIGNAL_AUTH: z._default(z.enum(['aws-iam', 'none']), 'aws-iam'),
+  SIGNAL_QUEUE_URL: z.optional(url),
   /** Endpoint override for local runs (dynalite, s3rver, fauxqs); unset in AWS. */
   AWS_ENDPOINT_URL_DYNAMODB: z.optional(url),
   AWS_ENDPOINT_URL_S3: z.optional(url),
@@ -103,14 +98,42 @@ export const LaneEnvSchemas = {
 
 export type LaneEnv<L extends Lane> = z.infer<(typeof LaneEnvSchemas)[L]>;
 
-/** Parses the lane's environment or throws a ConfigError naming every missing or bad variable. */
-export function loadLaneEnv<L extends Lane>(lane: L, env: NodeJS.ProcessEnv = process.env): LaneEnv<L> {
-  const parsed = LaneEnvSchemas[lane].safeParse(env);
-  if (parsed.success) return parsed.data as LaneEnv<L>;
+/**
+ * Runtime configuration of the signaller function (functions/signaller): set by lib/constructs/signaller-function.ts
+ * together with the Kafka grants on exactly these topics.
+ */
+export const SignallerEnvSchema = z.object({
+  /**
+   * Debezium's Kafka signal channel: each connector's `signal.kafka.topic`, by its `topic.prefix` (JSON
+   * `{"<topicPrefix>": "<signal topic>"}`). A signal for a prefix missing here cannot be produced.
+   */
+  SIGNAL_TOPICS: json(z.record(z.string(), text)),
+  /** Bootstrap servers of the signal topics' cluster, comma-separated (MSK IAM: port 9098). */
+  SIGNAL_BOOTSTRAP_SERVERS: text,
+  /** How the signaller authenticates to the cluster. */
+  SIGNAL_AUTH: z._default(z.enum(['aws-iam', 'none']), 'aws-iam'),
+});
+
+export type SignallerEnv = z.infer<typeof SignallerEnvSchema>;
+
+/** Parses with `schema` or throws a ConfigError naming every missing or bad variable. */
+function parseEnv<S extends z.ZodMiniType>(schema: S, env: NodeJS.ProcessEnv, what: string): z.infer<S> {
+  const parsed = schema.safeParse(env);
+  if (parsed.success) return parsed.data as z.infer<S>;
   const problems = parsed.error.issues.map((issue) => {
     const name = issue.path.join('.');
     const value = env[String(issue.path[0])];
     return value === undefined ? `${name} is missing` : `${name} ${issue.message}`;
   });
-  throw new ConfigError(`${lane} lane configuration: ${problems.join('; ')}`);
+  throw new ConfigError(`${what} configuration: ${problems.join('; ')}`);
+}
+
+/** Parses the lane's environment or throws a ConfigError naming every missing or bad variable. */
+export function loadLaneEnv<L extends Lane>(lane: L, env: NodeJS.ProcessEnv = process.env): LaneEnv<L> {
+  return parseEnv(LaneEnvSchemas[lane], env, `${lane} lane`) as LaneEnv<L>;
+}
+
+/** Parses the signaller function's environment or throws a ConfigError naming every missing or bad variable. */
+export function loadSignallerEnv(env: NodeJS.ProcessEnv = process.env): SignallerEnv {
+  return parseEnv(SignallerEnvSchema, env, 'signaller');
 }

@@ -3,8 +3,8 @@ import { S3Client } from '@aws-sdk/client-s3';
 import { SQSClient } from '@aws-sdk/client-sqs';
 import { DynamoDedupeStore } from '../adapters/dynamodb-dedupe-store';
 import { DynamoSchemaRegistry } from '../adapters/dynamodb-schema-registry';
-import { createKafkaTransport, KafkaSnapshotSignaller } from '../adapters/kafka-snapshot-signaller';
 import { SqsDeadLetterQueue } from '../adapters/sqs-dead-letter-queue';
+import { SqsSnapshotSignaller } from '../adapters/sqs-snapshot-signaller';
 import { JsonDebeziumDecoder } from '../core/decode';
 import { createEnricher } from '../core/enrich';
 import type { PipelineDeps } from '../core/pipeline';
@@ -98,8 +98,8 @@ export type SinkFactory<L extends Lane> = (env: LaneEnv<L>, clients: Clients) =>
 export interface LaneDepsOptions {
   /**
    * Where incremental snapshot signals go (the local runner passes its capture's): one signaller for every connector,
-   * or one per connector `topic.prefix`. Default: the Kafka signal channels of SIGNAL_TOPICS / SIGNAL_BOOTSTRAP_SERVERS
-   * when both are set, else none.
+   * or one per connector `topic.prefix`. Default: the signals queue SIGNAL_QUEUE_URL when set (the signaller
+   * function produces them to Kafka), else none.
    */
   signaller?: SchemaHistoryOptions['signaller'];
 }
@@ -107,27 +107,24 @@ export interface LaneDepsOptions {
 /** A lane's pipeline ports, and how to release the connections they opened. */
 export type LaneDeps = PipelineDeps & { close(): Promise<void> };
 
-/** The Kafka signal channel from the environment: one producer, one signaller per connector prefix. */
-function signalChannelFrom(env: LaneEnv<Lane>): {
-  signaller?: (topicPrefix: string) => SnapshotSignaller | undefined;
-  close(): Promise<void>;
-} {
-  const topics = env.SIGNAL_TOPICS;
-  const brokers = env.SIGNAL_BOOTSTRAP_SERVERS;
-  if (Object.keys(topics).length === 0 || !brokers) return { close: async () => undefined };
-  const transport = createKafkaTransport({ brokers, auth: env.SIGNAL_AUTH });
+/**
+ * The signals queue from the environment: one signaller per connector prefix, all sending to the one queue. The
+ * lanes never talk to Kafka themselves (see adapters/sqs-snapshot-signaller.ts for why).
+ */
+export function queueSignallerFrom(
+  env: { SIGNAL_QUEUE_URL?: string | undefined },
+  sqs: SQSClient,
+): ((topicPrefix: string) => SnapshotSignaller) | undefined {
+  const queueUrl = env.SIGNAL_QUEUE_URL;
+  if (!queueUrl) return undefined;
   const byPrefix = new Map<string, SnapshotSignaller>();
-  return {
-    signaller: (topicPrefix) => {
-      let s = byPrefix.get(topicPrefix);
-      const topic = topics[topicPrefix];
-      if (!s && topic) {
-        s = new KafkaSnapshotSignaller({ topic, topicPrefix, produce: transport.produce });
-        byPrefix.set(topicPrefix, s);
-      }
-      return s;
-    },
-    close: () => transport.close(),
+  return (topicPrefix) => {
+    let signaller = byPrefix.get(topicPrefix);
+    if (!signaller) {
+      signaller = new SqsSnapshotSignaller(sqs, { queueUrl, topicPrefix });
+      byPrefix.set(topicPrefix, signaller);
+    }
+    return signaller;
   };
 }
 
@@ -139,7 +136,6 @@ export function createLaneDeps<L extends Lane>(
   sink: SinkFactory<L>,
   options: LaneDepsOptions = {},
 ): LaneDeps {
-  const channel = options.signaller ? undefined : signalChannelFrom(env as LaneEnv<Lane>);
   const built = sink(env, clients);
   return {
     lane,
@@ -159,11 +155,11 @@ export function createLaneDeps<L extends Lane>(
     }),
     schemaHistory: new SchemaHistory({
       registry: new DynamoSchemaRegistry(clients.dynamodb, { tableName: env.DEDUPE_TABLE_NAME }),
-      signaller: options.signaller ?? channel?.signaller,
+      signaller: options.signaller ?? queueSignallerFrom(env, clients.sqs),
       policy: env.SCHEMA_CHANGE_POLICY,
     }),
     async close() {
-      await Promise.all([built.close?.(), channel?.close()]);
+      await built.close?.();
     },
   };
 }

@@ -37,7 +37,7 @@ export interface LaneHandlerOptions {
   readSecret?: (arn: string) => Promise<string>;
   /** `redrive` for records coming back from the dead-letter queue (tools/redrive.ts). */
   mode?: 'stream' | 'redrive';
-  /** Where incremental snapshot signals go instead of the Kafka signal channel the environment names (local runs). */
+  /** Where incremental snapshot signals go instead of the signals queue the environment names (local runs). */
   signaller?: LaneDepsOptions['signaller'];
 }
 
@@ -134,7 +134,7 @@ export function createLaneHandler<L extends Lane>(
       }),
     );
   }
-  /** Closes the sink's connections (Redis) and the signal producer so a local process can exit; Lambda never calls it. */
+  /** Closes the sink's connections (Redis) so a local process can exit; Lambda never calls it. */
   const close = () => deps.close();
   return Object.assign(handler, { close });
 }

@@ -70,9 +70,10 @@ export function schemaChangeTopicName(source: SourceConfig): string | undefined 
 }
 
 /**
- * The connector's Kafka signal channel (`signal.kafka.topic`): the lanes (automatic reconciliation) and
- * `npm run backfill -- --env` produce Debezium `execute-snapshot` signals here, keyed by the source's `topicPrefix`
- * (Debezium ignores any other key). One partition: Debezium reads partition 0 only.
+ * The connector's Kafka signal channel (`signal.kafka.topic`): the signaller function (the lanes' automatic
+ * reconciliation, through the signals queue) and `npm run backfill -- --env` produce Debezium `execute-snapshot`
+ * signals here, keyed by the source's `topicPrefix` (Debezium ignores any other key). One partition: Debezium reads
+ * partition 0 only.
  */
 export function signalTopicName(source: SourceConfig): string {
   return `${source.topicPrefix}.signals`;

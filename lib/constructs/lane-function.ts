@@ -19,8 +19,6 @@ import {
   type LaneName,
   type LaneTopic,
   type SchemaChangeConfig,
-  type SourceConfig,
-  signalTopicName,
 } from '../config';
 import { acknowledgeNag } from '../nag';
 import type { MskArns } from './msk-arns';
@@ -262,31 +260,6 @@ export class LaneFunction extends ProjectFunction {
         }),
       );
     }
-    return this;
-  }
-
-  /**
-   * SIGNAL_TOPICS (JSON `{ "<topicPrefix>": "<signal topic>" }`) and SIGNAL_BOOTSTRAP_SERVERS (the cluster's IAM
-   * bootstrap brokers): the lane's automatic reconciliation produces Debezium `execute-snapshot` signals to the
-   * Kafka signal channel of the source whose table changed. Produce-only (Connect, DescribeTopic, WriteData) on
-   * exactly those topics; the producer is not idempotent, so no cluster-level WriteDataIdempotently.
-   */
-  bindSignals(
-    cluster: { readonly clusterArn: string; readonly arns: MskArns; readonly bootstrapServers: string },
-    sources: readonly SourceConfig[],
-  ): this {
-    const topics = Object.fromEntries(sources.map((s) => [s.topicPrefix, signalTopicName(s)]));
-    this.addEnvironment('SIGNAL_TOPICS', JSON.stringify(topics));
-    this.addEnvironment('SIGNAL_BOOTSTRAP_SERVERS', cluster.bootstrapServers);
-    this.addToRolePolicy(
-      new iam.PolicyStatement({ actions: ['kafka-cluster:Connect'], resources: [cluster.clusterArn] }),
-    );
-    this.addToRolePolicy(
-      new iam.PolicyStatement({
-        actions: ['kafka-cluster:DescribeTopic', 'kafka-cluster:WriteData'],
-        resources: Object.values(topics).map((topic) => cluster.arns.topic(topic)),
-      }),
-    );
     return this;
   }
 

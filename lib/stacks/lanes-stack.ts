@@ -2,8 +2,9 @@ import { Duration, Stack, type StackProps } from 'aws-cdk-lib';
 import type * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as sqs from 'aws-cdk-lib/aws-sqs';
 import type { Construct } from 'constructs';
-import { type EnvironmentConfig, LANE_NAMES, type LaneName, laneSources, laneTopics } from '../config';
+import { type EnvironmentConfig, LANE_NAMES, type LaneName, laneTopics } from '../config';
 import { LaneFunction } from '../constructs/lane-function';
+import { Signaller } from '../constructs/signaller-function';
 import { acknowledgeNag } from '../nag';
 import { logRetention, removalPolicyOf, resourcePrefix } from '../util';
 import type { DataStack } from './data-stack';
@@ -23,11 +24,13 @@ const DEFAULT_CACHE_TOMBSTONE_TTL_SECONDS = 7 * 24 * 3600;
 
 /**
  * The three lanes. Each is a function consuming every data topic of its sources through its own event source
- * mappings and consumer groups, with its own SQS dead-letter queue, and writes its sink.
+ * mappings and consumer groups, with its own SQS dead-letter queue, and writes its sink. Beside them the signaller:
+ * the lanes' incremental snapshot signals go to its queue, and it produces them to Debezium's Kafka signal topics.
  */
 export class LanesStack extends Stack {
   readonly functions: Record<LaneName, LaneFunction>;
   readonly deadLetterQueues: Record<LaneName, sqs.Queue>;
+  readonly signaller: Signaller;
 
   constructor(scope: Construct, id: string, props: LanesStackProps) {
     super(scope, id, props);
@@ -35,6 +38,20 @@ export class LanesStack extends Stack {
     const removalPolicy = removalPolicyOf(config);
     const functions: Partial<Record<LaneName, LaneFunction>> = {};
     const queues: Partial<Record<LaneName, sqs.Queue>> = {};
+
+    // Every source has a signal topic (streaming stack); whichever lane registers a schema change signals it.
+    this.signaller = new Signaller(this, 'Signaller', {
+      env: config,
+      sources: config.sources,
+      cluster: streaming.cluster,
+      vpc: network.vpc,
+      subnets: network.subnets,
+      securityGroup: network.signallerSecurityGroup,
+      key: data.dataKey,
+      deadLetterRetentionDays: 14,
+      logRetention: logRetention(config.observability.logRetentionDays),
+      removalPolicy,
+    });
 
     for (const lane of LANE_NAMES) {
       const laneConfig = config.lanes[lane];
@@ -67,10 +84,8 @@ export class LanesStack extends Stack {
         logRetention: logRetention(config.observability.logRetentionDays),
         logRemovalPolicy: removalPolicy,
       });
-      fn.bindDedupeTable(data.dedupeTable)
-        .bindDeadLetters(dlq, data.failureBucket)
-        .bindPiiHashSalt(data.piiHashSalt)
-        .bindSignals(streaming.cluster, laneSources(config, lane));
+      fn.bindDedupeTable(data.dedupeTable).bindDeadLetters(dlq, data.failureBucket).bindPiiHashSalt(data.piiHashSalt);
+      this.signaller.bindSender(fn);
       switch (lane) {
         case 'warehouse':
           fn.bindWarehouse(data.warehouseBucket, data.warehousePrefix);

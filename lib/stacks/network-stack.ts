@@ -34,6 +34,8 @@ export class NetworkStack extends Stack {
   readonly cacheSecurityGroup: ec2.SecurityGroup;
   /** The topic admin function used with MSK Serverless (which has no topic API). */
   readonly topicAdminSecurityGroup: ec2.SecurityGroup;
+  /** The signaller function: the only function besides Debezium that produces to Kafka (the signal topics). */
+  readonly signallerSecurityGroup: ec2.SecurityGroup;
 
   constructor(scope: Construct, id: string, props: NetworkStackProps) {
     super(scope, id, props);
@@ -79,6 +81,7 @@ export class NetworkStack extends Stack {
     this.cacheClientSecurityGroup = sg('CacheClientSecurityGroup', 'Clients of the Valkey cache (cache lane)');
     this.cacheSecurityGroup = sg('CacheSecurityGroup', 'ElastiCache Serverless (Valkey)');
     this.topicAdminSecurityGroup = sg('TopicAdminSecurityGroup', 'Topic admin function (MSK Serverless topics)');
+    this.signallerSecurityGroup = sg('SignallerSecurityGroup', 'Signaller function (Debezium signal topics)');
     const endpointSecurityGroup = sg('EndpointSecurityGroup', 'Interface VPC endpoints');
 
     const kafka = ec2.Port.tcp(KAFKA_IAM_PORT);
@@ -86,7 +89,7 @@ export class NetworkStack extends Stack {
     // cluster group must let its own members in (and out) on the IAM listener.
     this.mskSecurityGroup.addIngressRule(this.mskSecurityGroup, kafka, 'Kafka IAM from event source mappings');
     this.mskSecurityGroup.addEgressRule(this.mskSecurityGroup, kafka, 'Event source mappings to brokers');
-    for (const client of [this.connectSecurityGroup, this.topicAdminSecurityGroup]) {
+    for (const client of [this.connectSecurityGroup, this.topicAdminSecurityGroup, this.signallerSecurityGroup]) {
       this.mskSecurityGroup.addIngressRule(client, kafka, `Kafka IAM from ${client.node.id}`);
       client.addEgressRule(this.mskSecurityGroup, kafka, 'Kafka IAM to brokers');
     }
@@ -99,7 +102,12 @@ export class NetworkStack extends Stack {
     // reaches the interface endpoints and the S3/DynamoDB gateway endpoints. The gateway endpoints are addressed by
     // AWS-managed prefix lists whose ids cannot be resolved at synth time without a lookup.
     const https = ec2.Port.tcp(HTTPS_PORT);
-    for (const client of [this.laneSecurityGroup, this.connectSecurityGroup, this.mskSecurityGroup]) {
+    for (const client of [
+      this.laneSecurityGroup,
+      this.connectSecurityGroup,
+      this.mskSecurityGroup,
+      this.signallerSecurityGroup,
+    ]) {
       client.addEgressRule(ec2.Peer.anyIpv4(), https, 'HTTPS to AWS services through VPC endpoints');
       endpointSecurityGroup.addIngressRule(client, https, `HTTPS from ${client.node.id}`);
     }

@@ -104,6 +104,7 @@ export class ObservabilityStack extends Stack {
 
     for (const lane of LANE_NAMES) this.monitorLane(config, lane, lanes);
     this.monitorSchemaChanges(prefix);
+    this.monitorSignaller(config, lanes);
     this.monitorStreaming(config, streaming);
 
     this.monitoring.addLargeHeader('State').monitorDynamoTable({
@@ -241,6 +242,30 @@ export class ObservabilityStack extends Stack {
           alarm,
         }),
       );
+  }
+
+  /**
+   * The signaller (lanes → signals queue → Kafka signal topics): its errors and its dead-letter queue. A signal in the
+   * dead-letter queue is a reconciliation that did not start: alarm at the first one, like the lanes' DLQs.
+   */
+  private monitorSignaller(config: EnvironmentConfig, lanes: LanesStack): void {
+    this.monitoring
+      .addLargeHeader('Snapshot signals')
+      .monitorLambdaFunction({
+        lambdaFunction: lanes.signaller.function,
+        humanReadableName: 'signaller function',
+        alarmFriendlyName: 'signaller',
+        addFaultCountAlarm: { Critical: { maxErrorCount: config.observability.maxLaneErrors } },
+      })
+      .monitorSqsQueueWithDlq({
+        queue: lanes.signaller.queue,
+        deadLetterQueue: lanes.signaller.deadLetterQueue,
+        humanReadableName: 'signals queue',
+        alarmFriendlyName: 'signals',
+        addDeadLetterQueueMaxSizeAlarm: {
+          Critical: { maxMessageCount: 0, datapointsToAlarm: 1, evaluationPeriods: 1 },
+        },
+      });
   }
 
   private monitorStreaming(config: EnvironmentConfig, streaming: StreamingStack): void {

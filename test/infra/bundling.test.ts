@@ -1,8 +1,10 @@
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { build } from 'esbuild';
 import { describe, expect, it } from 'vitest';
 import { createApp } from '../../lib/app';
 import { LANE_NAMES } from '../../lib/config';
+import { BUNDLING, REPO_ROOT } from '../../lib/constructs/node-function';
 import { throwawayDir } from '../support/scratch';
 
 // The one infra test that needs the lanes' real code (functions/<lane>/index.ts and what it imports): it runs the
@@ -26,17 +28,18 @@ describe('lane bundles (needs the handler code in functions/)', () => {
     const template = assembly.getStackByName('cdc-sync-dev-lanes').template as {
       Resources: Record<string, { Type: string; Properties: { FunctionName?: string } }>;
     };
-    for (const lane of LANE_NAMES) {
+    for (const name of [...LANE_NAMES, 'signaller']) {
       const fn = Object.entries(template.Resources).find(
-        ([, r]) => r.Type === 'AWS::Lambda::Function' && r.Properties.FunctionName === `cdc-sync-dev-${lane}`,
+        ([, r]) => r.Type === 'AWS::Lambda::Function' && r.Properties.FunctionName === `cdc-sync-dev-${name}`,
       );
-      expect(fn, lane).toBeDefined();
+      expect(fn, name).toBeDefined();
     }
     // Staged bundles live next to the assemblies, one asset.<hash> directory each.
     const bundles = readdirSync(outdir)
       .map((entry) => join(outdir, entry))
       .filter((dir) => existsSync(join(dir, 'index.mjs')));
-    expect(bundles).toHaveLength(LANE_NAMES.length);
+    // The lanes and the signaller.
+    expect(bundles).toHaveLength(LANE_NAMES.length + 1);
     for (const dir of bundles) {
       const code = readFileSync(join(dir, 'index.mjs'), 'utf8');
       expect(code).toMatch(/export\s*\{[^}]*\bas handler\b|export\s*\{[^}]*\bhandler\b/);
@@ -44,5 +47,37 @@ describe('lane bundles (needs the handler code in functions/)', () => {
       expect(code).toMatch(/\/\/# sourceMappingURL=index\.mjs\.map\s*$/);
       expect(existsSync(join(dir, 'index.mjs.map'))).toBe(true);
     }
+  });
+});
+
+// Module init is cold-start time (`npm run bench`, initVsUnbundled): the lanes hand snapshot signals to the signaller
+// function through SQS so that kafkajs and the MSK IAM signer are in no lane bundle, not even behind a lazy import
+// (esbuild inlines those, and the bytes are still parsed at init).
+describe('Kafka client placement', () => {
+  const kafkaInputs = async (entry: string) => {
+    const result = await build({
+      entryPoints: [join(REPO_ROOT, entry)],
+      bundle: true,
+      platform: 'node',
+      format: 'esm',
+      target: BUNDLING.target,
+      mainFields: BUNDLING.mainFields,
+      metafile: true,
+      write: false,
+      logLevel: 'silent',
+    });
+    return Object.keys(result.metafile.inputs).filter((input) =>
+      /node_modules\/(kafkajs|aws-msk-iam-sasl-signer-js)\//.test(input),
+    );
+  };
+
+  it.each(LANE_NAMES)('leaves kafkajs out of the %s lane bundle', { timeout: 60_000 }, async (lane) => {
+    expect(await kafkaInputs(`functions/${lane}/index.ts`)).toEqual([]);
+  });
+
+  it('bundles kafkajs and the MSK IAM signer into the signaller function', { timeout: 60_000 }, async () => {
+    const inputs = await kafkaInputs('functions/signaller/index.ts');
+    expect(inputs.some((i) => i.includes('node_modules/kafkajs/'))).toBe(true);
+    expect(inputs.some((i) => i.includes('node_modules/aws-msk-iam-sasl-signer-js/'))).toBe(true);
   });
 });

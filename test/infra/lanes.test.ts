@@ -1,13 +1,16 @@
 import { Match } from 'aws-cdk-lib/assertions';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { LaneEnvSchemas } from '../../functions/shared/config';
+import { LaneEnvSchemas, SignallerEnvSchema } from '../../functions/shared/config';
 import { LANE_NAMES, type LaneName, laneTopics } from '../../lib/config';
 import { render, resourcesOf, type SynthesizedEnvironment, statementsOfRole, synthesize } from './support';
 
 type Props = Record<string, unknown>;
 
+/** The lanes' Kafka event source mappings (the signaller's SQS mapping is not one). */
 function mappings(env: SynthesizedEnvironment): Props[] {
-  return resourcesOf(env.template('lanes'), 'AWS::Lambda::EventSourceMapping').map(([, r]) => r.Properties ?? {});
+  return resourcesOf(env.template('lanes'), 'AWS::Lambda::EventSourceMapping')
+    .map(([, r]) => r.Properties ?? {})
+    .filter((m) => m.AmazonManagedKafkaEventSourceConfig !== undefined);
 }
 
 function mappingsOf(env: SynthesizedEnvironment, lane: LaneName): Props[] {
@@ -17,7 +20,7 @@ function mappingsOf(env: SynthesizedEnvironment, lane: LaneName): Props[] {
   );
 }
 
-function laneFunction(env: SynthesizedEnvironment, lane: LaneName): Props {
+function laneFunction(env: SynthesizedEnvironment, lane: LaneName | 'signaller'): Props {
   const found = resourcesOf(env.template('lanes'), 'AWS::Lambda::Function').find(
     ([, r]) => r.Properties?.FunctionName === `cdc-sync-${env.config.name}-${lane}`,
   );
@@ -25,7 +28,18 @@ function laneFunction(env: SynthesizedEnvironment, lane: LaneName): Props {
   return found[1].Properties ?? {};
 }
 
-const roleOf = (lane: LaneName) => new RegExp(`^${lane.charAt(0).toUpperCase()}${lane.slice(1)}LaneServiceRole`);
+/** The raw (unrendered) IAM statements of a role, to see which resource a GetAtt/Ref points at. */
+type RawStatement = { Action: unknown; Resource: unknown };
+function rawStatementsOfRole(env: SynthesizedEnvironment, role: RegExp): RawStatement[] {
+  return resourcesOf(env.template('lanes'), 'AWS::IAM::Policy').flatMap(([, p]) => {
+    const roles = (p.Properties?.Roles ?? []) as Array<{ Ref: string }>;
+    const document = (p.Properties?.PolicyDocument ?? { Statement: [] }) as { Statement: RawStatement[] };
+    return roles.some((r) => role.test(r.Ref)) ? document.Statement : [];
+  });
+}
+
+const capitalised = (lane: LaneName) => `${lane.charAt(0).toUpperCase()}${lane.slice(1)}`;
+const roleOf = (lane: LaneName) => new RegExp(`^${capitalised(lane)}LaneServiceRole`);
 
 describe('lanes stack', () => {
   let dev: SynthesizedEnvironment;
@@ -136,7 +150,8 @@ describe('lanes stack', () => {
 
     it('rejects non-TLS access to the DLQs', () => {
       const policies = resourcesOf(dev.template('lanes'), 'AWS::SQS::QueuePolicy');
-      expect(policies).toHaveLength(3);
+      // The three lane DLQs, the signals queue and its DLQ.
+      expect(policies).toHaveLength(5);
       for (const [, policy] of policies) {
         expect(JSON.stringify(policy.Properties?.PolicyDocument)).toContain('"aws:SecureTransport":"false"');
       }
@@ -155,7 +170,8 @@ describe('lanes stack', () => {
     });
 
     it('keeps lane logs for the configured retention', () => {
-      dev.template('lanes').resourcePropertiesCountIs('AWS::Logs::LogGroup', { RetentionInDays: 14 }, 3);
+      // The three lanes and the signaller.
+      dev.template('lanes').resourcePropertiesCountIs('AWS::Logs::LogGroup', { RetentionInDays: 14 }, 4);
     });
 
     it.each(LANE_NAMES)('sets exactly the environment the %s lane parses (functions/shared/config.ts)', (lane) => {
@@ -168,8 +184,8 @@ describe('lanes stack', () => {
             ? v
             : k === 'DLQ_URL'
               ? 'https://sqs.eu-west-1.amazonaws.com/111111111111/dlq'
-              : k === 'SIGNAL_BOOTSTRAP_SERVERS'
-                ? 'b-1.cdc.abc.c2.kafka.eu-west-1.amazonaws.com:9098,b-2.cdc.abc.c2.kafka.eu-west-1.amazonaws.com:9098'
+              : k === 'SIGNAL_QUEUE_URL'
+                ? 'https://sqs.eu-west-1.amazonaws.com/111111111111/cdc-sync-dev-signals.fifo'
                 : render(v),
         ]),
       );
@@ -183,15 +199,11 @@ describe('lanes stack', () => {
       });
     });
 
-    it.each(LANE_NAMES)("gives the %s lane the signal topics of its sources and the cluster's IAM brokers", (lane) => {
+    it.each(LANE_NAMES)('gives the %s lane the signals queue and no Kafka signal channel', (lane) => {
       const variables = (laneFunction(dev, lane).Environment as { Variables: Record<string, unknown> }).Variables;
-      expect(JSON.parse(String(variables.SIGNAL_TOPICS))).toEqual({
-        orders: 'orders.signals',
-        inventory: 'inventory.signals',
-      });
-      // The streaming stack's GetBootstrapBrokers (BootstrapBrokerStringSaslIam), imported.
-      expect(render(variables.SIGNAL_BOOTSTRAP_SERVERS)).toBe('<Fn::ImportValue>');
-      expect(JSON.stringify(variables.SIGNAL_BOOTSTRAP_SERVERS)).toMatch(/BootstrapBrokers/);
+      expect(JSON.stringify(variables.SIGNAL_QUEUE_URL)).toMatch(/SignallerQueue/);
+      expect(variables).not.toHaveProperty('SIGNAL_TOPICS');
+      expect(variables).not.toHaveProperty('SIGNAL_BOOTSTRAP_SERVERS');
     });
 
     it('passes the schema change policy: auto by default, per-table overrides from the configuration', () => {
@@ -282,8 +294,91 @@ describe('lanes stack', () => {
       );
     });
 
-    it.each(LANE_NAMES)("lets the %s lane produce signals to exactly its sources' signal topics", (lane) => {
-      const statements = statementsOfRole(staging.template('lanes'), roleOf(lane));
+    it.each(LANE_NAMES)(
+      'lets the %s lane send to its DLQ and the signals queue only, and never write to Kafka',
+      (lane) => {
+        const sends = rawStatementsOfRole(staging, roleOf(lane)).filter((s) =>
+          ([] as unknown[]).concat(s.Action).includes('sqs:SendMessage'),
+        );
+        const targets = sends.flatMap((s) => ([] as unknown[]).concat(s.Resource)).map((r) => JSON.stringify(r));
+        expect(targets).toHaveLength(2);
+        expect(targets.some((t) => /"SignallerQueue[0-9A-F]+","Arn"/.test(t))).toBe(true);
+        expect(targets.some((t) => t.includes(`"${capitalised(lane)}DeadLetters`))).toBe(true);
+        const actions = statementsOfRole(staging.template('lanes'), roleOf(lane)).flatMap((s) => s.actions);
+        expect(actions).not.toContain('kafka-cluster:WriteData');
+      },
+    );
+
+    it('writes on-failure batches with put-only access, not the read-write grant of S3OnFailureDestination', () => {
+      const actions = statementsOfRole(dev.template('lanes'), roleOf('warehouse')).flatMap((s) => s.actions);
+      expect(actions.filter((a) => a.startsWith('s3:')).sort()).toEqual(['s3:ListBucket', 's3:PutObject']);
+    });
+  });
+  describe('signaller', () => {
+    const signallerRole = /^SignallerFunctionServiceRole/;
+
+    it('keeps signals in a KMS-encrypted FIFO queue deduplicated by the sender, with a FIFO dead-letter queue', () => {
+      const template = dev.template('lanes');
+      template.hasResourceProperties('AWS::SQS::Queue', {
+        QueueName: 'cdc-sync-dev-signals.fifo',
+        FifoQueue: true,
+        ContentBasedDeduplication: false,
+        KmsMasterKeyId: Match.anyValue(),
+        // Six times the function's 30 s timeout.
+        VisibilityTimeout: 180,
+        RedrivePolicy: {
+          deadLetterTargetArn: { 'Fn::GetAtt': [Match.stringLikeRegexp('^SignallerDeadLetters'), 'Arn'] },
+          maxReceiveCount: 5,
+        },
+      });
+      template.hasResourceProperties('AWS::SQS::Queue', {
+        QueueName: 'cdc-sync-dev-signal-dead-letters.fifo',
+        FifoQueue: true,
+        MessageRetentionPeriod: 14 * 24 * 3600,
+        KmsMasterKeyId: Match.anyValue(),
+      });
+    });
+
+    it('consumes the queue with partial batch responses', () => {
+      const sqsMappings = resourcesOf(dev.template('lanes'), 'AWS::Lambda::EventSourceMapping')
+        .map(([, r]) => r.Properties ?? {})
+        .filter((m) => m.AmazonManagedKafkaEventSourceConfig === undefined);
+      expect(sqsMappings).toHaveLength(1);
+      expect(sqsMappings[0]).toMatchObject({
+        BatchSize: 10,
+        FunctionResponseTypes: ['ReportBatchItemFailures'],
+        EventSourceArn: { 'Fn::GetAtt': [expect.stringMatching(/^SignallerQueue/), 'Arn'] },
+        FunctionName: { Ref: expect.stringMatching(/^SignallerFunction/) },
+      });
+    });
+
+    it("gets every source's signal topic and the cluster's IAM brokers, as the function parses them", () => {
+      const variables = (laneFunction(dev, 'signaller').Environment as { Variables: Record<string, unknown> })
+        .Variables;
+      expect(JSON.parse(String(variables.SIGNAL_TOPICS))).toEqual({
+        orders: 'orders.signals',
+        inventory: 'inventory.signals',
+      });
+      // The streaming stack's GetBootstrapBrokers (BootstrapBrokerStringSaslIam), imported.
+      expect(render(variables.SIGNAL_BOOTSTRAP_SERVERS)).toBe('<Fn::ImportValue>');
+      expect(JSON.stringify(variables.SIGNAL_BOOTSTRAP_SERVERS)).toMatch(/BootstrapBrokers/);
+      const parsed = SignallerEnvSchema.safeParse({
+        ...variables,
+        SIGNAL_BOOTSTRAP_SERVERS: 'b-1.cdc.abc.c2.kafka.eu-west-1.amazonaws.com:9098',
+      });
+      expect(parsed.error?.issues ?? []).toEqual([]);
+    });
+
+    it('runs in the VPC with the signaller security group, on nodejs22.x arm64 with tracing', () => {
+      const fn = laneFunction(dev, 'signaller');
+      expect(fn).toMatchObject({ Runtime: 'nodejs22.x', Architectures: ['arm64'], TracingConfig: { Mode: 'Active' } });
+      expect(JSON.stringify((fn.VpcConfig as { SecurityGroupIds: unknown[] }).SecurityGroupIds)).toContain(
+        'SignallerSecurityGroup',
+      );
+    });
+
+    it('may produce to exactly the signal topics, and connect to the cluster, nothing else in Kafka', () => {
+      const statements = statementsOfRole(staging.template('lanes'), signallerRole);
       const prefix = 'arn:aws:kafka:eu-west-1:222222222222';
       expect(statements).toContainEqual(
         expect.objectContaining({
@@ -294,14 +389,17 @@ describe('lanes stack', () => {
           ],
         }),
       );
-      // WriteData nowhere else: not on the data topics, the notification topics or the cluster.
+      const kafka = statements.flatMap((s) => s.actions).filter((a) => a.startsWith('kafka'));
+      expect(kafka.sort()).toEqual(['kafka-cluster:Connect', 'kafka-cluster:DescribeTopic', 'kafka-cluster:WriteData']);
       const writes = statements.filter((s) => s.actions.includes('kafka-cluster:WriteData'));
       expect(writes.flatMap((s) => s.resources).every((r) => r.endsWith('.signals'))).toBe(true);
     });
 
-    it('writes on-failure batches with put-only access, not the read-write grant of S3OnFailureDestination', () => {
-      const actions = statementsOfRole(dev.template('lanes'), roleOf('warehouse')).flatMap((s) => s.actions);
-      expect(actions.filter((a) => a.startsWith('s3:')).sort()).toEqual(['s3:ListBucket', 's3:PutObject']);
+    it('may not send to its own queue (only consume it)', () => {
+      const actions = statementsOfRole(dev.template('lanes'), signallerRole).flatMap((s) => s.actions);
+      expect(actions).toContain('sqs:ReceiveMessage');
+      expect(actions).toContain('sqs:DeleteMessage');
+      expect(actions).not.toContain('sqs:SendMessage');
     });
   });
 });

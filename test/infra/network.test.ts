@@ -38,6 +38,26 @@ describe('network stack', () => {
     for (const rule of toBrokers) expect(rule).toMatchObject({ IpProtocol: 'tcp', FromPort: 9098, ToPort: 9098 });
   });
 
+  it('lets the signaller function reach the brokers on 9098 (it produces snapshot signals), and not the lanes', () => {
+    const template = dev.template('network');
+    template.hasResourceProperties('AWS::EC2::SecurityGroupIngress', {
+      GroupId: { 'Fn::GetAtt': [Match.stringLikeRegexp('^MskSecurityGroup'), 'GroupId'] },
+      SourceSecurityGroupId: { 'Fn::GetAtt': [Match.stringLikeRegexp('^SignallerSecurityGroup'), 'GroupId'] },
+      FromPort: 9098,
+      ToPort: 9098,
+    });
+    template.hasResourceProperties('AWS::EC2::SecurityGroupEgress', {
+      GroupId: { 'Fn::GetAtt': [Match.stringLikeRegexp('^SignallerSecurityGroup'), 'GroupId'] },
+      DestinationSecurityGroupId: { 'Fn::GetAtt': [Match.stringLikeRegexp('^MskSecurityGroup'), 'GroupId'] },
+      FromPort: 9098,
+      ToPort: 9098,
+    });
+    const ingress = resourcesOf(template, 'AWS::EC2::SecurityGroupIngress').map(([, r]) =>
+      JSON.stringify(r.Properties),
+    );
+    expect(ingress.filter((r) => r.includes('MskSecurityGroup') && r.includes('LaneSecurityGroup'))).toEqual([]);
+  });
+
   it('lets only the cache clients reach Valkey, on 6379', () => {
     dev.template('network').hasResourceProperties('AWS::EC2::SecurityGroupIngress', {
       GroupId: { 'Fn::GetAtt': [Match.stringLikeRegexp('^CacheSecurityGroup'), 'GroupId'] },

@@ -70,6 +70,29 @@ describe('observability stack', () => {
     });
   });
 
+  it('alarms as soon as a snapshot signal lands in the signals dead-letter queue, and when the signaller errors', () => {
+    alarm(dev, 'cdc-sync-dev-signals-DLQ-Queue-Message-Count-Max-Critical');
+    dev.template('observability').hasResourceProperties('AWS::CloudWatch::Alarm', {
+      AlarmName: 'cdc-sync-dev-signals-DLQ-Queue-Message-Count-Max-Critical',
+      Threshold: 0,
+      ComparisonOperator: 'GreaterThanThreshold',
+      DatapointsToAlarm: 1,
+      Metrics: Match.arrayWith([
+        Match.objectLike({
+          MetricStat: Match.objectLike({
+            Metric: Match.objectLike({
+              MetricName: 'ApproximateNumberOfMessagesVisible',
+              Dimensions: [
+                { Name: 'QueueName', Value: { 'Fn::ImportValue': Match.stringLikeRegexp('SignallerDeadLetters') } },
+              ],
+            }),
+          }),
+        }),
+      ]),
+    });
+    alarm(dev, 'cdc-sync-dev-signaller-Fault-Count-Critical');
+  });
+
   it('alarms when a lane with a latency SLO misses it at p99', () => {
     alarm(dev, 'cdc-sync-dev-cache-pipeline-latency-slo-Critical');
     dev.template('observability').hasResourceProperties('AWS::CloudWatch::Alarm', {

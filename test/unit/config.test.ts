@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { ConfigError } from '../../functions/core/errors';
-import { loadLaneEnv } from '../../functions/shared/config';
+import { loadLaneEnv, loadSignallerEnv } from '../../functions/shared/config';
 
 const base = {
   DEDUPE_TABLE_NAME: 'dedupe',
@@ -19,25 +19,35 @@ describe('loadLaneEnv', () => {
     });
   });
 
-  it('defaults the schema change policy to auto and leaves the signal channel unset', () => {
+  it('defaults the schema change policy to auto and leaves the signals queue unset', () => {
     const env = loadLaneEnv('audit', { ...base, AUDIT_BUCKET: 'audit' });
-    expect(env).toMatchObject({ SCHEMA_CHANGE_POLICY: { default: 'auto' }, SIGNAL_AUTH: 'aws-iam' });
-    expect(env.SIGNAL_TOPICS).toEqual({});
+    expect(env).toMatchObject({ SCHEMA_CHANGE_POLICY: { default: 'auto' } });
+    expect(env.SIGNAL_QUEUE_URL).toBeUndefined();
   });
 
-  it('parses a per-table schema change policy and the signal channel', () => {
+  it('parses a per-table schema change policy and the signals queue', () => {
+    const queueUrl = 'https://sqs.eu-west-1.amazonaws.com/111122223333/cdc-sync-dev-signals.fifo';
     const env = loadLaneEnv('audit', {
       ...base,
       AUDIT_BUCKET: 'audit',
       SCHEMA_CHANGE_POLICY: '{"default":"alarm","tables":{"public.big":"off"}}',
-      SIGNAL_TOPICS: '{"orders":"orders.signals"}',
-      SIGNAL_BOOTSTRAP_SERVERS: 'b-1.msk:9098,b-2.msk:9098',
+      SIGNAL_QUEUE_URL: queueUrl,
     });
     expect(env).toMatchObject({
       SCHEMA_CHANGE_POLICY: { default: 'alarm', tables: { 'public.big': 'off' } },
-      SIGNAL_TOPICS: { orders: 'orders.signals' },
-      SIGNAL_BOOTSTRAP_SERVERS: 'b-1.msk:9098,b-2.msk:9098',
+      SIGNAL_QUEUE_URL: queueUrl,
     });
+  });
+
+  it('keeps the Kafka signal channel out of the lane configuration (the signaller function has it)', () => {
+    const env = loadLaneEnv('audit', {
+      ...base,
+      AUDIT_BUCKET: 'audit',
+      SIGNAL_TOPICS: '{"orders":"orders.signals"}',
+      SIGNAL_BOOTSTRAP_SERVERS: 'b-1.msk:9098',
+    });
+    expect(env).not.toHaveProperty('SIGNAL_TOPICS');
+    expect(env).not.toHaveProperty('SIGNAL_BOOTSTRAP_SERVERS');
   });
 
   it('names every missing variable', () => {
@@ -55,9 +65,39 @@ describe('loadLaneEnv', () => {
     ['MAX_RECORD_BYTES', '-1', /MAX_RECORD_BYTES/],
     ['SCHEMA_CHANGE_POLICY', '{"default":"sometimes"}', /SCHEMA_CHANGE_POLICY/],
     ['SCHEMA_CHANGE_POLICY', '{"tables":{"public.x":"never"}}', /SCHEMA_CHANGE_POLICY/],
-    ['SIGNAL_AUTH', 'plain', /SIGNAL_AUTH/],
-    ['SIGNAL_TOPICS', '["orders.signals"]', /SIGNAL_TOPICS/],
+    ['SIGNAL_QUEUE_URL', 'signals', /SIGNAL_QUEUE_URL/],
   ])('rejects a bad %s', (name, value, message) => {
     expect(() => loadLaneEnv('cache', { ...base, REDIS_URL: 'redis://x:6379', [name]: value })).toThrow(message);
+  });
+});
+
+describe('loadSignallerEnv', () => {
+  it('parses the signal topics by prefix, the brokers, and defaults to MSK IAM auth', () => {
+    const env = loadSignallerEnv({
+      SIGNAL_TOPICS: '{"orders":"orders.signals","inventory":"inventory.signals"}',
+      SIGNAL_BOOTSTRAP_SERVERS: 'b-1.msk:9098,b-2.msk:9098',
+    });
+    expect(env).toEqual({
+      SIGNAL_TOPICS: { orders: 'orders.signals', inventory: 'inventory.signals' },
+      SIGNAL_BOOTSTRAP_SERVERS: 'b-1.msk:9098,b-2.msk:9098',
+      SIGNAL_AUTH: 'aws-iam',
+    });
+  });
+
+  it('names every missing variable', () => {
+    expect(() => loadSignallerEnv({})).toThrow(ConfigError);
+    expect(() => loadSignallerEnv({})).toThrow(
+      /signaller configuration: SIGNAL_TOPICS is missing; SIGNAL_BOOTSTRAP_SERVERS is missing/,
+    );
+  });
+
+  it.each([
+    ['SIGNAL_AUTH', 'plain', /SIGNAL_AUTH/],
+    ['SIGNAL_TOPICS', '["orders.signals"]', /SIGNAL_TOPICS/],
+    ['SIGNAL_TOPICS', '{"orders":""}', /SIGNAL_TOPICS/],
+    ['SIGNAL_TOPICS', '{orders', /SIGNAL_TOPICS is not valid JSON/],
+  ])('rejects a bad %s', (name, value, message) => {
+    const env = { SIGNAL_TOPICS: '{"orders":"orders.signals"}', SIGNAL_BOOTSTRAP_SERVERS: 'b-1:9098', [name]: value };
+    expect(() => loadSignallerEnv(env)).toThrow(message);
   });
 });
