@@ -170,6 +170,8 @@ export async function processBatch(input: unknown, deps: PipelineDeps): Promise<
     }),
   );
 
+  await prepareDecoder(deps.decoder, partitions);
+
   const units: Array<Promise<PartitionRun | undefined>> = [];
   for (let p = 0; p < partitions.length; p++) {
     if (p > 0) await yieldToEventLoop();
@@ -205,6 +207,22 @@ export async function processBatch(input: unknown, deps: PipelineDeps): Promise<
     }
   }
   return result;
+}
+
+/**
+ * Lets the decoder load what the batch needs (an Avro decoder's writer schemas) before the synchronous decoding.
+ * The contract is that `prepare` never rejects; should one still throw, decoding goes ahead and the decoder reports
+ * what it could not load per record (a retryable error), so a bug there cannot fail records that need nothing.
+ */
+async function prepareDecoder(decoder: Decoder, partitions: readonly PartitionBatch[]): Promise<void> {
+  if (!decoder.prepare) return;
+  const records =
+    partitions.length === 1 ? (partitions[0] as PartitionBatch).records : partitions.flatMap((b) => b.records);
+  try {
+    await decoder.prepare(records);
+  } catch {
+    // See above: decode() speaks for the records concerned.
+  }
 }
 
 /** Commits the checkpoints of the partitions ready in one call to the store, then settles each partition. */
@@ -270,6 +288,8 @@ class PartitionRun {
   private written: Extract<SinkPartitionResult, { ok: true }>;
   /** The sink refused the partition for good: its events were dead-lettered, not applied. */
   private refused = false;
+  /** The first retryable decode error (e.g. SCHEMA_REGISTRY_UNAVAILABLE): the partition is retried, not written. */
+  private decodeUnavailable: CdcError | undefined;
 
   constructor(
     private readonly batch: PartitionBatch,
@@ -301,6 +321,11 @@ class PartitionRun {
     const duplicates = redelivered + this.judgedDuplicates;
     this.result.duplicates += duplicates;
     this.topic.duplicates += duplicates;
+    if (this.decodeUnavailable) {
+      // Writing the events before the record would be correct too; a registry outage fails them all alike anyway.
+      this.fail(this.decodeUnavailable);
+      return;
+    }
     if (!dedupe.changed) return;
 
     let met: { changes: SinkSchemaChange[]; schema: string | undefined };
@@ -382,6 +407,9 @@ class PartitionRun {
       if (outcome.kind === 'skip') {
         dedupe.pass(record.offset);
         this.skipped.push(outcome.reason);
+      } else if (outcome.kind === 'error' && outcome.error.retryable) {
+        // The record is fine, what decodes it is not available now (a schema registry down): retry, never dead-letter.
+        this.decodeUnavailable ??= outcome.error;
       } else if (outcome.kind === 'error') {
         dedupe.pass(record.offset);
         this.letters.push(deadLetter(deps.lane, record, outcome.error, this.startedAt));

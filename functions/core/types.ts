@@ -206,8 +206,14 @@ export type ColumnTypes = ReadonlyMap<string, ColumnType>;
 // Ports: what the core needs from the outside world. Adapters implement them; tests pass fakes.
 // ---------------------------------------------------------------------------------------------------------------
 
-/** Turns one Kafka record into a change event (or a skip, or an error). JSON today; Avro can be added beside it. */
+/** Turns one Kafka record into a change event (or a skip, or an error): JSON (JsonConverter) or Avro (a registry). */
 export interface Decoder {
+  /**
+   * Optional asynchronous step before a batch is decoded, called once per batch with every partition's records:
+   * a registry-backed decoder fetches the writer schemas the batch names here, so `decode` stays synchronous.
+   * Must not reject: a failure is remembered and reported by `decode` for the records it concerns.
+   */
+  prepare?(records: readonly KafkaRecord[]): Promise<void>;
   decode(record: KafkaRecord, processedAt: number): DecodeOutcome;
 }
 

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { JsonDebeziumDecoder } from '../../functions/core/decode';
 import { createEnricher } from '../../functions/core/enrich';
-import { DeadLetterError, SinkError } from '../../functions/core/errors';
+import { DeadLetterError, SchemaRegistryError, SinkError } from '../../functions/core/errors';
 import { type PipelineDeps, processBatch } from '../../functions/core/pipeline';
 import { SchemaHistory } from '../../functions/core/schema-history';
 import type {
@@ -533,5 +533,57 @@ describe('processBatch: schema history', () => {
     });
     expect(recorded).toMatchObject({ records: 1, processed: 1, skipped: 0 });
     expect(skipped).toMatchObject({ records: 1, processed: 0, skipped: 1, skippedByReason: { 'schema-change': 1 } });
+  });
+});
+
+/**
+ * A decoder like the Avro one: `decode` reads only what `prepare` loaded (here: the batch's record offsets), and says
+ * so retryably otherwise.
+ */
+class PreparedDecoder implements Decoder {
+  readonly json = new JsonDebeziumDecoder();
+  readonly loaded = new Set<string>();
+  readonly prepared: number[] = [];
+  constructor(private readonly failure?: Error) {}
+  async prepare(records: readonly KafkaRecord[]): Promise<void> {
+    this.prepared.push(records.length);
+    if (this.failure) throw this.failure;
+    await new Promise((resolve) => setTimeout(resolve, 1));
+    for (const r of records) this.loaded.add(`${r.topic}-${r.partition}@${r.offset}`);
+  }
+  decode(record: KafkaRecord, processedAt: number): DecodeOutcome {
+    if (!this.loaded.has(`${record.topic}-${record.partition}@${record.offset}`))
+      return { kind: 'error', error: new SchemaRegistryError('not prepared') };
+    return this.json.decode(record, processedAt);
+  }
+}
+
+describe('processBatch: decoder prepare', () => {
+  it('prepares the decoder once with every partition’s records before decoding any', async () => {
+    // Arrange
+    const decoder = new PreparedDecoder();
+    const { deps, sink } = setup({ decoder });
+    // Act
+    const result = await processBatch(batch(), deps);
+    // Assert
+    expect(decoder.prepared).toEqual([4]);
+    expect(result).toMatchObject({ records: 4, processed: 4, deadLettered: 0, batchItemFailures: [] });
+    expect(sink.events).toHaveLength(4);
+  });
+
+  it('still decodes when prepare throws against its contract, leaving the records to the decoder’s own errors', async () => {
+    // Arrange
+    const decoder = new PreparedDecoder(new Error('registry client bug'));
+    const { deps, sink } = setup({ decoder });
+    // Act
+    const result = await processBatch(batch(), deps);
+    // Assert: no rejection; the records the decoder could not read are retried, none written or dead-lettered
+    expect(decoder.prepared).toEqual([4]);
+    expect(result).toMatchObject({ processed: 0, deadLettered: 0, retried: 4 });
+    expect(result.batchItemFailures.map((f) => f.itemIdentifier)).toEqual([
+      { partition: 'pg.public.orders-0', offset: 10 },
+      { partition: 'pg.public.orders-1', offset: 3 },
+    ]);
+    expect(sink.events).toHaveLength(0);
   });
 });

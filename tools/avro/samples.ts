@@ -138,7 +138,7 @@ async function main(): Promise<void> {
         if (framing === 'confluent') console.log(`skipped ${path}: ${(error as Error).message}`);
         continue;
       }
-      if (!sample || path.includes('/unwrap/')) continue; // the Avro decoder reads envelopes only (docs/avro.md)
+      if (!sample) continue;
       const target = avroSamplePath(framing, path);
       const text = `${JSON.stringify(sample, null, 2)}\n`;
       if (check) {

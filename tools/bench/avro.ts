@@ -1,6 +1,6 @@
 /**
- * Avro decoding benchmark (issue: Avro and schema registries). Not wired into `npm run bench` yet: index.ts imports
- * `avroBenchmarks` and merges its result (see docs/avro.md).
+ * Avro decoding benchmark, part of `npm run bench` (index.ts puts both ratios and their goals at the top level, the
+ * rest under `details.avro`; see docs/avro.md).
  *
  * - `avroDecodeVsJsonFloor`: the JSON raw floor (base64 → UTF-8 → JSON.parse of every key and value, nothing else) ÷
  *   the Avro decoder's time for the same rows (prepare + decode + validate into canonical events), same run. Goal

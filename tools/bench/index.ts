@@ -2,9 +2,10 @@
  * npm run bench -- [--json] [--e2e] [--quick]
  *
  * Pipeline benchmarks, each measured side by side with its baseline in the same run (never timed assertions in
- * tests). Prints one JSON object with --json.
+ * tests), Avro decoding included (avro.ts). Prints one JSON object with --json.
  */
 import { parseArgs, reserveStdout } from '../lib/cli';
+import { avroBenchmarks } from './avro';
 import { coreDeps, decodeAll, measure, powertoolsHandler, rawFloor, runPipeline, stubbedLane } from './cpu';
 import { measureDdbCalls } from './ddb-calls';
 import { benchEvent } from './fixtures';
@@ -36,12 +37,15 @@ async function pipelineBenchmarks(quick: boolean) {
   const perRecordUs = Object.fromEntries(Object.entries(times).map(([k, ms]) => [k, round((ms * 1000) / count, 2)]));
   const ddb = await measureDdbCalls(count);
   const init = await measureInit('warehouse', quick ? 7 : 15);
+  const { avroDecodeVsJsonFloor, avroVsPowertools, goals: avroGoals, ...avro } = await avroBenchmarks(quick);
   const valueBytes = Buffer.from(event.records['pg.public.orders-0']?.[0]?.value ?? '', 'base64').length;
   return {
     records: count,
     recordBytes: valueBytes,
     decodeVsRawFloor: round(times.rawFloor / times.decode),
     handlerVsPowertools: round(times.powertools / times.core),
+    avroDecodeVsJsonFloor,
+    avroVsPowertools,
     ddbCallsPerRecord: {
       duplicates0: round(ddb.fresh.callsPerRecord, 5),
       duplicates50: round(ddb.redelivered.callsPerRecord, 5),
@@ -56,6 +60,7 @@ async function pipelineBenchmarks(quick: boolean) {
     goals: {
       decodeVsRawFloor: '>= 0.9',
       handlerVsPowertools: '>= 3',
+      ...avroGoals,
       ddbCallsPerRecord: '<= 0.02',
       pipelineVsRawFloor: '<= 2.5',
       initVsUnbundled: '<= 0.4',
@@ -65,6 +70,8 @@ async function pipelineBenchmarks(quick: boolean) {
       batchCpuMs: Object.fromEntries(Object.entries(times).map(([k, v]) => [k, round(v, 1)])),
       batchCpuMsMedian: medians,
       init: { ...init, bundledMs: round(init.bundledMs, 1), unbundledMs: round(init.unbundledMs, 1) },
+      // Avro (Confluent-framed, same rows): record sizes, per-record µs of the JSON raw floor and the Avro decoders.
+      avro,
       duplicatesMeasured: { redelivered: ddb.redelivered.duplicates, reemitted: ddb.reemitted.duplicates },
       httpRequestsStubbed: Object.fromEntries(warehouse.http.counts),
       node: process.version,

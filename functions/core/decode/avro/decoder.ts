@@ -1,21 +1,13 @@
 import type avro from 'avsc';
-import { changeId } from '../../change';
 import { CdcError, DecodeError, SchemaRegistryError } from '../../errors';
-import type {
-  ChangeEvent,
-  DecodeOutcome,
-  Decoder,
-  KafkaRecord,
-  Row,
-  SkipReason,
-  TableSchemaVersion,
-} from '../../types';
+import type { DecodeOutcome, Decoder, KafkaRecord, Row, TableSchemaVersion } from '../../types';
 import { decodeBase64 } from '../bytes';
 import { ConnectJsonReader } from '../connect-json';
 import { applyRowPlan, compileKeySchema, compileValueSchema, type RowPlan, type ValuePlan } from '../connect-schema';
-import { readEnvelope } from '../envelope';
+import { CONTROL_SCHEMA_NAMES, decodeRecord } from '../record';
+import { changeEventOf, readEnvelopeChange, readFlattenedRow, UnavailablePlaceholder } from '../rows';
 import { readSchemaChanges } from '../schema-change';
-import { type KafkaCoordinates, readSource } from '../source';
+import type { KafkaCoordinates } from '../source';
 import { type AvroSchema, compileAvroType } from './avsc-types';
 import { avroToConnect, type ConnectSchema } from './connect';
 import { CONFLUENT_MAGIC, type Frame, GLUE_HEADER_VERSION, type RegistryKind, readFrame, uuidAt } from './framing';
@@ -53,30 +45,8 @@ type Resolution =
   | { ok: false; error: CdcError; at: number }
   | { ok: 'pending'; promise: Promise<void> };
 
-/** Control records recognised by their value schema's name (the JSON decoder uses the same names). */
-const CONTROL_SCHEMA_NAMES: ReadonlyArray<readonly [RegExp, SkipReason]> = [
-  [/\.Heartbeat$/, 'heartbeat'],
-  [/TransactionMetadataValue$/, 'transaction'],
-  [/SchemaChangeValue$/, 'schema-change'],
-];
-const HEARTBEAT_TOPIC_PREFIX = '__debezium-heartbeat';
-
 function isObject(value: unknown): value is Record<string, unknown> {
   return value !== null && typeof value === 'object' && !Array.isArray(value);
-}
-
-/** The Avro zigzag varints of a list of small non-negative ints (an int[] column holding the placeholder's bytes). */
-function zigzagInts(bytes: Buffer): Buffer {
-  const out: number[] = [];
-  for (const byte of bytes) {
-    let zz = byte * 2;
-    while (zz >= 0x80) {
-      out.push((zz & 0x7f) | 0x80);
-      zz = Math.floor(zz / 128);
-    }
-    out.push(zz);
-  }
-  return Buffer.from(out);
 }
 
 /**
@@ -100,22 +70,14 @@ export class AvroDebeziumDecoder implements Decoder {
   private readonly maxRecordBytes: number;
   private readonly unknownIdTtlMs: number;
   private readonly now: () => number;
-  private readonly placeholder: string;
-  private readonly placeholderBase64: string;
-  private readonly placeholderBytes: number[];
-  private readonly placeholderBuffer: Buffer;
-  private readonly placeholderInts: Buffer;
+  private readonly placeholder: UnavailablePlaceholder;
 
   constructor(options: AvroDecoderOptions) {
     for (const registry of options.registries) this.registries.set(registry.kind, registry);
     this.maxRecordBytes = options.maxRecordBytes ?? 1_048_576;
     this.unknownIdTtlMs = options.unknownIdTtlMs ?? 60_000;
     this.now = options.now ?? Date.now;
-    this.placeholder = options.placeholder ?? '__debezium_unavailable_value';
-    this.placeholderBuffer = Buffer.from(this.placeholder);
-    this.placeholderBase64 = this.placeholderBuffer.toString('base64');
-    this.placeholderBytes = [...this.placeholderBuffer];
-    this.placeholderInts = zigzagInts(this.placeholderBuffer);
+    this.placeholder = new UnavailablePlaceholder(options.placeholder);
   }
 
   /**
@@ -230,25 +192,13 @@ export class AvroDebeziumDecoder implements Decoder {
   }
 
   decode(record: KafkaRecord, processedAt: number): DecodeOutcome {
-    try {
-      return this.decodeOrThrow(record, processedAt);
-    } catch (error) {
-      if (error instanceof CdcError) return { kind: 'error', error };
-      const message = error instanceof Error ? error.message : String(error);
-      return { kind: 'error', error: new DecodeError('INVALID_RECORD', `cannot decode record: ${message}`) };
-    }
+    return decodeRecord(record, this.maxRecordBytes, () =>
+      this.read(record as KafkaRecord & { value: string }, processedAt),
+    );
   }
 
-  private decodeOrThrow(record: KafkaRecord, processedAt: number): DecodeOutcome {
-    if (record.value === null || record.value === undefined || record.value === '')
-      return { kind: 'skip', reason: 'tombstone' };
-    if (record.topic.startsWith(HEARTBEAT_TOPIC_PREFIX)) return { kind: 'skip', reason: 'heartbeat' };
-    if (record.value.length * 0.75 > this.maxRecordBytes + 2) {
-      throw new DecodeError(
-        'RECORD_TOO_LARGE',
-        `value is ${Math.floor(record.value.length * 0.75)} bytes, more than MAX_RECORD_BYTES=${this.maxRecordBytes}`,
-      );
-    }
+  /** A record with a value within the size limit. */
+  private read(record: KafkaRecord & { value: string }, processedAt: number): DecodeOutcome {
     const frame = readFrame(decodeBase64(record.value, 'value'), 'value');
     const writer = this.writerSchema(frame);
     const payload = readAvro(writer.type, frame, 'value');
@@ -262,31 +212,15 @@ export class AvroDebeziumDecoder implements Decoder {
         return { kind: 'skip', reason };
       }
     }
-    if (plan.kind !== 'envelope') {
-      // ExtractNewRecordState output in Avro: not decoded yet (the JSON decoder's flattened-row reading is private).
-      throw new DecodeError(
-        'UNSUPPORTED_FORMAT',
-        `value schema ${plan.name ?? '(unnamed)'} is not a Debezium envelope; flattened (unwrap) rows in Avro are not supported`,
-      );
-    }
-    const envelope = readEnvelope(payload);
-    if (envelope.op === 'm') return { kind: 'skip', reason: 'logical-message' };
     const kafka: KafkaCoordinates = { topic: record.topic, partition: record.partition, offset: record.offset };
-    const source = readSource(envelope.source, kafka, envelope.op);
+    // ExtractNewRecordState output has the row's value schema (`<topic>.Value`), add.fields as `__` columns.
+    const change = plan.kind === 'envelope' ? readEnvelopeChange(payload, kafka) : readFlattenedRow(payload, kafka);
+    if (!change) return { kind: 'skip', reason: 'logical-message' };
     const key = this.decodeKey(record);
-    const unchanged = this.convertRows(envelope.before, envelope.after, plan.row, frame.payload);
-    const event: ChangeEvent = {
-      id: changeId(source, key, envelope.after ?? envelope.before),
-      op: envelope.op,
-      source,
-      key,
-      before: envelope.before,
-      after: envelope.after,
-      unchanged,
-      kafka: { topic: record.topic, partition: record.partition, offset: record.offset, timestamp: record.timestamp },
-      capturedAt: envelope.tsMs,
-      processedAt,
-    };
+    // The placeholder's bytes appear in the Avro body as they are or as int varints: one search each per record.
+    const mayHold = this.placeholder.mayBeInAvro(frame.payload);
+    const unchanged = this.placeholder.convertRows(change.before, change.after, plan.row, mayHold);
+    const event = changeEventOf(record, change, key, unchanged, processedAt);
     const outcome: DecodeOutcome = { kind: 'event', event, columns: plan.row?.columns };
     if (writer.table) outcome.schema = writer.table;
     return outcome;
@@ -311,42 +245,6 @@ export class AvroDebeziumDecoder implements Decoder {
       throw new DecodeError('INVALID_KEY', 'key is not an Avro record (Debezium keys are structs)');
     if (writer.key) applyRowPlan(payload, writer.key);
     return payload;
-  }
-
-  /** Takes TOAST placeholders out of the rows, then applies logical types (the JSON decoder's order). */
-  private convertRows(before: Row | null, after: Row | null, plan: RowPlan | undefined, avroBytes: Buffer): string[] {
-    // The placeholder's bytes appear in the Avro body as they are (text, bytea, text[], hstore keys) or as int
-    // varints (int[] columns); one search each decides whether any column needs a look.
-    const mayHavePlaceholder = avroBytes.includes(this.placeholderBuffer) || avroBytes.includes(this.placeholderInts);
-    const unchanged: string[] = [];
-    if (mayHavePlaceholder) {
-      if (before) this.takePlaceholders(before, undefined);
-      if (after) this.takePlaceholders(after, unchanged);
-    }
-    if (plan) {
-      if (before) applyRowPlan(before, plan);
-      if (after) applyRowPlan(after, plan);
-    }
-    return unchanged;
-  }
-
-  private isPlaceholder(value: unknown): boolean {
-    if (typeof value === 'string') return value === this.placeholder || value === this.placeholderBase64;
-    if (Array.isArray(value)) {
-      if (value.length === 1 && value[0] === this.placeholder) return true;
-      return value.length === this.placeholderBytes.length && value.every((v, i) => v === this.placeholderBytes[i]);
-    }
-    if (isObject(value)) return this.placeholder in value;
-    return false;
-  }
-
-  private takePlaceholders(row: Row, unchanged: string[] | undefined): void {
-    for (const column of Object.keys(row)) {
-      if (this.isPlaceholder(row[column])) {
-        delete row[column];
-        unchanged?.push(column);
-      }
-    }
   }
 }
 
