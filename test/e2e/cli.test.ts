@@ -29,6 +29,15 @@ describe('npm start command line', () => {
     }
     expect(result.changes).toBeGreaterThan(0);
     expect(stderr).toContain('verifying');
+    // The workload's schema change, and the incremental snapshot that reconciled it, are in the summary
+    expect(result.schemaChanges).toEqual([expect.objectContaining({ table: 'pg.public.customers', added: ['tier'] })]);
+    expect(result.incrementalSnapshots).toEqual([
+      expect.objectContaining({
+        origin: 'lane',
+        status: 'completed',
+        tables: { 'public.customers': expect.any(Number) },
+      }),
+    ]);
   }, 120_000);
 
   it.each([

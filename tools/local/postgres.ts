@@ -227,20 +227,39 @@ CREATE TABLE IF NOT EXISTS public.page_views (
 ALTER TABLE public.page_views REPLICA IDENTITY FULL;
 `;
 
+/** Name of the demo database's signal table, in the demo schema (see {@link SIGNAL_TABLE_SQL}). */
+export const DEMO_SIGNAL_TABLE = 'debezium_signal';
+
+/**
+ * Debezium's signal table (`signal.data.collection`), in its documented layout. An INSERT of an `execute-snapshot`
+ * row asks the connector for an incremental snapshot, and the snapshot writes its window watermarks here. The
+ * capture never emits this table's own changes, and verification leaves it out.
+ */
+export const SIGNAL_TABLE_SQL = `
+CREATE TABLE IF NOT EXISTS public.${DEMO_SIGNAL_TABLE} (
+  id    varchar(42) PRIMARY KEY,
+  type  varchar(32) NOT NULL,
+  data  varchar(2048)
+);
+`;
+
 export interface DemoSchemaOptions {
   /** PostgreSQL schema that holds the demo tables (created if missing). @default 'public' */
   schema?: string;
+  /** Create the signal table ({@link SIGNAL_TABLE_SQL}) beside the demo tables. @default true */
+  signalTable?: boolean;
 }
 
 function inSchema(sql: string, schema: string): string {
   return schema === 'public' ? sql : sql.replaceAll('public.', `"${schema.replace(/"/g, '""')}".`);
 }
 
-/** Creates the demo tables and enum type (idempotent). */
+/** Creates the demo tables, enum type and signal table (idempotent). */
 export async function createDemoSchema(client: Queryable, options: DemoSchemaOptions = {}): Promise<void> {
   const schema = options.schema ?? 'public';
   if (schema !== 'public') await client.query(`CREATE SCHEMA IF NOT EXISTS "${schema.replace(/"/g, '""')}"`);
   await client.query(inSchema(DEMO_SCHEMA_SQL, schema));
+  if (options.signalTable !== false) await client.query(inSchema(SIGNAL_TABLE_SQL, schema));
 }
 
 /** A small deterministic PRNG (mulberry32), so seeds and workloads are reproducible. */

@@ -11,9 +11,10 @@
 import { relative } from 'node:path';
 import { reserveStdout } from '../lib/cli';
 import { SourceError } from './capture/types';
+import { RUN_FILE } from './runner/control';
 import { parseRunOptions, type RunOptions, USAGE, UsageError } from './runner/options';
 import { formatSummary } from './runner/progress';
-import type { RunResult } from './runner/run';
+import type { RunResult } from './runner/result';
 
 // Set before the lanes are loaded (hence the dynamic import of the runner in main): in its default automatic mode the
 // X-Ray SDK that Powertools Tracer loads installs an async hook with destroy tracking, which taxes every promise in
@@ -82,7 +83,9 @@ async function main(): Promise<void> {
   cleanUpOnCrash(abortRun, log);
   let result: RunResult;
   try {
-    result = await runLocal(options, { log, progress: process.stderr });
+    // The control endpoint for `npm run backfill` (CDC_SYNC_RUN_FILE: another run file, for tests running several).
+    const runFile = process.env.CDC_SYNC_RUN_FILE ?? RUN_FILE;
+    result = await runLocal({ ...options, runFile }, { log, progress: process.stderr });
   } catch (error) {
     // Interrupted (Ctrl-C): the run cleans up and the signal's hook exits with 128 + the signal number (after a crash,
     // the crash handler exits).

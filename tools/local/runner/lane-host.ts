@@ -20,7 +20,7 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
 import type { Context } from 'aws-lambda';
 import { type BatchResult, countsOf, type RecordCounts } from '../../../functions/core/pipeline';
-import type { ChangeEvent, Lane } from '../../../functions/core/types';
+import type { ChangeEvent, Lane, SnapshotSignal, SnapshotSignaller } from '../../../functions/core/types';
 
 /** A batch's counters, as the runner keeps them (BatchResult without the parts that do not cross threads). */
 export interface BatchSummary extends RecordCounts {
@@ -85,6 +85,13 @@ export interface LaneHostOptions {
   observeWrites?: boolean;
   onBatch: (summary: BatchSummary) => void;
   onWrites?: (changes: WrittenChanges, writtenAt: number) => void;
+  /**
+   * The lane asks for an incremental snapshot (its `SnapshotSignaller`): the runner hands the signal to the capture,
+   * as Debezium's Kafka signal channel does in AWS. From a worker thread the signal travels in its own message, which
+   * the main thread receives before the result of the invocation that sent it (one port keeps order), so a drain
+   * that waits for that invocation also sees the signal.
+   */
+  onSignal?: (signal: SnapshotSignal) => void;
   /** Something went wrong outside an invocation (the worker died). */
   onProblem?: (message: string) => void;
 }
@@ -106,6 +113,7 @@ interface PoolOptions {
   observeWrites: boolean;
   onBatch: (summary: BatchSummary) => void;
   onWrites: (changes: WrittenChanges, writtenAt: number) => void;
+  onSignal: (signal: SnapshotSignal) => void;
 }
 
 function summarise(result: BatchResult): BatchSummary {
@@ -148,13 +156,22 @@ async function createPool(options: PoolOptions): Promise<LaneHost> {
         };
       }
     : sinkFactory;
+  const signaller: SnapshotSignaller = {
+    async send(signal) {
+      options.onSignal(signal);
+    },
+  };
   const build = (): Handler => {
     // Powertools reads POWERTOOLS_METRICS_DISABLED from process.env when Metrics is constructed. EMF lines are for
     // CloudWatch: locally nothing collects them, they would bury the progress line and cost CPU.
     const before = process.env.POWERTOOLS_METRICS_DISABLED;
     if (!options.metrics) process.env.POWERTOOLS_METRICS_DISABLED = 'true';
     try {
-      return createLaneHandler(lane, sink, env, { onBatch: (result) => options.onBatch(summarise(result)) });
+      return createLaneHandler(lane, sink, env, {
+        onBatch: (result) => options.onBatch(summarise(result)),
+        // Every table's changes go to the one local capture, whatever their topic prefix.
+        signaller,
+      });
     } finally {
       if (before === undefined) delete process.env.POWERTOOLS_METRICS_DISABLED;
       else process.env.POWERTOOLS_METRICS_DISABLED = before;
@@ -202,6 +219,7 @@ type ToWorker = { type: 'invoke'; id: number; event: unknown; context: ContextFi
 type Report = { type: 'batch'; summary: BatchSummary } | { type: 'writes'; changes: WrittenChanges; writtenAt: number };
 type FromWorker =
   | { type: 'ready'; environments: number }
+  | { type: 'signal'; signal: SnapshotSignal }
   | { type: 'failed'; message: string }
   | ({ type: 'result'; id: number; reports: Report[] } & (
       | { ok: true; response: unknown; environments: number }
@@ -211,7 +229,7 @@ type FromWorker =
 
 interface WorkerData {
   kind: 'cdc-sync-lane';
-  options: Omit<PoolOptions, 'onBatch' | 'onWrites'>;
+  options: Omit<PoolOptions, 'onBatch' | 'onWrites' | 'onSignal'>;
 }
 
 function contextOf(fields: ContextFields): Context {
@@ -251,6 +269,7 @@ async function serveLane(data: WorkerData): Promise<void> {
         reports.push({ type: 'writes', changes, writtenAt });
         transfer.push(changes.rows.buffer as ArrayBuffer);
       },
+      onSignal: (signal) => post({ type: 'signal', signal }),
     });
   } catch (error) {
     post({ type: 'failed', message: error instanceof Error ? error.message : String(error) });
@@ -295,6 +314,7 @@ export function startLaneInThread(options: LaneHostOptions): Promise<LaneHost> {
     observeWrites: options.observeWrites ?? false,
     onBatch: options.onBatch,
     onWrites: options.onWrites ?? (() => undefined),
+    onSignal: options.onSignal ?? (() => undefined),
   });
 }
 
@@ -345,6 +365,9 @@ export async function startLaneWorker(options: LaneHostOptions): Promise<LaneHos
           break;
         case 'failed':
           reject(new Error(`the ${options.lane} lane did not start: ${message.message}`));
+          break;
+        case 'signal':
+          options.onSignal?.(message.signal);
           break;
         case 'result': {
           for (const report of message.reports) {

@@ -1,5 +1,5 @@
 /** Command-line options of `npm start` (tools/local/start.ts). */
-import { parseArgs } from '../../lib/cli';
+import { parseArgs } from 'node:util';
 
 export interface RunOptions {
   /** Capture this database instead of an embedded one. */
@@ -41,12 +41,24 @@ export interface RunOptions {
   /** Verify the sinks at the end (the benchmark's rate steps skip it). @default true */
   verify?: boolean;
   /**
-   * Free broker records every lane has committed (pipeline.ts); tests that read the whole stream back turn it off.
+   * Free broker records every lane has committed (system.ts); tests that read the whole stream back turn it off.
    * @default true
    */
   releaseConsumed?: boolean;
-  /** How far the capture may run ahead of the slowest lane, in change records (pipeline.ts). @default 10_000 */
+  /** How far the capture may run ahead of the slowest lane, in change records (system.ts). @default 10_000 */
   maxBacklog?: number;
+  /**
+   * The demo workload alters a table half-way (`ALTER TABLE customers ADD COLUMN tier text NOT NULL DEFAULT
+   * 'standard'`), which the lanes must reconcile with an incremental snapshot (`--no-schema-change` leaves it out).
+   */
+  schemaChange: boolean;
+  /**
+   * Where the run announces its control endpoint for `npm run backfill` (see control.ts); none: no endpoint. The
+   * command sets `.local/run.json`; tests give their own file or none.
+   */
+  runFile?: string;
+  /** Rows per incremental-snapshot chunk (tests make it small to have several chunks). @default 1024 */
+  incrementalChunkSize?: number;
 }
 
 export const DEFAULTS = {
@@ -78,6 +90,8 @@ workload
   --idle-ms <ms>            with --no-workload, stop after this long without a change (default ${DEFAULTS.idleMs})
   --seed-rows <n>           demo rows seeded into the embedded database (default ${DEFAULTS.seedRows})
   --restart-capture-at <s>  crash the capture at this time into the workload and restart it (at-least-once demo)
+  --no-schema-change        leave out the workload's schema change (an ADD COLUMN with a default, a third of the way
+                            in, reconciled by an incremental snapshot; never made in a --source database)
 source
   --source <postgres-url>   capture an existing database (wal_level=logical; a temporary slot and publication are
                             created and dropped at the end)
@@ -98,57 +112,84 @@ output
                             the cache keys in Redis, for exploring; otherwise everything is removed
   --help                    this text`;
 
-const VALUE_FLAGS = [
-  'rate',
-  'duration',
-  'idle-ms',
-  'seed-rows',
-  'restart-capture-at',
-  'source',
-  'schema',
-  'tables',
-  'partitions',
-  'batch-size',
-  'window-ms',
-  'concurrency',
-  'topic-prefix',
-  'log-level',
-];
-const BOOLEAN_FLAGS = ['no-workload', 'workload', 'no-cache', 'json', 'keep', 'help'];
+/** The flags, for node:util parseArgs (strings are checked and converted below). */
+const FLAGS = {
+  rate: { type: 'string' },
+  duration: { type: 'string' },
+  'idle-ms': { type: 'string' },
+  'seed-rows': { type: 'string' },
+  'restart-capture-at': { type: 'string' },
+  source: { type: 'string' },
+  schema: { type: 'string' },
+  tables: { type: 'string' },
+  partitions: { type: 'string' },
+  'batch-size': { type: 'string' },
+  'window-ms': { type: 'string' },
+  concurrency: { type: 'string' },
+  'topic-prefix': { type: 'string' },
+  'log-level': { type: 'string' },
+  'no-workload': { type: 'boolean' },
+  workload: { type: 'boolean' },
+  'no-cache': { type: 'boolean' },
+  'no-schema-change': { type: 'boolean' },
+  json: { type: 'boolean' },
+  keep: { type: 'boolean' },
+  help: { type: 'boolean' },
+} as const;
+type Flags = ReturnType<typeof parseArgs<{ options: typeof FLAGS; strict: false; allowPositionals: true }>>['values'];
 
 /** A bad command line; the message says what and the caller prints the usage. */
 export class UsageError extends Error {
   override readonly name = 'UsageError';
 }
 
-function number(flags: Map<string, string | true>, name: string, fallback: number, min: number, max: number): number {
-  const raw = flags.get(name);
+function number(flags: Flags, name: keyof typeof FLAGS, fallback: number, min: number, max: number): number {
+  const raw = text(flags, name);
   if (raw === undefined) return fallback;
-  if (raw === true) throw new UsageError(`--${name} needs a value`);
   const value = Number(raw);
-  if (!Number.isFinite(value) || value < min || value > max) {
+  if (raw.trim() === '' || !Number.isFinite(value) || value < min || value > max) {
     throw new UsageError(`--${name} must be a number from ${min} to ${max}, got "${raw}"`);
   }
   return value;
 }
 
-function text(flags: Map<string, string | true>, name: string): string | undefined {
-  const raw = flags.get(name);
-  if (raw === true) throw new UsageError(`--${name} needs a value`);
+function text(flags: Flags, name: keyof typeof FLAGS): string | undefined {
+  const raw = flags[name];
+  if (raw === undefined) return undefined;
+  if (typeof raw !== 'string') throw new UsageError(`--${name} needs a value`);
   return raw;
 }
 
-/** Parses `npm start` arguments; throws UsageError for unknown flags, stray arguments and bad values. */
+/**
+ * Parses `npm start` arguments; throws UsageError for unknown flags, stray arguments and bad values. node:util's
+ * parseArgs in non-strict mode, checked here: its own messages name JavaScript options rather than what to type.
+ */
 export function parseRunOptions(argv: readonly string[]): RunOptions | 'help' {
-  const { positionals, flags } = parseArgs([...argv], VALUE_FLAGS);
-  const unknown = [...flags.keys()].filter((f) => !VALUE_FLAGS.includes(f) && !BOOLEAN_FLAGS.includes(f));
-  if (unknown.length > 0) throw new UsageError(`unknown option ${unknown.map((f) => `--${f}`).join(', ')}`);
-  if (positionals.length > 0) throw new UsageError(`unexpected argument "${positionals[0]}"`);
-  for (const flag of BOOLEAN_FLAGS) {
-    if (flags.has(flag) && flags.get(flag) !== true) throw new UsageError(`--${flag} takes no value`);
+  const {
+    values: flags,
+    positionals,
+    tokens,
+  } = parseArgs({
+    args: [...argv],
+    options: FLAGS,
+    strict: false,
+    allowPositionals: true,
+    tokens: true,
+  });
+  const unknown = tokens
+    .filter((t) => t.kind === 'option' && !(t.name in FLAGS))
+    .map((t) => `--${(t as { name: string }).name}`);
+  if (unknown.length > 0) throw new UsageError(`unknown option ${[...new Set(unknown)].join(', ')}`);
+  for (const token of tokens) {
+    if (token.kind !== 'option') continue;
+    const type = FLAGS[token.name as keyof typeof FLAGS]?.type;
+    if (type === 'boolean' && token.value !== undefined) throw new UsageError(`--${token.name} takes no value`);
+    // `--rate --duration 2`: non-strict parseArgs takes `--rate` as a boolean when the next word is an option.
+    if (type === 'string' && token.value === undefined) throw new UsageError(`--${token.name} needs a value`);
   }
-  if (flags.has('help')) return 'help';
-  if (flags.has('workload') && flags.has('no-workload')) throw new UsageError('--workload and --no-workload conflict');
+  if (positionals.length > 0) throw new UsageError(`unexpected argument "${positionals[0]}"`);
+  if (flags.help) return 'help';
+  if (flags.workload && flags['no-workload']) throw new UsageError('--workload and --no-workload conflict');
 
   const source = text(flags, 'source');
   if (source !== undefined && !/^postgres(ql)?:\/\//.test(source)) {
@@ -161,12 +202,13 @@ export function parseRunOptions(argv: readonly string[]): RunOptions | 'help' {
     .filter(Boolean);
   if (tablesText !== undefined && (tables?.length ?? 0) === 0) throw new UsageError('--tables needs table names');
   const schema = text(flags, 'schema') ?? DEFAULTS.schema;
-  const restartAt = flags.has('restart-capture-at') ? number(flags, 'restart-capture-at', 0, 0, 86_400) : undefined;
+  const restartAt =
+    flags['restart-capture-at'] !== undefined ? number(flags, 'restart-capture-at', 0, 0, 86_400) : undefined;
   const options: RunOptions = {
     schema,
     rate: number(flags, 'rate', DEFAULTS.rate, 1, 1_000_000),
     durationMs: number(flags, 'duration', DEFAULTS.durationS, 0.1, 86_400) * 1000,
-    workload: flags.has('workload') || (!flags.has('no-workload') && source === undefined),
+    workload: flags.workload === true || (!flags['no-workload'] && source === undefined),
     idleMs: number(flags, 'idle-ms', DEFAULTS.idleMs, 100, 86_400_000),
     seedRows: Math.round(number(flags, 'seed-rows', DEFAULTS.seedRows, 10, 1_000_000)),
     partitions: Math.round(number(flags, 'partitions', DEFAULTS.partitions, 1, 64)),
@@ -174,11 +216,13 @@ export function parseRunOptions(argv: readonly string[]): RunOptions | 'help' {
     windowMs: Math.round(number(flags, 'window-ms', DEFAULTS.windowMs, 0, 300_000)),
     concurrency: Math.round(number(flags, 'concurrency', DEFAULTS.concurrency, 1, 10_000)),
     topicPrefix: text(flags, 'topic-prefix') ?? DEFAULTS.topicPrefix,
-    json: flags.has('json'),
-    keep: flags.has('keep'),
+    json: flags.json === true,
+    keep: flags.keep === true,
     stateDir: DEFAULTS.stateDir,
-    redis: flags.has('no-cache') ? null : 'auto',
+    redis: flags['no-cache'] ? null : 'auto',
     logLevel: (text(flags, 'log-level') ?? DEFAULTS.logLevel).toUpperCase(),
+    // Never in someone else's database (--source --workload): the column would stay there after the run.
+    schemaChange: flags['no-schema-change'] !== true && source === undefined,
   };
   if (source !== undefined) options.source = source;
   if (tables) options.tables = tables.map((t) => (t.includes('.') ? t : `${schema}.${t}`));

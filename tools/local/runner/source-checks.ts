@@ -235,3 +235,27 @@ export async function ensureDemoTables(client: pg.Client, schema: string): Promi
     );
   }
 }
+
+/**
+ * The tables a selection captures now, as `schema.table` (Debezium's data-collection names): a table created since
+ * the run started counts, a dropped one does not. `exclude` leaves out the signal table.
+ */
+export async function capturedTables(
+  client: pg.Client,
+  selection: Selection,
+  exclude: string[] = [],
+): Promise<string[]> {
+  const catalog = new Catalog(client);
+  const names =
+    'tables' in selection
+      ? (
+          await Promise.all(
+            selection.tables.map(async (t) => {
+              const [schema, name] = t.split('.') as [string, string];
+              return (await catalog.oidOf(schema, name)) === null ? null : t;
+            }),
+          )
+        ).filter((t): t is string => t !== null)
+      : (await catalog.tablesInSchemas(selection.schemas)).map((t) => `${t.schema}.${t.name}`);
+  return names.filter((t) => !exclude.includes(t));
+}

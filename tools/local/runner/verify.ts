@@ -18,7 +18,7 @@ import type { Redis } from 'ioredis';
 import { verifyAuditLog } from '../../../functions/adapters/audit-verify';
 import { RedisCacheSink } from '../../../functions/adapters/redis-cache-sink';
 import { JsonDebeziumDecoder } from '../../../functions/core/decode';
-import type { ColumnType, ColumnTypes, KafkaRecord, Row } from '../../../functions/core/types';
+import type { ColumnType, ColumnTypes, KafkaRecord, Row, TableSchemaVersion } from '../../../functions/core/types';
 import { downloadChangeLog, openWarehouse, type Warehouse } from '../../lib/warehouse';
 import type { BrokerRecord } from '../broker';
 import { comparable, rowDifferences, stableJson } from './normalize';
@@ -29,8 +29,11 @@ const SAMPLES = 3;
 
 /** One table's comparison in one sink. */
 export interface TableCheck {
-  /** `keyed` compares rows by key; `keyless` compares multisets; `not-applicable` was not compared (cache). */
-  kind: 'keyed' | 'keyless' | 'not-applicable';
+  /**
+   * `keyed` compares rows by key; `keyless` compares multisets; `not-applicable` was not compared (cache); `dropped`:
+   * the table was dropped at the source during the run, so there is nothing to compare it with.
+   */
+  kind: 'keyed' | 'keyless' | 'not-applicable' | 'dropped';
   sourceRows: number;
   sinkRows: number;
   /** Source rows the sink does not have. */
@@ -109,6 +112,49 @@ export interface StreamSummary {
   columns: Map<string, ColumnTypes>;
   /** Whether each table's changes carry a row key. */
   keyed: Map<string, boolean>;
+  /**
+   * Schema versions seen per table (topic), by fingerprint: the columns and the lowest source order that carried it.
+   * Records of one table arrive here partition by partition, so versions are put in order by that first order.
+   */
+  versions: Map<string, Map<string, { columns: TableSchemaVersion['columns']; firstOrder: string }>>;
+}
+
+/** A table's move from one schema version to the next, as the change stream showed it. */
+export interface SchemaChangeSummary {
+  /** Topic (`<prefix>.<schema>.<table>`). */
+  table: string;
+  from: string;
+  to: string;
+  /** Source order of the first change in the new version. */
+  firstOrder: string;
+  added: string[];
+  removed: string[];
+  /** Columns whose type, optionality, default or parameters changed. */
+  changed: string[];
+}
+
+/** The schema changes in a stream summary, per table in source order. */
+export function schemaChanges(summary: StreamSummary): SchemaChangeSummary[] {
+  const out: SchemaChangeSummary[] = [];
+  for (const [table, byFingerprint] of [...summary.versions].sort(([a], [b]) => (a < b ? -1 : 1))) {
+    const versions = [...byFingerprint].sort(([, a], [, b]) => (a.firstOrder < b.firstOrder ? -1 : 1));
+    for (let i = 1; i < versions.length; i++) {
+      const [from, before] = versions[i - 1] as (typeof versions)[number];
+      const [to, after] = versions[i] as (typeof versions)[number];
+      const old = new Map(before.columns.map((c) => [c.name, stableJson(c)]));
+      const now = new Map(after.columns.map((c) => [c.name, stableJson(c)]));
+      out.push({
+        table,
+        from,
+        to,
+        firstOrder: after.firstOrder,
+        added: [...now.keys()].filter((c) => !old.has(c)),
+        removed: [...old.keys()].filter((c) => !now.has(c)),
+        changed: [...now].filter(([c, text]) => old.has(c) && old.get(c) !== text).map(([c]) => c),
+      });
+    }
+  }
+  return out;
 }
 
 /** A broker record as the lanes' decoder reads it (base64 key and value, as in the Lambda event). */
@@ -125,7 +171,7 @@ export function kafkaRecordOf(record: BrokerRecord): KafkaRecord {
 
 /**
  * Folds change records into a {@link StreamSummary}, decoded with the lanes' decoder: as the runner releases records
- * every lane has committed (pipeline.ts), then whatever is still in the broker at the end.
+ * every lane has committed (system.ts), then whatever is still in the broker at the end.
  */
 export class StreamSummarizer {
   private readonly decoder = new JsonDebeziumDecoder();
@@ -136,6 +182,7 @@ export class StreamSummarizer {
     streamed: 0,
     columns: new Map(),
     keyed: new Map(),
+    versions: new Map(),
   };
 
   add(record: BrokerRecord): void {
@@ -146,6 +193,14 @@ export class StreamSummarizer {
     const event = outcome.event;
     summary.records++;
     if (outcome.columns) summary.columns.set(record.topic, outcome.columns);
+    if (outcome.schema) {
+      const versions = summary.versions.get(record.topic) ?? new Map();
+      summary.versions.set(record.topic, versions);
+      const seen = versions.get(outcome.schema.fingerprint);
+      const order = event.source.order;
+      if (!seen) versions.set(outcome.schema.fingerprint, { columns: outcome.schema.columns, firstOrder: order });
+      else if (order < seen.firstOrder) seen.firstOrder = order;
+    }
     if (event.op !== 't') summary.keyed.set(record.topic, event.key !== null);
     if (summary.ids.has(event.id)) return;
     summary.ids.add(event.id);
@@ -160,6 +215,38 @@ function tableCheck(kind: TableCheck['kind']): TableCheck {
 
 function note(check: TableCheck, text: string): void {
   if (check.samples.length < SAMPLES) check.samples.push(text);
+}
+
+/**
+ * The source's current shape is the only right one: a column the sink holds that the source no longer has (dropped,
+ * or the old name of a renamed column) is a difference unless it is empty, and so is a source column the sink lacks.
+ * Where the sink has no notion of a missing column (the warehouse's union of Parquet schemas reads NULL there) only
+ * the first rule can apply; the cache keeps every column of a row as a hash field, so both do (see verifyCache).
+ */
+function shapeDifferences(
+  expected: Row,
+  actual: Record<string, unknown>,
+  options: { absentIsNull: boolean },
+): Array<{ column: string; expected: string | null; actual: string | null }> {
+  const out: Array<{ column: string; expected: string | null; actual: string | null }> = [];
+  for (const [column, value] of Object.entries(actual)) {
+    if (column.startsWith('_cdc_') || column in expected) continue;
+    if (options.absentIsNull && (value === null || value === undefined)) continue;
+    out.push({ column, expected: '(no such column)', actual: stableJson(value) });
+  }
+  if (!options.absentIsNull) {
+    for (const column of Object.keys(expected)) {
+      if (!(column in actual)) out.push({ column, expected: stableJson(expected[column]), actual: '(no such field)' });
+    }
+  }
+  return out;
+}
+
+/** A check entry for a table dropped at the source during the run (not compared). */
+function droppedCheck(): TableCheck {
+  const check = tableCheck('dropped');
+  note(check, 'dropped at the source during the run: not compared');
+  return check;
 }
 
 function finish<T extends SinkCheck>(check: T): T {
@@ -196,6 +283,8 @@ export interface VerifyWarehouseOptions {
   stream: StreamSummary;
   /** Every table id to compare (source tables and tables with changes). */
   tables: readonly string[];
+  /** Table ids dropped at the source during the run: reported as `dropped`, not compared. */
+  dropped?: ReadonlySet<string>;
 }
 
 /** Compares the warehouse (change log rebuilt with DuckDB) with the source rows. Also returns the log's ids. */
@@ -203,6 +292,14 @@ export async function verifyWarehouse(
   options: VerifyWarehouseOptions,
 ): Promise<{ check: WarehouseCheck; ids: Map<string, number> }> {
   const files = await downloadChangeLog(options.s3, options.bucket, options.prefix, options.dir);
+  return compareChangeLog(options, files);
+}
+
+/** {@link verifyWarehouse} over a change log already in `options.dir` (`files` Parquet files). */
+export async function compareChangeLog(
+  options: Omit<VerifyWarehouseOptions, 's3' | 'bucket' | 'prefix'>,
+  files: number,
+): Promise<{ check: WarehouseCheck; ids: Map<string, number> }> {
   const check: WarehouseCheck = {
     checked: true,
     consistent: false,
@@ -232,8 +329,13 @@ export async function verifyWarehouse(
       if (check.duplicateIds > 0) check.problems.push(`${check.duplicateIds} change ids are in the change log twice`);
     }
     for (const table of options.tables) {
+      if (options.dropped?.has(table)) {
+        check.tables[table] = droppedCheck();
+        continue;
+      }
       const source = options.source.get(table);
-      const types = options.stream.columns.get(table) ?? source?.columns;
+      // The source's types first: they are the current shape (a retyped column's last streamed type may be older).
+      const types = source?.columns ?? options.stream.columns.get(table);
       const keyed = source ? source.rows.some((r) => r.key !== null) : (options.stream.keyed.get(table) ?? true);
       const result = tableCheck(keyed ? 'keyed' : 'keyless');
       check.tables[table] = result;
@@ -274,7 +376,10 @@ async function compareKeyed(
       continue;
     }
     rebuilt.delete(keyText);
-    const diffs = rowDifferences(row, actual, types, 'duckdb');
+    const diffs = [
+      ...rowDifferences(row, actual, types, 'duckdb'),
+      ...shapeDifferences(row, actual, { absentIsNull: true }),
+    ];
     if (diffs.length > 0) {
       result.different++;
       note(result, `${keyText} differs: ${describeDiff(diffs)}`);
@@ -295,7 +400,8 @@ async function compareKeyless(
   types: ColumnTypes | undefined,
   result: TableCheck,
 ): Promise<void> {
-  const columns = types ? [...types.keys()] : Object.keys(source?.rows[0]?.row ?? {});
+  // The source's current columns: a column dropped during the run is not part of any row any more.
+  const columns = source?.rows[0] ? Object.keys(source.rows[0].row) : types ? [...types.keys()] : [];
   const bag = new Map<string, number>();
   const add = (text: string) => bag.set(text, (bag.get(text) ?? 0) + 1);
   const remove = (text: string, order: unknown) => {
@@ -342,6 +448,8 @@ export interface VerifyCacheOptions {
   source: Map<string, SourceTable>;
   stream: StreamSummary;
   tables: readonly string[];
+  /** Table ids dropped at the source during the run: reported as `dropped`, not compared. */
+  dropped?: ReadonlySet<string>;
 }
 
 /** Compares the cache's row hashes with the source rows of every keyed table, and looks for rows that should not be. */
@@ -353,6 +461,10 @@ export async function verifyCache(options: VerifyCacheOptions): Promise<SinkChec
   const expected = new Set<string>();
   const keyedTables: string[] = [];
   for (const table of options.tables) {
+    if (options.dropped?.has(table)) {
+      check.tables[table] = droppedCheck();
+      continue;
+    }
     const source = options.source.get(table);
     const keyed = source ? source.rows.some((r) => r.key !== null) : (options.stream.keyed.get(table) ?? true);
     if (!keyed) {
@@ -365,7 +477,7 @@ export async function verifyCache(options: VerifyCacheOptions): Promise<SinkChec
     const result = tableCheck('keyed');
     check.tables[table] = result;
     const rows = source?.rows ?? [];
-    const types = options.stream.columns.get(table) ?? source?.columns;
+    const types = source?.columns ?? options.stream.columns.get(table);
     result.sourceRows = rows.length;
     check.rowsCompared += rows.length;
     for (let start = 0; start < rows.length; start += 500) {
@@ -387,7 +499,10 @@ export async function verifyCache(options: VerifyCacheOptions): Promise<SinkChec
         }
         result.sinkRows++;
         const actual = Object.fromEntries(Object.entries(fields).map(([c, v]) => [c, JSON.parse(v) as unknown]));
-        const diffs = rowDifferences(row, actual, types, 'canonical');
+        const diffs = [
+          ...rowDifferences(row, actual, types, 'canonical'),
+          ...shapeDifferences(row, actual, { absentIsNull: false }),
+        ];
         if (diffs.length > 0) {
           result.different++;
           note(result, `${stableJson(key)} differs: ${describeDiff(diffs)}`);
@@ -397,12 +512,21 @@ export async function verifyCache(options: VerifyCacheOptions): Promise<SinkChec
   }
   // Rows in the cache that the source does not have: every row hash under the run's prefix is accounted for.
   const owners = keyedTables.map((table) => ({ table, start: `${prefix}:${table}:{` }));
+  // Rows of a table dropped at the source stay in the cache (nothing tells the lanes a table is gone): not compared,
+  // counted as the table's sink rows.
+  const droppedOwners = [...(options.dropped ?? [])].map((table) => ({ table, start: `${prefix}:${table}:{` }));
   let cursor = '0';
   do {
     const [next, keys] = await redis.scan(cursor, 'MATCH', `${prefix}:*`, 'COUNT', 1000);
     cursor = next;
     for (const key of keys) {
       if (key.endsWith(':v') || key.endsWith(':truncated') || expected.has(key)) continue;
+      const gone = droppedOwners.find((o) => key.startsWith(o.start));
+      if (gone) {
+        const entry = check.tables[gone.table];
+        if (entry && (await redis.type(key)) === 'hash') entry.sinkRows++;
+        continue;
+      }
       const owner = owners.find((o) => key.startsWith(o.start));
       if (!owner) {
         check.problems.push(`unexpected key ${key}`);

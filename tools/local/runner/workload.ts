@@ -3,7 +3,12 @@
  * second, from a few connections at once, covering what the pipeline must get right: inserts, updates of ordinary
  * columns, updates that rewrite a TOASTed column and updates that leave it untouched (Debezium's placeholder path),
  * deletes, primary-key changes (delete + create in the change stream), multi-statement transactions, changes to the
- * keyless table (REPLICA IDENTITY FULL) and one TRUNCATE half-way through.
+ * keyless table (REPLICA IDENTITY FULL), one TRUNCATE half-way through and, a third of the way in, one schema change
+ * the sinks cannot reconcile from the stream alone: `ADD COLUMN tier text NOT NULL DEFAULT 'standard'` on customers.
+ * PostgreSQL fills existing rows with the default without writing them, so logical decoding never re-emits them; the
+ * lanes see the new schema on the next customer change and ask for an incremental snapshot of the table, and every
+ * customer reaches every sink with its tier. DML goes on meanwhile (the ALTER waits for the row locks of running
+ * statements, and they for it, briefly: no deadlock, every transaction touches customers in one statement at most).
  *
  * Counting: the unit is a change event as the capture emits it, not a statement: an INSERT of 5 rows is 5, a
  * primary-key UPDATE of one row is 2 (delete + create), a TRUNCATE is 1 per table. Counts come from each
@@ -31,11 +36,12 @@ export const WORKLOAD_OPS = [
   'updatePageViews',
   'deletePageViews',
   'truncate',
+  'schemaChange',
 ] as const;
 export type WorkloadOp = (typeof WORKLOAD_OPS)[number];
 
 /** Relative frequency of each operation after the first round (which runs every one once). */
-const WEIGHTS: Record<Exclude<WorkloadOp, 'truncate'>, number> = {
+const WEIGHTS: Record<Exclude<WorkloadOp, 'truncate' | 'schemaChange'>, number> = {
   insertCustomers: 8,
   updateCustomers: 10,
   placeOrder: 12,
@@ -63,6 +69,8 @@ export interface WorkloadOptions {
   rowsPerStatement?: number;
   /** One TRUNCATE of order_items and page_views at half time (then a few rows again). @default true */
   truncate?: boolean;
+  /** One schema change at a third of the time: {@link SCHEMA_CHANGE_SQL}. @default true */
+  schemaChange?: boolean;
   /** @default 7 */
   seed?: number;
   /** Called after every transaction with the running total. */
@@ -102,6 +110,9 @@ interface Share {
 }
 
 const quote = (name: string) => `"${name.replace(/"/g, '""')}"`;
+
+/** The workload's schema change (`%s`: the customers table): a column with a default, which needs a backfill. */
+export const SCHEMA_CHANGE_SQL = `ALTER TABLE %s ADD COLUMN IF NOT EXISTS tier text NOT NULL DEFAULT 'standard'`;
 const STATUSES = ['pending', 'paid', 'shipped', 'delivered', 'cancelled'] as const;
 
 /**
@@ -155,7 +166,9 @@ export function startWorkload(options: WorkloadOptions): Workload {
         worker(client, w, shares[w] as Share, demoRandom((options.seed ?? 7) * 1000 + w)),
       );
       const truncation = options.truncate === false ? Promise.resolve() : truncateHalfWay(clients[0] as pg.Client);
-      await Promise.all([...workers, truncation]);
+      // Its own connection: the ALTER waits for the row locks of running statements, and must not hold up a worker.
+      const alteration = options.schemaChange === false ? Promise.resolve() : alterAtAThird();
+      await Promise.all([...workers, truncation, alteration]);
     } finally {
       for (const wake of [...sleepers]) wake();
       await Promise.all(clients.map((c) => c.end().catch(() => undefined)));
@@ -207,7 +220,7 @@ export function startWorkload(options: WorkloadOptions): Workload {
     let serial = 0;
     const nextTag = () => `w${w}-${++serial}-${int(1e9)}`;
 
-    const impl: Record<Exclude<WorkloadOp, 'truncate'>, () => Promise<number>> = {
+    const impl: Record<Exclude<WorkloadOp, 'truncate' | 'schemaChange'>, () => Promise<number>> = {
       insertCustomers: async () => {
         const n = size();
         const values: unknown[] = [];
@@ -422,6 +435,21 @@ export function startWorkload(options: WorkloadOptions): Workload {
       }
     }
     stopped = true;
+  }
+
+  /** At a third of the time, without pausing the DML: the schema change (one DDL statement, no change event). */
+  async function alterAtAThird(): Promise<void> {
+    await sleep(options.durationMs / 3);
+    if (stopped) return;
+    const client = new pg.Client(options.connectionString);
+    client.on('error', () => undefined);
+    await client.connect();
+    try {
+      await client.query(SCHEMA_CHANGE_SQL.replace('%s', t('customers')));
+      record('schemaChange', 0);
+    } finally {
+      await client.end().catch(() => undefined);
+    }
   }
 
   /** At half time: pause every connection, TRUNCATE two tables (one keyed, the keyless one), then refill a little. */

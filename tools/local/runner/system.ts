@@ -9,7 +9,7 @@
 import { PutObjectCommand } from '@aws-sdk/client-s3';
 import pg from 'pg';
 import { emptyCounts, type RecordCounts } from '../../../functions/core/pipeline';
-import type { Lane, SkipReason } from '../../../functions/core/types';
+import type { Lane, SkipReason, SnapshotSignal } from '../../../functions/core/types';
 import { type EsmStats, LocalBroker, LocalEventSourceMapping, type OnFailureRecord } from '../broker';
 import {
   type CaptureCounts,
@@ -19,9 +19,11 @@ import {
   type PostgresCapture,
   startPostgresCapture,
 } from '../capture';
+import type { AddedTable, CaptureOptions, CaptureSignal, SnapshotNotification } from '../capture/types';
 import { LOCAL_NAMES, type LocalServices } from '../services';
 import { type BatchSummary, type LaneHost, startLaneInThread, startLaneWorker, type WrittenChanges } from './lane-host';
 import { LatencyHistogram } from './latency';
+import { type SnapshotOrigin, SnapshotTracker } from './snapshots';
 import { StreamSummarizer, type StreamSummary } from './verify';
 
 /** Where the warehouse and audit lanes write inside their buckets (fresh services per run, so the defaults). */
@@ -97,6 +99,20 @@ export interface PipelineOptions {
   laneThreads?: boolean;
   /** Told when something goes wrong in the background (capture failure, failed invocation, destination write). */
   onProblem?: (message: string) => void;
+  /**
+   * The source's signal table (`schema.table`, Debezium's layout), passed to the capture: INSERTs there are signals,
+   * and the incremental snapshot writes its watermarks there. Without it (a `--source` database, where the run
+   * creates no table) watermarks are logical decoding messages and signals come through {@link LocalPipeline.signal}.
+   */
+  signalTable?: string;
+  /** Told about every incremental-snapshot notification of the capture (after the pipeline recorded it). */
+  onNotification?: (notification: SnapshotNotification) => void;
+  /** Told about a table the capture found while streaming, after its topic was created. */
+  onTableAdded?: (table: AddedTable) => void;
+  /** Rows per incremental-snapshot chunk (Debezium `incremental.snapshot.chunk.size`). @default the capture's, 1024 */
+  incrementalChunkSize?: number;
+  /** Test hook of the capture: after a chunk's SELECT, before its high watermark (see CaptureOptions). */
+  beforeHighWatermark?: CaptureOptions['beforeHighWatermark'];
 }
 
 /** Totals of one lane since the pipeline started, from every batch's `BatchResult`. */
@@ -159,6 +175,15 @@ export interface LocalPipeline {
   singlePartitionTopics(): string[];
   /** How far the capture got ahead of the lanes so far, and how often it waited for them. */
   backpressure(): Backpressure;
+  /**
+   * Sends a signal to the capture (Debezium's Kafka signal channel): an execute-snapshot is tracked until the capture
+   * reports it COMPLETED or ABORTED, and {@link drain} waits for that.
+   */
+  signal(signal: CaptureSignal, origin?: SnapshotOrigin): void;
+  /** The incremental snapshots asked for or reported, and their notifications. */
+  readonly snapshots: SnapshotTracker;
+  /** Tables the capture found while streaming (created during the run), in order. */
+  addedTables(): AddedTable[];
   /** Stops the capture, the mappings and the handlers (not the services, not the database). */
   stop(): Promise<void>;
 }
@@ -264,6 +289,8 @@ export async function startLocalPipeline(options: PipelineOptions): Promise<Loca
       ...(onSinkWrite
         ? { onWrites: (changes: WrittenChanges, writtenAt: number) => onSinkWrite(lane, changes, writtenAt) }
         : {}),
+      // A lane that met a schema change the sinks cannot reconcile asks for an incremental snapshot of the table.
+      onSignal: (signal: SnapshotSignal) => sendSignal(signal, 'lane'),
       onProblem: problem,
     });
     hosts.set(lane, host);
@@ -316,9 +343,32 @@ export async function startLocalPipeline(options: PipelineOptions): Promise<Loca
   // "Limits"). One partition keeps such a table in order and deduplicated; in AWS, set the same for these topics.
   const singlePartition = await keylessTopics(options);
   for (const topic of singlePartition) broker.createTopic(topic, 1);
+  const added: AddedTable[] = [];
+  /** A table created while streaming: its topic before its first record, with one partition when it has no key. */
+  const onTableAdded = (table: AddedTable) => {
+    added.push(table);
+    if (broker.partitionCount(table.topic) === undefined) {
+      broker.createTopic(table.topic, table.hasKey ? options.partitions : 1);
+      if (!table.hasKey) singlePartition.push(table.topic);
+    }
+    options.onTableAdded?.(table);
+  };
 
   let failure: Error | null = null;
   let producedChanges = 0;
+  const snapshots = new SnapshotTracker();
+  /** The running capture, or the restart that will replace it (signals wait for it). */
+  let current: Promise<PostgresCapture> | undefined;
+  /** Signals sent so far: drain runs again when a lane sent one during a pass. */
+  let signalsSent = 0;
+  const sendSignal = (signal: CaptureSignal, origin: SnapshotOrigin) => {
+    signalsSent++;
+    if (signal.type === 'execute-snapshot') snapshots.sent(signal, origin);
+    void current?.then(
+      (c) => c.signal(signal),
+      () => undefined,
+    );
+  };
   let stopping = false;
   /** Whether records every lane committed are deleted from the broker (see {@link PipelineOptions.releaseConsumed}). */
   const releasing = options.brokerDir === undefined && (options.releaseConsumed ?? true);
@@ -392,6 +442,16 @@ export async function startLocalPipeline(options: PipelineOptions): Promise<Loca
         failure = error;
         problem(`capture failed: ${error.message}`);
       },
+      onTableAdded,
+      onNotification: (notification) => {
+        snapshots.notify(notification);
+        options.onNotification?.(notification);
+      },
+      ...(options.signalTable ? { signalTable: options.signalTable } : {}),
+      // CDC_DEBUG: the capture's own log lines on stderr (snapshots started, extended, resumed).
+      ...(process.env.CDC_DEBUG ? { logger: { info: console.error, warn: console.error, error: console.error } } : {}),
+      ...(options.incrementalChunkSize ? { incrementalChunkSize: options.incrementalChunkSize } : {}),
+      ...(options.beforeHighWatermark ? { beforeHighWatermark: options.beforeHighWatermark } : {}),
     });
 
   // Records every lane has committed are folded into the stream summary (what verification compares the sinks with)
@@ -428,7 +488,8 @@ export async function startLocalPipeline(options: PipelineOptions): Promise<Loca
   let crashed = false;
   let capture: PostgresCapture;
   try {
-    capture = await startCapture();
+    current = startCapture();
+    capture = await current;
   } catch (error) {
     clearInterval(releaser);
     await Promise.all([...mappings.values()].map((m) => m.stop()));
@@ -477,20 +538,34 @@ export async function startLocalPipeline(options: PipelineOptions): Promise<Loca
     },
     failure: () => failure,
     async drain(timeoutMs = 120_000) {
-      if (failure) throw failure;
-      await capture.flushed(timeoutMs);
-      await Promise.all([...mappings.values()].map((m) => m.drain(timeoutMs)));
-      if (failure) throw failure;
+      // Until a pass sends no new signal: a lane may meet a schema change in the last changes it reads and ask for a
+      // snapshot, whose reads must then reach every sink too.
+      for (;;) {
+        if (failure) throw failure;
+        const signalled = signalsSent;
+        await snapshots.settled(timeoutMs, () => failure);
+        await capture.flushed(timeoutMs);
+        await Promise.all([...mappings.values()].map((m) => m.drain(timeoutMs)));
+        if (failure) throw failure;
+        if (signalsSent === signalled && snapshots.running() === 0) return;
+      }
     },
     singlePartitionTopics: () => [...singlePartition],
     async restartCapture({ crash }) {
       if (crash) await producedPastSavedOffset(capture, () => producedChanges, 5000);
-      await capture.stop({ flush: !crash });
-      if (crash) crashed = true;
-      finished.push(capture.status());
-      capture = await startCapture();
+      const restarted = (async () => {
+        await capture.stop({ flush: !crash });
+        if (crash) crashed = true;
+        finished.push(capture.status());
+        return startCapture();
+      })();
+      current = restarted;
+      capture = await restarted;
     },
     backpressure: () => ({ ...pressure }),
+    signal: (signal, origin = 'runner') => sendSignal(signal, origin),
+    snapshots,
+    addedTables: () => [...added],
     async stop() {
       stopping = true;
       clearInterval(releaser);
