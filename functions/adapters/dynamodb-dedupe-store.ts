@@ -44,7 +44,9 @@ function toItem(
     updatedAt: { N: String(now) },
   };
   if (cp.sinkState !== undefined) item.sinkState = { S: JSON.stringify(cp.sinkState) };
-  if (cp.schema !== undefined) item.schema = { S: cp.schema };
+  // Entries (an array keeps their order, least recently met first); the legacy `schema` is never written, so the
+  // first commit of a migrated checkpoint drops it (the Put replaces the whole item).
+  if (cp.schemas !== undefined) item.schemas = { S: JSON.stringify(Object.entries(cp.schemas)) };
   if (expiresAt !== undefined) item.expiresAt = { N: String(expiresAt) };
   return item;
 }
@@ -59,7 +61,8 @@ function fromItem(item: Record<string, AttributeValue>): Checkpoint {
     version: Number(item.version?.N ?? 0),
   };
   if (item.sinkState?.S) cp.sinkState = JSON.parse(item.sinkState.S);
-  if (item.schema?.S) cp.schema = item.schema.S;
+  if (item.schemas?.S) cp.schemas = Object.fromEntries(JSON.parse(item.schemas.S) as Array<[string, string]>);
+  else if (item.schema?.S) cp.schema = item.schema.S;
   return cp;
 }
 

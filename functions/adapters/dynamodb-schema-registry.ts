@@ -5,6 +5,7 @@ import {
   TransactWriteItemsCommand,
   UpdateItemCommand,
 } from '@aws-sdk/client-dynamodb';
+import { hasUnknownCommit } from '../core/dedupe';
 import { SchemaHistoryError } from '../core/errors';
 import type {
   ColumnChange,
@@ -89,7 +90,8 @@ function isConditionFailure(error: unknown): boolean {
  * The schema registry in the checkpoint table. The latest item moves only forward: a transaction updates it on the
  * condition that it is still at the version the caller read, that the new order is greater (byte-wise string
  * comparison, as DynamoDB compares strings) and that the fingerprint differs, and creates the version item with it
- * (never overwriting one). So a lagging partition can never move the latest back, and of two lanes registering the
+ * (never overwriting one; an order without its commit part is exempt from the order condition, see advance). So a
+ * lagging partition can never move the latest back, and of two lanes registering the
  * same change one wins and the other re-reads.
  */
 export class DynamoSchemaRegistry implements SchemaRegistry {
@@ -116,17 +118,22 @@ export class DynamoSchemaRegistry implements SchemaRegistry {
 
   async advance(table: string, expected: number, record: SchemaVersionRecord): Promise<boolean> {
     // Every attribute by placeholder: DynamoDB reserves many plain words (`columns`, `order`, ...).
-    const names = {
+    const names: Record<string, string> = {
       '#version': 'version',
       '#order': 'order',
       '#fingerprint': 'fingerprint',
       '#columns': 'columns',
       '#updatedAt': 'updatedAt',
     };
+    // An order without its commit part (the first transaction after a connector start) sorts below every known one
+    // yet may be newer (SchemaHistory decides): the version condition alone guards it — the caller compared with the
+    // very item it read at `expected`.
     const condition =
       expected === 0
         ? 'attribute_not_exists(pk)'
-        : '#version = :expected AND #order < :order AND #fingerprint <> :fingerprint';
+        : hasUnknownCommit(record.order)
+          ? '#version = :expected AND #fingerprint <> :fingerprint'
+          : '#version = :expected AND #order < :order AND #fingerprint <> :fingerprint';
     const values: Record<string, AttributeValue> = {
       ':version': N(record.version),
       ':order': S(record.order),

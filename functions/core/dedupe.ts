@@ -67,8 +67,11 @@ const UNKNOWN_COMMIT = '0'.repeat(20);
 /** Where the commit part of `pg:1:<commit 20>:<lsn 20>` starts. */
 const COMMIT_AT = 5;
 
-/** A phase-1 PostgreSQL order whose commit part is unknown (see compareOrder). */
-function hasUnknownCommit(order: string): boolean {
+/**
+ * A phase-1 PostgreSQL order whose commit part is unknown (see compareOrder): the first transaction a connector
+ * streams after it starts.
+ */
+export function hasUnknownCommit(order: string): boolean {
   return order.startsWith('pg:1:') && order.startsWith(UNKNOWN_COMMIT, COMMIT_AT);
 }
 
@@ -198,5 +201,60 @@ export class RedriveDedupe implements PartitionState {
     const next: Checkpoint = { offset: base.offset, hw: base.hw, hwIds: base.hwIds, version: base.version + 1 };
     if (sinkState !== undefined) next.sinkState = sinkState;
     return next;
+  }
+}
+
+/**
+ * How many tables a checkpoint remembers a schema fingerprint for. A topic-per-table partition needs one; a partition
+ * of the connectors' catch-all topic may see many tables over time, and the whole map is written with every commit
+ * of its checkpoint (DynamoDB bills writes per KB: 64 entries of ~80 bytes stay around 5 KB, under 400 KB by far).
+ */
+export const SCHEMAS_LIMIT = 64;
+
+/**
+ * The schema version last applied in one partition, per table: a table meets a version when its event carries
+ * another fingerprint than the one remembered for it, so tables interleaved in one partition (the catch-all topic)
+ * do not meet their versions again at every switch.
+ *
+ * Bounded: the checkpoint keeps the `limit` most recently seen tables. A table evicted and seen again meets its
+ * current version once more: the registry finds it known (no new version, no signal), the audit lane chains one more
+ * schema entry and the warehouse rewrites the same `_schemas` object — redundant, never wrong.
+ *
+ * Migration: a checkpoint written before per-table fingerprints holds one `schema`, from a time when each partition
+ * carried one table whose id is the topic's name (Debezium's topic naming, lib/config/topics.ts). It is read as that
+ * table's fingerprint. Were the topic named otherwise, no table matches it and the partition's table meets its
+ * version once more (the harmless case above) rather than taking another table's fingerprint: fingerprints cover
+ * columns only, so two tables can share one.
+ */
+export class AppliedSchemas {
+  /** Table id → fingerprint, least recently seen first. */
+  private readonly byTable: Map<string, string>;
+
+  constructor(
+    previous: Checkpoint | undefined,
+    topic: string,
+    private readonly limit = SCHEMAS_LIMIT,
+  ) {
+    if (previous?.schemas) this.byTable = new Map(Object.entries(previous.schemas));
+    else if (previous?.schema !== undefined) this.byTable = new Map([[topic, previous.schema]]);
+    else this.byTable = new Map();
+  }
+
+  /**
+   * Notes that `table`'s events carry `fingerprint` from here on, making it the most recently seen table. True when
+   * that was already the version applied for it (nothing to meet).
+   */
+  see(table: string, fingerprint: string): boolean {
+    const known = this.byTable.get(table);
+    this.byTable.delete(table);
+    this.byTable.set(table, fingerprint);
+    return known === fingerprint;
+  }
+
+  /** The fingerprints for the checkpoint: the `limit` most recently seen tables, undefined when none. */
+  toCheckpoint(): Record<string, string> | undefined {
+    if (this.byTable.size === 0) return undefined;
+    const entries = [...this.byTable];
+    return Object.fromEntries(entries.slice(Math.max(0, entries.length - this.limit)));
   }
 }

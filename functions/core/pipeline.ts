@@ -1,11 +1,12 @@
 import { tableIdOf } from './change';
-import { PartitionDedupe, type PartitionState, RedriveDedupe } from './dedupe';
+import { AppliedSchemas, PartitionDedupe, type PartitionState, RedriveDedupe } from './dedupe';
 import type { Enricher } from './enrich';
 import { CdcError, DeadLetterError, DedupeError, describeError, SchemaHistoryError, SinkError } from './errors';
 import { parseKafkaEvent } from './msk';
 import type { SchemaChangeReport, SchemaHistory } from './schema-history';
 import type {
   ChangeEvent,
+  ChangeSource,
   Checkpoint,
   CheckpointCommit,
   ColumnTypes,
@@ -39,6 +40,8 @@ export interface PipelineDeps {
    * schema-history.ts). Absent: versions still reach the sink and the checkpoint, nothing is registered.
    */
   schemaHistory?: SchemaHistory;
+  /** Tables a checkpoint remembers a schema fingerprint for (see AppliedSchemas). @default SCHEMAS_LIMIT */
+  schemasLimit?: number;
   /** `redrive`: the records come back from a dead-letter queue (see RedriveDedupe). Default `stream`. */
   mode?: 'stream' | 'redrive';
   clock?: () => number;
@@ -328,20 +331,23 @@ class PartitionRun {
     }
     if (!dedupe.changed) return;
 
-    let met: { changes: SinkSchemaChange[]; schema: string | undefined };
+    const applied = new AppliedSchemas(previous, this.batch.topic, this.deps.schemasLimit);
+    let changes: SinkSchemaChange[];
     try {
-      met = await this.meetSchemas(previous?.schema);
+      changes = await this.meetSchemas(applied);
     } catch (error) {
       this.fail(asRetryable(error, (m) => new SchemaHistoryError('SCHEMA_REGISTRY_UNAVAILABLE', m, { cause: error })));
       return;
     }
-    if (!(await this.write(previous, met.changes))) return;
+    if (!(await this.write(previous, changes))) return;
     if (!(await this.storeLetters())) return;
 
     const next = dedupe.next(this.written.state ?? previous?.sinkState);
-    // Events the sink refused went to the dead-letter queue: their version was not applied in this partition.
-    const schema = this.refused ? previous?.schema : met.schema;
-    if (schema !== undefined) next.schema = schema;
+    // Events the sink refused went to the dead-letter queue: their versions were not applied in this partition.
+    const schemas = (
+      this.refused ? new AppliedSchemas(previous, this.batch.topic, this.deps.schemasLimit) : applied
+    ).toCheckpoint();
+    if (schemas !== undefined) next.schemas = schemas;
     this.commit = { partition: this.batch, previous, next };
     return this;
   }
@@ -433,13 +439,11 @@ class PartitionRun {
 
   /**
    * The partition's schema history in stream order: the DDL records, and each fresh event whose schema version
-   * differs from the one the partition applied last (registered in the shared history first, which may signal a
-   * reconciliation). Returns the fingerprint the checkpoint commits. A redrive replays old events out of the stream's
-   * order: it records no versions and keeps the checkpoint's.
+   * differs from the one the partition applied last for the event's table (registered in the shared history first,
+   * which may signal a reconciliation). Notes the versions in `applied` (the checkpoint's). A redrive replays old
+   * events out of the stream's order: it records no versions and keeps the checkpoint's.
    */
-  private async meetSchemas(
-    current: string | undefined,
-  ): Promise<{ changes: SinkSchemaChange[]; schema: string | undefined }> {
+  private async meetSchemas(applied: AppliedSchemas): Promise<SinkSchemaChange[]> {
     const changes: SinkSchemaChange[] = [];
     let ddl = 0;
     const addDdlUpTo = (index: number) => {
@@ -452,27 +456,26 @@ class PartitionRun {
     };
     if (!this.redrive) {
       const claimant = `${this.deps.lane}#${this.batch.id}`;
+      // The previous versioned event: a run of one table's events at one version needs no look-up (the common case).
+      let last: { source: ChangeSource; fingerprint: string } | undefined;
       for (let i = 0; i < this.fresh.length; i++) {
         const schema = this.schemas[i];
-        if (schema === undefined || schema.fingerprint === current) continue;
-        current = schema.fingerprint;
+        if (schema === undefined) continue;
         const event = this.fresh[i] as ChangeEvent;
+        if (last && last.fingerprint === schema.fingerprint && sameTable(last.source, event.source)) continue;
+        last = { source: event.source, fingerprint: schema.fingerprint };
+        const table = tableIdOf(event.source);
+        if (applied.see(table, schema.fingerprint)) continue;
         const met = (await this.deps.schemaHistory?.meet(this.deps.lane, claimant, event, schema)) ?? {};
         if (met.report) this.result.schemaChanges.push(met.report);
         addDdlUpTo(i);
-        const entry: SinkSchemaChange = {
-          kind: 'version',
-          index: i,
-          table: tableIdOf(event.source),
-          order: event.source.order,
-          schema,
-        };
+        const entry: SinkSchemaChange = { kind: 'version', index: i, table, order: event.source.order, schema };
         if (met.version !== undefined) entry.version = met.version;
         changes.push(entry);
       }
     }
     addDdlUpTo(Number.POSITIVE_INFINITY);
-    return { changes, schema: current };
+    return changes;
   }
 
   /** Writes the sink; false when the partition failed (retryable). */
@@ -537,6 +540,13 @@ class PartitionRun {
       return false;
     }
   }
+}
+
+/** Whether two events' sources name the same table (every field tableIdOf reads; cheaper than building the ids). */
+function sameTable(a: ChangeSource, b: ChangeSource): boolean {
+  return (
+    a.table === b.table && a.schema === b.schema && a.db === b.db && a.name === b.name && a.connector === b.connector
+  );
 }
 
 function recordOf(batch: PartitionBatch, event: ChangeEvent): KafkaRecord {

@@ -1,12 +1,14 @@
 import { tableIdOf } from './change';
+import { hasUnknownCommit } from './dedupe';
 import { CdcError, SchemaHistoryError } from './errors';
 import type { ChangeEvent, ChangeSource, Lane, SchemaColumn, SnapshotSignaller, TableSchemaVersion } from './types';
 
 /**
  * Schema history of the captured tables, shared by the lanes (issue 14).
  *
- * Each topic-partition's checkpoint remembers the fingerprint of the last table schema version it applied. When a
- * fresh event carries another one, the partition has met a schema version and registers it here. The registry keeps,
+ * Each topic-partition's checkpoint remembers, per table, the fingerprint of the last schema version it applied
+ * (AppliedSchemas in dedupe.ts: one partition of the catch-all topic carries many tables). When a fresh event carries
+ * another one for its table, the partition has met a schema version and registers it here. The registry keeps,
  * per table, the latest version (fingerprint, first source order, number) and one item per version. The registration
  * that moves the latest version (newer order, other fingerprint) wins: it classifies the change against the previous
  * version, reports it (metric `SchemaChanged` and a log line, by the handler) and applies the table's policy —
@@ -215,7 +217,9 @@ export interface SchemaRegistry {
   latest(table: string): Promise<LatestSchema | undefined>;
   /**
    * Atomically moves the table's latest version from `expected` (0: none yet) to `record.version` and creates the
-   * version item. False when someone moved it since `expected` was read (the caller reads again).
+   * version item. False when someone moved it since `expected` was read (the caller reads again), or when the latest
+   * is at the same fingerprint or at an order not below `record.order` — unless `record.order` lacks its commit part
+   * (hasUnknownCommit: not comparable, the caller decided).
    */
   advance(table: string, expected: number, record: SchemaVersionRecord): Promise<boolean>;
   /** Strongly consistent read of one version. */
@@ -343,7 +347,16 @@ export class SchemaHistory {
       }
       // Behind the latest: an older version met late (a lagging partition, or a replay after a failed commit). It
       // must never move the latest back; its number is looked up so a replay hands the sinks the same entries.
-      if (latest && !(order > latest.order)) return this.earlier(table, latest.version, schema.fingerprint, order);
+      if (latest && !(order > latest.order)) {
+        if (!hasUnknownCommit(order)) return this.earlier(table, latest.version, schema.fingerprint, order);
+        // The first transaction after a connector start has no commit part: its order sorts below every known one
+        // but cannot be placed (compareOrder). A version registered before is that one (any order); a version never
+        // registered is new — the DDL ran while the connector was down — and is registered, as the dedupe applies
+        // what it cannot place: skipping it would lose the change's reconciliation for good, since the partition
+        // does not meet a version it applied again.
+        const known = await this.earlier(table, latest.version, schema.fingerprint);
+        if (known.version !== undefined) return known;
+      }
 
       const dataCollection = dataCollectionOf(event.source);
       const { classification, reconcile, changes } = classifySchemaChange(latest?.columns, schema.columns, {
@@ -395,11 +408,14 @@ export class SchemaHistory {
     );
   }
 
-  /** The number of an earlier version with this fingerprint registered at or before `order`, if any (bounded walk). */
-  private async earlier(table: string, latest: number, fingerprint: string, order: string): Promise<SchemaMeeting> {
+  /**
+   * The number of an earlier version (below `latest`) with this fingerprint registered at or before `order` (absent:
+   * at any order), if any (bounded walk).
+   */
+  private async earlier(table: string, latest: number, fingerprint: string, order?: string): Promise<SchemaMeeting> {
     for (let n = latest - 1; n >= 1 && n >= latest - EARLIER_LOOKUPS; n--) {
       const record = await this.options.registry.version(table, n);
-      if (record?.fingerprint === fingerprint && record.order <= order) return { version: n };
+      if (record?.fingerprint === fingerprint && (order === undefined || record.order <= order)) return { version: n };
     }
     return {};
   }

@@ -228,7 +228,17 @@ export interface Checkpoint {
   hwIds: string[];
   version: number;
   sinkState?: unknown;
-  /** Fingerprint of the table schema version last applied in this partition (absent: none met yet, or schemaless). */
+  /**
+   * Fingerprint of the table schema version last applied in this partition, per table id (tableIdOf): one partition
+   * may carry several tables (the connectors' catch-all topic). Insertion order is recency, least recently met first
+   * (table ids always contain a dot, so no key is an integer and JavaScript keeps that order); at most
+   * SCHEMAS_LIMIT tables (dedupe.ts: AppliedSchemas). Absent: none met yet, or schemaless.
+   */
+  schemas?: Record<string, string>;
+  /**
+   * @deprecated Read only: checkpoints written before `schemas` held one fingerprint per partition. It is taken as
+   * the fingerprint of the table named like the partition's topic (AppliedSchemas) and no longer written.
+   */
   schema?: string;
 }
 

@@ -38,6 +38,21 @@ export const SchemaChangePolicySchema = z.object({
   tables: z.optional(z.record(z.string(), policyAction)),
 });
 
+/**
+ * `AVRO_REGISTRY`: where the writer schemas of Avro-framed records come from. `glue`: the AWS Glue Schema Registry
+ * the connectors' `AWSKafkaAvroConverter` registers in (versions are read with `glue:GetSchemaVersion`, which the CDK
+ * grants on this registry only); `confluent`: a Confluent-compatible REST registry (the local run's, or a
+ * self-managed one). Unset: the lane reads JSON only, and an Avro-framed record is dead-lettered as
+ * UNSUPPORTED_FORMAT.
+ */
+export const AvroRegistrySchema = z.discriminatedUnion('kind', [
+  z.object({ kind: z.literal('glue'), registryName: text, region: z.optional(text) }),
+  z.object({ kind: z.literal('confluent'), url }),
+]);
+
+/** The parsed `AVRO_REGISTRY`. */
+export type AvroRegistryConfig = z.infer<typeof AvroRegistrySchema>;
+
 const common = {
   /** DynamoDB table holding the per-lane, per-partition checkpoints. */
   DEDUPE_TABLE_NAME: text,
@@ -67,6 +82,8 @@ const common = {
    * changes needing a reconciliation are reported by the metric SchemaChangeUnreconciled instead.
    */
   SIGNAL_QUEUE_URL: z.optional(url),
+  /** The schema registry of the lane's Avro sources, JSON (see AvroRegistrySchema). Unset: JSON sources only. */
+  AVRO_REGISTRY: z.optional(json(AvroRegistrySchema)),
   /** Endpoint override for local runs (dynalite, s3rver, fauxqs); unset in AWS. */
   AWS_ENDPOINT_URL_DYNAMODB: z.optional(url),
   AWS_ENDPOINT_URL_S3: z.optional(url),

@@ -1,16 +1,20 @@
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { S3Client } from '@aws-sdk/client-s3';
 import { SQSClient } from '@aws-sdk/client-sqs';
+import { ConfluentRegistryClient } from '../adapters/confluent-registry-client';
 import { DynamoDedupeStore } from '../adapters/dynamodb-dedupe-store';
 import { DynamoSchemaRegistry } from '../adapters/dynamodb-schema-registry';
 import { SqsDeadLetterQueue } from '../adapters/sqs-dead-letter-queue';
 import { SqsSnapshotSignaller } from '../adapters/sqs-snapshot-signaller';
 import { JsonDebeziumDecoder } from '../core/decode';
+import { AvroDebeziumDecoder } from '../core/decode/avro/decoder';
+import type { SchemaRegistryClient } from '../core/decode/avro/registry';
+import { FormatRoutingDecoder } from '../core/decode/format-routing';
 import { createEnricher } from '../core/enrich';
 import type { PipelineDeps } from '../core/pipeline';
 import { SchemaHistory, type SchemaHistoryOptions } from '../core/schema-history';
-import type { Lane, Sink, SnapshotSignaller } from '../core/types';
-import type { LaneEnv } from './config';
+import type { Decoder, Lane, Sink, SnapshotSignaller } from '../core/types';
+import type { AvroRegistryConfig, LaneEnv } from './config';
 
 /** Wraps AWS clients for X-Ray; identity when tracing is off (local runs, tests). */
 export type CaptureClient = <T>(client: T) => T;
@@ -19,6 +23,8 @@ export interface Clients {
   dynamodb: DynamoDBClient;
   s3: S3Client;
   sqs: SQSClient;
+  /** How clients created later (the Glue registry client, on first use) are wrapped for X-Ray. */
+  capture?: CaptureClient;
 }
 
 /**
@@ -57,7 +63,75 @@ export function createClients(env: NodeJS.ProcessEnv, capture: CaptureClient): C
     dynamodb: capture(new DynamoDBClient(local(env.AWS_ENDPOINT_URL_DYNAMODB))),
     s3: capture(new S3Client({ ...local(env.AWS_ENDPOINT_URL_S3), forcePathStyle: Boolean(env.AWS_ENDPOINT_URL_S3) })),
     sqs: capture(new SQSClient(local(env.AWS_ENDPOINT_URL_SQS))),
+    capture,
   };
+}
+
+/**
+ * The Glue registry client, loaded on its first schema fetch: `@aws-sdk/client-glue` stays out of the lane's module
+ * init (cold start, measured by `npm run bench`, `initVsUnbundled`) for lanes whose sources are all JSON, and for
+ * Avro lanes until a batch names a schema version not cached yet. A failed load is retried on the next fetch.
+ */
+export class LazyGlueRegistryClient implements SchemaRegistryClient {
+  readonly kind = 'glue' as const;
+  private client: Promise<SchemaRegistryClient> | undefined;
+
+  constructor(
+    options: { region?: string | undefined; capture?: CaptureClient | undefined },
+    /** Injected by tests; the default imports the SDK and the adapter. */
+    private readonly load: () => Promise<SchemaRegistryClient> = () => loadGlueRegistryClient(options),
+  ) {}
+
+  getSchema(id: string): Promise<string> {
+    if (!this.client) {
+      this.client = this.load();
+      this.client.catch(() => {
+        this.client = undefined;
+      });
+    }
+    return this.client.then((client) => client.getSchema(id));
+  }
+}
+
+async function loadGlueRegistryClient(options: {
+  region?: string | undefined;
+  capture?: CaptureClient | undefined;
+}): Promise<SchemaRegistryClient> {
+  const [{ GlueClient }, { GlueRegistryClient }] = await Promise.all([
+    import('@aws-sdk/client-glue'),
+    import('../adapters/glue-registry-client'),
+  ]);
+  const glue = new GlueClient({ cacheMiddleware: true, ...(options.region ? { region: options.region } : {}) });
+  return new GlueRegistryClient(options.capture ? options.capture(glue) : glue);
+}
+
+/** The registry client `AVRO_REGISTRY` describes. */
+export function registryClientOf(config: AvroRegistryConfig, capture?: CaptureClient): SchemaRegistryClient {
+  switch (config.kind) {
+    case 'glue':
+      return new LazyGlueRegistryClient({ region: config.region, capture });
+    case 'confluent':
+      return new ConfluentRegistryClient({ url: config.url });
+  }
+}
+
+/**
+ * The lane's decoder: per record, registry-framed (Avro) values to AvroDebeziumDecoder with the `AVRO_REGISTRY`
+ * client, everything else to JsonDebeziumDecoder (a lane may consume JSON and Avro sources at once).
+ */
+export function createDecoder(
+  env: Pick<LaneEnv<Lane>, 'MAX_RECORD_BYTES' | 'UNAVAILABLE_VALUE_PLACEHOLDER' | 'AVRO_REGISTRY'>,
+  capture?: CaptureClient,
+  overrides: { registry?: SchemaRegistryClient } = {},
+): Decoder {
+  const options = { maxRecordBytes: env.MAX_RECORD_BYTES, placeholder: env.UNAVAILABLE_VALUE_PLACEHOLDER };
+  const config = env.AVRO_REGISTRY;
+  const registry = config && (overrides.registry ?? registryClientOf(config, capture));
+  return new FormatRoutingDecoder({
+    json: new JsonDebeziumDecoder(options),
+    avro: registry ? new AvroDebeziumDecoder({ ...options, registries: [registry] }) : undefined,
+    maxRecordBytes: env.MAX_RECORD_BYTES,
+  });
 }
 
 /**
@@ -139,10 +213,7 @@ export function createLaneDeps<L extends Lane>(
   const built = sink(env, clients);
   return {
     lane,
-    decoder: new JsonDebeziumDecoder({
-      maxRecordBytes: env.MAX_RECORD_BYTES,
-      placeholder: env.UNAVAILABLE_VALUE_PLACEHOLDER,
-    }),
+    decoder: createDecoder(env, clients.capture),
     enricher: createEnricher(env.TABLE_RULES, { lane, salt: env.PII_HASH_SALT }),
     dedupe: new DynamoDedupeStore(clients.dynamodb, {
       tableName: env.DEDUPE_TABLE_NAME,

@@ -27,6 +27,46 @@ export function dataTopics(source: SourceConfig): DataTopic[] {
   return source.tables.map((table) => ({ source, table, topicName: dataTopicName(source, table) }));
 }
 
+/** Partitions of a source's catch-all topic when `unlistedTopicPartitions` is not set. */
+export const DEFAULT_UNLISTED_TOPIC_PARTITIONS = 3;
+
+/**
+ * The connector's catch-all topic: every captured table that is not in `tables` (a table created later in a
+ * `captureSchemas` schema) is routed here by the connector (see `unlistedTopicRegex`), so the lanes, which subscribe
+ * per topic, consume it without a configuration change and a redeploy.
+ */
+export function unlistedTopicName(source: SourceConfig): string {
+  return `${source.topicPrefix}.unlisted`;
+}
+
+const escapeRegex = (value: string) => value.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+
+/**
+ * The connector's routing regex (Kafka's `RegexRouter`, `regex`, matched against the whole topic name like Java's
+ * `Matcher.matches()`): a table topic of this source, `<prefix>.<schema|db>.<table>` (SQL Server
+ * `<prefix>.<db>.<schema>.<table>`), except the topics of the listed tables and of the signalling table, which keep
+ * their own. Requiring every segment after the prefix leaves the connector's other topics alone: the transaction
+ * topic (`<prefix>.transaction`), the notifications (`<prefix>.notifications`), the schema-change topic (`<prefix>`)
+ * and the heartbeats (`__debezium-heartbeat.<prefix>`). Only constructs whose meaning is the same in Java and
+ * JavaScript regular expressions are used (escaped literals, `[^.]`, `+`, alternation, a negative lookahead), so the
+ * tests evaluate it with `RegExp`.
+ */
+export function unlistedTopicRegex(source: SourceConfig): string {
+  // Topic names after `<prefix>.`: `<schema>.<table>`, or for SQL Server `<db>.<schema>.<table>` with the db fixed.
+  const head = source.engine === 'sqlserver' ? `${source.topicPrefix}.${source.database}.` : `${source.topicPrefix}.`;
+  const listed = [...source.tables.map((t) => dataTopicName(source, t)), signalTableTopicName(source)]
+    .filter((topic) => topic.startsWith(head))
+    .map((topic) => escapeRegex(topic.slice(head.length)));
+  const excluded = [...new Set(listed)];
+  const except = excluded.length > 0 ? `(?!(?:${excluded.join('|')})$)` : '';
+  return `${escapeRegex(head)}${except}[^.]+\\.[^.]+`;
+}
+
+/** The topic Debezium writes the signalling table's own changes to (no lane reads it). */
+export function signalTableTopicName(source: SourceConfig): string {
+  return dataTopicName(source, { name: signalTableName(source), partitions: 1 });
+}
+
 /** Debezium's heartbeat topic (`topic.heartbeat.prefix` default). Lanes never subscribe to it. */
 export function heartbeatTopicName(source: SourceConfig): string {
   return `__debezium-heartbeat.${source.topicPrefix}`;
@@ -120,21 +160,22 @@ export interface SignallingParameter {
   }>;
 }
 
-/** A topic a lane subscribes to: a table's data topic or a source's schema-change topic. */
+/** A topic a lane subscribes to: a table's data topic, a source's catch-all topic or its schema-change topic. */
 export interface LaneTopic {
   readonly source: SourceConfig;
   readonly topicName: string;
-  readonly kind: 'data' | 'schema-changes';
+  readonly kind: 'data' | 'unlisted' | 'schema-changes';
 }
 
 /**
- * Every topic a lane subscribes to: the data topics of its sources and, for MySQL/MariaDB and SQL Server, their
- * schema-change topic (the lanes record DDL into the schema history). Never heartbeat, transaction, schema history,
- * signal or notification topics.
+ * Every topic a lane subscribes to: the data topics of its sources, their catch-all topics (tables not listed) and,
+ * for MySQL/MariaDB and SQL Server, their schema-change topic (the lanes record DDL into the schema history). Never
+ * heartbeat, transaction, schema history, signal or notification topics.
  */
 export function laneTopics(env: EnvironmentConfig, lane: LaneName): LaneTopic[] {
   return laneSources(env, lane).flatMap((source) => {
     const topics: LaneTopic[] = dataTopics(source).map((t) => ({ source, topicName: t.topicName, kind: 'data' }));
+    topics.push({ source, topicName: unlistedTopicName(source), kind: 'unlisted' });
     const schemaTopic = schemaChangeTopicName(source);
     if (schemaTopic !== undefined) topics.push({ source, topicName: schemaTopic, kind: 'schema-changes' });
     return topics;

@@ -229,12 +229,23 @@ interface SourceCommonConfig {
   /** How the connector reaches the database: its security group (preferred) or a CIDR. */
   readonly network: { readonly securityGroupId?: string; readonly cidr?: string };
   /**
-   * Record format: `json` (JsonConverter with schemas) or `avro` (Glue Schema Registry converter; lanes get JSON
-   * because their event source mapping decodes it with the registry).
+   * Record format: `json` (JsonConverter with schemas) or `avro` (values by the Glue Schema Registry converter, keys
+   * by JsonConverter so key and value schemas never share a registry name). The lanes receive the bytes as written
+   * and decode Avro themselves with the registry (`AVRO_REGISTRY`, `glue:GetSchemaVersion` on the registry only).
    * @default 'json'
    */
   readonly format?: 'json' | 'avro';
+  /**
+   * Tables with their own topic. Every other table the connector captures (one created later in a `captureSchemas`
+   * schema) goes to the catch-all topic `<topicPrefix>.unlisted`, which every lane consumes.
+   */
   readonly tables: readonly TableConfig[];
+  /**
+   * Partitions of the catch-all topic `<topicPrefix>.unlisted` (created as code). Row keys hash to partitions, so
+   * order per row is kept; several tables share each partition.
+   * @default 3
+   */
+  readonly unlistedTopicPartitions?: number;
   /** Debezium `heartbeat.interval.ms`. Required for PostgreSQL (keeps the replication slot from retaining WAL). */
   readonly heartbeatIntervalMs?: number;
   /** @default true */

@@ -1,4 +1,11 @@
-import { dataTopics, notificationTopicName, schemaChangeTopicName, signalTableName, signalTopicName } from './topics';
+import {
+  dataTopics,
+  notificationTopicName,
+  schemaChangeTopicName,
+  signalTableName,
+  signalTopicName,
+  unlistedTopicName,
+} from './topics';
 import { type EnvironmentConfig, LANE_NAMES, SCHEMA_CHANGE_POLICIES, type SourceConfig } from './types';
 
 /** Thrown at synth time when an environment's configuration is known to be bad. Lists every problem at once. */
@@ -143,6 +150,10 @@ function checkSource(source: SourceConfig): string[] {
   if (chunk !== undefined && (!Number.isInteger(chunk) || chunk < 1)) {
     problems.push(`${where}: incrementalSnapshotChunkSize must be a positive integer`);
   }
+  const unlisted = source.unlistedTopicPartitions;
+  if (unlisted !== undefined && (!Number.isInteger(unlisted) || unlisted < 1)) {
+    problems.push(`${where}: unlistedTopicPartitions must be a positive integer`);
+  }
   if (!/^[a-zA-Z0-9_.-]+$/.test(source.topicPrefix)) {
     problems.push(`${where}: topicPrefix '${source.topicPrefix}' may only contain letters, digits, '.', '_' and '-'`);
   }
@@ -180,11 +191,14 @@ function checkUniqueness(config: EnvironmentConfig): string[] {
   const topics = config.sources.flatMap((s) => [
     ...dataTopics(s).map((t) => t.topicName),
     ...[schemaChangeTopicName(s)].filter((t) => t !== undefined),
+    unlistedTopicName(s),
     signalTopicName(s),
     notificationTopicName(s),
   ]);
   for (const topic of duplicates(topics)) {
-    problems.push(`topic '${topic}' would be used by more than one table, source or signal/notification channel`);
+    problems.push(
+      `topic '${topic}' would be used by more than one table, source, catch-all or signal/notification channel`,
+    );
   }
   return problems;
 }

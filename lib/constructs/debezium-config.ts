@@ -8,6 +8,8 @@ import {
   signalGroupId,
   signalTableName,
   signalTopicName,
+  unlistedTopicName,
+  unlistedTopicRegex,
 } from '../config';
 
 /** MSK Connect worker properties for every connector of an environment. */
@@ -115,18 +117,53 @@ function signalling(source: SourceConfig, ctx: DebeziumConfigContext): Record<st
   };
 }
 
+/**
+ * Avro sources: values by the Glue Schema Registry converter, keys by JsonConverter with schemas. The Glue converter
+ * names a schema after the topic for keys and values alike (its default `AWSSchemaNamingStrategyDefaultImpl`), so
+ * with Avro keys a table's key and value schemas would be versions of one registry schema and fail each other's
+ * compatibility check. Naming them apart with `schemaNameGenerationClass` needs a strategy class in the plugin
+ * archive (the library ships none that tells keys from values), and `key.converter.schemaName` would put every
+ * table's key under one name; a JSON key (a few bytes of primary key) costs little and keeps the key out of the
+ * registry altogether. Value schemas are named `<topic>`, one per table topic; the catch-all topic's schema is
+ * created by the streaming stack with compatibility NONE (it holds every unlisted table's versions).
+ */
 function avroConverters(ctx: DebeziumConfigContext): Record<string, string> {
-  const config: Record<string, string> = {};
-  for (const side of ['key', 'value']) {
-    const p = `${side}.converter`;
-    config[p] = 'com.amazonaws.services.schemaregistry.kafkaconnect.AWSKafkaAvroConverter';
-    config[`${p}.region`] = ctx.env.region;
-    config[`${p}.registry.name`] = ctx.schemaRegistryName;
-    config[`${p}.schemaAutoRegistrationEnabled`] = 'true';
-    config[`${p}.compatibility`] = ctx.compatibility;
-    config[`${p}.avroRecordType`] = 'GENERIC_RECORD';
-  }
-  return config;
+  return {
+    'key.converter': 'org.apache.kafka.connect.json.JsonConverter',
+    'key.converter.schemas.enable': 'true',
+    'value.converter': GLUE_AVRO_CONVERTER,
+    'value.converter.region': ctx.env.region,
+    'value.converter.registry.name': ctx.schemaRegistryName,
+    'value.converter.schemaAutoRegistrationEnabled': 'true',
+    'value.converter.compatibility': ctx.compatibility,
+    'value.converter.avroRecordType': 'GENERIC_RECORD',
+  };
+}
+
+/** The Glue Schema Registry's Kafka Connect converter. */
+export const GLUE_AVRO_CONVERTER = 'com.amazonaws.services.schemaregistry.kafkaconnect.AWSKafkaAvroConverter';
+
+/**
+ * Tables not listed in `tables` (created later in a `captureSchemas` schema) go to the catch-all topic instead of a
+ * topic of their own that no lane would subscribe to until a redeploy (an MSK event source mapping takes exactly one
+ * topic, chosen at deploy time).
+ *
+ * Kafka's `RegexRouter`, not Debezium's `ByLogicalTableRouter`: both re-route by a regex over the topic name, but
+ * `ByLogicalTableRouter` also renames the key, row and envelope schemas to `<new topic>.Key|Value|Envelope` (and by
+ * default adds the source topic to the key, `key.enforce.uniqueness`). Renamed schemas would make every unlisted
+ * table's schema one registry schema for Avro sources, and a key field would change the keys. `RegexRouter` changes
+ * the topic only, the same as `ByLogicalTableRouter` with `key.enforce.uniqueness=false` minus the renaming. Keys
+ * need no table field: the lanes take the table from each event's `source` block (schema/db and table), never from
+ * the topic, for event ids, dedupe checkpoints, cache keys and schema history, and two tables' equal keys hashing to
+ * one partition only share that partition's order.
+ */
+function unlistedRouting(source: SourceConfig): Record<string, string> {
+  return {
+    transforms: 'unlisted',
+    'transforms.unlisted.type': 'org.apache.kafka.connect.transforms.RegexRouter',
+    'transforms.unlisted.regex': unlistedTopicRegex(source),
+    'transforms.unlisted.replacement': unlistedTopicName(source),
+  };
 }
 
 /** MySQL/MariaDB `database.include.list`: the databases of the tables, the signal table and `captureSchemas`. */
@@ -156,14 +193,15 @@ export function debeziumConnectorConfig(source: SourceConfig, ctx: DebeziumConfi
     'tombstones.on.delete': String(source.tombstonesOnDelete ?? true),
     'provide.transaction.metadata': String(source.provideTransactionMetadata ?? true),
     'snapshot.mode': source.snapshotMode ?? 'initial',
-    // Listed tables' topics, the schema-change, signal and notification topics exist already (created as code);
-    // Kafka Connect creates the heartbeat and transaction topics, and the topic of a table that appears in a
-    // `captureSchemas` schema, with the cluster's replication factor.
+    // Listed tables' topics, the catch-all, schema-change, signal and notification topics exist already (created as
+    // code); Kafka Connect creates the heartbeat, transaction and signalling-table topics with the cluster's
+    // replication factor.
     'topic.creation.default.replication.factor': '-1',
     'topic.creation.default.partitions': '1',
   };
   if (source.heartbeatIntervalMs !== undefined) config['heartbeat.interval.ms'] = String(source.heartbeatIntervalMs);
   if (source.format === 'avro') Object.assign(config, avroConverters(ctx));
+  Object.assign(config, unlistedRouting(source));
   Object.assign(config, signalling(source, ctx));
 
   switch (source.engine) {

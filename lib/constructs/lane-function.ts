@@ -1,7 +1,6 @@
 import { Duration, type RemovalPolicy, Stack } from 'aws-cdk-lib';
 import type * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
 import type * as ec2 from 'aws-cdk-lib/aws-ec2';
-import type * as glue from 'aws-cdk-lib/aws-glue';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import type * as kms from 'aws-cdk-lib/aws-kms';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
@@ -63,8 +62,6 @@ export interface KafkaSubscription {
   readonly onFailureBucket: s3.IBucket;
   /** The failure bucket's key (the mapping encrypts what it writes). */
   readonly onFailureKey: kms.IKey;
-  /** Registry that decodes Avro sources to JSON before the function sees them. */
-  readonly schemaRegistry: glue.CfnRegistry;
 }
 
 /**
@@ -138,7 +135,7 @@ export class LaneFunction extends ProjectFunction {
         rule: 'AwsSolutions-IAM5',
         finding: /:schema\/.*\/\*/,
         reason:
-          'Avro sources: the event source mapping reads schema versions from the environment registry; the connector registers one schema per topic key and value at runtime.',
+          'Avro sources: the lane reads schema versions (glue:GetSchemaVersion only) of the environment registry; the connector registers one value schema per topic at runtime, so the schema names are not known at synth time.',
       },
       {
         rule: 'AwsSolutions-IAM5',
@@ -264,9 +261,30 @@ export class LaneFunction extends ProjectFunction {
   }
 
   /**
+   * AVRO_REGISTRY (`{"kind":"glue","registryName":…}`): the lane decodes Avro records itself (the mappings deliver the
+   * bytes as written) and reads writer schemas by version id with `glue:GetSchemaVersion`, on this registry and its
+   * schemas only. No `GetSchemaByDefinition`: the lane never looks a schema up by its text.
+   */
+  bindAvroRegistry(registry: { readonly name: string; readonly arn: string }): this {
+    this.addEnvironment('AVRO_REGISTRY', JSON.stringify({ kind: 'glue', registryName: registry.name }));
+    const stack = Stack.of(this);
+    this.addToRolePolicy(
+      new iam.PolicyStatement({
+        actions: ['glue:GetSchemaVersion'],
+        resources: [
+          registry.arn,
+          `arn:${stack.partition}:glue:${stack.region}:${stack.account}:schema/${registry.name}/*`,
+        ],
+      }),
+    );
+    return this;
+  }
+
+  /**
    * One MSK event source mapping per topic (an MSK ESM takes exactly one topic), each with its own consumer group
    * (ids must be unique among all Kafka event sources), the lane's batching and error handling, partial batch
-   * responses, and the failure bucket as the on-failure destination. Also grants the IAM-auth data-plane actions the
+   * responses, and the failure bucket as the on-failure destination. No schema registry on the mappings: they deliver
+   * the bytes as written, and the lane decodes JSON and Avro itself (bindAvroRegistry). Also grants the IAM-auth data-plane actions the
    * mappings need, scoped to this lane's topics and consumer groups.
    */
   subscribe(subscription: KafkaSubscription): this {
@@ -290,18 +308,6 @@ export class LaneFunction extends ProjectFunction {
         maxRecordAge: config.maxRecordAgeSeconds === -1 ? undefined : Duration.seconds(config.maxRecordAgeSeconds),
         reportBatchItemFailures: config.reportBatchItemFailures,
         onFailure,
-        // Avro sources: the mapping decodes with the Glue registry and hands the function JSON.
-        schemaRegistryConfig:
-          topic.source.format === 'avro'
-            ? new sources.GlueSchemaRegistry({
-                schemaRegistry: subscription.schemaRegistry,
-                eventRecordFormat: lambda.EventRecordFormat.JSON,
-                schemaValidationConfigs: [
-                  { attribute: lambda.KafkaSchemaValidationAttribute.KEY },
-                  { attribute: lambda.KafkaSchemaValidationAttribute.VALUE },
-                ],
-              })
-            : undefined,
       });
       this.addEventSource(source);
       this.eventSources.push(source);

@@ -2,7 +2,7 @@ import { Duration, Stack, type StackProps } from 'aws-cdk-lib';
 import type * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as sqs from 'aws-cdk-lib/aws-sqs';
 import type { Construct } from 'constructs';
-import { type EnvironmentConfig, LANE_NAMES, type LaneName, laneTopics } from '../config';
+import { type EnvironmentConfig, LANE_NAMES, type LaneName, laneSources, laneTopics } from '../config';
 import { LaneFunction } from '../constructs/lane-function';
 import { Signaller } from '../constructs/signaller-function';
 import { acknowledgeNag } from '../nag';
@@ -109,8 +109,11 @@ export class LanesStack extends Stack {
         topics: laneTopics(config, lane),
         onFailureBucket: data.failureBucket,
         onFailureKey: data.dataKey,
-        schemaRegistry: streaming.schemaRegistry,
       });
+      // Lanes of Avro sources decode Avro themselves, with the environment's Glue registry.
+      if (laneSources(config, lane).some((source) => source.format === 'avro')) {
+        fn.bindAvroRegistry({ name: streaming.schemaRegistry.name, arn: streaming.schemaRegistry.attrArn });
+      }
       functions[lane] = fn;
       queues[lane] = dlq;
     }

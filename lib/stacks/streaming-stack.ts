@@ -3,8 +3,9 @@ import type * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as glue from 'aws-cdk-lib/aws-glue';
 import * as kms from 'aws-cdk-lib/aws-kms';
 import * as ssm from 'aws-cdk-lib/aws-ssm';
-import type { Construct } from 'constructs';
+import { type Construct, DependencyGroup } from 'constructs';
 import {
+  DEFAULT_UNLISTED_TOPIC_PARTITIONS,
   dataTopics,
   type EnvironmentConfig,
   notificationTopicName,
@@ -13,6 +14,7 @@ import {
   schemaChangeTopicName,
   signallingParameterName,
   signalTopicName,
+  unlistedTopicName,
 } from '../config';
 import { type KafkaTopicSpec, KafkaTopics } from '../constructs/kafka-topics';
 import { MskCluster } from '../constructs/msk-cluster';
@@ -81,6 +83,25 @@ export class StreamingStack extends Stack {
       description: `cdc-sync ${config.name}: Avro schemas of sources with format 'avro' (compatibility ${config.schemaRegistry.compatibility})`,
     });
 
+    // The catch-all topic of an Avro source holds every unlisted table, and the converter names the value schema
+    // after the topic: one registry schema whose versions are unrelated tables. Created here with compatibility NONE
+    // (the converter then only adds versions), or the second unlisted table would fail the first one's compatibility
+    // check and stop the connector. Listed tables keep the environment's compatibility mode.
+    const catchAllSchemas = config.sources
+      .filter((source) => source.format === 'avro')
+      .map((source) => {
+        const schema = new glue.CfnSchema(this, `UnlistedSchema-${source.name}`, {
+          name: unlistedTopicName(source),
+          description: `cdc-sync ${config.name}: values of the ${source.name} tables without a topic of their own`,
+          registry: { arn: this.schemaRegistry.attrArn },
+          dataFormat: 'AVRO',
+          compatibility: 'NONE',
+          // Glue creates a schema with a first version; Debezium registers the real ones next to it.
+          schemaDefinition: JSON.stringify(UNLISTED_PLACEHOLDER_SCHEMA),
+        });
+        return schema;
+      });
+
     this.connect = new MskConnect(this, 'Connect', {
       env: config,
       cluster: this.cluster,
@@ -89,7 +110,7 @@ export class StreamingStack extends Stack {
       securityGroup: props.connectSecurityGroup,
       schemaRegistryName: this.schemaRegistry.name,
       schemaRegistryArn: this.schemaRegistry.attrArn,
-      topics: topics.dependable,
+      topics: new DependencyGroup(topics.dependable, ...catchAllSchemas),
       removalPolicy,
       logRetention: retention,
     });
@@ -113,17 +134,31 @@ export class StreamingStack extends Stack {
   }
 }
 
+/** The first version of a catch-all topic's registry schema: a record no Debezium schema is named like. */
+const UNLISTED_PLACEHOLDER_SCHEMA = {
+  type: 'record',
+  name: 'Placeholder',
+  namespace: 'io.cdcsync.unlisted',
+  doc: 'First version of the catch-all topic schema; Debezium registers the tables as further versions.',
+  fields: [],
+};
+
 /**
  * The topics of a source created as code: listed tables' data topics (partitions from the configuration; not those
- * Kafka Connect already created, see TableConfig.existingTopic), and single-partition topics whose order matters
- * or which must exist before anyone produces or subscribes: the schema-change topic (MySQL/MariaDB, SQL Server; the
- * lanes subscribe to it), the signal topic (Debezium reads partition 0 only) and the notification topic (the
- * backfill command subscribes before it signals).
+ * Kafka Connect already created, see TableConfig.existingTopic), the catch-all topic of unlisted tables (partitions
+ * from `unlistedTopicPartitions`; the lanes subscribe to it, so it must exist first), and single-partition topics
+ * whose order matters or which must exist before anyone produces or subscribes: the schema-change topic
+ * (MySQL/MariaDB, SQL Server; the lanes subscribe to it), the signal topic (Debezium reads partition 0 only) and the
+ * notification topic (the backfill command subscribes before it signals).
  */
 function topicsAsCode(source: SourceConfig): KafkaTopicSpec[] {
   const topics: KafkaTopicSpec[] = dataTopics(source)
     .filter((t) => t.table.existingTopic !== true)
     .map((t) => ({ name: t.topicName, partitions: t.table.partitions }));
+  topics.push({
+    name: unlistedTopicName(source),
+    partitions: source.unlistedTopicPartitions ?? DEFAULT_UNLISTED_TOPIC_PARTITIONS,
+  });
   const schemaTopic = schemaChangeTopicName(source);
   if (schemaTopic !== undefined) topics.push({ name: schemaTopic, partitions: 1 });
   topics.push({ name: signalTopicName(source), partitions: 1 }, { name: notificationTopicName(source), partitions: 1 });

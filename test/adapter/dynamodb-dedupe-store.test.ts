@@ -70,14 +70,48 @@ describe('DynamoDedupeStore (dynalite)', () => {
     expect(found.get(p.id)).toEqual(cp);
   });
 
-  it('commits the schema fingerprint of a partition and reads it back', async () => {
-    // Arrange
+  it('commits the schema fingerprints of a partition per table and reads them back in their order', async () => {
+    // Arrange: not in alphabetical order (least recently met first)
     const p = partition('t.schema', 0);
-    const cp: Checkpoint = { offset: 7, hw: 'pg:1:2', hwIds: [], version: 1, schema: '0123456789abcdef' };
+    const schemas = { 'pg.public.orders': '0123456789abcdef', 'pg.public.items': 'fedcba9876543210' };
+    const cp: Checkpoint = { offset: 7, hw: 'pg:1:2', hwIds: [], version: 1, schemas };
     // Act
     await commitOne('cache', p, undefined, cp);
+    const found = (await store().load('cache', [p])).get(p.id);
     // Assert
-    expect((await store().load('cache', [p])).get(p.id)).toEqual(cp);
+    expect(found).toEqual(cp);
+    expect(Object.keys(found?.schemas ?? {})).toEqual(['pg.public.orders', 'pg.public.items']);
+  });
+
+  it('reads the single fingerprint of a checkpoint written before per-table ones, and drops it on the next commit', async () => {
+    // Arrange: an item as the previous version of the store wrote it
+    const p = partition('t.legacy', 0);
+    const pk = checkpointKey('cache', p);
+    const client = services().clients.dynamodb;
+    await client.send(
+      new PutItemCommand({
+        TableName: LOCAL_NAMES.dedupeTable,
+        Item: {
+          pk: { S: pk },
+          offset: { N: '7' },
+          hw: { S: '-' },
+          hwIds: { S: '' },
+          version: { N: '1' },
+          updatedAt: { N: String(NOW) },
+          schema: { S: '0123456789abcdef' },
+        },
+      }),
+    );
+    // Act
+    const legacy = (await store().load('cache', [p])).get(p.id);
+    await commitOne('cache', p, legacy, { ...cp(8, 2), schemas: { 't.legacy': '0123456789abcdef' } });
+    const item = await client.send(
+      new GetItemCommand({ TableName: LOCAL_NAMES.dedupeTable, Key: { pk: { S: pk } }, ConsistentRead: true }),
+    );
+    // Assert
+    expect(legacy).toEqual({ ...cp(7, 1), schema: '0123456789abcdef' });
+    expect(item.Item?.schema).toBeUndefined();
+    expect((await store().load('cache', [p])).get(p.id)?.schemas).toEqual({ 't.legacy': '0123456789abcdef' });
   });
 
   it('keeps lanes apart', async () => {

@@ -71,6 +71,22 @@ describe('DynamoSchemaRegistry (dynalite)', () => {
     expect(await registry().version(table, 2)).toBeUndefined();
   });
 
+  it('moves the latest version to an order without its commit part, which sorts below every known one', async () => {
+    // Arrange
+    const table = freshTable();
+    const unknownCommit = `pg:1:${'0'.repeat(20)}:${'400'.padStart(20, '0')}`;
+    await registry().advance(
+      table,
+      0,
+      record(table, 1, 'f1', `pg:1:${'300'.padStart(20, '0')}:${'301'.padStart(20, '0')}`),
+    );
+    // Act
+    const moved = await registry().advance(table, 1, record(table, 2, 'f2', unknownCommit));
+    // Assert
+    expect(moved).toBe(true);
+    expect(await registry().latest(table)).toMatchObject({ version: 2, fingerprint: 'f2', order: unknownCommit });
+  });
+
   it('claims a pending signal for one claimant at a time, until the claim expires', async () => {
     // Arrange
     const table = freshTable();

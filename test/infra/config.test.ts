@@ -147,6 +147,21 @@ describe('synth-time validation', () => {
       /incrementalSnapshotChunkSize must be a positive integer/,
     ],
     [
+      'a catch-all topic of 0 partitions',
+      (d) => {
+        (postgres(d) as { unlistedTopicPartitions?: number }).unlistedTopicPartitions = 0;
+      },
+      /unlistedTopicPartitions must be a positive integer/,
+    ],
+    [
+      "a table whose topic is another source's catch-all topic",
+      (d) => {
+        mysql(d).topicPrefix = 'orders.public';
+        postgres(d).tables.push({ name: 'public.unlisted', partitions: 1 });
+      },
+      /topic 'orders.public.unlisted' would be used by more than one/,
+    ],
+    [
       'a table whose topic is the signal topic of its source',
       (d) => {
         mysql(d).topicPrefix = 'orders.public';
@@ -192,13 +207,15 @@ describe('derived names', () => {
     );
   });
 
-  it('subscribes lanes to data topics and the schema-change topics, never heartbeat, transaction, history or signals', () => {
+  it('subscribes lanes to data, catch-all and schema-change topics, never heartbeat, transaction, history or signals', () => {
     const topics = laneTopics(dev, 'audit').map((t) => `${t.kind}:${t.topicName}`);
     // PostgreSQL has no schema-change topic (logical decoding carries no DDL); MySQL's is the bare prefix.
     expect(topics).toEqual([
       'data:orders.public.orders',
       'data:orders.public.order_lines',
+      'unlisted:orders.unlisted',
       'data:inventory.inventory.stock',
+      'unlisted:inventory.unlisted',
       'schema-changes:inventory',
     ]);
   });

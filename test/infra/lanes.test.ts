@@ -1,6 +1,6 @@
 import { Match } from 'aws-cdk-lib/assertions';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { LaneEnvSchemas, SignallerEnvSchema } from '../../functions/shared/config';
+import { AvroRegistrySchema, LaneEnvSchemas, SignallerEnvSchema } from '../../functions/shared/config';
 import { LANE_NAMES, type LaneName, laneTopics } from '../../lib/config';
 import { render, resourcesOf, type SynthesizedEnvironment, statementsOfRole, synthesize } from './support';
 
@@ -63,8 +63,8 @@ describe('lanes stack', () => {
       const groups = mappings(dev).map(
         (m) => (m.AmazonManagedKafkaEventSourceConfig as { ConsumerGroupId: string }).ConsumerGroupId,
       );
-      // 3 data topics and MySQL's schema-change topic.
-      expect(groups).toHaveLength(LANE_NAMES.length * 4);
+      // 3 data topics, a catch-all topic per source and MySQL's schema-change topic.
+      expect(groups).toHaveLength(LANE_NAMES.length * 6);
       expect(new Set(groups).size).toBe(groups.length);
       expect(groups).toContain('cdc-dev-warehouse-orders.public.orders');
       expect(groups).toContain('cdc-dev-cache-orders.public.orders');
@@ -120,22 +120,27 @@ describe('lanes stack', () => {
       }
     });
 
-    it('decodes Avro sources with the Glue Schema Registry before the function sees them', () => {
-      const avro = mappings(staging).filter((m) => (m.Topics as string[])[0] === 'inventory.inventory.stock');
-      expect(avro).toHaveLength(3);
-      for (const mapping of avro) {
-        expect(mapping.AmazonManagedKafkaEventSourceConfig).toMatchObject({
-          SchemaRegistryConfig: {
-            EventRecordFormat: 'JSON',
-            SchemaRegistryURI: expect.anything(),
-            SchemaValidationConfigs: [{ Attribute: 'KEY' }, { Attribute: 'VALUE' }],
-          },
-        });
-      }
-      const json = mappings(staging).filter((m) => (m.Topics as string[])[0] === 'orders.public.orders');
-      for (const mapping of json) {
+    it.each(LANE_NAMES)("subscribes the %s lane to each source's catch-all topic with its own group", (lane) => {
+      const unlisted = mappingsOf(dev, lane).filter((m) => /\.unlisted$/.test((m.Topics as string[])[0] ?? ''));
+      expect(
+        unlisted.map((m) => [
+          (m.Topics as string[])[0],
+          (m.AmazonManagedKafkaEventSourceConfig as { ConsumerGroupId: string }).ConsumerGroupId,
+        ]),
+      ).toEqual([
+        ['orders.unlisted', `cdc-dev-${lane}-orders.unlisted`],
+        ['inventory.unlisted', `cdc-dev-${lane}-inventory.unlisted`],
+      ]);
+    });
+
+    it('delivers the bytes as written to the lanes: no mapping decodes Avro with a schema registry', () => {
+      for (const mapping of [...mappings(staging), ...mappings(dev)]) {
         expect((mapping.AmazonManagedKafkaEventSourceConfig as Props).SchemaRegistryConfig).toBeUndefined();
       }
+      // The Avro source's topics are mapped like any other.
+      expect(mappings(staging).filter((m) => (m.Topics as string[])[0] === 'inventory.inventory.stock')).toHaveLength(
+        3,
+      );
     });
   });
 
@@ -204,6 +209,16 @@ describe('lanes stack', () => {
       expect(JSON.stringify(variables.SIGNAL_QUEUE_URL)).toMatch(/SignallerQueue/);
       expect(variables).not.toHaveProperty('SIGNAL_TOPICS');
       expect(variables).not.toHaveProperty('SIGNAL_BOOTSTRAP_SERVERS');
+    });
+
+    it('tells the lanes of an Avro source which Glue registry to decode with, and JSON-only lanes nothing', () => {
+      for (const lane of LANE_NAMES) {
+        const avro = (laneFunction(staging, lane).Environment as { Variables: Record<string, unknown> }).Variables;
+        const parsed = AvroRegistrySchema.safeParse(JSON.parse(String(avro.AVRO_REGISTRY)));
+        expect(parsed.data).toEqual({ kind: 'glue', registryName: 'cdc-sync-staging' });
+        const json = (laneFunction(dev, lane).Environment as { Variables: Record<string, unknown> }).Variables;
+        expect(json).not.toHaveProperty('AVRO_REGISTRY');
+      }
     });
 
     it('passes the schema change policy: auto by default, per-table overrides from the configuration', () => {
@@ -308,6 +323,33 @@ describe('lanes stack', () => {
         expect(actions).not.toContain('kafka-cluster:WriteData');
       },
     );
+
+    it.each(LANE_NAMES)(
+      'lets the %s lane of an Avro source read schema versions of the environment registry, nothing else in Glue',
+      (lane) => {
+        const glue = statementsOfRole(staging.template('lanes'), roleOf(lane)).filter((s) =>
+          s.actions.some((a) => a.startsWith('glue:')),
+        );
+        expect(glue).toEqual([
+          expect.objectContaining({
+            actions: ['glue:GetSchemaVersion'],
+            resources: ['arn:aws:glue:eu-west-1:222222222222:schema/cdc-sync-staging/*', '<Fn::ImportValue>'],
+          }),
+        ]);
+        // The registry ARN is the streaming stack's registry.
+        const raw = rawStatementsOfRole(staging, roleOf(lane)).filter((st) =>
+          ([] as unknown[]).concat(st.Action).includes('glue:GetSchemaVersion'),
+        );
+        expect(JSON.stringify(raw)).toMatch(/SchemaRegistry/);
+      },
+    );
+
+    it('gives lanes of JSON sources no Glue access at all', () => {
+      for (const lane of LANE_NAMES) {
+        const actions = statementsOfRole(dev.template('lanes'), roleOf(lane)).flatMap((s) => s.actions);
+        expect(actions.filter((a) => a.startsWith('glue:'))).toEqual([]);
+      }
+    });
 
     it('writes on-failure batches with put-only access, not the read-write grant of S3OnFailureDestination', () => {
       const actions = statementsOfRole(dev.template('lanes'), roleOf('warehouse')).flatMap((s) => s.actions);

@@ -74,8 +74,8 @@ describe('streaming stack', () => {
 
     it('creates one topic per captured table with the configured partitions (AWS::MSK::Topic)', () => {
       const template = dev.template('streaming');
-      // 3 tables, MySQL's schema-change topic, a signal and a notification topic per source.
-      template.resourceCountIs('AWS::MSK::Topic', 3 + 1 + 2 * 2);
+      // 3 tables, MySQL's schema-change topic, a catch-all, a signal and a notification topic per source.
+      template.resourceCountIs('AWS::MSK::Topic', 3 + 1 + 3 * 2);
       template.hasResourceProperties('AWS::MSK::Topic', {
         TopicName: 'orders.public.orders',
         PartitionCount: 3,
@@ -117,6 +117,94 @@ describe('streaming stack', () => {
     });
   });
 
+  describe('tables not listed in the configuration (catch-all topic)', () => {
+    /** The connector's routing regex as Java's `Matcher.matches()` applies it: to the whole topic name. */
+    function router(env: SynthesizedEnvironment, connector: string) {
+      const config = connectorSpecs(env).find((s) => s.connectorName === connector)?.connectorConfiguration as Record<
+        string,
+        string
+      >;
+      const pattern = new RegExp(`^(?:${config['transforms.unlisted.regex']})$`);
+      return { config, routes: (topic: string) => pattern.test(topic) };
+    }
+
+    it('routes with Kafka RegexRouter into <prefix>.unlisted, leaving keys and schemas as they are', () => {
+      const { config } = router(dev, 'cdc-sync-dev-orders');
+      expect(config).toMatchObject({
+        transforms: 'unlisted',
+        'transforms.unlisted.type': 'org.apache.kafka.connect.transforms.RegexRouter',
+        'transforms.unlisted.replacement': 'orders.unlisted',
+      });
+      // No `$` group reference: the replacement is the literal topic name.
+      expect(config['transforms.unlisted.replacement']).not.toContain('$');
+    });
+
+    it.each([
+      ['dev', 'cdc-sync-dev-orders', 'orders.public.refunds'],
+      ['dev', 'cdc-sync-dev-inventory', 'inventory.inventory.suppliers'],
+      ['prod', 'cdc-sync-prod-billing', 'billing.Billing.dbo.credit_notes'],
+    ])('in %s, %s routes a table created later (%s)', (envName, connector, topic) => {
+      const { routes } = router(envName === 'dev' ? dev : prod, connector);
+      expect(routes(topic)).toBe(true);
+    });
+
+    it.each([
+      // Listed tables keep their own topic.
+      ['dev', 'cdc-sync-dev-orders', 'orders.public.orders'],
+      ['dev', 'cdc-sync-dev-orders', 'orders.public.order_lines'],
+      ['dev', 'cdc-sync-dev-inventory', 'inventory.inventory.stock'],
+      ['prod', 'cdc-sync-prod-billing', 'billing.Billing.dbo.invoices'],
+      // The signalling table's watermark rows are not data.
+      ['dev', 'cdc-sync-dev-orders', 'orders.public.debezium_signal'],
+      ['prod', 'cdc-sync-prod-billing', 'billing.Billing.dbo.debezium_signal'],
+      // The connector's other topics.
+      ['dev', 'cdc-sync-dev-orders', 'orders.transaction'],
+      ['dev', 'cdc-sync-dev-orders', 'orders.notifications'],
+      ['dev', 'cdc-sync-dev-orders', 'orders.unlisted'],
+      ['dev', 'cdc-sync-dev-orders', '__debezium-heartbeat.orders'],
+      ['dev', 'cdc-sync-dev-inventory', 'inventory'],
+      // Another source's tables, and a listed name as a prefix of a longer one is still unlisted (anchored).
+      ['dev', 'cdc-sync-dev-orders', 'inventory.inventory.suppliers'],
+      ['prod', 'cdc-sync-prod-billing', 'billing.Other.dbo.invoices'],
+    ])('in %s, %s leaves %s alone', (envName, connector, topic) => {
+      const { routes } = router(envName === 'dev' ? dev : prod, connector);
+      expect(routes(topic)).toBe(false);
+    });
+
+    it('treats a listed name as a whole name, not a prefix of a longer table name', () => {
+      const { routes } = router(dev, 'cdc-sync-dev-orders');
+      expect(routes('orders.public.orders_archive')).toBe(true);
+      expect(routes('orders.public.xorders')).toBe(true);
+    });
+
+    it('escapes regex characters of the names it lists', () => {
+      const dotted = synthesize(
+        variant(environmentConfig('dev'), (d) => {
+          d.sources[0]?.tables.push({ name: 'public.a+b', partitions: 1 });
+        }),
+      );
+      const { routes } = router(dotted, 'cdc-sync-dev-orders');
+      expect(routes('orders.public.a+b')).toBe(false);
+      expect(routes('orders.public.aab')).toBe(true);
+    });
+
+    it('creates each catch-all topic as code with the configured partitions (default 3)', () => {
+      dev.template('streaming').hasResourceProperties('AWS::MSK::Topic', {
+        TopicName: 'orders.unlisted',
+        PartitionCount: 3,
+      });
+      const wider = synthesize(
+        variant(environmentConfig('dev'), (d) => {
+          (d.sources[1] as { unlistedTopicPartitions?: number }).unlistedTopicPartitions = 12;
+        }),
+      );
+      wider.template('streaming').hasResourceProperties('AWS::MSK::Topic', {
+        TopicName: 'inventory.unlisted',
+        PartitionCount: 12,
+      });
+    });
+  });
+
   describe('MSK Serverless option', () => {
     let serverless: SynthesizedEnvironment;
     beforeAll(() => {
@@ -143,9 +231,11 @@ describe('streaming stack', () => {
         Topics: JSON.stringify([
           { name: 'orders.public.orders', partitions: 3 },
           { name: 'orders.public.order_lines', partitions: 3 },
+          { name: 'orders.unlisted', partitions: 3 },
           { name: 'orders.signals', partitions: 1 },
           { name: 'orders.notifications', partitions: 1 },
           { name: 'inventory.inventory.stock', partitions: 3 },
+          { name: 'inventory.unlisted', partitions: 3 },
           { name: 'inventory', partitions: 1 },
           { name: 'inventory.signals', partitions: 1 },
           { name: 'inventory.notifications', partitions: 1 },
@@ -324,6 +414,42 @@ describe('streaming stack', () => {
         'value.converter.schemaAutoRegistrationEnabled': 'true',
       });
       staging.template('streaming').hasResourceProperties('AWS::Glue::Registry', { Name: 'cdc-sync-staging' });
+    });
+
+    it('keeps Avro key schemas out of the registry, so a key and a value never share a schema name', () => {
+      // The Glue converter names both a topic's key and value schema after the topic: a key converter writing to
+      // the registry would make them one schema. Keys are JsonConverter JSON instead.
+      const staging = synthesize('staging');
+      const config = connectorSpecs(staging).find((s) => s.connectorName === 'cdc-sync-staging-inventory')
+        ?.connectorConfiguration as Record<string, string>;
+      expect(config['key.converter']).toBe('org.apache.kafka.connect.json.JsonConverter');
+      expect(config['key.converter.schemas.enable']).toBe('true');
+      expect(
+        Object.keys(config).filter((k) => k.startsWith('key.converter.') && /registry|schemaName/i.test(k)),
+      ).toEqual([]);
+      // Only the value converter registers, and neither side pins one schema name for every table.
+      expect(config['value.converter.schemaName']).toBeUndefined();
+      expect(config['value.converter.schemaNameGenerationClass']).toBeUndefined();
+    });
+
+    it("creates the Avro catch-all topic's value schema with compatibility NONE (it holds unrelated tables)", () => {
+      const staging = synthesize('staging');
+      const template = staging.template('streaming');
+      template.resourceCountIs('AWS::Glue::Schema', 1);
+      template.hasResourceProperties('AWS::Glue::Schema', {
+        Name: 'inventory.unlisted',
+        DataFormat: 'AVRO',
+        Compatibility: 'NONE',
+        Registry: { Arn: { 'Fn::GetAtt': [Match.stringLikeRegexp('^SchemaRegistry'), 'Arn'] } },
+      });
+      // The connector registers versions under it, so it must exist first.
+      const connector = resourcesOf(template, 'Custom::MskConnectConnector').find(([, r]) =>
+        JSON.stringify(r.Properties).includes('cdc-sync-staging-inventory'),
+      )?.[1] as { DependsOn?: string[] } | undefined;
+      const schemaId = resourcesOf(template, 'AWS::Glue::Schema')[0]?.[0];
+      expect(connector?.DependsOn).toContain(schemaId);
+      // JSON sources register nothing.
+      dev.template('streaming').resourceCountIs('AWS::Glue::Schema', 0);
     });
 
     it('gives every connector provisioned capacity with one worker, IAM auth and TLS to the cluster', () => {

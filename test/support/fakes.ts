@@ -1,3 +1,4 @@
+import { hasUnknownCommit } from '../../functions/core/dedupe';
 import { type CdcError, DedupeError, SinkError } from '../../functions/core/errors';
 import type { LatestSchema, SchemaRegistry, SchemaVersionRecord } from '../../functions/core/schema-history';
 import type {
@@ -96,7 +97,8 @@ export class MemorySchemaRegistry implements SchemaRegistry {
     this.calls.advance++;
     const current = this.latestItems.get(table);
     if ((current?.version ?? 0) !== expected) return false;
-    if (current && !(current.order < record.order && current.fingerprint !== record.fingerprint)) return false;
+    const newer = current && (current.order < record.order || hasUnknownCommit(record.order));
+    if (current && !(newer && current.fingerprint !== record.fingerprint)) return false;
     const key = `${table}#v${record.version}`;
     if (this.versions.has(key)) return false;
     const { version, fingerprint, order, columns } = record;

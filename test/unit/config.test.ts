@@ -50,6 +50,34 @@ describe('loadLaneEnv', () => {
     expect(env).not.toHaveProperty('SIGNAL_BOOTSTRAP_SERVERS');
   });
 
+  it('parses AVRO_REGISTRY for a Glue and a Confluent registry, and leaves it unset by default', () => {
+    const glue = loadLaneEnv('audit', {
+      ...base,
+      AUDIT_BUCKET: 'audit',
+      AVRO_REGISTRY: '{"kind":"glue","registryName":"cdc-sync-staging"}',
+    });
+    const confluent = loadLaneEnv('audit', {
+      ...base,
+      AUDIT_BUCKET: 'audit',
+      AVRO_REGISTRY: '{"kind":"confluent","url":"http://127.0.0.1:8081"}',
+    });
+    const none = loadLaneEnv('audit', { ...base, AUDIT_BUCKET: 'audit' });
+    expect(glue.AVRO_REGISTRY).toEqual({ kind: 'glue', registryName: 'cdc-sync-staging' });
+    expect(confluent.AVRO_REGISTRY).toEqual({ kind: 'confluent', url: 'http://127.0.0.1:8081' });
+    expect(none.AVRO_REGISTRY).toBeUndefined();
+  });
+
+  it.each([
+    ['an unknown kind', '{"kind":"apicurio","url":"http://x"}'],
+    ['a Glue registry without its name', '{"kind":"glue"}'],
+    ['a Confluent registry without a URL', '{"kind":"confluent","url":"not a url"}'],
+    ['text that is not JSON', 'glue'],
+  ])('rejects AVRO_REGISTRY with %s, naming the variable', (_, value) => {
+    expect(() => loadLaneEnv('audit', { ...base, AUDIT_BUCKET: 'audit', AVRO_REGISTRY: value })).toThrow(
+      /AVRO_REGISTRY/,
+    );
+  });
+
   it('names every missing variable', () => {
     expect(() => loadLaneEnv('cache', { DLQ_URL: base.DLQ_URL })).toThrow(ConfigError);
     expect(() => loadLaneEnv('cache', { DLQ_URL: base.DLQ_URL })).toThrow(

@@ -1,5 +1,13 @@
 import { describe, expect, it } from 'vitest';
-import { compareOrder, digestId, HW_IDS_LIMIT, PartitionDedupe, RedriveDedupe } from '../../functions/core/dedupe';
+import {
+  AppliedSchemas,
+  compareOrder,
+  digestId,
+  HW_IDS_LIMIT,
+  PartitionDedupe,
+  RedriveDedupe,
+  SCHEMAS_LIMIT,
+} from '../../functions/core/dedupe';
 import type { ChangeEvent, Checkpoint } from '../../functions/core/types';
 
 function change(id: string, order: string, offset: number): ChangeEvent {
@@ -141,5 +149,51 @@ describe('RedriveDedupe', () => {
     expect(d.judge(change('old', pg(1, 10), 3))).toBe('new');
     expect(d.judge(change('old', pg(1, 10), 3))).toBe('duplicate');
     expect(d.next({ seq: 2 })).toEqual({ offset: 90, hw: pg(9, 900), hwIds: ['x'], version: 5, sinkState: { seq: 2 } });
+  });
+});
+
+describe('AppliedSchemas', () => {
+  const base: Checkpoint = { offset: 1, hw: '', hwIds: [], version: 1 };
+
+  it('remembers a fingerprint per table and says when a table carries the one applied for it', () => {
+    // Arrange
+    const applied = new AppliedSchemas(undefined, 'pg.unlisted');
+    // Act
+    const firsts = [applied.see('pg.s.a', 'f1'), applied.see('pg.s.b', 'f1')];
+    const again = [applied.see('pg.s.a', 'f1'), applied.see('pg.s.b', 'f2')];
+    // Assert
+    expect(firsts).toEqual([false, false]);
+    expect(again).toEqual([true, false]);
+    expect(applied.toCheckpoint()).toEqual({ 'pg.s.a': 'f1', 'pg.s.b': 'f2' });
+  });
+
+  it(`keeps the ${SCHEMAS_LIMIT} most recently seen tables`, () => {
+    // Arrange
+    const applied = new AppliedSchemas(undefined, 'pg.unlisted');
+    const tables = Array.from({ length: SCHEMAS_LIMIT + 6 }, (_, i) => `pg.s.t${i}`);
+    for (const t of tables) applied.see(t, 'f');
+    // Act: the first table seen again
+    applied.see('pg.s.t0', 'f');
+    // Assert
+    const kept = Object.keys(applied.toCheckpoint() ?? {});
+    expect(kept).toHaveLength(SCHEMAS_LIMIT);
+    expect(kept.at(-1)).toBe('pg.s.t0');
+    expect(kept[0]).toBe(`pg.s.t${tables.length - SCHEMAS_LIMIT + 1}`);
+  });
+
+  it('reads a single-fingerprint checkpoint as the fingerprint of the table named like its topic', () => {
+    // Arrange
+    const applied = new AppliedSchemas({ ...base, schema: 'f1' }, 'pg.public.orders');
+    // Act + Assert
+    expect(applied.see('pg.public.customers', 'f1')).toBe(false);
+    expect(applied.see('pg.public.orders', 'f1')).toBe(true);
+  });
+
+  it('prefers per-table fingerprints over the legacy one, and has nothing for the checkpoint when none is known', () => {
+    // Arrange
+    const applied = new AppliedSchemas({ ...base, schema: 'old', schemas: { 'pg.public.orders': 'new' } }, 'x');
+    // Act + Assert
+    expect(applied.see('pg.public.orders', 'new')).toBe(true);
+    expect(new AppliedSchemas(base, 'pg.public.orders').toCheckpoint()).toBeUndefined();
   });
 });

@@ -432,7 +432,10 @@ describe('processBatch: schema history', () => {
         version: 2,
       },
     ]);
-    expect(dedupe.items.get('warehouse#pg.public.orders-0')).toMatchObject({ offset: 12, schema: 'id,note' });
+    expect(dedupe.items.get('warehouse#pg.public.orders-0')).toMatchObject({
+      offset: 12,
+      schemas: { 'pg.public.orders': 'id,note' },
+    });
     expect(result.schemaChanges.map((c) => [c.version, c.classification])).toEqual([
       [1, 'new-table'],
       [2, 'additive-nullable'],
@@ -503,7 +506,7 @@ describe('processBatch: schema history', () => {
     // Assert
     expect(retried).toMatchObject({ processed: 3, batchItemFailures: [] });
     expect(signaller.sent).toHaveLength(1);
-    expect(dedupe.items.get('warehouse#pg.public.orders-0')?.schema).toBe('id,note');
+    expect(dedupe.items.get('warehouse#pg.public.orders-0')?.schemas).toEqual({ 'pg.public.orders': 'id,note' });
   });
 
   it('passes schemaless events through without schema history', async () => {
@@ -513,8 +516,91 @@ describe('processBatch: schema history', () => {
     await processBatch(evolving(), deps);
     // Assert
     expect(sink.writes[0]?.schemaChanges).toBeUndefined();
-    expect(dedupe.items.get('warehouse#pg.public.orders-0')?.schema).toBeUndefined();
+    expect(dedupe.items.get('warehouse#pg.public.orders-0')?.schemas).toBeUndefined();
     expect(registry.calls.advance).toBe(0);
+  });
+
+  it('meets the versions of tables interleaved in one partition once each, in this batch and the next', async () => {
+    // Arrange: the catch-all topic; customers has the same columns (so the same fingerprint) as orders
+    const { deps, sink, dedupe, registry } = schemaSetup();
+    const on = (table: string, after: Record<string, unknown>, lsn: number) =>
+      pgMessage({ op: 'u', table, topic: 'pg.unlisted', after, lsn, offset: lsn });
+    const interleaved = (from: number) =>
+      eventOf([
+        on('orders', { id: 1 }, from),
+        on('items', { id: 1, sku: 'a' }, from + 1),
+        on('orders', { id: 2 }, from + 2),
+        on('customers', { id: 1 }, from + 3),
+        on('items', { id: 2, sku: 'b' }, from + 4),
+        on('orders', { id: 3 }, from + 5),
+      ]);
+    // Act
+    const first = await processBatch(interleaved(100), deps);
+    const second = await processBatch(interleaved(200), deps);
+    // Assert
+    expect(sink.writes[0]?.schemaChanges?.map((c) => [c.index, c.table])).toEqual([
+      [0, 'pg.public.orders'],
+      [1, 'pg.public.items'],
+      [3, 'pg.public.customers'],
+    ]);
+    expect(first.schemaChanges).toHaveLength(3);
+    expect(sink.writes[1]?.schemaChanges).toBeUndefined();
+    expect(second.schemaChanges).toEqual([]);
+    expect(registry.calls.advance).toBe(3);
+    expect(dedupe.items.get('warehouse#pg.unlisted-0')?.schemas).toEqual({
+      'pg.public.orders': 'id',
+      'pg.public.items': 'id,sku',
+      'pg.public.customers': 'id',
+    });
+  });
+
+  it('reads the single fingerprint of a checkpoint written before per-table ones as its topic table’s', async () => {
+    // Arrange: checkpoints of the old shape, on a table's own topic and on a topic named like no table
+    const { deps, sink, dedupe } = schemaSetup();
+    const legacy = { offset: 1, hw: '', hwIds: [], version: 1, schema: 'id' };
+    dedupe.items.set('warehouse#pg.public.orders-0', legacy);
+    dedupe.items.set('warehouse#pg.unlisted-0', legacy);
+    // Act
+    await processBatch(
+      eventOf([
+        pgMessage({ op: 'u', after: { id: 1 }, lsn: 100, offset: 10 }),
+        pgMessage({ op: 'u', after: { id: 1 }, lsn: 100, offset: 10, topic: 'pg.unlisted' }),
+      ]),
+      deps,
+    );
+    // Assert: the topic's table applied that version already; elsewhere the table meets it (again, at worst)
+    const written = (topic: string) => sink.writes.find((w) => w.partition.topic === topic);
+    expect(written('pg.public.orders')?.schemaChanges).toBeUndefined();
+    expect(written('pg.unlisted')?.schemaChanges?.map((c) => c.table)).toEqual(['pg.public.orders']);
+    const migrated = dedupe.items.get('warehouse#pg.public.orders-0');
+    expect(migrated?.schemas).toEqual({ 'pg.public.orders': 'id' });
+    expect(migrated?.schema).toBeUndefined();
+  });
+
+  it('keeps the fingerprints of the most recently seen tables only; an evicted table meets its version again', async () => {
+    // Arrange
+    const { deps, sink, dedupe, registry } = schemaSetup({ schemasLimit: 2 });
+    const on = (table: string, offset: number) =>
+      pgMessage({ op: 'u', table, topic: 'pg.unlisted', after: { id: 1, [table]: 'x' }, lsn: offset, offset });
+    const met = (n: number) => sink.writes[n]?.schemaChanges?.map((c) => c.table);
+    // Act
+    await processBatch(eventOf([on('a', 10), on('b', 11), on('c', 12)]), deps);
+    const afterFirst = dedupe.items.get('warehouse#pg.unlisted-0')?.schemas;
+    await processBatch(eventOf([on('b', 20), on('a', 21)]), deps);
+    const third = await processBatch(eventOf([on('c', 30), on('b', 31)]), deps);
+    // Assert: b stays (seen in the second batch), c — met after b but not seen since — is evicted
+    expect(met(0)).toEqual(['pg.public.a', 'pg.public.b', 'pg.public.c']);
+    expect(afterFirst).toEqual({ 'pg.public.b': 'id,b', 'pg.public.c': 'id,c' });
+    expect(met(1)).toEqual(['pg.public.a']);
+    expect(met(2)).toEqual(['pg.public.c']);
+    // Meeting a known version again registers nothing and reports nothing, but hands the sink its number
+    expect(registry.calls.advance).toBe(3);
+    expect(third.schemaChanges).toEqual([]);
+    expect(sink.writes[2]?.schemaChanges?.[0]).toMatchObject({ kind: 'version', table: 'pg.public.c', version: 1 });
+    expect(Object.keys(dedupe.items.get('warehouse#pg.unlisted-0')?.schemas ?? {})).toEqual([
+      'pg.public.c',
+      'pg.public.b',
+    ]);
   });
 
   it('hands DDL records to the sink and counts them processed, or skipped where the sink keeps no history', async () => {

@@ -161,6 +161,34 @@ describe('SchemaHistory.meet', () => {
     expect(registry.latestItems.get('pg.public.orders')).toMatchObject({ version: 1, fingerprint: 'f2' });
   });
 
+  it('registers a version first met in the first transaction after a connector start, whose order has no commit part', async () => {
+    // Arrange
+    const { history, registry, signaller } = setup();
+    await history.meet('cache', 'cache#t-0', event({ op: 'u', after: { id: 1 }, lsn: 300 }), V1);
+    // Act: the DDL ran while the connector was down; its first transaction after the start carries the new version
+    const met = await history.meet(
+      'cache',
+      'cache#t-0',
+      event({ op: 'u', after: { id: 1 }, lsn: 400, lastCommitLsn: null }),
+      V3,
+    );
+    // ...and a lagging partition's first transaction still carries the version registered before
+    const lagging = await history.meet(
+      'cache',
+      'cache#t-1',
+      event({ op: 'u', after: { id: 2 }, lsn: 390, lastCommitLsn: null }),
+      V1,
+    );
+    // Assert
+    expect(met).toMatchObject({ version: 2, report: { from: 'f1', to: 'f3', action: 'signalled' } });
+    expect(signaller.sent.map((s) => s.id)).toEqual([
+      signalIdOf('pg.public.orders', 1),
+      signalIdOf('pg.public.orders', 2),
+    ]);
+    expect(lagging).toEqual({ version: 1 });
+    expect(registry.latestItems.get('pg.public.orders')).toMatchObject({ version: 2, fingerprint: 'f3' });
+  });
+
   it('does not signal for an additive nullable column', async () => {
     // Arrange
     const { history, signaller } = setup();

@@ -93,7 +93,7 @@ export function slope(points: ReadonlyArray<readonly [number, number]>): number 
 // --- per-process CPU (Linux /proc) --------------------------------------------------------------------------------
 
 /** CPU seconds so far per process kind: this process, the services and workload helpers, PostgreSQL, others. */
-function cpuByProcess(): Record<string, number> {
+export function cpuByProcess(): Record<string, number> {
   const out: Record<string, number> = {};
   for (const pid of [process.pid, ...descendants(process.pid)]) {
     try {
@@ -129,8 +129,14 @@ async function runStep(step: StepOptions): Promise<StepResult> {
   const { performance } = await import('node:perf_hooks');
   const parsed = parseRunOptions(['--rate', String(step.rate), '--seed-rows', '1000', ...(step.args ?? [])]);
   if (parsed === 'help') throw new Error('unexpected --help');
-  // The workload runs past the window's end: its helper process needs a moment to start.
-  const options = { ...parsed, durationMs: step.warmupMs + step.windowMs + 2000, verify: step.verify };
+  // The workload runs past the window's end: its helper process needs a moment to start. Without the workload's
+  // schema change (and the incremental snapshot it sets off), so the figures compare with runs from before it.
+  const options = {
+    ...parsed,
+    durationMs: step.warmupMs + step.windowMs + 2000,
+    verify: step.verify,
+    schemaChange: false,
+  };
 
   // The backlog may rise by this much per second and still count as not growing (noise of the trend's estimate).
   const limitPerSec = step.rate / 100;
@@ -231,20 +237,31 @@ async function runStep(step: StepOptions): Promise<StepResult> {
 }
 
 /**
- * Runs `flag`'s work (see the end of this file) in a fresh child process and resolves with its result, so that
- * measurements do not inherit each other's heap, broker contents or backlog.
+ * Runs `flag`'s work (see {@link serveChild}) of the module `file` in a fresh child process and resolves with its
+ * result, so that measurements do not inherit each other's heap, broker contents or backlog.
  */
-async function inChild<T>(flag: string, argument: string, what: string, nodeOptions: string[] = []): Promise<T> {
-  const child = spawnHelper(fileURLToPath(import.meta.url), [flag, argument], process.env, nodeOptions);
+export async function runInChild<T>(
+  file: string,
+  flag: string,
+  argument: string,
+  what: string,
+  nodeOptions: string[] = [],
+): Promise<T> {
+  const child = spawnHelper(file, [flag, argument], process.env, nodeOptions);
   try {
     return await firstMessage(child, (message) => {
       const m = message as { type: string; result?: T; message?: string };
-      if (m.type === 'error') throw new Error(`e2e ${what} failed: ${m.message}`);
+      if (m.type === 'error') throw new Error(`${what} failed: ${m.message}`);
       return m.type === 'result' ? m.result : undefined;
     });
   } finally {
     await stopHelper(child, 60_000);
   }
+}
+
+/** Runs this file's `flag` work in a fresh child process (see {@link runInChild}). */
+function inChild<T>(flag: string, argument: string, what: string, nodeOptions: string[] = []): Promise<T> {
+  return runInChild(fileURLToPath(import.meta.url), flag, argument, `e2e ${what}`, nodeOptions);
 }
 
 /** Runs one step in a fresh child process. */
@@ -269,7 +286,7 @@ function costModel(quick: boolean, log: (message: string) => void) {
  * the start and the end of the run, says which kind of day a report comes from and compares with the raw floor in
  * the README's pipeline table.
  */
-async function rawFloorUsPerRecord(): Promise<number> {
+export async function rawFloorUsPerRecord(): Promise<number> {
   const event = benchEvent(2000);
   const { raw } = await measure({ raw: () => rawFloor(event) }, 5);
   return round(((raw?.min ?? Number.NaN) * 1000) / 2000, 1);
@@ -366,8 +383,8 @@ export async function e2eBenchmarks({ quick }: { quick: boolean }) {
   };
 }
 
-/** The child side of inChild: when started with `flag`, runs `work` on its argument and sends the result. */
-async function serveChild(flag: string, work: (argument: string) => Promise<unknown>): Promise<void> {
+/** The child side of runInChild: when started with `flag`, runs `work` on its argument and sends the result. */
+export async function serveChild(flag: string, work: (argument: string) => Promise<unknown>): Promise<void> {
   const at = process.argv.indexOf(flag);
   if (at < 0 || !process.send) return;
   const send = (message: unknown) => process.send?.(message);

@@ -1,8 +1,10 @@
 /**
- * npm run bench -- [--json] [--e2e] [--quick]
+ * npm run bench -- [--json] [--e2e | --snapshot [--chunk-size <rows>]] [--quick]
  *
  * Pipeline benchmarks, each measured side by side with its baseline in the same run (never timed assertions in
- * tests), Avro decoding included (avro.ts). Prints one JSON object with --json.
+ * tests), Avro decoding included (avro.ts). `--e2e` runs the local pipeline end to end (e2e.ts), `--snapshot` an
+ * incremental snapshot of a 100k-row table under the demo workload against a run without it
+ * (incremental-snapshot.ts). Prints one JSON object with --json.
  */
 import { parseArgs, reserveStdout } from '../lib/cli';
 import { avroBenchmarks } from './avro';
@@ -81,12 +83,20 @@ async function pipelineBenchmarks(quick: boolean) {
 
 async function main() {
   const out = reserveStdout();
-  const { flags } = parseArgs(process.argv.slice(2));
+  const { flags } = parseArgs(process.argv.slice(2), ['chunk-size']);
   const quick = flags.has('quick');
   let result: unknown;
   if (flags.has('e2e')) {
     const { e2eBenchmarks } = await import('./e2e');
     result = await e2eBenchmarks({ quick });
+  } else if (flags.has('snapshot')) {
+    const { snapshotBenchmarks } = await import('./incremental-snapshot');
+    const chunk = flags.get('chunk-size');
+    const chunkSize = typeof chunk === 'string' ? Number(chunk) : undefined;
+    if (chunkSize !== undefined && !(Number.isInteger(chunkSize) && chunkSize > 0)) {
+      throw new Error(`--chunk-size must be a positive whole number, got "${chunk}"`);
+    }
+    result = await snapshotBenchmarks({ quick, ...(chunkSize ? { chunkSize } : {}) });
   } else {
     result = await pipelineBenchmarks(quick);
   }

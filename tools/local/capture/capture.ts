@@ -66,6 +66,8 @@ interface Position {
   processedLsn: bigint;
   /** The incremental snapshot context that goes with this position (Debezium's `incremental_snapshot_*`). */
   incremental: Partial<SourceOffset>;
+  /** Counts context changes: an offset saved from a position of generation n carries every change up to n. */
+  incrementalGen: number;
 }
 
 const QUIET: CaptureLogger = { info() {}, warn() {}, error() {} };
@@ -125,6 +127,7 @@ class Capture implements PostgresCapture {
     idleLsn: 0n,
     processedLsn: 0n,
     incremental: {},
+    incrementalGen: 0,
   };
   /** Ask pgoutput for logical decoding messages (watermarks without a signal table). */
   private messages = false;
@@ -195,9 +198,11 @@ class Capture implements PostgresCapture {
       isCaptured: (oid) => this.tables.has(oid),
       contextChanged: (fields) => {
         this.pos.incremental = fields;
+        this.pos.incrementalGen++;
         this.dirty = true;
         this.wake?.();
       },
+      persist: () => this.persistIncremental(),
       fail: (err) => this.fail(err),
     });
   }
@@ -663,6 +668,29 @@ class Capture implements PostgresCapture {
       this.repl?.sendStatus(ack);
     }
     this.notifyProgress();
+  }
+
+  /**
+   * Resolves true once an offset carrying the incremental snapshot context as it is now is saved (the batch before it
+   * handed on first, as always), false if the capture stops first.
+   */
+  private async persistIncremental(): Promise<boolean> {
+    const gen = this.pos.incrementalGen;
+    while ((this.saved?.incrementalGen ?? -1) < gen) {
+      if (this.stopping || this.killed) return false;
+      if ((this.produced?.incrementalGen ?? -1) >= gen) {
+        await this.flushOffsets();
+        if ((this.saved?.incrementalGen ?? -1) >= gen) break;
+      } else {
+        // The loop hands the batch on when it runs dry (dirty); under load, when the batch fills.
+        this.dirty = true;
+        const wake = this.wake;
+        this.wake = null;
+        wake?.();
+      }
+      await this.waitProgress(50);
+    }
+    return true;
   }
 
   private notifyProgress(): void {

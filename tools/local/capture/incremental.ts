@@ -15,7 +15,19 @@
  *
  * The context (tables left, last key produced, maximum key) is kept in the offset with Debezium's
  * `incremental_snapshot_*` keys, advanced only together with the chunk's reads, so a restart resumes after the last
- * chunk produced and saved (re-reading at most one chunk).
+ * chunk produced and saved. The next chunk is read only once the offset after a chunk's reads is saved, so a crash
+ * re-reads at most one chunk (one offset save per chunk, small next to reading it). Two keys of our own ride along:
+ * the rows scanned of the current table (so `total_rows_scanned` is the table's total across restarts) and its
+ * relation OID (so a rename is recognised). A signal changes the context before anything is saved; no chunk is read
+ * until an offset carrying it is saved (`IncrementalHost.persist`), so a crash can never leave reads produced for a
+ * snapshot the restarted capture does not know about (the Kafka signal channel is not re-read; Debezium keeps its
+ * position in the offset for this).
+ *
+ * A signal naming the table being scanned (a DDL hit it mid-scan and the lanes ask for it again) restarts that scan
+ * from its first key at the next chunk boundary, rather than queueing a second scan after it: rows before the
+ * boundary were read in the old shape and are read again, rows after it are read once, the scan's
+ * TABLE_SCAN_COMPLETED comes only once every row was read after the signal (what a caller waiting for it needs), and
+ * it costs at most one table scan instead of nearly two. A table only queued is read later in full anyway.
  */
 import { randomUUID } from 'node:crypto';
 import pg from 'pg';
@@ -34,6 +46,9 @@ import type {
 /** Prefix of the logical decoding messages that carry watermarks when there is no signal table. */
 export const WATERMARK_PREFIX = 'cdc-sync-watermark';
 
+/** Tries of one chunk's statements before the table is given up as SQL_EXCEPTION. */
+const CHUNK_ATTEMPTS = 3;
+
 /** Debezium's TableScanCompletionStatus values. */
 type ScanStatus = 'EMPTY' | 'NO_PRIMARY_KEY' | 'SKIPPED' | 'SQL_EXCEPTION' | 'SUCCEEDED' | 'UNKNOWN_SCHEMA';
 
@@ -43,6 +58,8 @@ type IncrementalOffset = Pick<
   | 'incremental_snapshot_collections'
   | 'incremental_snapshot_primary_key'
   | 'incremental_snapshot_maximum_key'
+  | 'incremental_snapshot_rows_scanned'
+  | 'incremental_snapshot_table_oid'
 >;
 
 interface Collection {
@@ -58,6 +75,12 @@ interface Context {
   /** Key texts of the last row of the last chunk produced (null before the table's first chunk). */
   lastKey: string[] | null;
   maxKey: string[] | null;
+  /** Rows the chunks produced so far read of the current table (TABLE_SCAN_COMPLETED `total_rows_scanned`). */
+  rowsScanned: number;
+  /** Relation OID of the current table once its scan began: a rename keeps it, a drop loses it. */
+  oid: number | null;
+  /** A signal asked for the current table again: its scan starts over at the next chunk boundary. */
+  rescan: boolean;
 }
 
 /** One chunk between its low and high watermark. */
@@ -94,6 +117,11 @@ export interface IncrementalHost {
   isCaptured(oid: number): boolean;
   /** The context changed (signal, chunk produced, table done): the next saved offset must carry `fields`. */
   contextChanged(fields: IncrementalOffset): void;
+  /**
+   * Resolves true once an offset carrying the context as it is now (or a later one) is saved; false when the capture
+   * stops first.
+   */
+  persist(): Promise<boolean>;
   /** A failure the capture cannot go on from. */
   fail(err: Error): void;
 }
@@ -103,12 +131,18 @@ const CONTEXT_KEYS = [
   'incremental_snapshot_collections',
   'incremental_snapshot_primary_key',
   'incremental_snapshot_maximum_key',
+  'incremental_snapshot_rows_scanned',
+  'incremental_snapshot_table_oid',
 ] as const;
 
 /** Splits `schema.table` (Debezium's data-collection id for PostgreSQL). */
 export function splitCollection(id: string): { schema: string; name: string } {
   const dot = id.indexOf('.');
   return dot < 0 ? { schema: 'public', name: id } : { schema: id.slice(0, dot), name: id.slice(dot + 1) };
+}
+
+function sameCollection(a: Collection, b: Collection): boolean {
+  return a.id === b.id && (a.filter ?? '') === (b.filter ?? '');
 }
 
 /** The incremental snapshot engine of one capture. */
@@ -122,7 +156,17 @@ export class IncrementalSnapshots {
   private catalog: Catalog | null = null;
   private notifications: Promise<void> = Promise.resolve();
   private readonly chunkSize: number;
-  private progress = { rowsRead: 0, rowsEmitted: 0, chunks: 0, tableRows: 0 };
+  /** Key columns of the current table when its scan read its last chunk (a redefined key restarts the scan). */
+  private keyColumns: string[] | null = null;
+  /** Chunk statements of the current table the server refused in a row. */
+  private failures = 0;
+  private progress = { rowsRead: 0, rowsEmitted: 0, chunks: 0 };
+  /**
+   * Context changes that must be saved before the next chunk is read (signals, chunks produced), and how many an
+   * offset is known to carry.
+   */
+  private unsaved = 0;
+  private saved = 0;
 
   constructor(private readonly host: IncrementalHost) {
     this.chunkSize = host.options.incrementalChunkSize ?? 1024;
@@ -141,11 +185,15 @@ export class IncrementalSnapshots {
     });
     if (list.length === 0) return;
     const key = (text: string | undefined) => (text === undefined ? null : (JSON.parse(text) as string[]));
+    const oid = Number(offset.incremental_snapshot_table_oid ?? Number.NaN);
     this.context = {
       correlationId: id,
       collections: list,
       lastKey: key(offset.incremental_snapshot_primary_key),
       maxKey: key(offset.incremental_snapshot_maximum_key),
+      rowsScanned: Number(offset.incremental_snapshot_rows_scanned ?? 0) || 0,
+      oid: Number.isInteger(oid) ? oid : null,
+      rescan: false,
     };
     this.host.logger.info(`capture: resuming incremental snapshot ${id} at ${list[0]?.id}`);
   }
@@ -163,8 +211,12 @@ export class IncrementalSnapshots {
         })),
       ),
     };
+    // A rescan asked for is saved as already begun: a restart before the boundary starts the table over too.
+    if (ctx.rescan) return out;
     if (ctx.lastKey) out.incremental_snapshot_primary_key = JSON.stringify(ctx.lastKey);
     if (ctx.maxKey) out.incremental_snapshot_maximum_key = JSON.stringify(ctx.maxKey);
+    if (ctx.rowsScanned > 0) out.incremental_snapshot_rows_scanned = String(ctx.rowsScanned);
+    if (ctx.oid !== null) out.incremental_snapshot_table_oid = String(ctx.oid);
     return out;
   }
 
@@ -211,10 +263,12 @@ export class IncrementalSnapshots {
     const conditions = new Map(
       (signal.data['additional-conditions'] ?? []).map((c) => [c['data-collection'], c.filter] as const),
     );
-    const requested: Collection[] = (signal.data['data-collections'] ?? []).map((id) => {
+    const requested: Collection[] = [];
+    for (const id of signal.data['data-collections'] ?? []) {
       const filter = conditions.get(id);
-      return filter ? { id, filter } : { id };
-    });
+      const c = filter ? { id, filter } : { id };
+      if (!requested.some((r) => sameCollection(r, c))) requested.push(c);
+    }
     if (requested.length === 0) {
       this.host.logger.warn(`capture: execute-snapshot signal ${signal.id} names no data-collections`);
       return;
@@ -223,14 +277,33 @@ export class IncrementalSnapshots {
     if (ctx) {
       // The same signal again (re-read from the WAL after a restart): already in the context.
       if (ctx.correlationId === signal.id) return;
-      const queued = new Set(ctx.collections.map((c) => c.id));
-      ctx.collections.push(...requested.filter((c) => !queued.has(c.id)));
+      const [current, ...queued] = ctx.collections;
+      for (const c of requested) {
+        if (current && sameCollection(current, c)) {
+          // Being scanned: chunks already read may have the old shape (see the file comment).
+          ctx.rescan = true;
+          this.host.logger.info(`capture: ${c.id} is scanned again from its start (signal ${signal.id})`);
+        } else if (!queued.some((q) => sameCollection(q, c))) {
+          ctx.collections.push(c);
+        }
+      }
       this.host.logger.info(`capture: incremental snapshot ${ctx.correlationId} extended by signal ${signal.id}`);
+      this.unsaved++;
       this.changed();
+      this.schedule();
       return;
     }
-    this.context = { correlationId: signal.id, collections: requested, lastKey: null, maxKey: null };
-    this.progress = { rowsRead: 0, rowsEmitted: 0, chunks: 0, tableRows: 0 };
+    this.context = {
+      correlationId: signal.id,
+      collections: requested,
+      lastKey: null,
+      maxKey: null,
+      rowsScanned: 0,
+      oid: null,
+      rescan: false,
+    };
+    this.progress = { rowsRead: 0, rowsEmitted: 0, chunks: 0 };
+    this.unsaved++;
     this.host.logger.info(`capture: incremental snapshot ${signal.id} of ${requested.map((c) => c.id).join(', ')}`);
     this.notify('STARTED', { data_collections: requested.map((c) => c.id).join(',') });
     this.changed();
@@ -250,9 +323,7 @@ export class IncrementalSnapshots {
       this.notify('ABORTED', { data_collections: names.join(',') });
       if (ctx.collections[0]?.id !== current) {
         this.chunk = null;
-        ctx.lastKey = null;
-        ctx.maxKey = null;
-        this.progress.tableRows = 0;
+        this.resetTable(ctx);
       }
       if (ctx.collections.length === 0) this.context = null;
     }
@@ -309,7 +380,10 @@ export class IncrementalSnapshots {
     this.chunk = null;
     this.progress.rowsEmitted += count;
     ctx.lastKey = chunk.lastKey;
-    if (chunk.complete) this.tableDone(ctx, 'SUCCEEDED');
+    ctx.rowsScanned += chunk.rows?.size ?? 0;
+    this.unsaved++;
+    if (ctx.rescan) this.resetTable(ctx);
+    else if (chunk.complete) this.tableDone(ctx, 'SUCCEEDED');
     this.changed();
     this.schedule();
   }
@@ -353,6 +427,18 @@ export class IncrementalSnapshots {
     for (;;) {
       const ctx = this.context;
       if (!ctx || this.stopped || this.chunk) return;
+      if (this.saved < this.unsaved) {
+        // No chunk is read before an offset carries the signal or the chunk before it (see the file comment).
+        const upTo = this.unsaved;
+        if (!(await this.host.persist())) return;
+        this.saved = Math.max(this.saved, upTo);
+        continue;
+      }
+      if (ctx.rescan) {
+        // Between chunks (none is in flight here): the asked-for rescan starts now.
+        this.resetTable(ctx);
+        this.changed();
+      }
       const collection = ctx.collections[0];
       if (!collection) {
         this.finish(ctx);
@@ -360,11 +446,25 @@ export class IncrementalSnapshots {
       }
       const { schema: schemaName, name } = splitCollection(collection.id);
       try {
-        const oid = await catalog.oidOf(schemaName, name);
+        // By OID once the scan began, so a rename mid-scan is seen as one (by name the table would just be gone).
+        const oid = ctx.oid ?? (await catalog.oidOf(schemaName, name));
         const table = oid === null ? null : await catalog.tableIfExists(oid);
         if (oid === null || table === null || !this.host.isCaptured(oid)) {
+          // Debezium's "schema not found": the table was dropped (mid-scan too) or never captured; the rest goes on.
           this.host.logger.warn(`capture: incremental snapshot: ${collection.id} is not a captured table, skipped`);
           this.tableDone(ctx, 'UNKNOWN_SCHEMA');
+          this.changed();
+          continue;
+        }
+        const current = `${table.schema}.${table.name}`;
+        if (current !== collection.id) {
+          // Renamed mid-scan: streamed changes and reads now go to the new name's topic, which has none of the rows
+          // read so far. The old name's scan ends here (SKIPPED); the table is scanned from its start as the new name.
+          this.host.logger.warn(
+            `capture: incremental snapshot: ${collection.id} was renamed ${current}, scanned again`,
+          );
+          this.tableDone(ctx, 'SKIPPED', { ...collection, id: current });
+          this.changed();
           continue;
         }
         // The current shape, from the catalog now: the reads carry what streamed records of the table carry.
@@ -372,10 +472,25 @@ export class IncrementalSnapshots {
         if (schema.keyIndexes.length === 0) {
           this.host.logger.warn(`capture: incremental snapshot: ${collection.id} has no primary key, skipped`);
           this.tableDone(ctx, 'NO_PRIMARY_KEY');
+          this.changed();
           continue;
         }
+        const keyNames = schema.keyIndexes.map((i) => schema.columns[i]?.name ?? '');
+        if (ctx.lastKey && (this.keyColumns ?? keyNames).join('\0') !== keyNames.join('\0')) {
+          // The primary key was redefined mid-scan: the last key read means nothing in the new key order.
+          this.host.logger.warn(`capture: incremental snapshot: the key of ${collection.id} changed, scanned again`);
+          this.resetTable(ctx);
+          this.changed();
+          continue;
+        }
+        if (ctx.lastKey && ctx.lastKey.length !== keyNames.length) {
+          this.resetTable(ctx); // resumed with a key of another width: same as above
+          this.changed();
+          continue;
+        }
+        this.keyColumns = keyNames;
         const from = `${quoteIdent(schema.schema)}.${quoteIdent(schema.table)}`;
-        const keyCols = schema.keyIndexes.map((i) => quoteIdent(schema.columns[i]?.name ?? ''));
+        const keyCols = keyNames.map(quoteIdent);
         const keyTypes = schema.keyIndexes.map((i) => {
           const t = catalog.type(schema.columns[i]?.typeOid ?? 0);
           return `${quoteIdent(t.schema)}.${quoteIdent(t.name)}`;
@@ -386,6 +501,7 @@ export class IncrementalSnapshots {
             text: `SELECT ${keyCols.join(', ')} FROM ${from}${filter ? ` WHERE ${filter}` : ''} ORDER BY ${keyCols.map((c) => `${c} DESC`).join(', ')} LIMIT 1`,
             rowMode: 'array',
           });
+          if (this.context !== ctx || ctx.collections[0] !== collection) continue; // stopped meanwhile
           const max = rows[0] as unknown as string[] | undefined;
           if (!max) {
             this.tableDone(ctx, 'EMPTY');
@@ -393,8 +509,10 @@ export class IncrementalSnapshots {
             continue;
           }
           ctx.maxKey = max;
+          ctx.oid = oid;
           this.changed();
         }
+        const maxKey = ctx.maxKey;
         const chunk: Chunk = {
           id: randomUUID(),
           oid,
@@ -418,7 +536,7 @@ export class IncrementalSnapshots {
           })})`;
         const where: string[] = [];
         if (ctx.lastKey) where.push(`(${keyCols.join(', ')}) > ${tuple(ctx.lastKey)}`);
-        where.push(`(${keyCols.join(', ')}) <= ${tuple(ctx.maxKey)}`);
+        where.push(`(${keyCols.join(', ')}) <= ${tuple(maxKey)}`);
         if (filter) where.push(filter);
         const columns = schema.columns.map((c) => quoteIdent(c.name)).join(', ');
         const result = await client.query({
@@ -428,9 +546,11 @@ export class IncrementalSnapshots {
         });
         if (this.chunk !== chunk) return; // stopped meanwhile
         const selected = result.rows as unknown as Array<Array<string | null>>;
+        this.failures = 0;
         if (selected.length === 0) {
           this.chunk = null;
-          this.tableDone(ctx, this.progress.tableRows === 0 ? 'EMPTY' : 'SUCCEEDED');
+          if (ctx.rescan) this.resetTable(ctx);
+          else this.tableDone(ctx, ctx.rowsScanned === 0 ? 'EMPTY' : 'SUCCEEDED');
           this.changed();
           continue;
         }
@@ -438,16 +558,14 @@ export class IncrementalSnapshots {
         for (const row of selected) rows.set(schema.keyPayload(row) ?? '', row);
         const last = selected[selected.length - 1] as Array<string | null>;
         chunk.lastKey = schema.keyIndexes.map((i) => last[i] ?? '');
-        chunk.complete =
-          selected.length < this.chunkSize || JSON.stringify(chunk.lastKey) === JSON.stringify(ctx.maxKey);
+        chunk.complete = selected.length < this.chunkSize || JSON.stringify(chunk.lastKey) === JSON.stringify(maxKey);
         chunk.rows = rows;
         this.progress.rowsRead += selected.length;
-        this.progress.tableRows += selected.length;
         this.progress.chunks++;
         this.notify('IN_PROGRESS', {
           data_collections: ctx.collections.map((c) => c.id).join(','),
           current_collection_in_progress: collection.id,
-          maximum_key: ctx.maxKey[0] ?? '',
+          maximum_key: maxKey[0] ?? '',
           last_processed_key: chunk.lastKey[0] ?? '',
         });
         await this.host.options.beforeHighWatermark?.({ table: collection.id, chunkId: chunk.id, rows: rows.size });
@@ -461,8 +579,16 @@ export class IncrementalSnapshots {
         if (typeof (err as { code?: unknown }).code !== 'string' || (err as { code: string }).code.length !== 5) {
           throw err;
         }
-        this.host.logger.warn(`capture: incremental snapshot of ${collection.id} failed: ${(err as Error).message}`);
         this.chunk = null;
+        // A DDL between reading the table's shape and the chunk SELECT (a column renamed or dropped, the table
+        // dropped) fails it too: the chunk is tried again from the catalog as it is then, a few times.
+        if (++this.failures < CHUNK_ATTEMPTS) {
+          this.host.logger.warn(
+            `capture: incremental snapshot of ${collection.id}: ${(err as Error).message}, retrying`,
+          );
+          continue;
+        }
+        this.host.logger.warn(`capture: incremental snapshot of ${collection.id} failed: ${(err as Error).message}`);
         this.tableDone(ctx, 'SQL_EXCEPTION');
         this.changed();
       }
@@ -487,19 +613,33 @@ export class IncrementalSnapshots {
     await client.query('SELECT pg_logical_emit_message(true, $1, $2)', [WATERMARK_PREFIX, `${chunkId}-${kind}`]);
   }
 
-  private tableDone(ctx: Context, status: ScanStatus): void {
+  /**
+   * Ends the current table's scan with `status` (TABLE_SCAN_COMPLETED) and goes on with the next table; `next`, when
+   * given, takes the ended table's place at the front (a renamed table scanned again under its new name).
+   */
+  private tableDone(ctx: Context, status: ScanStatus, next?: Collection): void {
     const done = ctx.collections.shift();
+    if (next) ctx.collections = [next, ...ctx.collections.filter((c) => !sameCollection(c, next))];
     this.notify('TABLE_SCAN_COMPLETED', {
       data_collections: [done?.id ?? '', ...ctx.collections.map((c) => c.id)].join(','),
       data_collection: done?.id ?? '',
       scanned_collection: done?.id ?? '',
-      total_rows_scanned: String(this.progress.tableRows),
+      total_rows_scanned: String(ctx.rowsScanned),
       status,
     });
+    this.resetTable(ctx);
+    if (ctx.collections.length === 0) this.finish(ctx);
+  }
+
+  /** Forgets how far the current table's scan got: it (or the next table) starts from its first key. */
+  private resetTable(ctx: Context): void {
     ctx.lastKey = null;
     ctx.maxKey = null;
-    this.progress.tableRows = 0;
-    if (ctx.collections.length === 0) this.finish(ctx);
+    ctx.rowsScanned = 0;
+    ctx.oid = null;
+    ctx.rescan = false;
+    this.keyColumns = null;
+    this.failures = 0;
   }
 
   private finish(ctx: Context): void {

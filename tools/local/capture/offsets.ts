@@ -32,6 +32,13 @@ export interface SourceOffset {
   incremental_snapshot_primary_key?: string;
   /** JSON array of the key column texts of the current table's largest key when its scan began. */
   incremental_snapshot_maximum_key?: string;
+  /**
+   * Not Debezium's: rows the chunks produced so far read of the current table (decimal), so TABLE_SCAN_COMPLETED's
+   * `total_rows_scanned` is the table's total across restarts.
+   */
+  incremental_snapshot_rows_scanned?: string;
+  /** Not Debezium's: relation OID of the current table once its scan began (decimal), to recognise a rename. */
+  incremental_snapshot_table_oid?: string;
 }
 
 /** Where the capture keeps its offset, like Kafka Connect's offset storage. */

@@ -129,7 +129,10 @@ export interface IncrementalSnapshotStatus {
   /** Tables still to snapshot, the current one first (`schema.table`). */
   tables: string[];
   currentTable: string | null;
-  /** Rows read by chunks since this capture process started the snapshot (or resumed it). */
+  /**
+   * Rows read by chunks since this capture process started the snapshot (or resumed it); TABLE_SCAN_COMPLETED's
+   * `total_rows_scanned` is the table's total across restarts.
+   */
   rowsRead: number;
   /** Reads emitted (rows read minus rows a streamed change superseded inside the window). */
   rowsEmitted: number;
@@ -189,7 +192,10 @@ export interface PostgresCapture {
   /**
    * Debezium's Kafka signal channel: an `execute-snapshot` signal (type incremental) queues the tables for an
    * incremental snapshot (started now, or after the running one's tables); `stop-snapshot` aborts tables or all.
-   * Signals given before streaming starts are acted on once it does.
+   * Signals given before streaming starts are acted on once it does. A signal is kept in the offset: no chunk is read
+   * for it before an offset carrying it is saved, so a crash before that forgets it (send it again to the restarted
+   * capture) and never leaves reads of a snapshot the restart does not know. A signal naming the table being scanned
+   * restarts that table's scan at the next chunk boundary.
    */
   signal(signal: CaptureSignal): void;
 }

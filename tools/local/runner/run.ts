@@ -61,6 +61,12 @@ export interface RunHooks {
   log?: (message: string) => void;
   /** Where the progress line goes; none means no progress. */
   progress?: NodeJS.WriteStream;
+  /**
+   * After the source is ready (embedded: the demo schema seeded), before the capture starts, so the initial snapshot
+   * reads what it adds: the incremental-snapshot benchmark creates its 100k-row table here (a table created later
+   * would be a new table, whose streamed inserts the lanes reconcile with a snapshot of their own).
+   */
+  beforeCapture?: (source: { connectionString: string }) => Promise<void>;
   /** After the initial snapshot reached every sink, before the workload. */
   onStarted?: (context: RunContext) => void | Promise<void>;
   /**
@@ -542,6 +548,7 @@ export async function runLocal(options: RunOptions, hooks: RunHooks = {}): Promi
       problems,
       log,
     });
+    await hooks.beforeCapture?.({ connectionString });
     if (services.redisUrl && !options.keep) {
       const url = services.redisUrl;
       cleanup.push('redis', () => clearCache(url, cachePrefix));
