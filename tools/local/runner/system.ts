@@ -361,9 +361,14 @@ export async function startLocalPipeline(options: PipelineOptions): Promise<Loca
   let current: Promise<PostgresCapture> | undefined;
   /** Signals sent so far: drain runs again when a lane sent one during a pass. */
   let signalsSent = 0;
+  /** Execute signals by id, to send again to a restarted capture while they have not completed. */
+  const executeSignals = new Map<string, CaptureSignal>();
   const sendSignal = (signal: CaptureSignal, origin: SnapshotOrigin) => {
     signalsSent++;
-    if (signal.type === 'execute-snapshot') snapshots.sent(signal, origin);
+    if (signal.type === 'execute-snapshot') {
+      snapshots.sent(signal, origin);
+      executeSignals.set(signal.id, signal);
+    }
     void current?.then(
       (c) => c.signal(signal),
       () => undefined,
@@ -561,6 +566,14 @@ export async function startLocalPipeline(options: PipelineOptions): Promise<Loca
       })();
       current = restarted;
       capture = await restarted;
+      // A signal given through capture.signal() (Debezium's Kafka channel) lives in the capture's offset only once it
+      // was saved: one the crash cut off before that is unknown to the new capture. Kafka would deliver it again (the
+      // connector's signal consumer had not committed it); do the same. Sending one the capture resumed from its
+      // offset again restarts that table's scan: one more scan, never a missed row.
+      for (const [id, signal] of executeSignals) {
+        const status = snapshots.get(id)?.status;
+        if (status === 'pending' || status === 'running') capture.signal(signal);
+      }
     },
     backpressure: () => ({ ...pressure }),
     signal: (signal, origin = 'runner') => sendSignal(signal, origin),
