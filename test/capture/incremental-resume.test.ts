@@ -24,9 +24,16 @@ const CHUNK = 100;
 /** An offset store whose saves can be held (never complete) from some moment on, like a crash before a flush. */
 class HoldableOffsetStore extends MemoryOffsetStore {
   hold = false;
+  /**
+   * Holds every save after the first one this accepts. Set before the capture gets there, so the hold lands exactly
+   * after that save: polling the store and holding afterwards can miss the state on a busy machine (the next chunk
+   * only waits for one save).
+   */
+  holdAfter: ((offset: SourceOffset) => boolean) | undefined;
   override async save(offset: SourceOffset): Promise<void> {
     if (this.hold) return new Promise(() => undefined);
-    return super.save(offset);
+    await super.save(offset);
+    if (this.holdAfter?.(offset)) this.hold = true;
   }
 }
 
@@ -195,8 +202,8 @@ describe('incremental snapshot across a capture crash', () => {
   it('between chunks, the reads of chunk 3 produced but the offset after them not saved: chunk 3 is read again', async () => {
     // Act
     const crash = await crashAndResume(async ({ offsets, first }) => {
-      await waitFor(async () => (await offsets.load())?.incremental_snapshot_primary_key === '["200"]');
-      offsets.hold = true;
+      offsets.holdAfter = (o) => o.incremental_snapshot_primary_key === '["200"]';
+      await waitFor(() => offsets.hold, 30_000);
       await waitFor(() => readIds(first).includes(300));
     });
 
@@ -210,8 +217,8 @@ describe('incremental snapshot across a capture crash', () => {
   it('between chunks, after the offset after chunk 3 was saved: nothing is read again', async () => {
     // Act
     const crash = await crashAndResume(async ({ offsets }) => {
-      await waitFor(async () => (await offsets.load())?.incremental_snapshot_primary_key === '["300"]');
-      offsets.hold = true;
+      offsets.holdAfter = (o) => o.incremental_snapshot_primary_key === '["300"]';
+      await waitFor(() => offsets.hold, 30_000);
     });
 
     // Assert: the next chunk waits for that save, so the saved context is at most one chunk behind the reads
@@ -242,8 +249,8 @@ describe('incremental snapshot across a capture crash', () => {
   it('after the last chunk, its reads produced but not saved: the last chunk is read again and COMPLETED emitted', async () => {
     // Act
     const crash = await crashAndResume(async ({ offsets, first }) => {
-      await waitFor(async () => (await offsets.load())?.incremental_snapshot_primary_key === '["900"]');
-      offsets.hold = true;
+      offsets.holdAfter = (o) => o.incremental_snapshot_primary_key === '["900"]';
+      await waitFor(() => offsets.hold, 30_000);
       await waitFor(() => readIds(first).includes(ROWS));
     });
 
