@@ -6,7 +6,7 @@ import type { ChangeEvent, Checkpoint } from './types';
  *
  * Why this is safe (the correctness argument):
  * 1. The event source mapping runs at most one batch per partition at a time and commits Kafka offsets only after
- *    a batch succeeded (formats.md §1.7), and Debezium keys records by row key, so a row always maps to one
+ *    a batch succeeded (docs/formats.md §1.7), and Debezium keys records by row key, so a row always maps to one
  *    partition. So per partition there is one writer, and its records arrive in offset order.
  * 2. Redelivery (a retried batch, a bisected batch, a partial-failure resume) brings records at offsets we have
  *    seen: every record at or below the committed `offset` is a duplicate.

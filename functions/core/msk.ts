@@ -4,7 +4,7 @@ import { InvalidEventError } from './errors';
 import type { KafkaEvent, KafkaRecord, PartitionBatch } from './types';
 
 /**
- * zod schemas of what a Kafka event source mapping delivers (formats.md §1). Tolerant where the wild varies:
+ * zod schemas of what a Kafka event source mapping delivers (docs/formats.md §1). Tolerant where the wild varies:
  * key/value may be absent or null (tombstones), headers may be missing, bootstrapServers is one string or absent.
  */
 const index = z.int().check(z.gte(0));

@@ -5,7 +5,7 @@ export type Lane = 'warehouse' | 'cache' | 'audit';
 export const LANES: readonly Lane[] = ['warehouse', 'cache', 'audit'];
 
 // ---------------------------------------------------------------------------------------------------------------
-// What the event source mapping delivers (see shared/reference/formats.md §1)
+// What the event source mapping delivers (see docs/formats.md §1)
 // ---------------------------------------------------------------------------------------------------------------
 
 /** One Kafka record as Lambda delivers it: base64 key/value (either may be null or absent), signed-byte headers. */
@@ -39,7 +39,7 @@ export interface PartitionBatch {
 }
 
 // ---------------------------------------------------------------------------------------------------------------
-// The canonical change event (ARCHITECTURE.md "Contracts"): what decoding produces and every sink consumes
+// The canonical change event (docs/architecture.md "Contracts"): what decoding produces and every sink consumes
 // ---------------------------------------------------------------------------------------------------------------
 
 export type Op = 'c' | 'u' | 'd' | 'r' | 't';

@@ -6,7 +6,7 @@ import type { EnvironmentConfig, LaneName, SourceConfig, TableConfig } from './t
  * mappings, the consumer groups and the IAM resources cannot disagree.
  */
 
-/** A data topic: one per captured table, named the way Debezium names it (formats.md §2.11). */
+/** A data topic: one per captured table, named the way Debezium names it (docs/formats.md §2.11). */
 export interface DataTopic {
   readonly source: SourceConfig;
   readonly table: TableConfig;

@@ -116,7 +116,7 @@ function fakeCatalog(): Catalog {
 const numericTypmod = (p: number, s: number) => ((p << 16) | s) + 4;
 
 describe('Decimal (decimal.handling.mode=precise)', () => {
-  // Expected values from formats.md §2.9 (99.99 "Jw8=" is also what real Debezium events show).
+  // Expected values from docs/formats.md §2.9 (99.99 "Jw8=" is also what real Debezium events show).
   it.each([
     ['99.99', 'Jw8='],
     ['123.45', 'MDk='],
@@ -217,7 +217,7 @@ describe('JSON strings as Jackson writes them', () => {
 
 describe('temporal values', () => {
   it('dates are days since the epoch', () => {
-    // Act / Assert (formats.md: 2024-03-15 -> 19797)
+    // Act / Assert (docs/formats.md: 2024-03-15 -> 19797)
     expect(parseDate('2024-03-15')).toBe(19797);
     expect(parseDate('1970-01-01')).toBe(0);
     expect(parseDate('1969-12-31')).toBe(-1);
@@ -228,7 +228,7 @@ describe('temporal values', () => {
     // Act
     const t = parseTimestamp('2024-03-15 10:30:00.123456');
 
-    // Assert (formats.md: 2024-03-15T10:30:00.123456 -> 1710498600123456)
+    // Assert (docs/formats.md: 2024-03-15T10:30:00.123456 -> 1710498600123456)
     expect(t && microsText(t)).toBe('1710498600123456');
   });
 

@@ -22,7 +22,7 @@ afterAll(async () => {
   await rm(dir, { recursive: true, force: true });
 });
 
-/** What a decoder keys an event by: table, source position and row key (formats.md §5 step 7). */
+/** What a decoder keys an event by: table, source position and row key (docs/formats.md §5 step 7). */
 function eventId(e: Parsed): string {
   return `${e.topic}/${jsonAt(e.valueText ?? '', 'payload', 'source', 'lsn')}/${e.keyText}`;
 }

@@ -205,7 +205,7 @@ describe('AvroDebeziumDecoder', () => {
 });
 
 describe('wire formats', () => {
-  it('reads the Confluent and Glue headers (formats.md examples)', () => {
+  it('reads the Confluent and Glue headers (docs/formats.md examples)', () => {
     // Arrange
     const avro = Buffer.from('54046162', 'hex');
     // Act

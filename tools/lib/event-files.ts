@@ -30,7 +30,7 @@ function isObject(value: unknown): value is Record<string, unknown> {
   return value !== null && typeof value === 'object' && !Array.isArray(value) && !isLosslessNumber(value);
 }
 
-/** Java bytes are signed: Lambda delivers header values as numbers in -128..127 (formats.md §1.3). */
+/** Java bytes are signed: Lambda delivers header values as numbers in -128..127 (docs/formats.md §1.3). */
 export function signedBytes(text: string): number[] {
   return [...Buffer.from(text, 'utf8')].map((b) => (b > 127 ? b - 256 : b));
 }

@@ -25,7 +25,7 @@ export function utf8Text(bytes: Buffer, what: 'key' | 'value'): string {
 }
 
 /**
- * Schema-registry framing we recognise but the JSON decoder does not read (formats.md §3): a clear error that says
+ * Schema-registry framing we recognise but the JSON decoder does not read (docs/formats.md §3): a clear error that says
  * which registry framed it, instead of "Unexpected token" from JSON.parse.
  */
 export function framingOf(bytes: Buffer): 'confluent' | 'glue' | undefined {

@@ -57,7 +57,7 @@ export class JsonDebeziumDecoder implements Decoder {
       );
 
     const kafka: KafkaCoordinates = { topic: record.topic, partition: record.partition, offset: record.offset };
-    // With a schema, its name and shape say what the record is; without one, the payload's shape does (formats.md §5).
+    // With a schema, its name and shape say what the record is; without one, the payload's shape does (docs/formats.md §5).
     const control = this.controlReason(payload, plan);
     // Debezium's DDL records feed the schema history: one SchemaChangeRecord per table they change.
     if (control === 'schema-change') return { kind: 'schema-change', changes: readSchemaChanges(payload, record) };

@@ -5,7 +5,7 @@ import type { Op, Row } from '../types';
 import type { SourceBlock } from './source';
 
 /**
- * zod schemas of the Debezium value envelope (formats.md §2.3–2.4). Rows are checked for shape only (object or
+ * zod schemas of the Debezium value envelope (docs/formats.md §2.3–2.4). Rows are checked for shape only (object or
  * null): their columns depend on the table and are converted by the compiled Connect schema, not validated here.
  */
 const int64 = z.custom<number | string>((v) => typeof v === 'number' || (typeof v === 'string' && /^-?\d+$/.test(v)), {

@@ -1,5 +1,5 @@
 /**
- * Debezium / Kafka Connect logical types → canonical values (formats.md §2.9): exact decimal strings, ISO dates and
+ * Debezium / Kafka Connect logical types → canonical values (docs/formats.md §2.9): exact decimal strings, ISO dates and
  * times, parsed JSON. Pure functions over one value; `connect-schema.ts` picks which one a column needs.
  */
 import { parseJson } from './json';

@@ -6,17 +6,17 @@ import type { BrokerRecord, LocalBroker } from './broker';
 
 /**
  * A local stand-in for Lambda's Amazon MSK event source mapping: one consumer group reading a local broker and
- * invoking a handler with events shaped exactly as Lambda delivers them (shared/reference/formats.md §1).
+ * invoking a handler with events shaped exactly as Lambda delivers them (docs/formats.md §1).
  *
  * What it matches, and where that is written down:
  * - Event shape: `eventSource: 'aws:kafka'`, one comma-separated `bootstrapServers` string, `records` keyed by
  *   `"<topic>-<partition>"`, base64 key/value (null or absent), headers as single-key objects of signed Java bytes
- *   (aws-lambda-go `events/testdata/kafka-event.json`, aws-lambda-go PR #506, formats.md §1.1–1.3).
+ *   (aws-lambda-go `events/testdata/kafka-event.json`, aws-lambda-go PR #506, docs/formats.md §1.1–1.3).
  * - Batching: up to `batchSize` records across the subscribed partitions, waiting at most `maxBatchingWindowMs`
  *   (default 500 ms for Kafka, msk-esm-parameters), cut so the JSON event stays within the 6 MB invocation payload
  *   (SAM `BatchSize` doc); a partition is in at most one batch at a time and read in order (kafka-scaling-modes:
  *   pollers are capped at the partition count "to maintain ordered processing within partitions").
- * - Errors (kafka-retry-configurations, formats.md §1.7): a thrown error retries the whole batch; with
+ * - Errors (kafka-retry-configurations, docs/formats.md §1.7): a thrown error retries the whole batch; with
  *   `reportBatchItemFailures` a `{ batchItemFailures: [{ itemIdentifier: { partition, offset } }] }` response commits
  *   each listed partition up to the offset and redelivers from it, and an identifier that was not in the batch fails
  *   the whole batch; `bisectBatchOnError` splits a failed batch in halves; after `maxRetryAttempts` (10 when infinite
@@ -39,7 +39,7 @@ export type MskHandler = (event: LocalMskEvent, context: LambdaLikeContext) => P
  */
 export type FailureCondition = 'RetryAttemptsExhausted' | 'MaximumPayloadSizeExceeded' | 'RecordAgeExceeded';
 
-/** The record Lambda writes to an S3 on-failure destination for a Kafka ESM (formats.md §1.7). */
+/** The record Lambda writes to an S3 on-failure destination for a Kafka ESM (docs/formats.md §1.7). */
 export interface OnFailureRecord {
   requestContext: {
     requestId: string;
@@ -109,7 +109,7 @@ export interface LocalEventSourceMappingOptions {
   retryBackoffMs?: number;
   /** @default 1000 */
   retryBackoffMaxMs?: number;
-  /** How a null key is delivered: `"key": null` or no `key` field (both occur, formats.md §1.3). @default 'null' */
+  /** How a null key is delivered: `"key": null` or no `key` field (both occur, docs/formats.md §1.3). @default 'null' */
   nullKey?: 'null' | 'absent';
   /** How a null value (tombstone) is delivered. @default 'null' */
   nullValue?: 'null' | 'absent';
