@@ -131,10 +131,12 @@ export class PartitionDedupe implements PartitionState {
       return 'new';
     }
     if (cmp === undefined && hasUnknownCommit(order) && this.hw !== '' && !hasUnknownCommit(this.hw)) {
-      // A change without its commit part (the first transaction after a connector start) cannot be placed: apply it,
-      // but keep the known high-water order. Moving `hw` back to it would make every change re-emitted after it
-      // incomparable or "greater" too, and a whole re-emitted stretch would be applied twice.
-      return 'new';
+      // A change without its commit part belongs to the first transaction streamed after the initial snapshot (the
+      // only one Debezium sends before it has seen a commit; after a restart it reads the last commit from its
+      // offset). The partition's high-water order has a commit part, so a later transaction was applied here, and
+      // this partition's stream passed the first transaction before it: this is that transaction re-emitted by a
+      // connector that crashed before saving any commit. Applying it again doubled it in the change and audit logs.
+      return 'duplicate';
     }
     // Greater, or incomparable: a new position.
     this.hw = order;

@@ -92,18 +92,20 @@ describe('PartitionDedupe', () => {
     expect(d.judge(change('d', pg(6, 60), 14))).toBe('new');
   });
 
-  it('applies a change without its commit part but keeps the known high-water order, so later re-emissions stay duplicates', () => {
-    // Arrange: the first transaction after a connector restart carries no lastCommitLsn
+  it('judges a change without its commit part a duplicate once a later transaction was applied, and keeps the high-water order', () => {
+    // Arrange: the first transaction after the initial snapshot carries no lastCommitLsn; a connector that crashed
+    // before saving any commit re-emits it after later transactions were applied
     const d = new PartitionDedupe({ offset: 10, hw: pg(5, 50), hwIds: [], version: 1 });
     // Act + Assert
-    expect(d.judge(change('first', pg(0, 60), 11))).toBe('new');
+    expect(d.judge(change('first', pg(0, 60), 11))).toBe('duplicate');
     expect(d.judge(change('replayed', pg(5, 40), 12))).toBe('duplicate');
-    expect(d.next(undefined).hw).toBe(pg(5, 50));
+    expect(d.judge(change('next', pg(6, 70), 13))).toBe('new');
+    expect(d.next(undefined).hw).toBe(pg(6, 70));
   });
 
-  it('treats an incomparable order as new rather than dropping it', () => {
-    const d = new PartitionDedupe({ offset: 10, hw: pg(5, 50), hwIds: [], version: 1 });
-    expect(d.judge(change('a', pg(0, 40), 11))).toBe('new');
+  it('applies the first transaction without its commit part while nothing with one was applied yet', () => {
+    const d = new PartitionDedupe({ offset: 10, hw: pg(0, 40), hwIds: [], version: 1 });
+    expect(d.judge(change('a', pg(0, 45), 11))).toBe('new');
   });
 
   it('builds the next checkpoint: last offset, high-water order, digests of ids at it, next version', () => {
