@@ -108,7 +108,16 @@ async function crashAndResume(
     },
   });
   run1.signal(signalOf(schema));
-  await crashWhen({ capture: () => run1, offsets, first });
+  try {
+    await crashWhen({ capture: () => run1, offsets, first });
+  } catch (error) {
+    // Stop the load and the capture before the failure propagates, or they outlive the test's database.
+    writing = false;
+    await loadDone.catch(() => undefined);
+    await writer.end();
+    await run1.stop({ flush: false });
+    throw error;
+  }
   await run1.stop({ flush: false });
   const saved = await offsets.load();
   offsets.hold = false;
@@ -260,11 +269,13 @@ describe('incremental snapshot across a capture crash', () => {
     expectResumed(crash);
   });
 
-  for (const chunks of [1, 2, 3, 5, 8]) {
+  for (const chunks of [1, 2, 3, 5]) {
     it(`at an arbitrary moment under load: polled until ${chunks} chunk(s) were read, then crashed`, async () => {
       // Act
       const crash = await crashAndResume(
         async ({ capture }) => {
+          // Polled while chunks remain: status() has no snapshot once it completed, and the last chunks can go by
+          // between two polls on a busy machine (the end is covered by the deterministic tests above).
           await waitFor(() => (capture().status().incrementalSnapshot?.chunks ?? 0) >= chunks, 30_000);
         },
         {},
