@@ -14,16 +14,10 @@ import { createHash } from 'node:crypto';
 import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { isSafeNumber, parse } from 'lossless-json';
-import {
-  type ConnectSchema,
-  compileAvroType,
-  confluentFrame,
-  connectToAvro,
-  glueFrame,
-} from '../../functions/core/decode/avro';
+import { compileAvroType, confluentFrame, connectToAvro, glueFrame } from '../../functions/core/decode/avro';
 import type { KafkaEvent, KafkaRecord } from '../../functions/core/types';
 import { readEventFile } from '../lib/event-files';
+import { type ConnectDocument, parseConnectDocument } from '../local/registry/avro-converter';
 
 const EVENTS_DIR = fileURLToPath(new URL('../../events/', import.meta.url));
 /** Folders whose files are not Kafka messages with Debezium JSON documents. */
@@ -40,20 +34,9 @@ export interface AvroSampleFile extends KafkaEvent {
 }
 
 /** A Connect document `{schema, payload}` with numbers exact (unsafe integers as digit strings). */
-function connectDocument(
-  base64: string | null | undefined,
-): { schema: ConnectSchema; payload: unknown } | null | undefined {
+function connectDocument(base64: string | null | undefined): ConnectDocument | null | undefined {
   if (base64 === null || base64 === undefined || base64 === '') return null;
-  const text = Buffer.from(base64, 'base64').toString('utf8');
-  const document = parse(text, null, (digits) => (isSafeNumber(digits) ? Number(digits) : digits)) as Record<
-    string,
-    unknown
-  > | null;
-  if (document === null) return null;
-  if (typeof document !== 'object' || !('schema' in document) || !document.schema || !('payload' in document)) {
-    return undefined; // schemaless: nothing says what Avro schema the converter would use
-  }
-  return { schema: document.schema as ConnectSchema, payload: document.payload };
+  return parseConnectDocument(Buffer.from(base64, 'base64').toString('utf8'));
 }
 
 /** Deterministic registry ids, so regenerating gives the same files. */
@@ -75,7 +58,7 @@ class SampleRegistry {
 }
 
 function encode(
-  document: { schema: ConnectSchema; payload: unknown },
+  document: ConnectDocument,
   registry: SampleRegistry,
   framing: Framing,
   used: Record<string, string>,

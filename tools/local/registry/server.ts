@@ -27,6 +27,8 @@ import {
 export interface LocalRegistry {
   url: string;
   port: number;
+  /** The registry's state (its global compatibility level, the subjects), in process. */
+  state: RegistryState;
   /** Registers directly (what a POST does), for runners and tests. Throws on an incompatible or invalid schema. */
   register(subject: string, schema: string): Promise<{ id: number }>;
   close(): Promise<void>;
@@ -104,6 +106,11 @@ export class RegistryState {
     const schema = /^\d+$/.test(id) ? this.schemas[Number(id) - 1] : undefined;
     if (schema === undefined) throw new HttpError(404, 40403, `Schema ${id} not found`);
     return schema;
+  }
+
+  /** Distinct schemas registered (one id each, shared by subjects). */
+  schemaCount(): number {
+    return this.schemas.length;
   }
 
   subjectNames(): string[] {
@@ -250,6 +257,7 @@ export async function startLocalRegistry(
   return {
     url: `http://127.0.0.1:${port}`,
     port,
+    state,
     register: async (subject, schema) => state.register(subject, schema),
     close: () =>
       new Promise<void>((resolve, reject) => {

@@ -1,5 +1,6 @@
 /** Command-line options of `npm start` (tools/local/start.ts). */
 import { parseArgs } from 'node:util';
+import { COMPATIBILITY_LEVELS, type CompatibilityLevel } from '../../schemas/compatibility';
 
 export interface RunOptions {
   /** Capture this database instead of an embedded one. */
@@ -59,6 +60,13 @@ export interface RunOptions {
   runFile?: string;
   /** Rows per incremental-snapshot chunk (tests make it small to have several chunks). @default 1024 */
   incrementalChunkSize?: number;
+  /**
+   * The connector's converters: `json` (JsonConverter with schemas) or `avro` (AvroConverter through a local
+   * Confluent-compatible schema registry the run starts). @default 'json'
+   */
+  format: 'json' | 'avro';
+  /** With `avro`: the registry's compatibility level for every subject. @default 'BACKWARD' (Confluent's default) */
+  compatibility: CompatibilityLevel;
 }
 
 export const DEFAULTS = {
@@ -104,6 +112,10 @@ pipeline
   --concurrency <n>         invocations in flight per lane, each with its own partitions (default ${DEFAULTS.concurrency}: one
                             invocation gathers every ready partition; up to one per partition, as a scaled-out ESM)
   --topic-prefix <name>     Debezium topic.prefix (default ${DEFAULTS.topicPrefix})
+  --format <json|avro>      the connector's converter (default json); avro registers every key and value schema in a
+                            local schema registry (subjects <topic>-key, <topic>-value) and the lanes decode Avro
+  --compatibility <level>   with --format avro: the registry's compatibility level, ${COMPATIBILITY_LEVELS.join(', ')}
+                            (default BACKWARD); a schema change it refuses stops the capture
   --no-cache                run without the cache lane even when Redis is available
   --log-level <level>       Powertools log level of the lanes (default ${DEFAULTS.logLevel})
 output
@@ -127,6 +139,8 @@ const FLAGS = {
   'window-ms': { type: 'string' },
   concurrency: { type: 'string' },
   'topic-prefix': { type: 'string' },
+  format: { type: 'string' },
+  compatibility: { type: 'string' },
   'log-level': { type: 'string' },
   'no-workload': { type: 'boolean' },
   workload: { type: 'boolean' },
@@ -223,7 +237,22 @@ export function parseRunOptions(argv: readonly string[]): RunOptions | 'help' {
     logLevel: (text(flags, 'log-level') ?? DEFAULTS.logLevel).toUpperCase(),
     // Never in someone else's database (--source --workload): the column would stay there after the run.
     schemaChange: flags['no-schema-change'] !== true && source === undefined,
+    format: 'json',
+    compatibility: 'BACKWARD',
   };
+  const format = text(flags, 'format');
+  if (format !== undefined) {
+    if (format !== 'json' && format !== 'avro') throw new UsageError(`--format must be json or avro, got "${format}"`);
+    options.format = format;
+  }
+  const compatibility = text(flags, 'compatibility')?.toUpperCase();
+  if (compatibility !== undefined) {
+    if (!(COMPATIBILITY_LEVELS as readonly string[]).includes(compatibility)) {
+      throw new UsageError(`--compatibility must be one of ${COMPATIBILITY_LEVELS.join(', ')}, got "${compatibility}"`);
+    }
+    if (options.format !== 'avro') throw new UsageError('--compatibility needs --format avro');
+    options.compatibility = compatibility as CompatibilityLevel;
+  }
   if (source !== undefined) options.source = source;
   if (tables) options.tables = tables.map((t) => (t.includes('.') ? t : `${schema}.${t}`));
   if (restartAt !== undefined) options.restartCaptureAtMs = restartAt * 1000;

@@ -128,6 +128,13 @@ export function formatSummary(result: RunResult, info: { explore: string[]; warn
     `pipeline    ${d.topics} topics × ${d.partitions} partitions${d.singlePartitionTopics.length ? ` (1 for ${d.singlePartitionTopics.map((t) => t.slice(t.lastIndexOf('.') + 1)).join(', ')}: no primary key)` : ''}; batches ≤ ${d.batchSize} records, window ${d.windowMs} ms, ${d.concurrency} in flight per lane; ` +
       `capture emitted ${fmt(d.captureEmitted)} (${fmt(d.snapshotReads)} snapshot reads)${d.captureRestarts ? `, restarted ${d.captureRestarts}× after a crash` : ''}`,
   );
+  if (d.format.kind === 'avro') {
+    const f = d.format;
+    out.push(
+      `format      Avro through the local schema registry (${f.compatibility}): ${f.subjects} subjects, ${f.schemas} schemas; ` +
+        `${fmt(f.records)} records ${fmt(Math.round(f.avroBytes / 1024))} KiB (JSON with schemas: ${fmt(Math.round(f.jsonBytes / 1024))} KiB, ${(f.jsonBytes / Math.max(1, f.avroBytes)).toFixed(1)}× larger)`,
+    );
+  }
   for (const [lane, l] of Object.entries(result.lanes)) {
     out.push(
       `  ${pad(lane, 10)}${

@@ -11,6 +11,19 @@ import type { Checks, SchemaChangeSummary } from './verify';
 import type { WorkloadResult } from './workload';
 
 /** Per-lane totals in the result. */
+/** `details.format` of an Avro run. */
+export interface AvroFormatSummary {
+  kind: 'avro';
+  compatibility: string;
+  /** Subjects (`<topic>-key`, `<topic>-value`) and distinct schemas in the registry at the end. */
+  subjects: number;
+  schemas: number;
+  /** Keys and values converted, in JsonConverter and in Avro bytes. */
+  records: number;
+  jsonBytes: number;
+  avroBytes: number;
+}
+
 export interface LaneSummary {
   running: boolean;
   processed: number;
@@ -40,6 +53,8 @@ export interface RunResult {
   incrementalSnapshots: IncrementalSnapshotSummary[];
   details: {
     source: string;
+    /** The connector's converter; with Avro, what the local schema registry holds and how much smaller records got. */
+    format: { kind: 'json' } | AvroFormatSummary;
     targetRate: number;
     workload: WorkloadResult | null;
     captureEmitted: number;

@@ -14,6 +14,7 @@ import { LANES, type Lane } from '../../../functions/core/types';
 import { JsonFileOffsetStore, MemoryOffsetStore, SourceError } from '../capture';
 import type { SnapshotNotification } from '../capture/types';
 import { createDemoSchema, DEMO_SIGNAL_TABLE, type LocalPostgres, seedDemo, startEmbeddedPostgres } from '../postgres';
+import { type LocalRegistry, startLocalRegistry } from '../registry/server';
 import { LOCAL_NAMES, type LocalServices } from '../services';
 import { CleanupStack } from './cleanup';
 import { type ControlServer, startControlServer } from './control';
@@ -35,7 +36,15 @@ import {
 import { dropSlotsAndPublications, readSourceRows } from './source-rows';
 import { type Stage, StageTimings } from './stages';
 import { AUDIT_PREFIX, type LocalPipeline, type PipelineOptions, startLocalPipeline, WAREHOUSE_PREFIX } from './system';
-import { type Checks, type NotChecked, schemaChanges, verifyAudit, verifyCache, verifyWarehouse } from './verify';
+import {
+  type Checks,
+  type NotChecked,
+  type StreamSummary,
+  schemaChanges,
+  verifyAudit,
+  verifyCache,
+  verifyWarehouse,
+} from './verify';
 import type { WorkloadResult } from './workload';
 import { startWorkloadProcess } from './workload-host';
 
@@ -175,7 +184,7 @@ async function verifyRun(input: VerifyRunInput): Promise<{ checks: Checks; strea
   const present = await capturedTables(client, selection).finally(() => client.end());
   const current = new Set(present.map((t) => `${options.topicPrefix}.${t}`));
   const dropped = new Set(input.topics.filter((t) => !current.has(t)));
-  const stream = running.stream();
+  const stream = await running.stream();
   const tables = [...new Set([...source.keys(), ...input.topics])].sort();
   const { s3 } = services.clients;
   const warehouse = await verifyWarehouse({
@@ -561,6 +570,15 @@ export async function runLocal(options: RunOptions, hooks: RunHooks = {}): Promi
       );
     }
 
+    let registry: LocalRegistry | undefined;
+    if (options.format === 'avro') {
+      // The Avro converter's registry: every key and value schema is registered there, the lanes read them back.
+      registry = await startLocalRegistry();
+      registry.state.globalLevel = options.compatibility;
+      cleanup.push('schema registry', () => (registry as LocalRegistry).close());
+      log(`Avro through the local schema registry at ${registry.url} (compatibility ${options.compatibility})`);
+    }
+
     log(`capturing (slot ${slotName}) and snapshotting existing rows…`);
     // From here the capture may have made its slot and publication: in someone else's database they must go again.
     if (options.source) dropSlotAtCleanup(cleanup, options.source, slotName, log);
@@ -590,6 +608,8 @@ export async function runLocal(options: RunOptions, hooks: RunHooks = {}): Promi
       ...(signalTable ? { signalTable } : {}),
       ...(options.incrementalChunkSize ? { incrementalChunkSize: options.incrementalChunkSize } : {}),
       ...(hooks.beforeHighWatermark ? { beforeHighWatermark: hooks.beforeHighWatermark } : {}),
+      format: options.format,
+      ...(registry ? { registry: { url: registry.url } } : {}),
       onTableAdded: (table) => say(`new table ${table.schema}.${table.table}: capturing it from its first row`),
       onNotification: (n) => reportNotification(n, say, problems),
       onProblem: (message) => {
@@ -709,6 +729,8 @@ export async function runLocal(options: RunOptions, hooks: RunHooks = {}): Promi
       stateDir,
       cachePrefix,
       problems,
+      stream: await running.stream(),
+      registry,
     });
   } finally {
     // A signal during the cleanup waits for it too (the stack runs once; a second call returns the same promise).
@@ -716,6 +738,22 @@ export async function runLocal(options: RunOptions, hooks: RunHooks = {}): Promi
     await cleanup.run();
     released();
   }
+}
+
+/** `details.format`: JSON, or Avro with what the registry holds and the sizes. */
+function formatDetails(
+  registry: LocalRegistry | undefined,
+  stats: ReturnType<LocalPipeline['avroStats']>,
+  compatibility: string,
+): RunResult['details']['format'] {
+  if (!registry || !stats) return { kind: 'json' };
+  return {
+    kind: 'avro',
+    compatibility,
+    subjects: registry.state.subjectNames().length,
+    schemas: registry.state.schemaCount(),
+    ...stats,
+  };
 }
 
 /** The run's result from what the pipeline counted and the checks found. */
@@ -736,6 +774,9 @@ function summarize(input: {
   stateDir: string;
   cachePrefix: string;
   problems: string[];
+  /** What the capture produced, decoded (schema versions seen). */
+  stream: StreamSummary;
+  registry: LocalRegistry | undefined;
 }): RunResult {
   const { options, running, stages, lanes, checks, changes } = input;
   const { warehouse, cache, audit } = checks;
@@ -772,10 +813,11 @@ function summarize(input: {
     lanes: Object.fromEntries(LANES.map((lane) => [lane, laneSummary(running, lane)])) as Record<Lane, LaneSummary>,
     consistent,
     checks,
-    schemaChanges: schemaChanges(running.stream()),
+    schemaChanges: schemaChanges(input.stream),
     incrementalSnapshots: running.snapshots.summary(),
     details: {
       source: input.sourceText,
+      format: formatDetails(input.registry, running.avroStats(), options.compatibility),
       targetRate: options.rate,
       workload: input.workload,
       captureEmitted: running.captureEmitted(),

@@ -8,6 +8,10 @@
  */
 import { PutObjectCommand } from '@aws-sdk/client-s3';
 import pg from 'pg';
+import { ConfluentRegistryClient } from '../../../functions/adapters/confluent-registry-client';
+import { JsonDebeziumDecoder } from '../../../functions/core/decode';
+import { AvroDebeziumDecoder } from '../../../functions/core/decode/avro';
+import { FormatRoutingDecoder } from '../../../functions/core/decode/format-routing';
 import { emptyCounts, type RecordCounts } from '../../../functions/core/pipeline';
 import type { Lane, SkipReason, SnapshotSignal } from '../../../functions/core/types';
 import { type EsmStats, LocalBroker, LocalEventSourceMapping, type OnFailureRecord } from '../broker';
@@ -20,6 +24,7 @@ import {
   startPostgresCapture,
 } from '../capture';
 import type { AddedTable, CaptureOptions, CaptureSignal, SnapshotNotification } from '../capture/types';
+import { AvroConverter } from '../registry/avro-converter';
 import { LOCAL_NAMES, type LocalServices } from '../services';
 import { type BatchSummary, type LaneHost, startLaneInThread, startLaneWorker, type WrittenChanges } from './lane-host';
 import { LatencyHistogram } from './latency';
@@ -113,6 +118,14 @@ export interface PipelineOptions {
   incrementalChunkSize?: number;
   /** Test hook of the capture: after a chunk's SELECT, before its high watermark (see CaptureOptions). */
   beforeHighWatermark?: CaptureOptions['beforeHighWatermark'];
+  /**
+   * The connector's converters: `json` (JsonConverter, schemas.enable=true) or `avro` (Confluent AvroConverter with
+   * the schema registry `registry`: schemas registered per subject, records Confluent-framed, the lanes' decoder
+   * reading them from the same registry). @default 'json'
+   */
+  format?: 'json' | 'avro';
+  /** The Confluent-compatible registry of `format: 'avro'` (the run's local one, see tools/local/registry). */
+  registry?: { url: string };
 }
 
 /** Totals of one lane since the pipeline started, from every batch's `BatchResult`. */
@@ -160,7 +173,9 @@ export interface LocalPipeline {
   /** Topics the lanes consume (table topics only: Lambda ESMs subscribe to those, not to heartbeats). */
   tableTopics(): string[];
   /** What the capture produced to the table topics (released records and those still in the broker), decoded. */
-  stream(): StreamSummary;
+  stream(): Promise<StreamSummary>;
+  /** With `format: 'avro'`: records converted and their JsonConverter and Avro sizes. */
+  avroStats(): AvroConverter['stats'] | undefined;
   /** Why the capture stopped by itself, if it did (the run cannot complete then). */
   failure(): Error | null;
   /** Barrier: everything committed in PostgreSQL so far is produced, and every lane has committed it. */
@@ -246,6 +261,9 @@ function changeCount(counts: CaptureCounts): number {
 export async function startLocalPipeline(options: PipelineOptions): Promise<LocalPipeline> {
   const { services, topicPrefix } = options;
   const problem = options.onProblem ?? (() => undefined);
+  const registry = options.format === 'avro' ? options.registry : undefined;
+  if (options.format === 'avro' && !registry) throw new Error("format 'avro' needs a schema registry");
+  const converter = registry ? new AvroConverter({ url: registry.url, topicPrefix }) : undefined;
   const broker = options.brokerDir
     ? await LocalBroker.open({ dir: options.brokerDir, defaultPartitions: options.partitions })
     : new LocalBroker({ defaultPartitions: options.partitions });
@@ -265,6 +283,7 @@ export async function startLocalPipeline(options: PipelineOptions): Promise<Loca
       CACHE_KEY_PREFIX: options.cachePrefix,
       POWERTOOLS_LOG_LEVEL: options.logLevel ?? 'WARN',
       POWERTOOLS_SERVICE_NAME: `cdc-sync-${lane}`,
+      ...(registry ? { AVRO_REGISTRY: JSON.stringify({ kind: 'confluent', url: registry.url }) } : {}),
     };
     const onBatch = (result: BatchSummary) => {
       laneTotals.batches++;
@@ -439,7 +458,8 @@ export async function startLocalPipeline(options: PipelineOptions): Promise<Loca
       offsetFlushIntervalMs: options.offsetFlushIntervalMs ?? 200,
       offsets,
       produce: async (records) => {
-        await broker.produce(records);
+        // With Avro, a schema the registry refuses fails the produce, and so the capture (as it fails a Debezium task).
+        await broker.produce(converter ? await converter.convert(records) : records);
         for (const r of records) if (r.value !== null && isTableTopic(r.topic)) producedChanges++;
         await roomForMore();
       },
@@ -464,7 +484,14 @@ export async function startLocalPipeline(options: PipelineOptions): Promise<Loca
   // them again: a retry starts at the committed offset, and the lanes report their writes before they commit. This
   // runs from before the capture starts: starting it includes the initial snapshot, whose records must go as the lanes
   // take them.
-  const summarizer = new StreamSummarizer();
+  const summarizer = new StreamSummarizer(
+    registry
+      ? new FormatRoutingDecoder({
+          json: new JsonDebeziumDecoder(),
+          avro: new AvroDebeziumDecoder({ registries: [new ConfluentRegistryClient({ url: registry.url })] }),
+        })
+      : new JsonDebeziumDecoder(),
+  );
   const folded = new Map<string, number>();
   const fold = (topic: string, partition: number, upTo: number) => {
     const id = `${topic}-${partition}`;
@@ -539,8 +566,9 @@ export async function startLocalPipeline(options: PipelineOptions): Promise<Loca
     tableTopics: () => broker.topics().filter(isTableTopic),
     stream() {
       for (const { topic, partition } of tablePartitions()) fold(topic, partition, broker.highWater(topic, partition));
-      return summarizer.summary;
+      return summarizer.settled();
     },
+    avroStats: () => (converter ? { ...converter.stats } : undefined),
     failure: () => failure,
     async drain(timeoutMs = 120_000) {
       // Until a pass sends no new signal: a lane may meet a schema change in the last changes it reads and ask for a

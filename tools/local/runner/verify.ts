@@ -18,7 +18,14 @@ import type { Redis } from 'ioredis';
 import { verifyAuditLog } from '../../../functions/adapters/audit-verify';
 import { RedisCacheSink } from '../../../functions/adapters/redis-cache-sink';
 import { JsonDebeziumDecoder } from '../../../functions/core/decode';
-import type { ColumnType, ColumnTypes, KafkaRecord, Row, TableSchemaVersion } from '../../../functions/core/types';
+import type {
+  ColumnType,
+  ColumnTypes,
+  Decoder,
+  KafkaRecord,
+  Row,
+  TableSchemaVersion,
+} from '../../../functions/core/types';
 import { downloadChangeLog, openWarehouse, type Warehouse } from '../../lib/warehouse';
 import type { BrokerRecord } from '../broker';
 import { comparable, rowDifferences, stableJson } from './normalize';
@@ -171,10 +178,12 @@ export function kafkaRecordOf(record: BrokerRecord): KafkaRecord {
 
 /**
  * Folds change records into a {@link StreamSummary}, decoded with the lanes' decoder: as the runner releases records
- * every lane has committed (system.ts), then whatever is still in the broker at the end.
+ * every lane has committed (system.ts), then whatever is still in the broker at the end. A decoder that fetches
+ * schemas first (Avro: `prepare`) decodes in the background, in arrival order; `settled()` waits for it.
  */
 export class StreamSummarizer {
-  private readonly decoder = new JsonDebeziumDecoder();
+  private pending: KafkaRecord[] = [];
+  private draining: Promise<void> | undefined;
   readonly summary: StreamSummary = {
     ids: new Set(),
     records: 0,
@@ -185,9 +194,40 @@ export class StreamSummarizer {
     versions: new Map(),
   };
 
+  constructor(private readonly decoder: Decoder = new JsonDebeziumDecoder()) {}
+
   add(record: BrokerRecord): void {
     if (record.value === null) return;
-    const outcome = this.decoder.decode(kafkaRecordOf(record), 0);
+    const kafka = kafkaRecordOf(record);
+    if (!this.decoder.prepare) {
+      this.fold(kafka);
+      return;
+    }
+    this.pending.push(kafka);
+    this.draining ??= this.drain();
+  }
+
+  /** The summary once every record added so far is folded in. */
+  async settled(): Promise<StreamSummary> {
+    while (this.draining) await this.draining;
+    return this.summary;
+  }
+
+  private async drain(): Promise<void> {
+    try {
+      while (this.pending.length > 0) {
+        const batch = this.pending;
+        this.pending = [];
+        await this.decoder.prepare?.(batch);
+        for (const record of batch) this.fold(record);
+      }
+    } finally {
+      this.draining = undefined;
+    }
+  }
+
+  private fold(record: KafkaRecord): void {
+    const outcome = this.decoder.decode(record, 0);
     if (outcome.kind !== 'event') return;
     const { summary } = this;
     const event = outcome.event;
