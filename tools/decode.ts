@@ -9,7 +9,8 @@
 import { resolve } from 'node:path';
 import { JsonDebeziumDecoder } from '../functions/core/decode';
 import type { DecodeOutcome, KafkaRecord } from '../functions/core/types';
-import { fail, parseArgs, reserveStdout } from './lib/cli';
+import { parseFlagsOrExit } from './lib/args';
+import { fail, reserveStdout } from './lib/cli';
 import { readEventFile } from './lib/event-files';
 
 /** The line the CLI prints for one outcome (also the format of events/expected/*.jsonl). */
@@ -27,11 +28,13 @@ export function decodeLine(record: KafkaRecord, outcome: DecodeOutcome): unknown
   }
 }
 
+const USAGE = 'usage: npm run decode -- <event-file>';
+
 async function main(): Promise<void> {
   const out = reserveStdout();
-  const { positionals } = parseArgs(process.argv.slice(2));
+  const { positionals } = parseFlagsOrExit(process.argv.slice(2), {}, USAGE);
   const [file] = positionals;
-  if (!file) fail('usage: npm run decode -- <event-file>');
+  if (!file) fail(USAGE);
   const event = await readEventFile(resolve(file)).catch((error: Error) => fail(error.message));
   const decoder = new JsonDebeziumDecoder({
     maxRecordBytes: process.env.MAX_RECORD_BYTES ? Number(process.env.MAX_RECORD_BYTES) : undefined,

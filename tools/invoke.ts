@@ -14,27 +14,36 @@ import type { BatchResult } from '../functions/core/pipeline';
 import { LANES, type Lane } from '../functions/core/types';
 import type { SinkFactory } from '../functions/shared/lane-deps';
 import { createLaneHandler } from '../functions/shared/lane-handler';
-import { SINKS } from '../functions/shared/lanes';
-import { fail, lambdaContext, parseArgs, reserveStdout } from './lib/cli';
+import { parseFlagsOrExit } from './lib/args';
+import { fail, lambdaContext, reserveStdout } from './lib/cli';
 import { readEventFile } from './lib/event-files';
+import { SINKS } from './lib/lanes';
+import { localClientConfig } from './local/aws-clients';
 import { startLocalServices } from './local/services';
 
 const USAGE =
   'usage: npm run invoke -- <warehouse|cache|audit> <event-file> [--json] [--fresh] [--aws] [--state <dir>]';
 
+const FLAGS = {
+  json: { type: 'boolean' },
+  fresh: { type: 'boolean' },
+  aws: { type: 'boolean' },
+  state: { type: 'string' },
+} as const;
+
 async function main(): Promise<void> {
   const out = reserveStdout();
-  const { positionals, flags } = parseArgs(process.argv.slice(2), ['state']);
+  const { positionals, values: flags } = parseFlagsOrExit(process.argv.slice(2), FLAGS, USAGE);
   const [lane, file] = positionals;
   if (!lane || !file) fail(USAGE);
   if (!LANES.includes(lane as Lane)) fail(`unknown lane "${lane}": expected one of ${LANES.join(', ')}\n${USAGE}`);
   const event = await readEventFile(resolve(file)).catch((error: Error) => fail(error.message));
 
-  const services = flags.has('aws')
+  const services = flags.aws
     ? undefined
     : await startLocalServices({
-        dir: resolve(typeof flags.get('state') === 'string' ? (flags.get('state') as string) : '.local/invoke'),
-        fresh: flags.has('fresh'),
+        dir: resolve(flags.state ?? '.local/invoke'),
+        fresh: flags.fresh ?? false,
         redis: 'auto',
       });
   if (services && lane === 'cache' && !services.redisUrl) fail(`the cache lane needs Redis: ${services.redisProblem}`);
@@ -46,6 +55,8 @@ async function main(): Promise<void> {
   let handler: ReturnType<typeof createLaneHandler> | undefined;
   try {
     handler = createLaneHandler(lane as Lane, SINKS[lane as Lane] as SinkFactory<Lane>, env, {
+      // Locally the emulators started above; with --aws, whatever AWS_ENDPOINT_URL_<SERVICE> the shell sets.
+      clientConfig: localClientConfig(env),
       onBatch: (r) => (result = r),
     });
     response = await handler(event, lambdaContext(`cdc-sync-${lane}`) as never);
@@ -65,7 +76,7 @@ async function main(): Promise<void> {
     deadLettered: result.deadLettered,
     batchItemFailures: result.batchItemFailures.length,
   };
-  if (flags.has('json')) {
+  if (flags.json) {
     out(`${JSON.stringify(summary)}\n`);
   } else {
     out(

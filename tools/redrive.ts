@@ -13,22 +13,31 @@ import type { BatchResult } from '../functions/core/pipeline';
 import { LANES, type Lane } from '../functions/core/types';
 import type { SinkFactory } from '../functions/shared/lane-deps';
 import { createLaneHandler } from '../functions/shared/lane-handler';
-import { SINKS } from '../functions/shared/lanes';
-import { fail, lambdaContext, parseArgs, reserveStdout } from './lib/cli';
+import { parseFlagsOrExit } from './lib/args';
+import { fail, lambdaContext, reserveStdout } from './lib/cli';
+import { SINKS } from './lib/lanes';
 import { redriveDeadLetters } from './lib/redrive';
+import { localClientConfig } from './local/aws-clients';
 import { startLocalServices } from './local/services';
 
 const USAGE = 'usage: npm run redrive -- <warehouse|cache|audit> [--max <n>] [--json] [--aws] [--state <dir>]';
 
+const FLAGS = {
+  max: { type: 'string' },
+  json: { type: 'boolean' },
+  aws: { type: 'boolean' },
+  state: { type: 'string' },
+} as const;
+
 async function main(): Promise<void> {
   const out = reserveStdout();
-  const { positionals, flags } = parseArgs(process.argv.slice(2), ['max', 'state']);
+  const { positionals, values: flags } = parseFlagsOrExit(process.argv.slice(2), FLAGS, USAGE);
   const [lane] = positionals;
   if (!lane || !LANES.includes(lane as Lane)) fail(USAGE);
-  const services = flags.has('aws')
+  const services = flags.aws
     ? undefined
     : await startLocalServices({
-        dir: resolve(typeof flags.get('state') === 'string' ? (flags.get('state') as string) : '.local/invoke'),
+        dir: resolve(flags.state ?? '.local/invoke'),
         redis: 'auto',
       });
   const env = services ? { ...process.env, ...services.laneEnv(lane as Lane) } : process.env;
@@ -36,6 +45,7 @@ async function main(): Promise<void> {
   if (!queueUrl) fail('DLQ_URL is not set (see functions/shared/config.ts)');
   let last: BatchResult | undefined;
   const handler = createLaneHandler(lane as Lane, SINKS[lane as Lane] as SinkFactory<Lane>, env, {
+    clientConfig: localClientConfig(env),
     mode: 'redrive',
     onBatch: (r) => (last = r),
   });
@@ -44,14 +54,14 @@ async function main(): Promise<void> {
       sqs: services?.clients.sqs ?? new SQSClient({}),
       s3: services?.clients.s3 ?? new S3Client({}),
       queueUrl,
-      max: flags.has('max') ? Number(flags.get('max')) : undefined,
+      max: flags.max !== undefined ? Number(flags.max) : undefined,
       run: async (event) => {
         await handler(event, lambdaContext(`cdc-sync-${lane}-redrive`) as never).catch(() => undefined);
         if (!last) throw new Error('the lane did not process the redriven records');
         return last;
       },
     });
-    out(flags.has('json') ? `${JSON.stringify({ lane, ...summary })}\n` : `${lane}: ${JSON.stringify(summary)}\n`);
+    out(flags.json ? `${JSON.stringify({ lane, ...summary })}\n` : `${lane}: ${JSON.stringify(summary)}\n`);
     process.exitCode = summary.kept > 0 ? 1 : 0;
   } finally {
     await handler.close();

@@ -9,20 +9,30 @@
 import { resolve } from 'node:path';
 import { S3Client } from '@aws-sdk/client-s3';
 import S3rver from 's3rver';
-import { verifyAuditLog } from '../functions/adapters/audit-verify';
-import { fail, parseArgs, reserveStdout } from './lib/cli';
+import { parseFlagsOrExit } from './lib/args';
+import { verifyAuditLog } from './lib/audit-verify';
+import { fail, reserveStdout } from './lib/cli';
 import { LOCAL_NAMES } from './local/services';
+
+const USAGE = 'usage: npm run verify-audit -- [--bucket <name>] [--prefix audit/] [--local [dir]] [--json]';
+
+const FLAGS = {
+  bucket: { type: 'string' },
+  prefix: { type: 'string' },
+  local: { type: 'string', optionalValue: true },
+  json: { type: 'boolean' },
+} as const;
 
 async function main(): Promise<void> {
   const out = reserveStdout();
-  const { flags } = parseArgs(process.argv.slice(2), ['bucket', 'prefix', 'local']);
-  const prefix = typeof flags.get('prefix') === 'string' ? (flags.get('prefix') as string) : 'audit/';
-  const bucketFlag = flags.get('bucket');
-  const local = flags.has('local') || typeof bucketFlag !== 'string';
+  const { values: flags } = parseFlagsOrExit(process.argv.slice(2), FLAGS, USAGE);
+  const prefix = flags.prefix ?? 'audit/';
+  const bucketFlag = flags.bucket;
+  const local = flags.local !== undefined || bucketFlag === undefined;
   let s3: S3Client;
   let server: S3rver | undefined;
   if (local) {
-    const dir = typeof flags.get('local') === 'string' ? (flags.get('local') as string) : '.local/invoke';
+    const dir = typeof flags.local === 'string' ? flags.local : '.local/invoke';
     server = new S3rver({ address: '127.0.0.1', port: 0, silent: true, directory: resolve(dir, 's3') });
     const { port } = await server.run();
     s3 = new S3Client({
@@ -34,10 +44,10 @@ async function main(): Promise<void> {
   } else {
     s3 = new S3Client({});
   }
-  const bucket = typeof bucketFlag === 'string' ? bucketFlag : LOCAL_NAMES.auditBucket;
+  const bucket = bucketFlag ?? LOCAL_NAMES.auditBucket;
   try {
     const report = await verifyAuditLog(s3, bucket, prefix);
-    if (flags.has('json')) out(`${JSON.stringify(report)}\n`);
+    if (flags.json) out(`${JSON.stringify(report)}\n`);
     else {
       for (const c of report.chains) {
         out(

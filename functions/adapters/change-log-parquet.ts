@@ -9,7 +9,7 @@ import type { ChangeEvent, ColumnType, ColumnTypes } from '../core/types';
  *
  * Decimals stay exact strings (CAST in SQL when needed); naive timestamps are TIMESTAMP(MICROS) not adjusted to
  * UTC, zoned ones TIMESTAMP(MICROS) in UTC; JSON columns are JSON text. Columns Debezium did not send (TOAST) are
- * null here and listed in `_cdc_unchanged`: rebuild the latest value from earlier changes (see README).
+ * null here and listed in `_cdc_unchanged`: rebuild the latest value from earlier changes (see docs/operations.md, "Query the warehouse").
  */
 
 type SchemaElement = NonNullable<Parameters<typeof parquetWriteBuffer>[0]['schema']>[number];

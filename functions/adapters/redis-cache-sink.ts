@@ -1,7 +1,7 @@
 import { Cluster, Redis } from 'ioredis';
 import { tableIdOf } from '../core/change';
 import type { ChangeEvent, Row, Sink, SinkPartition, SinkPartitionResult, SkipReason } from '../core/types';
-import { sinkErrorFrom } from './aws-errors';
+import { sinkErrorFrom } from './transient-errors';
 
 export type RedisLike = Redis | Cluster;
 
@@ -151,13 +151,11 @@ export class RedisCacheSink implements Sink {
     return `${this.options.prefix}:${table}:truncated`;
   }
 
-  async write(partitions: readonly SinkPartition[]): Promise<SinkPartitionResult[]> {
-    // Each partition is independent; within one, commands are issued in order and auto-pipelined per node, and
-    // commands for one row key (same slot, same connection) execute in the order issued.
-    return Promise.all(partitions.map((p) => this.writePartition(p)));
-  }
-
-  private async writePartition(p: SinkPartition): Promise<SinkPartitionResult> {
+  /**
+   * Commands are issued in the partition's order and auto-pipelined per node; commands for one row key (same slot,
+   * same connection) execute in the order issued.
+   */
+  async write(p: SinkPartition): Promise<SinkPartitionResult> {
     try {
       const skipped: Array<{ index: number; reason: SkipReason }> = [];
       const tables = new Set<string>();

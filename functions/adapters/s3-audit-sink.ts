@@ -3,7 +3,7 @@ import { PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import { pad } from '../core/change';
 import type { Sink, SinkPartition, SinkPartitionResult } from '../core/types';
 import { type ChainHead, chainEntries, GENESIS } from './audit-chain';
-import { sinkErrorFrom } from './aws-errors';
+import { sinkErrorFrom } from './transient-errors';
 
 export interface S3AuditSinkOptions {
   bucket: string;
@@ -54,11 +54,7 @@ export class S3AuditSink implements Sink {
     this.clock = options.clock ?? Date.now;
   }
 
-  write(partitions: readonly SinkPartition[]): Promise<SinkPartitionResult[]> {
-    return Promise.all(partitions.map((p) => this.writePartition(p)));
-  }
-
-  private async writePartition(p: SinkPartition): Promise<SinkPartitionResult> {
+  async write(p: SinkPartition): Promise<SinkPartitionResult> {
     // A new chain's epoch comes from its first record, not the clock, so a replay of that first batch (crash
     // before the checkpoint commit) writes the same key instead of starting a second chain.
     const head: ChainHead = isChainHead(p.state)

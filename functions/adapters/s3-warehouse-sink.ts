@@ -9,8 +9,8 @@ import type {
   SinkPartitionResult,
   SinkSchemaChange,
 } from '../core/types';
-import { sinkErrorFrom } from './aws-errors';
 import { changeLogParquet } from './change-log-parquet';
+import { sinkErrorFrom } from './transient-errors';
 
 export interface S3WarehouseSinkOptions {
   bucket: string;
@@ -41,7 +41,7 @@ interface FileGroup {
  * under the second half's first offset, so no change is lost or doubled either.
  *
  * There is no version guard to apply on write: the change log is append-only and every row carries `_cdc_order`;
- * readers take the latest change per key by that order (see README "Query the warehouse").
+ * readers take the latest change per key by that order (see docs/operations.md, "Query the warehouse").
  */
 export class S3WarehouseSink implements Sink {
   private readonly clock: () => number;
@@ -51,10 +51,6 @@ export class S3WarehouseSink implements Sink {
     private readonly options: S3WarehouseSinkOptions,
   ) {
     this.clock = options.clock ?? Date.now;
-  }
-
-  write(partitions: readonly SinkPartition[]): Promise<SinkPartitionResult[]> {
-    return Promise.all(partitions.map((p) => this.writePartition(p)));
   }
 
   /** The object key of a file of changes (exported for tests and tooling). */
@@ -97,7 +93,7 @@ export class S3WarehouseSink implements Sink {
     });
   }
 
-  private async writePartition(p: SinkPartition): Promise<SinkPartitionResult> {
+  async write(p: SinkPartition): Promise<SinkPartitionResult> {
     const groups = new Map<string, FileGroup>();
     p.events.forEach((event, i) => {
       const table = tableIdOf(event.source);

@@ -24,7 +24,7 @@ import type { ChangeEvent, Checkpoint } from './types';
  * read for all partitions of a batch plus one write for all of them (a transaction of conditional puts, see
  * DynamoDedupeStore).
  *
- * Limits, documented in the README: a record without a key (tables without a primary key) is placed on a partition
+ * Limits, documented in docs/architecture.md ("Exactly-once effect, in order"): a record without a key (tables without a primary key) is placed on a partition
  * by the producer, not by row, so a re-emitted copy can land on a partition that has not reached its position; and
  * at most HW_IDS_LIMIT ids are kept for one position (a larger snapshot tie group or incremental chunk could, after
  * a connector restart mid-snapshot at an unchanged position, re-apply identical reads).

@@ -1,7 +1,7 @@
 import * as z from 'zod/mini';
 import './zod';
 import { InvalidEventError } from './errors';
-import type { KafkaEvent, KafkaRecord, PartitionBatch } from './types';
+import type { KafkaRecord, PartitionBatch } from './types';
 
 /**
  * zod schemas of what a Kafka event source mapping delivers (docs/formats.md §1). Tolerant where the wild varies:
@@ -58,7 +58,6 @@ export interface MalformedRecord {
 }
 
 export interface ParsedEvent {
-  event: KafkaEvent;
   partitions: PartitionBatch[];
   malformed: MalformedRecord[];
 }
@@ -108,5 +107,5 @@ export function parseKafkaEvent(input: unknown): ParsedEvent {
       }
     }
   }
-  return { event: parsed.data as KafkaEvent, partitions: [...byPartition.values()], malformed };
+  return { partitions: [...byPartition.values()], malformed };
 }

@@ -491,9 +491,9 @@ class PartitionRun {
       redrive: this.redrive,
     };
     if (schemaChanges.length > 0) partition.schemaChanges = schemaChanges;
-    let r: SinkPartitionResult | undefined;
+    let r: SinkPartitionResult;
     try {
-      [r] = await deps.sink.write([partition]);
+      r = await deps.sink.write(partition);
     } catch (error) {
       r = {
         ok: false,
@@ -501,8 +501,6 @@ class PartitionRun {
       };
     }
     this.result.sinkWriteMs = Math.max(this.result.sinkWriteMs, this.clock() - sinkStarted);
-    if (!r)
-      r = { ok: false, error: new SinkError('SINK_UNAVAILABLE', 'the sink returned no result', { retryable: true }) };
     if (!r.ok && r.error.retryable) {
       this.fail(r.error);
       return false;

@@ -39,7 +39,7 @@ export interface PartitionBatch {
 }
 
 // ---------------------------------------------------------------------------------------------------------------
-// The canonical change event (docs/architecture.md "Contracts"): what decoding produces and every sink consumes
+// The canonical change event (docs/architecture.md, "The canonical change event"): what decoding produces and every sink consumes
 // ---------------------------------------------------------------------------------------------------------------
 
 export type Op = 'c' | 'u' | 'd' | 'r' | 't';
@@ -313,8 +313,11 @@ export type SinkPartitionResult =
   | { ok: false; error: CdcError };
 
 export interface Sink {
-  /** Applies the events. Must be idempotent for a replay of the same events from the same checkpoint state. */
-  write(partitions: readonly SinkPartition[]): Promise<SinkPartitionResult[]>;
+  /**
+   * Applies one partition's events (the pipeline writes each partition as soon as it is ready, several in flight).
+   * Must be idempotent for a replay of the same events from the same checkpoint state.
+   */
+  write(partition: SinkPartition): Promise<SinkPartitionResult>;
   /** Releases connections (local runs and tests; Lambda just freezes). */
   close?(): Promise<void>;
 }

@@ -84,10 +84,6 @@ const common = {
   SIGNAL_QUEUE_URL: z.optional(url),
   /** The schema registry of the lane's Avro sources, JSON (see AvroRegistrySchema). Unset: JSON sources only. */
   AVRO_REGISTRY: z.optional(json(AvroRegistrySchema)),
-  /** Endpoint override for local runs (dynalite, s3rver, fauxqs); unset in AWS. */
-  AWS_ENDPOINT_URL_DYNAMODB: z.optional(url),
-  AWS_ENDPOINT_URL_S3: z.optional(url),
-  AWS_ENDPOINT_URL_SQS: z.optional(url),
 };
 
 export const LaneEnvSchemas = {

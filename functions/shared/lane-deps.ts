@@ -27,42 +27,26 @@ export interface Clients {
   capture?: CaptureClient;
 }
 
+/** The AWS services a lane's clients talk to. */
+export type AwsService = 'dynamodb' | 's3' | 'sqs';
+
 /**
- * AWS clients. In AWS they use the function's role and region. Locally, AWS_ENDPOINT_URL_<SERVICE> point them at
- * dynalite/s3rver/fauxqs (read from the given env, not process.env, so several local lanes can share a process);
- * S3 emulators need path-style addressing.
+ * Client settings laid over a service's defaults. In AWS there are none: the clients use the function's role and
+ * region. Tools that run a lane on a machine pass them (an emulator's endpoint and credentials: `localClientConfig`
+ * in tools/local/aws-clients.ts).
  */
-export function createClients(env: NodeJS.ProcessEnv, capture: CaptureClient): Clients {
+export type ClientConfigFor = (service: AwsService) => Record<string, unknown>;
+
+/** The lane's AWS clients, wrapped by `capture` (X-Ray). */
+export function createClients(capture: CaptureClient, configFor: ClientConfigFor = () => ({})): Clients {
   // The clients' middleware stacks never change after construction (X-Ray capture adds its middleware before the
   // first request), so each command's resolved handler is built once instead of per request: the SDK re-resolves and
-  // sorts the whole stack on every call otherwise, about a tenth of a lane's CPU per call (see README, performance).
-  const base = { cacheMiddleware: true };
-  const local = (endpoint: string | undefined) => {
-    if (!endpoint) return base;
-    const config: Record<string, unknown> = {
-      ...base,
-      endpoint,
-      region: env.AWS_REGION ?? 'eu-west-1',
-      credentials: {
-        accessKeyId: env.AWS_ACCESS_KEY_ID ?? 'local',
-        secretAccessKey: env.AWS_SECRET_ACCESS_KEY ?? 'local',
-      },
-    };
-    // Emulators on this machine check neither signatures nor checksums, and SigV4 signing plus a JS CRC32 of every
-    // body are half of the SDK's CPU per call — on a laptop running the whole pipeline, that is the lanes' budget.
-    if (isLoopback(endpoint)) {
-      const accessKeyId = env.AWS_ACCESS_KEY_ID ?? 'local';
-      config.signer = {
-        sign: (request: SignableRequest, options?: SigningOptions) => localSignature(accessKeyId, request, options),
-      };
-      config.requestChecksumCalculation = 'WHEN_REQUIRED';
-    }
-    return config;
-  };
+  // sorts the whole stack on every call otherwise, about a tenth of a lane's CPU per call (see docs/benchmarks.md).
+  const config = (service: AwsService) => ({ cacheMiddleware: true, ...configFor(service) });
   return {
-    dynamodb: capture(new DynamoDBClient(local(env.AWS_ENDPOINT_URL_DYNAMODB))),
-    s3: capture(new S3Client({ ...local(env.AWS_ENDPOINT_URL_S3), forcePathStyle: Boolean(env.AWS_ENDPOINT_URL_S3) })),
-    sqs: capture(new SQSClient(local(env.AWS_ENDPOINT_URL_SQS))),
+    dynamodb: capture(new DynamoDBClient(config('dynamodb'))),
+    s3: capture(new S3Client(config('s3'))),
+    sqs: capture(new SQSClient(config('sqs'))),
     capture,
   };
 }
@@ -132,37 +116,6 @@ export function createDecoder(
     avro: registry ? new AvroDebeziumDecoder({ ...options, registries: [registry] }) : undefined,
     maxRecordBytes: env.MAX_RECORD_BYTES,
   });
-}
-
-/**
- * A well-formed but unchecked SigV4 Authorization header: the emulators read the region from its credential scope
- * and insist that one is there, without verifying the signature.
- */
-interface SignableRequest {
-  headers: Record<string, string>;
-}
-interface SigningOptions {
-  signingRegion?: string;
-  signingService?: string;
-}
-
-async function localSignature(
-  accessKeyId: string,
-  request: SignableRequest,
-  options?: SigningOptions,
-): Promise<unknown> {
-  const now = new Date().toISOString().replace(/[-:]|\.\d{3}/g, ''); // 20240315T103000Z: s3rver checks the skew
-  const scope = `${accessKeyId}/${now.slice(0, 8)}/${options?.signingRegion ?? 'eu-west-1'}/${options?.signingService ?? 's3'}/aws4_request`;
-  request.headers.authorization = `AWS4-HMAC-SHA256 Credential=${scope}, SignedHeaders=host, Signature=${'0'.repeat(64)}`;
-  request.headers['x-amz-date'] = now;
-  if (options?.signingService === 's3') request.headers['x-amz-content-sha256'] = 'UNSIGNED-PAYLOAD';
-  return request;
-}
-
-/** Only requests to this machine go unsigned. */
-function isLoopback(endpoint: string): boolean {
-  const host = new URL(endpoint).hostname;
-  return host === '127.0.0.1' || host === 'localhost' || host === '[::1]';
 }
 
 /** Builds a lane's sink from its configuration and the shared AWS clients. */

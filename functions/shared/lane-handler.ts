@@ -1,7 +1,7 @@
 import { injectLambdaContext } from '@aws-lambda-powertools/logger/middleware';
 import { logMetrics } from '@aws-lambda-powertools/metrics/middleware';
 import { captureLambdaHandler } from '@aws-lambda-powertools/tracer/middleware';
-import middy, { type MiddlewareObj } from '@middy/core';
+import middy from '@middy/core';
 import type { Context } from 'aws-lambda';
 import { createEnricher } from '../core/enrich';
 import { ConfigError } from '../core/errors';
@@ -9,7 +9,13 @@ import { type BatchItemFailure, type BatchResult, countsOf, processBatch } from 
 import { isUnreconciled } from '../core/schema-history';
 import type { Lane } from '../core/types';
 import { loadLaneEnv } from './config';
-import { createClients, createLaneDeps, type LaneDepsOptions, type SinkFactory } from './lane-deps';
+import {
+  type ClientConfigFor,
+  createClients,
+  createLaneDeps,
+  type LaneDepsOptions,
+  type SinkFactory,
+} from './lane-deps';
 import { createObservability, recordBatchMetrics } from './observability';
 
 /** What a lane returns to the event source mapping (the Kafka partial batch response). */
@@ -39,6 +45,8 @@ export interface LaneHandlerOptions {
   mode?: 'stream' | 'redrive';
   /** Where incremental snapshot signals go instead of the signals queue the environment names (local runs). */
   signaller?: LaneDepsOptions['signaller'];
+  /** AWS client settings per service (tools running a lane on a machine point the clients at emulators). */
+  clientConfig?: ClientConfigFor;
 }
 
 /** The salt stays in Secrets Manager; Powertools caches it, and it never rotates (hashes must stay comparable). */
@@ -50,29 +58,20 @@ async function readSecretValue(arn: string): Promise<string> {
 }
 
 /**
- * middy middleware: a salt kept in Secrets Manager is read once (starting at cold start, so the first invocation
- * rarely waits), and handed to `use` before the first batch is enriched. A failed read fails that invocation (the
- * event source mapping retries) and is tried again by the next one.
+ * A salt kept in Secrets Manager, read once: the read starts now (at cold start, so the first invocation rarely
+ * waits), and a failed read is tried again by the next call.
  */
-export function piiSalt(
-  arn: string,
-  read: (arn: string) => Promise<string>,
-  use: (salt: string) => void,
-): MiddlewareObj {
-  let salted: Promise<void> | undefined;
-  const ensure = (): Promise<void> => {
-    salted ??= read(arn).then(use, (error: unknown) => {
-      salted = undefined;
+export function secretSalt(arn: string, read: (arn: string) => Promise<string>): () => Promise<string> {
+  let salt: Promise<string> | undefined;
+  const load = (): Promise<string> => {
+    salt ??= read(arn).catch((error: unknown) => {
+      salt = undefined;
       throw error;
     });
-    return salted;
+    return salt;
   };
-  ensure().catch(() => undefined);
-  return {
-    before: async () => {
-      await ensure();
-    },
-  };
+  load().catch(() => undefined);
+  return load;
 }
 
 export function createLaneHandler<L extends Lane>(
@@ -86,7 +85,7 @@ export function createLaneHandler<L extends Lane>(
   const deps = createLaneDeps(
     lane,
     config,
-    createClients(env, (client) => tracer.captureAWSv3Client(client)),
+    createClients((client) => tracer.captureAWSv3Client(client), options.clientConfig),
     sink,
     options.signaller ? { signaller: options.signaller } : {},
   );
@@ -128,11 +127,15 @@ export function createLaneHandler<L extends Lane>(
     .use(logMetrics(metrics));
   const saltArn = config.PII_HASH_SALT_SECRET_ARN;
   if (saltArn) {
-    handler.use(
-      piiSalt(saltArn, options.readSecret ?? readSecretValue, (salt) => {
-        deps.enricher = createEnricher(config.TABLE_RULES, { lane, salt });
-      }),
-    );
+    // PII columns are hashed with a salt kept in Secrets Manager: until it is read, the lane's enricher (built
+    // without it) must not see a batch. A failed read fails the invocation (the event source mapping retries it).
+    const salt = secretSalt(saltArn, options.readSecret ?? readSecretValue);
+    let salted = false;
+    handler.before(async function loadPiiSalt() {
+      if (salted) return;
+      deps.enricher = createEnricher(config.TABLE_RULES, { lane, salt: await salt() });
+      salted = true;
+    });
   }
   /** Closes the sink's connections (Redis) so a local process can exit; Lambda never calls it. */
   const close = () => deps.close();

@@ -5,15 +5,16 @@ import { join } from 'node:path';
 import { ReceiveMessageCommand } from '@aws-sdk/client-sqs';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { verifyAuditLog } from '../../functions/adapters/audit-verify';
 import type { DeadLetterMessage } from '../../functions/adapters/sqs-dead-letter-queue';
 import type { BatchResult } from '../../functions/core/pipeline';
 import type { KafkaEvent, KafkaRecord, Lane } from '../../functions/core/types';
 import type { SinkFactory } from '../../functions/shared/lane-deps';
 import { createLaneHandler } from '../../functions/shared/lane-handler';
-import { SINKS } from '../../functions/shared/lanes';
+import { verifyAuditLog } from '../../tools/lib/audit-verify';
 import { lambdaContext } from '../../tools/lib/cli';
+import { SINKS } from '../../tools/lib/lanes';
 import { downloadChangeLog, openWarehouse } from '../../tools/lib/warehouse';
+import { localClientConfig } from '../../tools/local/aws-clients';
 import { LOCAL_NAMES } from '../../tools/local/services';
 import { b64, eventOf, pgMessage } from '../support/builders';
 import { type FaultProxy, startFaultProxy } from '../support/fault-proxy';
@@ -42,7 +43,10 @@ function lane(name: Lane, prefix: string) {
     CACHE_KEY_PREFIX: prefix,
     POWERTOOLS_LOG_LEVEL: 'SILENT',
   };
-  const handler = createLaneHandler(name, SINKS[name] as SinkFactory<Lane>, env, { onBatch: (r) => results.push(r) });
+  const handler = createLaneHandler(name, SINKS[name] as SinkFactory<Lane>, env, {
+    clientConfig: localClientConfig(env),
+    onBatch: (r) => results.push(r),
+  });
   return {
     results,
     invoke: (event: KafkaEvent) => handler(event, lambdaContext(`cdc-sync-${name}`) as never),
@@ -212,7 +216,10 @@ describe('lane handlers against local services', () => {
       TABLE_RULES: JSON.stringify({ columns: { 'public.customers': { pii: { email: 'sha256' } } } }),
       PII_HASH_SALT_SECRET_ARN: 'arn:aws:secretsmanager:eu-west-1:111122223333:secret:salt',
     };
-    const handler = createLaneHandler('audit', SINKS.audit, env, { readSecret: async () => 'pepper' });
+    const handler = createLaneHandler('audit', SINKS.audit, env, {
+      clientConfig: localClientConfig(env),
+      readSecret: async () => 'pepper',
+    });
     const event = eventOf([
       pgMessage({
         op: 'c',
@@ -246,7 +253,10 @@ describe('lane handlers against local services', () => {
       WAREHOUSE_PREFIX: `${prefix}/`,
       POWERTOOLS_LOG_LEVEL: 'SILENT',
     };
-    const handler = createLaneHandler('warehouse', SINKS.warehouse, env, { onBatch: (r) => results.push(r) });
+    const handler = createLaneHandler('warehouse', SINKS.warehouse, env, {
+      clientConfig: localClientConfig(env),
+      onBatch: (r) => results.push(r),
+    });
     s3Proxy.failing.add(/^PUT /);
     try {
       // Act
@@ -276,7 +286,7 @@ describe('lane handlers against local services', () => {
       REPORT_BATCH_ITEM_FAILURES: 'false',
       POWERTOOLS_LOG_LEVEL: 'SILENT',
     };
-    const handler = createLaneHandler('warehouse', SINKS.warehouse, env);
+    const handler = createLaneHandler('warehouse', SINKS.warehouse, env, { clientConfig: localClientConfig(env) });
     s3Proxy.failing.add(/^PUT /);
     try {
       // Act + Assert: the whole batch is retried by the event source mapping

@@ -38,8 +38,8 @@ async function writeWith(target: RedisCacheSink, table: string, ...events: Chang
     records: [],
   };
   const p: SinkPartition = { partition, events, columns: events.map(() => undefined), state: undefined };
-  const [result] = await target.write([p]);
-  if (!result?.ok) throw new Error(`write failed: ${JSON.stringify(result)}`);
+  const result = await target.write(p);
+  if (!result.ok) throw new Error(`write failed: ${JSON.stringify(result)}`);
   return result;
 }
 

@@ -1,13 +1,14 @@
 import { ReceiveMessageCommand } from '@aws-sdk/client-sqs';
 import { describe, expect, it } from 'vitest';
-import { verifyAuditLog } from '../../functions/adapters/audit-verify';
 import type { DeadLetterMessage } from '../../functions/adapters/sqs-dead-letter-queue';
 import type { BatchResult } from '../../functions/core/pipeline';
 import type { KafkaRecord } from '../../functions/core/types';
 import { createLaneHandler } from '../../functions/shared/lane-handler';
-import { SINKS } from '../../functions/shared/lanes';
+import { verifyAuditLog } from '../../tools/lib/audit-verify';
 import { lambdaContext } from '../../tools/lib/cli';
+import { SINKS } from '../../tools/lib/lanes';
 import { redriveDeadLetters } from '../../tools/lib/redrive';
+import { localClientConfig } from '../../tools/local/aws-clients';
 import { LOCAL_NAMES } from '../../tools/local/services';
 import { b64, eventOf, pgMessage } from '../support/builders';
 import { useLocalServices } from '../support/local';
@@ -19,7 +20,8 @@ describe('redriving dead letters (fauxqs, dynalite)', () => {
     // Arrange: a lane whose MAX_RECORD_BYTES is too small for two of the records, and one record that is not JSON
     const prefix = `redrive-${Date.now()}`;
     const env = { ...services().laneEnv('audit'), AUDIT_PREFIX: `${prefix}/`, POWERTOOLS_LOG_LEVEL: 'SILENT' };
-    const strict = createLaneHandler('audit', SINKS.audit, { ...env, MAX_RECORD_BYTES: '900' });
+    const clientConfig = localClientConfig(env);
+    const strict = createLaneHandler('audit', SINKS.audit, { ...env, MAX_RECORD_BYTES: '900' }, { clientConfig });
     const event = eventOf([
       pgMessage({ op: 'c', after: { id: 1 }, lsn: 100, offset: 0, topic: `${prefix}.orders` }),
       pgMessage({ op: 'c', after: { id: 2, note: 'x'.repeat(2000) }, lsn: 110, offset: 1, topic: `${prefix}.orders` }),
@@ -31,7 +33,11 @@ describe('redriving dead letters (fauxqs, dynalite)', () => {
     await strict(event, lambdaContext('a') as never);
     await strict.close();
     let last: BatchResult | undefined;
-    const relaxed = createLaneHandler('audit', SINKS.audit, env, { mode: 'redrive', onBatch: (r) => (last = r) });
+    const relaxed = createLaneHandler('audit', SINKS.audit, env, {
+      clientConfig,
+      mode: 'redrive',
+      onBatch: (r) => (last = r),
+    });
     const redrive = () =>
       redriveDeadLetters({
         sqs: services().clients.sqs,

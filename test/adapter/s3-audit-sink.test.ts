@@ -1,11 +1,11 @@
 import { gunzipSync, gzipSync } from 'node:zlib';
 import { DeleteObjectCommand, GetObjectCommand, ListObjectsV2Command, PutObjectCommand } from '@aws-sdk/client-s3';
 import { describe, expect, it } from 'vitest';
-import { verifyAuditLog } from '../../functions/adapters/audit-verify';
 import { S3AuditSink } from '../../functions/adapters/s3-audit-sink';
-import { READS_IN_FLIGHT } from '../../functions/core/concurrency';
 import { JsonDebeziumDecoder } from '../../functions/core/decode';
 import type { ChangeEvent, PartitionBatch, SinkPartition, SinkSchemaChange } from '../../functions/core/types';
+import { verifyAuditLog } from '../../tools/lib/audit-verify';
+import { READS_IN_FLIGHT } from '../../tools/lib/concurrency';
 import { LOCAL_NAMES } from '../../tools/local/services';
 import { pgMessage, recordOf } from '../support/builders';
 import { countInFlight } from '../support/in-flight';
@@ -37,8 +37,8 @@ async function writeBatches(
     const p: SinkPartition = { partition, events: batch, columns: [], state };
     const changes = schemaChanges[i];
     if (changes) p.schemaChanges = changes;
-    const [result] = await sink.write([p]);
-    if (!result?.ok) throw new Error('audit write failed');
+    const result = await sink.write(p);
+    if (!result.ok) throw new Error('audit write failed');
     state = result.state;
   }
   return state;

@@ -4,9 +4,9 @@ import { join } from 'node:path';
 import { GetObjectCommand, ListObjectsV2Command, PutObjectCommand } from '@aws-sdk/client-s3';
 import { afterEach, describe, expect, it } from 'vitest';
 import { S3WarehouseSink } from '../../functions/adapters/s3-warehouse-sink';
-import { READS_IN_FLIGHT } from '../../functions/core/concurrency';
 import { JsonDebeziumDecoder } from '../../functions/core/decode';
 import type { ChangeEvent, ColumnTypes, PartitionBatch, SinkPartition } from '../../functions/core/types';
+import { READS_IN_FLIGHT } from '../../tools/lib/concurrency';
 import { downloadChangeLog, openWarehouse, type Warehouse } from '../../tools/lib/warehouse';
 import { LOCAL_NAMES } from '../../tools/local/services';
 import { b64, rawRecord } from '../support/builders';
@@ -113,9 +113,9 @@ describe('S3WarehouseSink (local S3 + DuckDB)', () => {
       body: 'x',
     };
     // Act
-    const [result] = await sink.write([sinkPartition([change('c', 1, 100, 0, row)])]);
+    const result = await sink.write(sinkPartition([change('c', 1, 100, 0, row)]));
     // Assert
-    expect(result?.ok).toBe(true);
+    expect(result.ok).toBe(true);
     const keys = (
       await services().clients.s3.send(
         new ListObjectsV2Command({ Bucket: LOCAL_NAMES.warehouseBucket, Prefix: prefix }),
@@ -150,7 +150,7 @@ describe('S3WarehouseSink (local S3 + DuckDB)', () => {
     const sink = new S3WarehouseSink(services().clients.s3, { bucket: LOCAL_NAMES.warehouseBucket, prefix });
     const row = { price: 'Jw8=', day: 19_797, at: '2024-03-15T10:30:00Z', meta: '{}', big: '1', body: 'x' };
     // Act
-    await sink.write([sinkPartition([change('c', 1, 100, 0, row), change('u', 1, 200, 1, { ...row, body: 'y' })])]);
+    await sink.write(sinkPartition([change('c', 1, 100, 0, row), change('u', 1, 200, 1, { ...row, body: 'y' })]));
     // Assert
     const w = await readBack(prefix);
     const stats = await w.query(
@@ -170,14 +170,14 @@ describe('S3WarehouseSink (local S3 + DuckDB)', () => {
     // Arrange
     const prefix = 'rebuild/';
     const sink = new S3WarehouseSink(services().clients.s3, { bucket: LOCAL_NAMES.warehouseBucket, prefix });
-    await sink.write([
+    await sink.write(
       sinkPartition([
         change('c', 1, 100, 0, { price: 'Jw8=', body: 'long text' }),
         change('c', 2, 110, 1, { price: 'AA==', body: 'b' }),
         change('u', 1, 120, 2, { price: 'B8s=', body: '__debezium_unavailable_value' }),
         change('d', 2, 130, 3, { price: 'AA==', body: 'b' }),
       ]),
-    ]);
+    );
     // Act
     const rows = await (await readBack(prefix)).rebuild('pg.public.products');
     // Assert
@@ -217,8 +217,8 @@ describe('S3WarehouseSink (local S3 + DuckDB)', () => {
     const sink = new S3WarehouseSink(services().clients.s3, { bucket: LOCAL_NAMES.warehouseBucket, prefix });
     const batch = sinkPartition([change('c', 1, 100, 5, {}), change('c', 2, 101, 6, {})]);
     // Act
-    await sink.write([batch]);
-    await sink.write([batch]);
+    await sink.write(batch);
+    await sink.write(batch);
     // Assert
     const w = await readBack(prefix);
     expect(await w.query(`SELECT count(*)::INTEGER AS n FROM read_parquet('${dir}/**/*.parquet')`)).toEqual([{ n: 2 }]);
@@ -241,8 +241,8 @@ describe('S3WarehouseSink (local S3 + DuckDB)', () => {
       },
     ];
     // Act
-    await sink.write([batch]);
-    await sink.write([batch]);
+    await sink.write(batch);
+    await sink.write(batch);
     // Assert
     const s3 = services().clients.s3;
     const listed = await s3.send(new ListObjectsV2Command({ Bucket: LOCAL_NAMES.warehouseBucket, Prefix: prefix }));

@@ -353,6 +353,31 @@ describe('batching', () => {
     expect(events.flatMap((e) => e.records['t-0']!.map((r) => r.offset))).toEqual([...Array(20).keys()]);
   });
 
+  it('fills an event of several partitions up to the payload limit, never a byte over', async () => {
+    // Arrange: two partitions whose records fit one event; its JSON size, measured with no limit in the way
+    const broker = new LocalBroker();
+    broker.createTopic('t', 2);
+    await broker.produce(
+      [0, 1].flatMap((partition) =>
+        Array.from({ length: 3 }, (_, i) => ({ topic: 't', partition, key: json({ id: i }), value: json({ p: i }) })),
+      ),
+    );
+    const measured = mapping(broker, { groupId: 'measure' });
+    await measured.esm.drain();
+    expect(measured.events).toHaveLength(1);
+    const size = Buffer.byteLength(JSON.stringify(measured.events[0]));
+
+    // Act: the size is counted, not serialised, and counts a separator per record and group (a few bytes spare)
+    const roomy = mapping(broker, { groupId: 'roomy', maxPayloadBytes: size + 8 });
+    const under = mapping(broker, { groupId: 'under', maxPayloadBytes: size - 1 });
+    await Promise.all([roomy.esm.drain(), under.esm.drain()]);
+
+    // Assert
+    expect(roomy.events).toHaveLength(1);
+    expect(under.events).toHaveLength(2);
+    expect(under.delivered().flat()).toHaveLength(6);
+  });
+
   it('counts each record JSON size exactly as the event serialises it (escaped and UTF-8 header names, nulls)', async () => {
     // Arrange: header names that JSON escapes or that are multi-byte, null keys and values, signed header bytes
     const broker = new LocalBroker();

@@ -16,16 +16,16 @@ afterAll(async () => {
   await rm(state, { recursive: true, force: true });
 });
 
-async function cli(...args: string[]): Promise<{ stdout: string; code: number }> {
+async function cli(...args: string[]): Promise<{ stdout: string; stderr: string; code: number }> {
   try {
-    const { stdout } = await run(tsx, args, {
+    const { stdout, stderr } = await run(tsx, args, {
       env: { ...process.env, POWERTOOLS_LOG_LEVEL: 'INFO' },
       maxBuffer: 64 * 1024 * 1024,
     });
-    return { stdout, code: 0 };
+    return { stdout, stderr, code: 0 };
   } catch (error) {
-    const e = error as { stdout: string; code: number };
-    return { stdout: e.stdout, code: e.code };
+    const e = error as { stdout: string; stderr: string; code: number };
+    return { stdout: e.stdout, stderr: e.stderr, code: e.code };
   }
 }
 
@@ -66,6 +66,41 @@ describe('npm run invoke', () => {
     const result = await cli('tools/invoke.ts', 'mailer', 'events/postgres/create.json');
     expect(result.code).not.toBe(0);
     expect(result.stdout).toBe('');
+  });
+});
+
+describe('npm run verify-audit', () => {
+  it('--local <dir> reads the audit log npm run invoke wrote there, and --json after it is still a flag', async () => {
+    // Arrange: the audit lane writes its chain into the state directory
+    const invoked = await cli('tools/invoke.ts', 'audit', 'events/postgres/create.json', '--fresh', '--state', state);
+    expect(invoked.code).toBe(0);
+
+    // Act
+    const { stdout, code } = await cli('tools/verify-audit.ts', '--local', state, '--json');
+
+    // Assert
+    expect(code).toBe(0);
+    const report = JSON.parse(stdout) as { ok: boolean; chains: unknown[] };
+    expect(report.ok).toBe(true);
+    expect(report.chains.length).toBeGreaterThan(0);
+  });
+});
+
+describe('flags', () => {
+  it.each([
+    [['tools/invoke.ts', 'audit', 'events/postgres/create.json', '--jsn'], 'unknown option --jsn', 'npm run invoke'],
+    [['tools/invoke.ts', 'audit', 'events/postgres/create.json', '--state'], '--state needs a value', 'npm run invoke'],
+    [['tools/decode.ts', 'events/msk/batch.json', '--json'], 'unknown option --json', 'npm run decode'],
+    [['tools/verify-audit.ts', '--json=yes'], '--json takes no value', 'npm run verify-audit'],
+    [['tools/redrive.ts', 'audit', '--max'], '--max needs a value', 'npm run redrive'],
+  ])('%j fails with a one-line reason and the usage, exit 2, nothing on stdout', async (args, reason, tool) => {
+    // Act
+    const { stdout, stderr, code } = await cli(...args);
+
+    // Assert
+    expect(code).toBe(2);
+    expect(stdout).toBe('');
+    expect(stderr.split('\n').slice(0, 2)).toEqual([reason, expect.stringContaining(`usage: ${tool} -- `)]);
   });
 });
 

@@ -55,13 +55,11 @@ export class MemorySink implements Sink {
   failFor = new Map<string, CdcError>();
   stateFor?: (p: SinkPartition) => unknown;
 
-  async write(partitions: readonly SinkPartition[]): Promise<SinkPartitionResult[]> {
-    return partitions.map((p) => {
-      const failure = this.failFor.get(p.partition.id);
-      if (failure) return { ok: false, error: failure };
-      this.writes.push({ ...p, events: [...p.events], schemaChanges: p.schemaChanges && [...p.schemaChanges] });
-      return { ok: true, writtenAt: 1_000_000_000_000_000, state: this.stateFor?.(p) };
-    });
+  async write(p: SinkPartition): Promise<SinkPartitionResult> {
+    const failure = this.failFor.get(p.partition.id);
+    if (failure) return { ok: false, error: failure };
+    this.writes.push({ ...p, events: [...p.events], schemaChanges: p.schemaChanges && [...p.schemaChanges] });
+    return { ok: true, writtenAt: 1_000_000_000_000_000, state: this.stateFor?.(p) };
   }
 
   get events() {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { mapInOrder } from '../../functions/core/concurrency';
+import { mapInOrder } from '../../tools/lib/concurrency';
 
 describe('mapInOrder', () => {
   it('keeps at most the limit in flight and returns results in the items’ order', async () => {

@@ -1,7 +1,7 @@
 import { describe, expect, it, vi } from 'vitest';
 import type { BatchResult } from '../../functions/core/pipeline';
 import type { Sink } from '../../functions/core/types';
-import { createLaneHandler, piiSalt } from '../../functions/shared/lane-handler';
+import { createLaneHandler, secretSalt } from '../../functions/shared/lane-handler';
 import { lambdaContext } from '../../tools/lib/cli';
 
 /** The handler wiring without AWS: an event with only a tombstone never reaches DynamoDB, the sink or SQS. */
@@ -14,7 +14,7 @@ const env = {
   POWERTOOLS_LOG_LEVEL: 'SILENT',
   POWERTOOLS_TRACE_ENABLED: 'false',
 };
-const noSink = (): Sink => ({ write: async () => [] });
+const noSink = (): Sink => ({ write: async () => ({ ok: true, writtenAt: 0 }) });
 
 describe('createLaneHandler', () => {
   it('fails at cold start naming a missing variable', () => {
@@ -50,32 +50,28 @@ describe('createLaneHandler', () => {
   });
 });
 
-describe('piiSalt', () => {
-  const request = {} as Parameters<NonNullable<ReturnType<typeof piiSalt>['before']>>[0];
-
-  it('reads the salt once, from cold start, and hands it over before the first batch', async () => {
+describe('secretSalt', () => {
+  it('reads the salt once, starting at cold start', async () => {
     // Arrange
     const read = vi.fn(async () => 'pepper');
-    const use = vi.fn();
     // Act
-    const middleware = piiSalt('arn:salt', read, use);
-    await middleware.before?.(request);
-    await middleware.before?.(request);
+    const salt = secretSalt('arn:salt', read);
+    const calledAtColdStart = read.mock.calls.length;
+    const values = [await salt(), await salt()];
     // Assert
+    expect(calledAtColdStart).toBe(1);
+    expect(values).toEqual(['pepper', 'pepper']);
     expect(read).toHaveBeenCalledTimes(1);
-    expect(use).toHaveBeenCalledWith('pepper');
   });
 
-  it('fails the invocation when the read fails, and reads again for the next one', async () => {
+  it('rejects while the read fails, and reads again on the next call', async () => {
     // Arrange
     const read = vi.fn<(arn: string) => Promise<string>>().mockRejectedValueOnce(new Error('denied'));
     read.mockResolvedValue('pepper');
-    const use = vi.fn();
-    const middleware = piiSalt('arn:salt', read, use);
+    const salt = secretSalt('arn:salt', read);
     // Act + Assert
-    await expect(middleware.before?.(request)).rejects.toThrow('denied');
-    await middleware.before?.(request);
+    await expect(salt()).rejects.toThrow('denied');
+    await expect(salt()).resolves.toBe('pepper');
     expect(read).toHaveBeenCalledTimes(2);
-    expect(use).toHaveBeenCalledWith('pepper');
   });
 });

@@ -608,7 +608,7 @@ describe('processBatch: schema history', () => {
     const ddl = () => eventOf([{ topic: 'pg', partition: 0, offset: 5, key: null, value: { ddl: 'ALTER' } }]);
     const recording = schemaSetup();
     const cache = schemaSetup();
-    cache.sink.write = async () => [{ ok: true, writtenAt: 1, schemaChangesSkipped: true }];
+    cache.sink.write = async () => ({ ok: true, writtenAt: 1, schemaChangesSkipped: true });
     // Act
     const recorded = await processBatch(ddl(), recording.deps);
     const skipped = await processBatch(ddl(), cache.deps);

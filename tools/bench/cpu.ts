@@ -94,8 +94,8 @@ export const powertoolsHandler = kafkaConsumer<unknown, z.infer<typeof Powertool
 );
 
 class AcceptingSink implements Sink {
-  async write(partitions: Parameters<Sink['write']>[0]) {
-    return partitions.map(() => ({ ok: true as const, writtenAt: Date.now() }));
+  async write() {
+    return { ok: true as const, writtenAt: Date.now() };
   }
 }
 

@@ -57,9 +57,10 @@ export async function measureSliceCosts(reps = 30): Promise<{
   process.env.AWS_XRAY_MANUAL_MODE ??= 'true';
   // As `npm start` runs them: throw-away state, S3 in memory.
   const services = await startServicesProcess();
-  const [{ createLaneHandler }, { SINKS }] = await Promise.all([
+  const [{ createLaneHandler }, { SINKS }, { localClientConfig }] = await Promise.all([
     import('../../functions/shared/lane-handler'),
-    import('../../functions/shared/lanes'),
+    import('../lib/lanes'),
+    import('../local/aws-clients'),
   ]);
   const lanes: Partial<Record<Lane, LaneCost>> = {};
   let offsetBase = 0;
@@ -74,6 +75,7 @@ export async function measureSliceCosts(reps = 30): Promise<{
         SINKS[lane] as never,
         { ...services.laneEnv(lane), POWERTOOLS_LOG_LEVEL: 'ERROR', POWERTOOLS_METRICS_NAMESPACE: 'cdc-sync-bench' },
         {
+          clientConfig: localClientConfig(services.laneEnv(lane)),
           onBatch: (result) => {
             processed += result.processed;
             duplicates += result.duplicates;

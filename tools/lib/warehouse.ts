@@ -2,7 +2,7 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { GetObjectCommand, ListObjectsCommand, type S3Client } from '@aws-sdk/client-s3';
 import { DuckDBInstance } from '@duckdb/node-api';
-import { mapInOrder, READS_IN_FLIGHT } from '../../functions/core/concurrency';
+import { mapInOrder, READS_IN_FLIGHT } from './concurrency';
 
 /**
  * Reading the warehouse's Parquet change log with DuckDB. DuckDB's S3 support (httpfs) is an extension it downloads

@@ -103,7 +103,7 @@ export async function startLocalServices(options: LocalServicesOptions = {}): Pr
         silent: true,
         directory: s3Dir,
         resetOnClose: !options.dir,
-        // The lanes' local clients send an unchecked signature (functions/shared/lane-deps.ts).
+        // The lanes' local clients send an unchecked signature (tools/local/aws-clients.ts).
         allowMismatchedSignatures: true,
         configureBuckets: buckets.map((name) => ({ name })),
       })

@@ -16,11 +16,6 @@ export function formatLsn(lsn: bigint): string {
   return `${(lsn >> 32n).toString(16).toUpperCase()}/${(lsn & 0xffffffffn).toString(16).toUpperCase()}`;
 }
 
-/** Reads a big-endian unsigned 64-bit integer (LSNs and timestamps in the replication protocol). */
-export function readUint64(buf: Buffer, offset: number): bigint {
-  return buf.readBigUInt64BE(offset);
-}
-
 /** Microseconds between 1970-01-01 and 2000-01-01, PostgreSQL's epoch for protocol timestamps. */
 export const PG_EPOCH_OFFSET_US = 946_684_800_000_000n;
 

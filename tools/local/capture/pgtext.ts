@@ -5,6 +5,9 @@
  * encoded the same way whichever path it came from.
  */
 
+// Days → date with the decoder's own algorithm: the capture's timestamps and the lanes' dates agree by construction.
+import { civilFromDays } from '../../../functions/core/decode/logical';
+
 const MICROS_PER_SECOND = 1_000_000;
 const SECONDS_PER_DAY = 86_400;
 
@@ -17,19 +20,6 @@ export function daysFromCivil(year: number, month: number, day: number): number 
   const doy = Math.floor((153 * mp + 2) / 5) + day - 1;
   const doe = yoe * 365 + Math.floor(yoe / 4) - Math.floor(yoe / 100) + doy;
   return era * 146097 + doe - 719468;
-}
-
-/** The proleptic Gregorian date of a day number (civil_from_days). */
-export function civilFromDays(days: number): [year: number, month: number, day: number] {
-  const z = days + 719468;
-  const era = Math.floor(z / 146097);
-  const doe = z - era * 146097;
-  const yoe = Math.floor((doe - Math.floor(doe / 1460) + Math.floor(doe / 36524) - Math.floor(doe / 146096)) / 365);
-  const doy = doe - (365 * yoe + Math.floor(yoe / 4) - Math.floor(yoe / 100));
-  const mp = Math.floor((5 * doy + 2) / 153);
-  const day = doy - Math.floor((153 * mp + 2) / 5) + 1;
-  const month = mp < 10 ? mp + 3 : mp - 9;
-  return [yoe + era * 400 + (month <= 2 ? 1 : 0), month, day];
 }
 
 /** `2024-03-15` (or `0044-03-15 BC`) -> days since the epoch; null for `infinity`/`-infinity`. */

@@ -132,26 +132,25 @@ async function createPool(options: PoolOptions): Promise<LaneHost> {
   process.env.AWS_XRAY_MANUAL_MODE ??= 'true';
   // A lane thread has its own copy of process.env: the SDK's Node version notice was printed once already.
   if (!isMainThread) process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
-  const [{ createLaneHandler }, { SINKS }] = await Promise.all([
+  const [{ createLaneHandler }, { SINKS }, { localClientConfig }] = await Promise.all([
     import('../../../functions/shared/lane-handler'),
-    import('../../../functions/shared/lanes'),
+    import('../../lib/lanes'),
+    import('../aws-clients'),
   ]);
   type Handler = ReturnType<typeof createLaneHandler>;
   const { lane, env } = options;
+  // The lane's clients talk to the local emulators its environment names.
+  const clientConfig = localClientConfig(env);
   const sinkFactory = SINKS[lane] as import('../../../functions/shared/lane-deps').SinkFactory<Lane>;
   const sink: typeof sinkFactory = options.observeWrites
     ? (config, clients) => {
         const real = sinkFactory(config, clients);
         return {
           close: real.close?.bind(real),
-          async write(partitions) {
-            const results = await real.write(partitions);
-            results.forEach((result, i) => {
-              const events = partitions[i]?.events;
-              if (!result.ok || !events) return;
-              options.onWrites(packWrites(events), result.writtenAt);
-            });
-            return results;
+          async write(partition) {
+            const result = await real.write(partition);
+            if (result.ok) options.onWrites(packWrites(partition.events), result.writtenAt);
+            return result;
           },
         };
       }
@@ -168,6 +167,7 @@ async function createPool(options: PoolOptions): Promise<LaneHost> {
     if (!options.metrics) process.env.POWERTOOLS_METRICS_DISABLED = 'true';
     try {
       return createLaneHandler(lane, sink, env, {
+        clientConfig,
         onBatch: (result) => options.onBatch(summarise(result)),
         // Every table's changes go to the one local capture, whatever their topic prefix.
         signaller,

@@ -15,7 +15,6 @@
 
 import type { S3Client } from '@aws-sdk/client-s3';
 import type { Redis } from 'ioredis';
-import { verifyAuditLog } from '../../../functions/adapters/audit-verify';
 import { RedisCacheSink } from '../../../functions/adapters/redis-cache-sink';
 import { JsonDebeziumDecoder } from '../../../functions/core/decode';
 import type {
@@ -26,6 +25,7 @@ import type {
   Row,
   TableSchemaVersion,
 } from '../../../functions/core/types';
+import { verifyAuditLog } from '../../lib/audit-verify';
 import { downloadChangeLog, openWarehouse, type Warehouse } from '../../lib/warehouse';
 import type { BrokerRecord } from '../broker';
 import { comparable, rowDifferences, stableJson } from './normalize';

@@ -1,8 +1,8 @@
 import { gunzipSync } from 'node:zlib';
 import { GetObjectCommand, ListObjectsCommand, type S3Client } from '@aws-sdk/client-s3';
-import { mapInOrder, READS_IN_FLIGHT } from '../core/concurrency';
-import type { ChangeEvent } from '../core/types';
-import { type ChainProblem, verifyChain } from './audit-chain';
+import { type ChainProblem, verifyChain } from '../../functions/adapters/audit-chain';
+import type { ChangeEvent } from '../../functions/core/types';
+import { mapInOrder, READS_IN_FLIGHT } from './concurrency';
 
 export interface ChainReport {
   /** `<topic>/<partition>/<epoch>` */

@@ -13,9 +13,10 @@ const THROTTLING = new Set([
 ]);
 
 /**
- * Maps an AWS SDK failure of a sink write to a SinkError. Everything is retryable: an outage, throttling, and also
- * access or configuration errors — dead-lettering good records because a bucket policy is wrong would lose them,
- * while retrying keeps them until an operator fixes it (the error alarm fires meanwhile).
+ * Maps a failed sink write (the S3 sinks' AWS SDK errors, the cache sink's Redis errors) to a SinkError, throttling
+ * named as such. Everything is retryable: an outage, throttling, and also access or configuration errors —
+ * dead-lettering good records because a bucket policy or a Redis ACL is wrong would lose them, while retrying keeps
+ * them until an operator fixes it (the error alarm fires meanwhile).
  */
 export function sinkErrorFrom(error: unknown, what: string): SinkError {
   if (error instanceof SinkError) return error;
