@@ -284,7 +284,7 @@ function costModel(quick: boolean, log: (message: string) => void) {
  * JSON.parse of a 4.6 KB Debezium event's key and value; the fastest of 5 runs over 2,000 records). The end-to-end
  * figures are wall-clock times on a machine whose speed varies several-fold from day to day; this figure, taken at
  * the start and the end of the run, says which kind of day a report comes from and compares with the raw floor in
- * the README's pipeline table.
+ * the pipeline table of docs/benchmarks.md.
  */
 export async function rawFloorUsPerRecord(): Promise<number> {
   const event = benchEvent(2000);

@@ -5,8 +5,8 @@
  * Why not s3rver here: s3rver keeps every object as two files and runs each request through a dozen file-system calls
  * (bucket stat, subresource lookups, mkdir, object and metadata files), about 1.5 ms of CPU per PUT on this project's
  * 2-core machine against 0.3 ms for fauxqs's map. The local pipeline writes one object per topic-partition per
- * invocation in two lanes, so at 1,000 changes/s that difference is about a fifth of the CPU of a round (README,
- * "Benchmarks"). s3rver stays where state must outlive the process (`npm run invoke`, `npm start --keep`).
+ * invocation in two lanes, so at 1,000 changes/s that difference is about a fifth of the CPU of a round
+ * (docs/benchmarks.md). s3rver stays where state must outlive the process (`npm run invoke`, `npm start --keep`).
  *
  * The fix: fauxqs 1.9 sorts a listing with `localeCompare` but pages with `<=` on the marker, so as soon as a listing
  * needs a second page, keys whose locale order and byte order disagree (mixed case: `Orders` vs `customers`) are
