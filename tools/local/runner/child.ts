@@ -52,6 +52,18 @@ export function firstMessage<T>(child: ChildProcess, accept: (message: unknown) 
   });
 }
 
+/**
+ * In a helper: sends `message` to the parent, if it is still there. The parent may have gone while the helper was
+ * starting (its run failed or was interrupted): a message nobody can receive is dropped (false), rather than becoming
+ * an 'error' event that kills the helper with ERR_IPC_CHANNEL_CLOSED and a stack trace.
+ */
+export function toParent(message: unknown): boolean {
+  if (!process.send || !process.connected) return false;
+  // With a callback, a channel that closes during the send reports to it instead of emitting 'error'.
+  process.send(message, undefined, undefined, () => undefined);
+  return true;
+}
+
 /** Asks a helper to stop and waits for it to exit (killing it after `timeoutMs`). */
 export async function stopHelper(child: ChildProcess, timeoutMs = 15_000): Promise<void> {
   if (child.exitCode !== null || child.signalCode !== null) return;

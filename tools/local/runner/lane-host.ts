@@ -26,6 +26,8 @@ import type { ChangeEvent, Lane, SnapshotSignal, SnapshotSignaller } from '../..
 export interface BatchSummary extends RecordCounts {
   /** Commit → sink write of every processed event, all topics. */
   latenciesMs: number[];
+  /** The first retryable error when a partition was handed back for a retry (a sink down, say). */
+  error?: string;
 }
 
 /**
@@ -119,7 +121,7 @@ interface PoolOptions {
 function summarise(result: BatchResult): BatchSummary {
   const latenciesMs: number[] = [];
   for (const counters of result.topics.values()) for (const v of counters.latenciesMs) latenciesMs.push(v);
-  return { ...countsOf(result), latenciesMs };
+  return { ...countsOf(result), latenciesMs, ...(result.error ? { error: result.error.message } : {}) };
 }
 
 /**

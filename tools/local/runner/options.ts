@@ -49,7 +49,7 @@ export interface RunOptions {
   /** How far the capture may run ahead of the slowest lane, in change records (system.ts). @default 10_000 */
   maxBacklog?: number;
   /**
-   * The demo workload alters a table half-way (`ALTER TABLE customers ADD COLUMN tier text NOT NULL DEFAULT
+   * The demo workload alters a table a third of the way in (`ALTER TABLE customers ADD COLUMN tier text NOT NULL DEFAULT
    * 'standard'`), which the lanes must reconcile with an incremental snapshot (`--no-schema-change` leaves it out).
    */
   schemaChange: boolean;
@@ -67,6 +67,11 @@ export interface RunOptions {
   format: 'json' | 'avro';
   /** With `avro`: the registry's compatibility level for every subject. @default 'BACKWARD' (Confluent's default) */
   compatibility: CompatibilityLevel;
+  /**
+   * The live status page on 127.0.0.1 (tools/status): its port (another free one when it is taken; 0: any), or null
+   * for none (`--no-status`). @default 7070
+   */
+  statusPort: number | null;
 }
 
 export const DEFAULTS = {
@@ -82,6 +87,7 @@ export const DEFAULTS = {
   topicPrefix: 'pg',
   stateDir: '.local/start',
   logLevel: 'WARN',
+  statusPort: 7070,
 } as const;
 
 export const USAGE = `usage: npm start -- [options]
@@ -119,6 +125,9 @@ pipeline
   --no-cache                run without the cache lane even when Redis is available
   --log-level <level>       Powertools log level of the lanes (default ${DEFAULTS.logLevel})
 output
+  --status-port <port>      the live status page on http://127.0.0.1:<port>/ (default ${DEFAULTS.statusPort}; another free port
+                            when it is taken; the address is printed at the start); --keep keeps it until Ctrl-C
+  --no-status               no status page
   --json                    print exactly one JSON object on stdout at the end (progress goes to stderr)
   --keep                    keep the state (change log, audit log, broker, checkpoints) under ${DEFAULTS.stateDir}/ and
                             the cache keys in Redis, for exploring; otherwise everything is removed
@@ -140,6 +149,8 @@ const FLAGS = {
   concurrency: { type: 'string' },
   'topic-prefix': { type: 'string' },
   format: { type: 'string' },
+  'status-port': { type: 'string' },
+  'no-status': { type: 'boolean' },
   compatibility: { type: 'string' },
   'log-level': { type: 'string' },
   'no-workload': { type: 'boolean' },
@@ -239,7 +250,11 @@ export function parseRunOptions(argv: readonly string[]): RunOptions | 'help' {
     schemaChange: flags['no-schema-change'] !== true && source === undefined,
     format: 'json',
     compatibility: 'BACKWARD',
+    statusPort: flags['no-status'] ? null : Math.round(number(flags, 'status-port', DEFAULTS.statusPort, 0, 65_535)),
   };
+  if (flags['no-status'] && flags['status-port'] !== undefined) {
+    throw new UsageError('--status-port and --no-status conflict');
+  }
   const format = text(flags, 'format');
   if (format !== undefined) {
     if (format !== 'json' && format !== 'avro') throw new UsageError(`--format must be json or avro, got "${format}"`);

@@ -35,6 +35,7 @@ import {
 } from './source-checks';
 import { dropSlotsAndPublications, readSourceRows } from './source-rows';
 import { type Stage, StageTimings } from './stages';
+import type { RunStatus } from './status';
 import { AUDIT_PREFIX, type LocalPipeline, type PipelineOptions, startLocalPipeline, WAREHOUSE_PREFIX } from './system';
 import {
   type Checks,
@@ -90,6 +91,8 @@ export interface RunHooks {
   beforeHighWatermark?: PipelineOptions['beforeHighWatermark'];
   /** After the run drained, before the sinks are read (tests break a sink here to see verification catch it). */
   beforeVerify?: (context: RunContext) => Promise<void>;
+  /** The status page's data (tools/local/runner/status.ts): the run attaches the pipeline and reports its phases. */
+  status?: RunStatus;
 }
 
 const round = (n: number) => Math.round(n);
@@ -585,7 +588,10 @@ export async function runLocal(options: RunOptions, hooks: RunHooks = {}): Promi
     let stages: StageTimings | undefined;
     const say = (message: string) => (progress ? progress.log(message) : log(message));
     const running = await startLocalPipeline({
-      onSinkWrite: (lane, events, writtenAt) => stages?.record(lane, events, writtenAt),
+      onSinkWrite: (lane, events, writtenAt) => {
+        stages?.record(lane, events, writtenAt);
+        hooks.status?.written(lane, events);
+      },
       services,
       connectionString,
       topicPrefix: options.topicPrefix,
@@ -612,11 +618,14 @@ export async function runLocal(options: RunOptions, hooks: RunHooks = {}): Promi
       ...(registry ? { registry: { url: registry.url } } : {}),
       onTableAdded: (table) => say(`new table ${table.schema}.${table.table}: capturing it from its first row`),
       onNotification: (n) => reportNotification(n, say, problems),
+      onLaneError: (lane, message) => hooks.status?.laneError(lane, message),
       onProblem: (message) => {
         problems.push(message);
+        hooks.status?.problem(message);
         say(`! ${message}`);
       },
     });
+    hooks.status?.attach(running, lanes);
     cleanup.push('pipeline', () => running.stop());
     await running.drain();
     running.resetLatency();
@@ -678,6 +687,7 @@ export async function runLocal(options: RunOptions, hooks: RunHooks = {}): Promi
 
     // Draining includes every incremental snapshot the run triggered: the sinks are read only once they completed.
     phase = 'draining';
+    hooks.status?.setPhase('draining');
     const drainStart = performance.now();
     await running.drain();
     const drainedAt = performance.now();
@@ -695,6 +705,7 @@ export async function runLocal(options: RunOptions, hooks: RunHooks = {}): Promi
       changes = running.captureEmitted() - emittedAtStart;
     } else {
       log('verifying every sink against the source…');
+      hooks.status?.setPhase('verifying');
       const verified = await verifyRun({
         options,
         hooks,
@@ -712,7 +723,7 @@ export async function runLocal(options: RunOptions, hooks: RunHooks = {}): Promi
       droppedTables = verified.dropped;
     }
     timings.verify = performance.now() - verifyStart;
-    return summarize({
+    const result = summarize({
       options,
       running,
       stages,
@@ -732,6 +743,11 @@ export async function runLocal(options: RunOptions, hooks: RunHooks = {}): Promi
       stream: await running.stream(),
       registry,
     });
+    hooks.status?.finish(result);
+    return result;
+  } catch (error) {
+    hooks.status?.fail(error instanceof Error ? error.message : String(error));
+    throw error;
   } finally {
     // A signal during the cleanup waits for it too (the stack runs once; a second call returns the same promise).
     stopProgress();

@@ -17,7 +17,7 @@ import { S3Client } from '@aws-sdk/client-s3';
 import { SQSClient } from '@aws-sdk/client-sqs';
 import { LANES, type Lane } from '../../../functions/core/types';
 import { type LocalServices, type LocalServicesOptions, startLocalServices } from '../services';
-import { firstMessage, spawnHelper, stopHelper } from './child';
+import { firstMessage, spawnHelper, stopHelper, toParent } from './child';
 
 const CHILD_FLAG = '--cdc-sync-services-host';
 
@@ -88,7 +88,7 @@ export async function startServicesProcess(options: LocalServicesOptions = {}): 
 
 /** The child: start the services, report their addresses, stop when told (or when the parent is gone). */
 async function serve(options: LocalServicesOptions): Promise<void> {
-  const send = (message: ChildMessage) => process.send?.(message);
+  const send = (message: ChildMessage) => toParent(message);
   let services: LocalServices;
   try {
     services = await startLocalServices(options);
@@ -110,6 +110,12 @@ async function serve(options: LocalServicesOptions): Promise<void> {
   // Ctrl-C reaches the whole process group: leave it to the parent, whose exit disconnects us (then we clean up).
   process.on('SIGINT', () => undefined);
   process.on('disconnect', () => void stop());
+  // The parent went away while the services started (its run failed or was interrupted): nobody will use them, and a
+  // 'disconnect' that came before the listener above will not come again.
+  if (!process.connected) {
+    await stop();
+    return;
+  }
   const ready: Ready = {
     type: 'ready',
     endpoints: services.endpoints,

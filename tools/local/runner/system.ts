@@ -102,6 +102,11 @@ export interface PipelineOptions {
    * @default true
    */
   laneThreads?: boolean;
+  /**
+   * Told about every failed lane invocation and every batch that handed records back for a retry (the mapping
+   * redelivers them; onProblem does not hear of these, which are expected while a sink is down).
+   */
+  onLaneError?: (lane: Lane, message: string) => void;
   /** Told when something goes wrong in the background (capture failure, failed invocation, destination write). */
   onProblem?: (message: string) => void;
   /**
@@ -174,6 +179,8 @@ export interface LocalPipeline {
   tableTopics(): string[];
   /** What the capture produced to the table topics (released records and those still in the broker), decoded. */
   stream(): Promise<StreamSummary>;
+  /** What is folded into the stream summary so far (records every lane committed), without waiting: for live views. */
+  streamSoFar(): StreamSummary;
   /** With `format: 'avro'`: records converted and their JsonConverter and Avro sizes. */
   avroStats(): AvroConverter['stats'] | undefined;
   /** Why the capture stopped by itself, if it did (the run cannot complete then). */
@@ -297,6 +304,8 @@ export async function startLocalPipeline(options: PipelineOptions): Promise<Loca
       laneTotals.deadLettered += result.deadLettered;
       laneTotals.retried += result.retried;
       laneTotals.latency.addAll(result.latenciesMs);
+      if (result.error)
+        options.onLaneError?.(lane, `${result.retried} records handed back for a retry: ${result.error}`);
     };
     const onSinkWrite = options.onSinkWrite;
     const host = await (options.laneThreads === false ? startLaneInThread : startLaneWorker)({
@@ -339,6 +348,7 @@ export async function startLocalPipeline(options: PipelineOptions): Promise<Loca
       onFailure,
       functionName: `cdc-sync-${lane}`,
       onError: (error, info) => {
+        if (info.stage === 'invoke') options.onLaneError?.(lane, `invocation failed: ${String(error)}`);
         if (info.stage !== 'invoke' || process.env.CDC_DEBUG)
           problem(`${lane}: ${info.stage} failed: ${String(error)}`);
       },
@@ -568,6 +578,7 @@ export async function startLocalPipeline(options: PipelineOptions): Promise<Loca
       for (const { topic, partition } of tablePartitions()) fold(topic, partition, broker.highWater(topic, partition));
       return summarizer.settled();
     },
+    streamSoFar: () => summarizer.summary,
     avroStats: () => (converter ? { ...converter.stats } : undefined),
     failure: () => failure,
     async drain(timeoutMs = 120_000) {
