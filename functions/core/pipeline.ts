@@ -86,6 +86,13 @@ export interface BatchResult {
   deadLetters: Array<{ partition: string; offset: number; code: string }>;
   /** Schema changes this lane registered first (the handler logs them and publishes `SchemaChanged`). */
   schemaChanges: SchemaChangeReport[];
+  /**
+   * Per source (`source.name`, the connector's topic prefix): the commit time of the newest streamed change this batch
+   * applied, and when it was written. The handler publishes `SourceFreshness` = written − commit: with the heartbeat
+   * table the connector upserts every few seconds, a source that stops (connector, slot or lane) shows as stale even
+   * when nobody writes.
+   */
+  freshness: Map<string, { commitTs: number; writtenAt: number }>;
 }
 
 function counters(result: BatchResult, topic: string): TopicCounters {
@@ -156,6 +163,7 @@ export async function processBatch(input: unknown, deps: PipelineDeps): Promise<
     partitions: [],
     deadLetters: [],
     schemaChanges: [],
+    freshness: new Map(),
   };
   for (const batch of partitions) {
     result.records += batch.records.length;
@@ -371,7 +379,14 @@ class PartitionRun {
       if (notApplied.has(i)) return;
       result.processed++;
       topic.processed++;
-      if (event.source.commitTs !== null) topic.latenciesMs.push(written.writtenAt - event.source.commitTs);
+      const commitTs = event.source.commitTs;
+      if (commitTs === null) return;
+      topic.latenciesMs.push(written.writtenAt - commitTs);
+      if (event.source.snapshot !== 'false') return; // a snapshot read says when it was read, not what was committed
+      const newest = result.freshness.get(event.source.name);
+      if (!newest || commitTs > newest.commitTs) {
+        result.freshness.set(event.source.name, { commitTs, writtenAt: written.writtenAt });
+      }
     });
     if (!this.refused) {
       for (const _ of this.ddl) {

@@ -65,6 +65,12 @@ export function recordBatchMetrics(metrics: Metrics, result: BatchResult): void 
     if (isUnreconciled(change)) metrics.addMetric('SchemaChangeUnreconciled', MetricUnit.Count, 1);
     metrics.publishStoredMetrics();
   }
+  for (const [source, { commitTs, writtenAt }] of result.freshness) {
+    // Dimension `source` is the connector's topic prefix; the alarm per source takes the Maximum over the lanes.
+    metrics.addDimension('source', source);
+    metrics.addMetric('SourceFreshness', MetricUnit.Milliseconds, Math.max(0, writtenAt - commitTs));
+    metrics.publishStoredMetrics();
+  }
   metrics.addMetric('EventsProcessed', MetricUnit.Count, result.processed);
   metrics.addMetric('EventsSkipped', MetricUnit.Count, result.skipped);
   metrics.addMetric('Duplicates', MetricUnit.Count, result.duplicates);

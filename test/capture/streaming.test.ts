@@ -357,6 +357,36 @@ describe('heartbeats', () => {
   });
 });
 
+describe('heartbeat action (heartbeat.action.query on a heartbeat table)', () => {
+  it('upserts the heartbeat row at every heartbeat: records of the table, counted apart, and pausable', async () => {
+    // Arrange
+    const schema = await newSchema(
+      (s) => `CREATE TABLE ${s}.cdc_heartbeat (id int PRIMARY KEY, ts timestamptz NOT NULL)`,
+    );
+    const run = await captureSchema(db(), sql(), schema, {
+      heartbeatIntervalMs: 50,
+      heartbeatTable: `${schema}.cdc_heartbeat`,
+    });
+
+    // Act
+    await waitFor(() => changes(run.records, 'cdc_heartbeat').length >= 3);
+    run.capture.pauseHeartbeatAction(true);
+    await new Promise((r) => setTimeout(r, 150)); // one in flight may still land
+    const whilePaused = changes(run.records, 'cdc_heartbeat').length;
+    await new Promise((r) => setTimeout(r, 300));
+    const status = run.capture.status();
+    await run.stop();
+
+    // Assert: an insert, then updates of row 1 with a later ts; counted as heartbeat actions, not as changes
+    const beats = changes(run.records, 'cdc_heartbeat');
+    expect(beats[0]?.value.payload.op).toBe('c');
+    expect(beats.slice(1).every((b) => b.value.payload.op === 'u' && b.value.payload.after?.id === 1)).toBe(true);
+    expect(status.emitted.heartbeatAction).toBe(beats.length);
+    expect(status.emitted.create + status.emitted.update).toBe(0);
+    expect(beats.length).toBe(whilePaused);
+  });
+});
+
 describe('acknowledgement', () => {
   async function confirmedFlush(slot: string): Promise<bigint> {
     const { rows } = await sql().query(

@@ -70,6 +70,14 @@ async function laneCells(page: Page): Promise<Record<string, Record<string, stri
 const fmt = (n: number | null | undefined) =>
   n === null || n === undefined ? '–' : Math.round(n).toLocaleString('en-US');
 
+/** The page's way of writing a duration. */
+function ago(ms: number | null): string {
+  if (ms === null) return '–';
+  if (ms < 1000) return `${Math.round(ms)} ms`;
+  if (ms < 120_000) return `${(ms / 1000).toFixed(1)} s`;
+  return `${Math.round(ms / 60_000)} min`;
+}
+
 /** What the lanes table must show for a report. */
 function expectedCells(report: StatusReport): Record<string, Record<string, string>> {
   return Object.fromEntries(
@@ -78,6 +86,7 @@ function expectedCells(report: StatusReport): Record<string, Record<string, stri
       {
         recordsPerSec: fmt(l.recordsPerSec),
         lag: fmt(l.lag),
+        freshness: ago(l.freshnessMs),
         p50: fmt(l.latencyMs?.p50),
         p99: fmt(l.latencyMs?.p99),
         processed: fmt(l.processed),

@@ -54,7 +54,7 @@ describe('recordBatchMetrics', () => {
         JSON.parse(l) as Record<string, unknown> & { _aws: { CloudWatchMetrics: Array<{ Dimensions: string[][] }> } },
     );
     const perTable = documents.find((d) => d.table === 'pg.public.orders');
-    const rollup = documents.find((d) => d.table === undefined);
+    const rollup = documents.find((d) => d.table === undefined && d.source === undefined);
     expect(perTable?._aws.CloudWatchMetrics[0]?.Dimensions).toEqual([['service', 'lane', 'table']]);
     expect(perTable).toMatchObject({
       lane: 'cache',
@@ -103,5 +103,34 @@ describe('recordBatchMetrics', () => {
     const items = documents.find((d) => d.table === 'pg.public.items');
     expect(items).toMatchObject({ SchemaChanged: 1 });
     expect(items).not.toHaveProperty('SchemaChangeUnreconciled');
+  });
+
+  it('publishes SourceFreshness per source: the written time minus the newest streamed commit, snapshot reads aside', async () => {
+    // Arrange: streamed changes committed at 1,000 and 4,000 ms, and a snapshot read stamped later still
+    const result = await processBatch(
+      eventOf([
+        pgMessage({ op: 'c', after: { id: 1 }, lsn: 100, offset: 0, commitTs: 1_000 }),
+        pgMessage({ op: 'u', after: { id: 1 }, lsn: 200, offset: 1, commitTs: 4_000 }),
+        pgMessage({ op: 'r', after: { id: 2 }, lsn: 300, offset: 2, commitTs: 9_000, snapshot: 'incremental' }),
+      ]),
+      {
+        lane: 'cache',
+        decoder: new JsonDebeziumDecoder(),
+        enricher: createEnricher(undefined, { lane: 'cache' }),
+        dedupe: new MemoryDedupeStore(),
+        sink: new MemorySink(),
+        deadLetters: new MemoryDeadLetterQueue(),
+      },
+    );
+    const { lines, metrics } = captureEmf();
+
+    // Act
+    recordBatchMetrics(metrics, result);
+
+    // Assert
+    const newest = result.freshness.get('pg');
+    expect(newest?.commitTs).toBe(4_000);
+    const document = lines.map((l) => JSON.parse(l) as Record<string, unknown>).find((d) => d.source === 'pg');
+    expect(document).toMatchObject({ lane: 'cache', SourceFreshness: (newest?.writtenAt ?? 0) - 4_000 });
   });
 });

@@ -37,6 +37,7 @@ function captureStatus(overrides: Partial<CaptureStatus> = {}): CaptureStatus {
       truncate: 0,
       tombstone: 0,
       heartbeat: 0,
+      heartbeatAction: 0,
       skippedOnResume: 0,
       incrementalRead: 0,
     },

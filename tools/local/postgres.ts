@@ -598,6 +598,21 @@ CREATE TABLE IF NOT EXISTS public.${DEMO_SIGNAL_TABLE} (
 );
 `;
 
+/** Name of the demo database's heartbeat table, in the demo schema (see {@link HEARTBEAT_TABLE_SQL}). */
+export const DEMO_HEARTBEAT_TABLE = 'cdc_heartbeat';
+
+/**
+ * The heartbeat table the connector's `heartbeat.action.query` upserts (row 1, `ts = now()`) at every heartbeat, as
+ * the CDK's connector configuration does in AWS: a change that reaches every lane even when nobody writes, which is
+ * what the lanes' `SourceFreshness` measures and what moves the slot of an idle database.
+ */
+export const HEARTBEAT_TABLE_SQL = `
+CREATE TABLE IF NOT EXISTS public.${DEMO_HEARTBEAT_TABLE} (
+  id  int PRIMARY KEY,
+  ts  timestamptz NOT NULL
+);
+`;
+
 export interface DemoSchemaOptions {
   /** PostgreSQL schema that holds the demo tables (created if missing). @default 'public' */
   schema?: string;
@@ -615,6 +630,7 @@ export async function createDemoSchema(client: Queryable, options: DemoSchemaOpt
   if (schema !== 'public') await client.query(`CREATE SCHEMA IF NOT EXISTS "${schema.replace(/"/g, '""')}"`);
   await client.query(inSchema(DEMO_SCHEMA_SQL, schema));
   if (options.signalTable !== false) await client.query(inSchema(SIGNAL_TABLE_SQL, schema));
+  await client.query(inSchema(HEARTBEAT_TABLE_SQL, schema));
 }
 
 /** A small deterministic PRNG (mulberry32), so seeds and workloads are reproducible. */

@@ -48,6 +48,8 @@ export const LaneStatusSchema = z.object({
   recordsPerSec: z.number().nonnegative(),
   /** Records produced that the lane has not committed yet (offset lag, all partitions). */
   lag: count.nullable(),
+  /** Now − the commit time of the newest streamed change this lane applied (ms); null before the first. */
+  freshnessMs: ms.nullable(),
   /** Commit → sink write over the last sample interval (ms); null without writes in it. */
   latencyMs: z.object({ p50: ms, p99: ms }).nullable(),
   processed: count,

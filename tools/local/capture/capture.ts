@@ -163,6 +163,7 @@ class Capture implements PostgresCapture {
     truncate: 0,
     tombstone: 0,
     heartbeat: 0,
+    heartbeatAction: 0,
     skippedOnResume: 0,
     incrementalRead: 0,
   };
@@ -227,6 +228,7 @@ class Capture implements PostgresCapture {
       this.counts,
       new Set(opts.skippedOperations ?? []),
       opts.tombstonesOnDelete ?? true,
+      opts.heartbeatTable ?? null,
     );
 
     if (this.signalTable) this.tables.signalOid = await ensureSignalTable(meta, this.signalTable, this.log);
@@ -299,8 +301,38 @@ class Capture implements PostgresCapture {
         this.enqueue({ kind: 'heartbeat' });
         // Ask for a keepalive too: its WAL end lets the slot advance when nothing is captured (DBZ heartbeats).
         this.repl?.sendStatus(this.ackedLsn, true);
+        void this.heartbeatAction();
       });
     }
+  }
+
+  /** Whether the heartbeat action runs (see {@link PostgresCapture.pauseHeartbeatAction}). */
+  private heartbeatActionPaused = false;
+  private heartbeatActionRunning = false;
+
+  /**
+   * Debezium's `heartbeat.action.query` (HeartbeatImpl with an action): one upsert of the heartbeat table per
+   * heartbeat. A failure is logged and the next heartbeat tries again, as Debezium does (the capture goes on).
+   */
+  private async heartbeatAction(): Promise<void> {
+    const table = this.opts.heartbeatTable;
+    if (!table || this.heartbeatActionPaused || this.heartbeatActionRunning || this.phase !== 'streaming') return;
+    this.heartbeatActionRunning = true;
+    try {
+      const { schema, name } = splitCollection(table);
+      const target = `${pg.escapeIdentifier(schema)}.${pg.escapeIdentifier(name)}`;
+      await this.meta.query(
+        `INSERT INTO ${target} (id, ts) VALUES (1, now()) ON CONFLICT (id) DO UPDATE SET ts = EXCLUDED.ts`,
+      );
+    } catch (error) {
+      this.log.warn(`capture: heartbeat action on ${table} failed: ${(error as Error).message}`);
+    } finally {
+      this.heartbeatActionRunning = false;
+    }
+  }
+
+  pauseHeartbeatAction(paused: boolean): void {
+    this.heartbeatActionPaused = paused;
   }
 
   private every(ms: number, fn: () => void): void {

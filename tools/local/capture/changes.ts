@@ -17,6 +17,8 @@ export class ChangeTranslator {
     private readonly counts: CaptureCounts,
     private readonly skipped: ReadonlySet<CaptureOperation>,
     private readonly tombstonesOnDelete: boolean,
+    /** The heartbeat table (`schema.table`): its changes are counted apart. */
+    private readonly heartbeatTable: string | null = null,
   ) {}
 
   /** The keys (key payload texts) a row change touches: old and new key, deduplicated; empty for keyless tables. */
@@ -35,6 +37,20 @@ export class ChangeTranslator {
     const op = msg.tag === 'insert' ? 'c' : msg.tag === 'update' ? 'u' : 'd';
     if (this.skipped.has(op)) return;
     const { records } = this;
+    if (
+      msg.tag !== 'delete' &&
+      this.heartbeatTable !== null &&
+      `${table.schema}.${table.table}` === this.heartbeatTable
+    ) {
+      // The heartbeat action's upsert: an ordinary record, counted apart so it never reads as a user's change.
+      const before = msg.tag === 'update' && msg.oldTuple ? table.rowJson(msg.oldTuple) : null;
+      const key = table.keyPayload(msg.newTuple);
+      out.push(
+        records.change(table, msg.tag === 'insert' ? 'c' : 'u', key, before, table.rowJson(msg.newTuple), source),
+      );
+      this.counts.heartbeatAction++;
+      return;
+    }
     if (msg.tag === 'insert') {
       out.push(records.change(table, 'c', table.keyPayload(msg.newTuple), null, table.rowJson(msg.newTuple), source));
       this.counts.create++;

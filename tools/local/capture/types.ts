@@ -49,6 +49,13 @@ export interface CaptureOptions {
   snapshotMode?: 'initial' | 'never';
   /** Heartbeat records to `__debezium-heartbeat.<prefix>` every so often; 0 disables them. @default 0 */
   heartbeatIntervalMs?: number;
+  /**
+   * Debezium's `heartbeat.action.query` on a heartbeat table (`schema.table`, columns `id int PRIMARY KEY, ts
+   * timestamptz`): at every heartbeat the capture upserts row 1 with `now()`. The change travels like any other, so
+   * every lane applies a fresh commit even when nobody else writes (the lanes' `SourceFreshness`), and on RDS it is
+   * what moves the slot. Its changes count as `heartbeatAction`, not as creates or updates.
+   */
+  heartbeatTable?: string;
   /** How often produced positions are saved to `offsets` and then acknowledged to the slot. @default 1000 */
   offsetFlushIntervalMs?: number;
   /** Operations not emitted (Debezium 2.x defaults to `['t']`; this dev connector emits everything). @default [] */
@@ -147,6 +154,8 @@ export interface CaptureCounts {
   truncate: number;
   tombstone: number;
   heartbeat: number;
+  /** Changes of the heartbeat table (see CaptureOptions.heartbeatTable), not counted as creates or updates. */
+  heartbeatAction: number;
   /** Changes skipped on resume because the stored offset says they were already handed on. */
   skippedOnResume: number;
   /** Reads of incremental snapshots (`source.snapshot` = incremental), also counted in `read`. */
@@ -198,4 +207,6 @@ export interface PostgresCapture {
    * restarts that table's scan at the next chunk boundary.
    */
   signal(signal: CaptureSignal): void;
+  /** Stops (or resumes) the heartbeat action, e.g. while the runner reads the source to verify the sinks. */
+  pauseHeartbeatAction(paused: boolean): void;
 }

@@ -276,6 +276,9 @@ export class RunStatus {
         lane,
         recordsPerSec: Math.round((now?.rate ?? 0) * 10) / 10,
         lag: esm?.[lane]?.lag ?? null,
+        freshnessMs: this.newestCommit.has(lane)
+          ? Math.max(0, this.now() - (this.newestCommit.get(lane) as number))
+          : null,
         latencyMs: now && now.p50 !== null && now.p99 !== null ? { p50: now.p50, p99: now.p99 } : null,
         processed: t?.processed ?? 0,
         duplicates: t?.duplicates ?? 0,

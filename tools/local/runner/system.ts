@@ -119,6 +119,8 @@ export interface PipelineOptions {
   onNotification?: (notification: SnapshotNotification) => void;
   /** Told about a table the capture found while streaming, after its topic was created. */
   onTableAdded?: (table: AddedTable) => void;
+  /** The heartbeat table the capture upserts at every heartbeat (`schema.table`, see CaptureOptions.heartbeatTable). */
+  heartbeatTable?: string;
   /** Rows per incremental-snapshot chunk (Debezium `incremental.snapshot.chunk.size`). @default the capture's, 1024 */
   incrementalChunkSize?: number;
   /** Test hook of the capture: after a chunk's SELECT, before its high watermark (see CaptureOptions). */
@@ -181,6 +183,11 @@ export interface LocalPipeline {
   stream(): Promise<StreamSummary>;
   /** What is folded into the stream summary so far (records every lane committed), without waiting: for live views. */
   streamSoFar(): StreamSummary;
+  /**
+   * Stops (or resumes) the capture's heartbeat action, for this capture and any restarted one: the runner stops it
+   * before it drains, so that the source holds still while the sinks are compared with it.
+   */
+  pauseHeartbeatAction(paused: boolean): void;
   /** With `format: 'avro'`: records converted and their JsonConverter and Avro sizes. */
   avroStats(): AvroConverter['stats'] | undefined;
   /** Why the capture stopped by itself, if it did (the run cannot complete then). */
@@ -483,6 +490,7 @@ export async function startLocalPipeline(options: PipelineOptions): Promise<Loca
         options.onNotification?.(notification);
       },
       ...(options.signalTable ? { signalTable: options.signalTable } : {}),
+      ...(options.heartbeatTable ? { heartbeatTable: options.heartbeatTable } : {}),
       // CDC_DEBUG: the capture's own log lines on stderr (snapshots started, extended, resumed).
       ...(process.env.CDC_DEBUG ? { logger: { info: console.error, warn: console.error, error: console.error } } : {}),
       ...(options.incrementalChunkSize ? { incrementalChunkSize: options.incrementalChunkSize } : {}),
@@ -527,6 +535,7 @@ export async function startLocalPipeline(options: PipelineOptions): Promise<Loca
   releaser?.unref();
 
   const finished: CaptureStatus[] = [];
+  let heartbeatPaused = false;
   let crashed = false;
   let capture: PostgresCapture;
   try {
@@ -605,6 +614,7 @@ export async function startLocalPipeline(options: PipelineOptions): Promise<Loca
       })();
       current = restarted;
       capture = await restarted;
+      if (heartbeatPaused) capture.pauseHeartbeatAction(true);
       // A signal given through capture.signal() (Debezium's Kafka channel) lives in the capture's offset only once it
       // was saved: one the crash cut off before that is unknown to the new capture. Kafka would deliver it again (the
       // connector's signal consumer had not committed it); do the same. Sending one the capture resumed from its
@@ -613,6 +623,10 @@ export async function startLocalPipeline(options: PipelineOptions): Promise<Loca
         const status = snapshots.get(id)?.status;
         if (status === 'pending' || status === 'running') capture.signal(signal);
       }
+    },
+    pauseHeartbeatAction(paused) {
+      heartbeatPaused = paused;
+      capture.pauseHeartbeatAction(paused);
     },
     backpressure: () => ({ ...pressure }),
     signal: (signal, origin = 'runner') => sendSignal(signal, origin),

@@ -55,6 +55,7 @@ function renderLanes(lanes) {
       el('td', null, l.lane),
       el('td', { 'data-field': 'recordsPerSec' }, fmt(l.recordsPerSec)),
       el('td', { 'data-field': 'lag' }, fmt(l.lag)),
+      el('td', { 'data-field': 'freshness' }, ago(l.freshnessMs)),
       el('td', { 'data-field': 'p50' }, fmt(l.latencyMs?.p50)),
       el('td', { 'data-field': 'p99' }, fmt(l.latencyMs?.p99)),
       el('td', { 'data-field': 'processed' }, fmt(l.processed)),
@@ -70,7 +71,7 @@ function renderLanes(lanes) {
           el(
             'tr',
             { 'data-lane-error': l.lane },
-            el('td', { colspan: 11, class: 'bad error' }, `${l.lane}: ${l.lastError}`),
+            el('td', { colspan: 12, class: 'bad error' }, `${l.lane}: ${l.lastError}`),
           ),
         ]
       : []),
