@@ -1,5 +1,7 @@
 import { createHash } from 'node:crypto';
-import { RemovalPolicy } from 'aws-cdk-lib';
+import { RemovalPolicy, Stack } from 'aws-cdk-lib';
+import * as iam from 'aws-cdk-lib/aws-iam';
+import type * as kms from 'aws-cdk-lib/aws-kms';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import type { EnvironmentConfig } from './config';
 
@@ -25,4 +27,18 @@ export function logRetention(days: number): logs.RetentionDays {
 /** Short stable hash, used to version names of resources CloudFormation can only replace (never update). */
 export function shortHash(...parts: readonly string[]): string {
   return createHash('sha256').update(parts.join('\u0000')).digest('hex').slice(0, 10);
+}
+
+/**
+ * `actions` on a customer managed key for `grantee`, only when the request comes through `service` in the key's region
+ * (`kms:ViaService`): the principal can use the key for that service's encryption, not to decrypt copies elsewhere.
+ */
+export function grantKeyVia(grantee: iam.IGrantable, key: kms.IKey, service: string, ...actions: string[]): void {
+  grantee.grantPrincipal.addToPrincipalPolicy(
+    new iam.PolicyStatement({
+      actions,
+      resources: [key.keyArn],
+      conditions: { StringEquals: { 'kms:ViaService': `${service}.${Stack.of(key).region}.amazonaws.com` } },
+    }),
+  );
 }

@@ -69,6 +69,8 @@ export const prod: EnvironmentConfig = {
       slotName: 'cdc_sync_prod_orders',
       publicationName: 'cdc_sync_prod_orders',
       publicationAutocreateMode: 'disabled',
+      // RDS for PostgreSQL (PLACEHOLDER instance id): slot-lag and WAL alarms, heartbeat writes to public.cdc_heartbeat.
+      rdsInstanceId: 'orders-db-prod',
       captureSchemas: ['public'],
       heartbeatIntervalMs: 10_000,
       capacity: { mode: 'provisioned', workerCount: 1, mcuCount: 2 },
@@ -98,6 +100,11 @@ export const prod: EnvironmentConfig = {
       hostname: 'billing-db.prod.internal.example.com',
       port: 1433,
       database: 'Billing',
+      // The RDS CA bundle as a trust store (PLACEHOLDER location), its password in the secret's trustStorePassword.
+      serverCertificate: {
+        trust: 'truststore',
+        trustStore: { bucketArn: 'arn:aws:s3:::cdc-sync-artifacts-333333333333', key: 'truststores/rds-ca.p12' },
+      },
       credentialsSecretArn: 'arn:aws:secretsmanager:eu-west-1:333333333333:secret:cdc-sync/prod/billing-db-AbCdEf',
       network: { securityGroupId: 'sg-0333456789abcdef2' },
       heartbeatIntervalMs: 10_000,

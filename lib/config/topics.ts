@@ -54,7 +54,12 @@ const escapeRegex = (value: string) => value.replace(/[.*+?^${}()|[\]\\]/g, '\\$
 export function unlistedTopicRegex(source: SourceConfig): string {
   // Topic names after `<prefix>.`: `<schema>.<table>`, or for SQL Server `<db>.<schema>.<table>` with the db fixed.
   const head = source.engine === 'sqlserver' ? `${source.topicPrefix}.${source.database}.` : `${source.topicPrefix}.`;
-  const listed = [...source.tables.map((t) => dataTopicName(source, t)), signalTableTopicName(source)]
+  const heartbeat = heartbeatTableName(source);
+  const listed = [
+    ...source.tables.map((t) => dataTopicName(source, t)),
+    signalTableTopicName(source),
+    ...(heartbeat === undefined ? [] : [dataTopicName(source, { name: heartbeat, partitions: 1 })]),
+  ]
     .filter((topic) => topic.startsWith(head))
     .map((topic) => escapeRegex(topic.slice(head.length)));
   const excluded = [...new Set(listed)];
@@ -83,12 +88,22 @@ export function schemaHistoryTopicName(source: SourceConfig): string {
 }
 
 /**
- * Offset storage topic shared by every connector of the environment. A custom topic (instead of MSK Connect's
- * per-connector default) lets a connector be deleted and re-created under the same name and resume from its last
- * offset, which is how an immutable connector change is applied (see lib/custom-resources/connector).
+ * The workers' global offset storage topic (`offset.storage.topic` of the shared worker configuration). Connectors no
+ * longer write their offsets here but to their own topic ({@link connectorOffsetsTopicName}); they only read it, so a
+ * connector deployed before that change finds its offsets there once and copies them over (KIP-618 migration).
  */
 export function connectOffsetsTopicName(env: EnvironmentConfig): string {
   return `__cdc-sync-${env.name}-connect-offsets`;
+}
+
+/**
+ * A connector's own offsets topic (the connector-level `offsets.storage.topic`, Kafka Connect 3.3+, KIP-618). Named,
+ * unlike MSK Connect's per-connector default, so it survives deleting and re-creating the connector under the same
+ * name (how an immutable connector change is applied, see lib/custom-resources/connector), and per connector so that
+ * no connector's role can write another connector's offsets.
+ */
+export function connectorOffsetsTopicName(env: EnvironmentConfig, source: SourceConfig): string {
+  return `__cdc-sync-${env.name}-${source.name}-offsets`;
 }
 
 export function connectorName(env: EnvironmentConfig, source: SourceConfig): string {
@@ -134,6 +149,18 @@ export function signalTableName(source: SourceConfig): string {
   if (source.signalTable !== undefined) return source.signalTable;
   const first = source.tables[0]?.name.split('.')[0] ?? (source.engine === 'sqlserver' ? 'dbo' : 'public');
   return `${first}.debezium_signal`;
+}
+
+/**
+ * The PostgreSQL table Debezium writes on every heartbeat (`heartbeat.action.query`), see
+ * PostgresSourceConfig.heartbeatTable; undefined when the source writes none. Its changes go to their own topic,
+ * which no lane reads (the catch-all routing leaves it alone).
+ */
+export function heartbeatTableName(source: SourceConfig): string | undefined {
+  if (source.engine !== 'postgresql') return undefined;
+  if (source.heartbeatTable !== undefined) return source.heartbeatTable;
+  if (source.rdsInstanceId === undefined) return undefined;
+  return `${signalTableName(source).split('.')[0]}.cdc_heartbeat`;
 }
 
 /**

@@ -123,8 +123,15 @@ export interface ProvisionedMskConfig extends MskCommonConfig {
   readonly brokerInstanceType: string;
   /** Total broker count, a multiple of the AZ count (3). */
   readonly brokerCount: number;
-  /** EBS volume per broker, GiB. */
+  /** EBS volume per broker, GiB, at creation. Storage autoscaling grows it (never shrinks it) up to maxEbsVolumeGiB. */
   readonly ebsVolumeGiB: number;
+  /**
+   * Ceiling of broker storage autoscaling (Application Auto Scaling, target 60 % disk use), GiB per broker. Set it to
+   * `ebsVolumeGiB` to keep the volume fixed. After an expansion, raise `ebsVolumeGiB` to the new size before the next
+   * deploy that touches the cluster: MSK cannot shrink a volume (docs/deploy.md, runbook "MSK disk").
+   * @default 4 × ebsVolumeGiB, at most 16384
+   */
+  readonly maxEbsVolumeGiB?: number;
 }
 
 /** MSK Serverless: IAM auth only, no brokers to size. Topics are created by a custom resource (no topic API). */
@@ -293,6 +300,28 @@ export interface PostgresSourceConfig extends SourceCommonConfig {
    * @default 'filtered'
    */
   readonly publicationAutocreateMode?: 'disabled' | 'filtered' | 'all_tables';
+  /**
+   * The RDS DB instance identifier of the database (Aurora: the writer instance), when it runs on RDS or Aurora
+   * PostgreSQL. Enables the replication slot lag and transaction log alarms (AWS/RDS `OldestReplicationSlotLag`,
+   * `TransactionLogsDiskUsage`, dimension `DBInstanceIdentifier`) and the heartbeat writes (`heartbeatTable`): on RDS
+   * the server writes WAL for its own databases all the time, which the slot must retain until Debezium confirms a
+   * newer position, and it only can once a change in the captured database reaches it.
+   */
+  readonly rdsInstanceId?: string;
+  /**
+   * Table Debezium writes on every heartbeat (`heartbeat.action.query`, an upsert of one row), so an idle captured
+   * database still produces a change that lets the slot advance. Created by the DBA, in the publication, see
+   * docs/deploy.md "Prepare the source databases". Its topic is never read by the lanes.
+   * @default `<schema of the signal table>.cdc_heartbeat` when rdsInstanceId is set, otherwise no heartbeat writes
+   */
+  readonly heartbeatTable?: string;
+  /** Alarm thresholds of an RDS/Aurora source (rdsInstanceId). */
+  readonly rdsAlarms?: {
+    /** OldestReplicationSlotLag above which the slot-lag alarm fires. @default 1 GiB */
+    readonly replicationSlotLagBytes?: number;
+    /** TransactionLogsDiskUsage above which the WAL disk alarm fires. @default 10 GiB */
+    readonly transactionLogsBytes?: number;
+  };
 }
 
 export interface MySqlSourceConfig extends SourceCommonConfig {
@@ -304,6 +333,18 @@ export interface MySqlSourceConfig extends SourceCommonConfig {
 export interface SqlServerSourceConfig extends SourceCommonConfig {
   readonly engine: 'sqlserver';
   readonly database: string;
+  /**
+   * How the connector checks the server's TLS certificate (the connection is always encrypted, `database.encrypt`).
+   * The workers' JVM does not trust the RDS certificate authorities, so a choice is required:
+   * - `truststore`: a trust store (JKS or PKCS12) holding the CA, e.g. the RDS bundle, in S3; the connector reads it
+   *   through the S3 import config provider and its password from the `trustStorePassword` key of the credentials
+   *   secret. The server is authenticated.
+   * - `any`: `database.trustServerCertificate=true`: encrypted, but any certificate is accepted, so a machine in the
+   *   network path could impersonate the server. Test environments only.
+   */
+  readonly serverCertificate:
+    | { readonly trust: 'truststore'; readonly trustStore: { readonly bucketArn: string; readonly key: string } }
+    | { readonly trust: 'any' };
 }
 
 export type SourceConfig = PostgresSourceConfig | MySqlSourceConfig | SqlServerSourceConfig;

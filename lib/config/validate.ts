@@ -1,5 +1,6 @@
 import {
   dataTopics,
+  heartbeatTableName,
   notificationTopicName,
   schemaChangeTopicName,
   signalTableName,
@@ -79,6 +80,12 @@ function checkMsk(config: EnvironmentConfig): string[] {
         `msk.brokerCount ${msk.brokerCount} must be a positive multiple of 3 (3 AZs, replication factor 3 with min.insync.replicas 2)`,
       );
     }
+    const maxVolume = msk.maxEbsVolumeGiB;
+    if (maxVolume !== undefined && (maxVolume < msk.ebsVolumeGiB || maxVolume > 16_384)) {
+      problems.push(
+        `msk.maxEbsVolumeGiB ${maxVolume} must be between ebsVolumeGiB (${msk.ebsVolumeGiB}) and 16384 (the MSK maximum)`,
+      );
+    }
     const [major = 0, minor = 0] = msk.kafkaVersion.split('.').map((part) => Number.parseInt(part, 10));
     if (major < 3 || (major === 3 && minor < 6)) {
       problems.push(`msk.kafkaVersion ${msk.kafkaVersion} is too old: AWS::MSK::Topic needs Kafka 3.6.0 or later`);
@@ -145,6 +152,18 @@ function checkSource(source: SourceConfig): string[] {
   const signal = signalTableName(source);
   if (signal.split('.').length !== 2) {
     problems.push(`${where}: signalTable '${signal}' must be '<schema|database>.<table>'`);
+  }
+  const heartbeat = heartbeatTableName(source);
+  if (heartbeat !== undefined && heartbeat.split('.').length !== 2) {
+    problems.push(`${where}: heartbeatTable '${heartbeat}' must be '<schema>.<table>'`);
+  }
+  if (source.engine === 'sqlserver' && source.serverCertificate.trust === 'truststore') {
+    const { bucketArn, key } = source.serverCertificate.trustStore;
+    if (!/^arn:aws[a-z-]*:s3:::[a-z0-9.-]+$/.test(bucketArn) || key.length === 0) {
+      problems.push(
+        `${where}: serverCertificate.trustStore needs a bucket ARN (arn:aws:s3:::<bucket>) and an object key`,
+      );
+    }
   }
   const chunk = source.incrementalSnapshotChunkSize;
   if (chunk !== undefined && (!Number.isInteger(chunk) || chunk < 1)) {

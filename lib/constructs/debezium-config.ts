@@ -1,9 +1,12 @@
 import {
   connectOffsetsTopicName,
+  connectorOffsetsTopicName,
   type EnvironmentConfig,
+  heartbeatTableName,
   notificationTopicName,
   type SchemaCompatibility,
   type SourceConfig,
+  type SqlServerSourceConfig,
   schemaHistoryTopicName,
   signalGroupId,
   signalTableName,
@@ -12,21 +15,35 @@ import {
   unlistedTopicRegex,
 } from '../config';
 
+/** Whether some SQL Server source reads a trust store from S3 (the workers then need the S3 import provider). */
+function usesTrustStore(env: EnvironmentConfig): boolean {
+  return env.sources.some((s) => s.engine === 'sqlserver' && s.serverCertificate.trust === 'truststore');
+}
+
 /** MSK Connect worker properties for every connector of an environment. */
 export function workerProperties(env: EnvironmentConfig): string {
+  const s3Import = usesTrustStore(env);
   return [
     // JSON with schemas: the lanes decode logical types (decimals, timestamps) from the Connect schema.
     'key.converter=org.apache.kafka.connect.json.JsonConverter',
     'key.converter.schemas.enable=true',
     'value.converter=org.apache.kafka.connect.json.JsonConverter',
     'value.converter.schemas.enable=true',
-    // A named offset topic survives connector re-creation (see connectOffsetsTopicName).
+    // The global offsets topic: each connector writes its own (connector-level offsets.storage.topic) and only reads
+    // this one, where connectors deployed before that keep their last offsets (see connectOffsetsTopicName).
     `offset.storage.topic=${connectOffsetsTopicName(env)}`,
-    // MSK config provider (aws-samples/msk-config-providers, packaged in the plugin archive): credentials are read
-    // from Secrets Manager when the worker starts and never stored in the connector configuration.
-    'config.providers=secretsmanager',
+    // MSK config providers (aws-samples/msk-config-providers, packaged in the plugin archive): credentials are read
+    // from Secrets Manager when the worker starts and never stored in the connector configuration; trust stores are
+    // copied from S3 to a local file (S3 import) for the SQL Server sources that use one.
+    `config.providers=secretsmanager${s3Import ? ',s3import' : ''}`,
     'config.providers.secretsmanager.class=com.amazonaws.kafka.config.providers.SecretsManagerConfigProvider',
     `config.providers.secretsmanager.param.region=${env.region}`,
+    ...(s3Import
+      ? [
+          'config.providers.s3import.class=com.amazonaws.kafka.config.providers.S3ImportConfigProvider',
+          `config.providers.s3import.param.region=${env.region}`,
+        ]
+      : []),
   ].join('\n');
 }
 
@@ -56,7 +73,12 @@ export const DEFAULT_INCREMENTAL_SNAPSHOT_CHUNK_SIZE = 1024;
 export function tableIncludeList(source: SourceConfig): string {
   const schemas = source.captureSchemas ?? [];
   const inSchema = (name: string) => schemas.includes(name.split('.')[0] ?? '');
-  const literal = [...source.tables.map((t) => t.name), signalTableName(source)].filter((name) => !inSchema(name));
+  const heartbeat = heartbeatTableName(source);
+  const literal = [
+    ...source.tables.map((t) => t.name),
+    signalTableName(source),
+    ...(heartbeat ? [heartbeat] : []),
+  ].filter((name) => !inSchema(name));
   const entries = [...schemas.map((schema) => `${escapeRegex(schema)}\\..*`), ...literal.map(escapeRegex)];
   return [...new Set(entries)].join(',');
 }
@@ -172,6 +194,28 @@ function mysqlDatabaseIncludeList(source: SourceConfig): string {
   return [...new Set([...names, ...(source.captureSchemas ?? [])])].map(escapeRegex).join(',');
 }
 
+/**
+ * The statement Debezium runs on every heartbeat of an RDS/Aurora PostgreSQL source: one row, upserted, so the table
+ * never grows. The change reaches the slot like any other, and confirming it lets the slot release the WAL the server
+ * wrote for other databases in between (docs/deploy.md, "Prepare the source databases").
+ */
+export function heartbeatActionQuery(table: string): string {
+  return `INSERT INTO ${table} (id, last_heartbeat) VALUES (1, now()) ON CONFLICT (id) DO UPDATE SET last_heartbeat = EXCLUDED.last_heartbeat`;
+}
+
+/** The driver's certificate check for SQL Server (`database.*` properties reach the JDBC driver). */
+function sqlServerTrust(source: SqlServerSourceConfig, secret: string, region: string): Record<string, string> {
+  if (source.serverCertificate.trust === 'any') return { 'database.trustServerCertificate': 'true' };
+  const { bucketArn, key } = source.serverCertificate.trustStore;
+  const bucket = bucketArn.split(':::')[1] ?? bucketArn;
+  return {
+    'database.trustServerCertificate': 'false',
+    // The S3 import provider copies the object to a local file when the worker starts and substitutes its path.
+    'database.trustStore': `\${s3import:${region}:${bucket}/${key}}`,
+    'database.trustStorePassword': `\${secretsmanager:${secret}:trustStorePassword}`,
+  };
+}
+
 /** Consumer group of a connector's schema history reader, named so IAM can scope it. */
 export function schemaHistoryGroupId(connectorName: string): string {
   return `${connectorName}-schemahistory`;
@@ -198,6 +242,9 @@ export function debeziumConnectorConfig(source: SourceConfig, ctx: DebeziumConfi
     // replication factor.
     'topic.creation.default.replication.factor': '-1',
     'topic.creation.default.partitions': '1',
+    // The connector's own offsets topic (KIP-618): no other connector's role may write it. On its first start after
+    // this was added, Kafka Connect finds the connector's last offsets in the workers' global topic and resumes there.
+    'offsets.storage.topic': connectorOffsetsTopicName(ctx.env, source),
   };
   if (source.heartbeatIntervalMs !== undefined) config['heartbeat.interval.ms'] = String(source.heartbeatIntervalMs);
   if (source.format === 'avro') Object.assign(config, avroConverters(ctx));
@@ -205,7 +252,7 @@ export function debeziumConnectorConfig(source: SourceConfig, ctx: DebeziumConfi
   Object.assign(config, signalling(source, ctx));
 
   switch (source.engine) {
-    case 'postgresql':
+    case 'postgresql': {
       Object.assign(config, {
         'database.dbname': source.database,
         'plugin.name': 'pgoutput',
@@ -213,7 +260,10 @@ export function debeziumConnectorConfig(source: SourceConfig, ctx: DebeziumConfi
         'publication.name': source.publicationName,
         'publication.autocreate.mode': source.publicationAutocreateMode ?? 'filtered',
       });
+      const heartbeat = heartbeatTableName(source);
+      if (heartbeat !== undefined) config['heartbeat.action.query'] = heartbeatActionQuery(heartbeat);
       break;
+    }
     case 'mysql':
     case 'mariadb':
       Object.assign(config, {
@@ -230,6 +280,7 @@ export function debeziumConnectorConfig(source: SourceConfig, ctx: DebeziumConfi
       Object.assign(config, {
         'database.names': source.database,
         'database.encrypt': 'true',
+        ...sqlServerTrust(source, secret, ctx.env.region),
         'include.schema.changes': 'true',
         'schema.history.internal.kafka.topic': schemaHistoryTopicName(source),
         'schema.history.internal.kafka.bootstrap.servers': ctx.bootstrapServers,

@@ -20,6 +20,7 @@ import {
   type SchemaChangeConfig,
 } from '../config';
 import { acknowledgeNag } from '../nag';
+import { grantKeyVia } from '../util';
 import type { MskArns } from './msk-arns';
 import { ProjectFunction } from './node-function';
 
@@ -117,37 +118,27 @@ export class LaneFunction extends ProjectFunction {
     this.lane = props.lane;
     this.laneConfig = config;
     this.environmentConfig = props.env;
-    acknowledgeNag(
-      this,
-      {
-        rule: 'AwsSolutions-IAM4',
-        finding: /AWSLambdaMSKExecutionRole$/,
-        reason:
-          'Attached by ManagedKafkaEventSource: what the event source mapping itself needs (kafka:Describe*, ENIs in the cluster subnets). The Kafka data-plane actions are granted separately, scoped to the lane topics and groups.',
-      },
-      {
-        rule: 'AwsSolutions-IAM5',
-        finding: /^Resource::.*\/\*$/,
-        reason:
-          'S3 object ARNs: keys (Parquet files, chain segments, dead-letter payloads, failed batches) are created at runtime, under the lane prefix or in the dedicated failure bucket; put/get only, never delete.',
-      },
-      {
-        rule: 'AwsSolutions-IAM5',
-        finding: /:schema\/.*\/\*/,
-        reason:
-          'Avro sources: the lane reads schema versions (glue:GetSchemaVersion only) of the environment registry; the connector registers one value schema per topic at runtime, so the schema names are not known at synth time.',
-      },
-      {
-        rule: 'AwsSolutions-IAM5',
-        finding: /^Resource::arn:.*:group\/.*-\*$/,
-        reason:
-          'The lane owns one consumer group per topic, all named cdc-<env>-<lane>-<topic>; the wildcard is that prefix.',
-      },
-    );
+    acknowledgeNag(this, {
+      rule: 'AwsSolutions-IAM4',
+      managedPolicies: [
+        iam.ManagedPolicy.fromAwsManagedPolicyName('service-role/AWSLambdaMSKExecutionRole').managedPolicyArn,
+      ],
+      reason:
+        'Attached by ManagedKafkaEventSource: what the event source mapping itself needs (kafka:Describe*, ENIs in the cluster subnets). The Kafka data-plane actions are granted separately, scoped to the lane topics and groups.',
+    });
   }
 
-  private grantKey(key: kms.IKey | undefined, ...actions: string[]): void {
-    if (key !== undefined) key.grant(this, ...actions);
+  /**
+   * `actions` on a customer managed key, only through the service that stores the data (`kms:ViaService`): the role
+   * can use the key for that service's encryption, not to decrypt copies of the data elsewhere.
+   */
+  private grantKey(key: kms.IKey | undefined, service: 'dynamodb' | 'sqs' | 's3', ...actions: string[]): void {
+    if (key !== undefined) grantKeyVia(this, key, service, ...actions);
+  }
+
+  /** Acknowledges the object-key wildcard of an S3 grant: keys are created at runtime under a fixed prefix. */
+  private acknowledgeObjects(resource: string, actions: string[], reason: string): void {
+    acknowledgeNag(this, { rule: 'AwsSolutions-IAM5', resources: [resource], actions, reason });
   }
 
   /**
@@ -162,7 +153,14 @@ export class LaneFunction extends ProjectFunction {
   bindDedupeTable(table: dynamodb.ITable): this {
     this.addEnvironment('DEDUPE_TABLE_NAME', table.tableName);
     table.grant(this, 'dynamodb:GetItem', 'dynamodb:BatchGetItem', 'dynamodb:PutItem', 'dynamodb:UpdateItem');
-    this.grantKey(table.encryptionKey, 'kms:Decrypt', 'kms:Encrypt', 'kms:GenerateDataKey', 'kms:DescribeKey');
+    this.grantKey(
+      table.encryptionKey,
+      'dynamodb',
+      'kms:Decrypt',
+      'kms:Encrypt',
+      'kms:GenerateDataKey',
+      'kms:DescribeKey',
+    );
     return this;
   }
 
@@ -175,14 +173,15 @@ export class LaneFunction extends ProjectFunction {
     this.addEnvironment('DLQ_URL', queue.queueUrl);
     this.addEnvironment('DLQ_PAYLOAD_BUCKET', payloadBucket.bucketName);
     this.addToRolePolicy(new iam.PolicyStatement({ actions: ['sqs:SendMessage'], resources: [queue.queueArn] }));
-    this.grantKey(queue.encryptionMasterKey, 'kms:GenerateDataKey', 'kms:Decrypt');
-    this.addToRolePolicy(
-      new iam.PolicyStatement({
-        actions: ['s3:PutObject'],
-        resources: [payloadBucket.arnForObjects(`${DEAD_LETTER_PAYLOAD_PREFIX}${this.lane}/*`)],
-      }),
+    this.grantKey(queue.encryptionMasterKey, 'sqs', 'kms:GenerateDataKey', 'kms:Decrypt');
+    const payloads = payloadBucket.arnForObjects(`${DEAD_LETTER_PAYLOAD_PREFIX}${this.lane}/*`);
+    this.addToRolePolicy(new iam.PolicyStatement({ actions: ['s3:PutObject'], resources: [payloads] }));
+    this.acknowledgeObjects(
+      payloads,
+      ['s3:PutObject'],
+      "Oversize dead letters: one object per letter under this lane's own dead-letters/<lane>/ prefix; put only.",
     );
-    this.grantKey(payloadBucket.encryptionKey, 'kms:GenerateDataKey');
+    this.grantKey(payloadBucket.encryptionKey, 's3', 'kms:GenerateDataKey');
     return this;
   }
 
@@ -190,10 +189,14 @@ export class LaneFunction extends ProjectFunction {
   bindWarehouse(bucket: s3.IBucket, prefix: string): this {
     this.addEnvironment('WAREHOUSE_BUCKET', bucket.bucketName);
     this.addEnvironment('WAREHOUSE_PREFIX', prefix);
-    this.addToRolePolicy(
-      new iam.PolicyStatement({ actions: ['s3:PutObject'], resources: [bucket.arnForObjects(`${prefix}*`)] }),
+    const objects = bucket.arnForObjects(`${prefix}*`);
+    this.addToRolePolicy(new iam.PolicyStatement({ actions: ['s3:PutObject'], resources: [objects] }));
+    this.acknowledgeObjects(
+      objects,
+      ['s3:PutObject'],
+      'Parquet files of the change log, written at runtime under the warehouse prefix; put only.',
     );
-    this.grantKey(bucket.encryptionKey, 'kms:GenerateDataKey');
+    this.grantKey(bucket.encryptionKey, 's3', 'kms:GenerateDataKey');
     return this;
   }
 
@@ -204,11 +207,12 @@ export class LaneFunction extends ProjectFunction {
   bindAudit(bucket: s3.IBucket, prefix: string): this {
     this.addEnvironment('AUDIT_BUCKET', bucket.bucketName);
     this.addEnvironment('AUDIT_PREFIX', prefix);
-    this.addToRolePolicy(
-      new iam.PolicyStatement({
-        actions: ['s3:PutObject', 's3:GetObject'],
-        resources: [bucket.arnForObjects(`${prefix}*`)],
-      }),
+    const segments = bucket.arnForObjects(`${prefix}*`);
+    this.addToRolePolicy(new iam.PolicyStatement({ actions: ['s3:PutObject', 's3:GetObject'], resources: [segments] }));
+    this.acknowledgeObjects(
+      segments,
+      ['s3:PutObject', 's3:GetObject'],
+      'Audit chain segments, written at runtime under the audit prefix and read back for verification; never deleted (Object Lock, bucket policy).',
     );
     this.addToRolePolicy(
       new iam.PolicyStatement({
@@ -217,7 +221,7 @@ export class LaneFunction extends ProjectFunction {
         conditions: { StringLike: { 's3:prefix': [`${prefix}*`] } },
       }),
     );
-    this.grantKey(bucket.encryptionKey, 'kms:GenerateDataKey', 'kms:Decrypt');
+    this.grantKey(bucket.encryptionKey, 's3', 'kms:GenerateDataKey', 'kms:Decrypt');
     return this;
   }
 
@@ -268,15 +272,17 @@ export class LaneFunction extends ProjectFunction {
   bindAvroRegistry(registry: { readonly name: string; readonly arn: string }): this {
     this.addEnvironment('AVRO_REGISTRY', JSON.stringify({ kind: 'glue', registryName: registry.name }));
     const stack = Stack.of(this);
+    const schemas = `arn:${stack.partition}:glue:${stack.region}:${stack.account}:schema/${registry.name}/*`;
     this.addToRolePolicy(
-      new iam.PolicyStatement({
-        actions: ['glue:GetSchemaVersion'],
-        resources: [
-          registry.arn,
-          `arn:${stack.partition}:glue:${stack.region}:${stack.account}:schema/${registry.name}/*`,
-        ],
-      }),
+      new iam.PolicyStatement({ actions: ['glue:GetSchemaVersion'], resources: [registry.arn, schemas] }),
     );
+    acknowledgeNag(this, {
+      rule: 'AwsSolutions-IAM5',
+      resources: [schemas],
+      actions: ['glue:GetSchemaVersion'],
+      reason:
+        'Avro sources: the lane reads schema versions of the environment registry; the connector registers one value schema per topic at runtime, so the schema names are not known at synth time.',
+    });
     return this;
   }
 
@@ -308,6 +314,9 @@ export class LaneFunction extends ProjectFunction {
         maxRecordAge: config.maxRecordAgeSeconds === -1 ? undefined : Duration.seconds(config.maxRecordAgeSeconds),
         reportBatchItemFailures: config.reportBatchItemFailures,
         onFailure,
+        // PolledEventCount, InvokedEventCount, FailedInvokeEventCount, DroppedEventCount and
+        // OnFailureDestinationDeliveredEventCount per mapping (dimension EventSourceMappingUUID): dashboard and alarms.
+        metricsConfig: { metrics: [lambda.MetricType.EVENT_COUNT] },
       });
       this.addEventSource(source);
       this.eventSources.push(source);
@@ -331,20 +340,36 @@ export class LaneFunction extends ProjectFunction {
         resources: subscription.topics.map((t) => arns.topic(t.topicName)),
       }),
     );
+    const groups = arns.group(`${consumerGroupPrefix(this.environmentConfig, this.lane)}*`);
     this.addToRolePolicy(
       new iam.PolicyStatement({
         actions: ['kafka-cluster:DescribeGroup', 'kafka-cluster:AlterGroup'],
-        resources: [arns.group(`${consumerGroupPrefix(this.environmentConfig, this.lane)}*`)],
+        resources: [groups],
       }),
     );
+    acknowledgeNag(this, {
+      rule: 'AwsSolutions-IAM5',
+      resources: [groups],
+      actions: ['kafka-cluster:DescribeGroup', 'kafka-cluster:AlterGroup'],
+      reason:
+        'The lane owns one consumer group per topic, all named cdc-<env>-<lane>-<topic>; the wildcard is that prefix.',
+    });
     return this;
   }
 }
 
 /**
- * The S3 on-failure destination with only what Lambda needs to write a failed batch (s3:PutObject, s3:ListBucket
- * and the key to encrypt it). `S3OnFailureDestination` from aws-lambda-event-sources grants `grantReadWrite`
- * (read, delete and `s3:*Object*`-style wildcards), which a lane must not have on the failure bucket.
+ * Where Lambda writes a failed batch in the on-failure bucket: `aws/lambda/<mapping UUID>/<partition>/<date>/…`
+ * (the key layout Lambda documents for S3 on-failure destinations).
+ */
+export const ON_FAILURE_PREFIX = 'aws/lambda/';
+
+/**
+ * The S3 on-failure destination with only what Lambda needs to write a failed batch: s3:PutObject under
+ * {@link ON_FAILURE_PREFIX} (not the whole bucket, which also holds every lane's dead-letter payloads),
+ * s3:ListBucket on that prefix, and the key to encrypt it through S3. `S3OnFailureDestination` from
+ * aws-lambda-event-sources grants `grantReadWrite` (read, delete and `s3:*Object*`-style wildcards on the whole
+ * bucket), which a lane must not have on the failure bucket.
  */
 export class LeastPrivilegeS3OnFailure implements lambda.IEventSourceDlq {
   constructor(
@@ -353,13 +378,23 @@ export class LeastPrivilegeS3OnFailure implements lambda.IEventSourceDlq {
   ) {}
 
   bind(_target: lambda.IEventSourceMapping, targetHandler: lambda.IFunction): lambda.DlqDestinationConfig {
+    const batches = this.bucket.arnForObjects(`${ON_FAILURE_PREFIX}*`);
+    targetHandler.addToRolePolicy(new iam.PolicyStatement({ actions: ['s3:PutObject'], resources: [batches] }));
     targetHandler.addToRolePolicy(
-      new iam.PolicyStatement({ actions: ['s3:PutObject'], resources: [this.bucket.arnForObjects('*')] }),
+      new iam.PolicyStatement({
+        actions: ['s3:ListBucket'],
+        resources: [this.bucket.bucketArn],
+        conditions: { StringLike: { 's3:prefix': [`${ON_FAILURE_PREFIX}*`] } },
+      }),
     );
-    targetHandler.addToRolePolicy(
-      new iam.PolicyStatement({ actions: ['s3:ListBucket'], resources: [this.bucket.bucketArn] }),
-    );
-    this.key.grant(targetHandler, 'kms:GenerateDataKey');
+    grantKeyVia(targetHandler, this.key, 's3', 'kms:GenerateDataKey');
+    acknowledgeNag(targetHandler, {
+      rule: 'AwsSolutions-IAM5',
+      resources: [batches],
+      actions: ['s3:PutObject'],
+      reason:
+        "Failed batches: Lambda writes them for the event source mappings under aws/lambda/<mapping UUID>/, with the function's role; put only.",
+    });
     return { destination: this.bucket.bucketArn };
   }
 }

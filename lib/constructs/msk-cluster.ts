@@ -1,4 +1,5 @@
 import { type RemovalPolicy, Stack } from 'aws-cdk-lib';
+import * as appscaling from 'aws-cdk-lib/aws-applicationautoscaling';
 import type * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import type * as kms from 'aws-cdk-lib/aws-kms';
@@ -6,8 +7,8 @@ import * as logs from 'aws-cdk-lib/aws-logs';
 import * as msk from 'aws-cdk-lib/aws-msk';
 import * as cr from 'aws-cdk-lib/custom-resources';
 import { Construct } from 'constructs';
-import type { MskConfig } from '../config';
-import { acknowledgeNag } from '../nag';
+import type { MskConfig, ProvisionedMskConfig } from '../config';
+import { acknowledgeNag, BASIC_EXECUTION_POLICY } from '../nag';
 import { MskArns } from './msk-arns';
 
 export interface MskClusterProps {
@@ -22,6 +23,42 @@ export interface MskClusterProps {
   readonly removalPolicy: RemovalPolicy;
   /** Retention of broker logs, as a CloudWatch Logs value. */
   readonly logRetention: logs.RetentionDays;
+}
+
+/** Broker disk use (percent) that storage autoscaling keeps the volumes at. */
+export const STORAGE_TARGET_UTILIZATION = 60;
+
+/**
+ * Broker storage autoscaling (Application Auto Scaling, target tracking on KafkaBrokerStorageUtilization): MSK grows
+ * every broker's volume when its disk use passes the target, up to maxEbsVolumeGiB. It never shrinks one (scale-in
+ * is disabled, MSK cannot shrink volumes), and MSK allows one expansion every six hours, so the disk alarm stays
+ * necessary. Registration uses Application Auto Scaling's service-linked role for MSK (no RoleARN).
+ */
+function brokerStorageAutoScaling(
+  scope: Construct,
+  cluster: msk.CfnCluster,
+  config: ProvisionedMskConfig,
+): MskCluster['storageAutoScaling'] {
+  const maxVolumeGiB = config.maxEbsVolumeGiB ?? Math.min(4 * config.ebsVolumeGiB, 16_384);
+  if (maxVolumeGiB <= config.ebsVolumeGiB) return undefined;
+  const target = new appscaling.CfnScalableTarget(scope, 'StorageScalableTarget', {
+    serviceNamespace: 'kafka',
+    scalableDimension: 'kafka:broker-storage:VolumeSize',
+    resourceId: cluster.attrArn,
+    minCapacity: config.ebsVolumeGiB,
+    maxCapacity: maxVolumeGiB,
+  });
+  new appscaling.CfnScalingPolicy(scope, 'StorageScalingPolicy', {
+    policyName: `${cluster.clusterName}-broker-storage`,
+    policyType: 'TargetTrackingScaling',
+    scalingTargetId: target.ref,
+    targetTrackingScalingPolicyConfiguration: {
+      predefinedMetricSpecification: { predefinedMetricType: 'KafkaBrokerStorageUtilization' },
+      targetValue: STORAGE_TARGET_UTILIZATION,
+      disableScaleIn: true,
+    },
+  });
+  return { maxVolumeGiB, targetUtilizationPercent: STORAGE_TARGET_UTILIZATION };
 }
 
 /** Replication factor of every topic; with min.insync.replicas 2, one broker (or AZ) can fail without data loss. */
@@ -42,6 +79,8 @@ export class MskCluster extends Construct {
   readonly arns: MskArns;
   /** The provisioned cluster, for metrics (undefined when serverless). */
   readonly provisioned?: msk.CfnCluster;
+  /** Broker storage autoscaling of the provisioned cluster (undefined when serverless or switched off). */
+  readonly storageAutoScaling?: { readonly maxVolumeGiB: number; readonly targetUtilizationPercent: number };
 
   constructor(scope: Construct, id: string, props: MskClusterProps) {
     super(scope, id);
@@ -90,6 +129,7 @@ export class MskCluster extends Construct {
       });
       cluster.applyRemovalPolicy(props.removalPolicy);
       this.provisioned = cluster;
+      this.storageAutoScaling = brokerStorageAutoScaling(this, cluster, props.config);
       this.clusterArn = cluster.attrArn;
       this.serverless = false;
     } else {
@@ -104,8 +144,9 @@ export class MskCluster extends Construct {
     }
     this.arns = new MskArns(this, this.clusterArn, this.clusterName);
 
-    // CloudFormation has no attribute for the bootstrap brokers; the API call runs on every deploy so a changed
-    // broker set is picked up.
+    // CloudFormation has no attribute for the bootstrap brokers. The API call runs when this resource is created and
+    // again only when its properties change, i.e. when the cluster ARN changes (a replaced cluster), not on every
+    // deploy: MSK keeps the bootstrap names of a cluster stable (adding brokers adds names without removing any).
     const bootstrap = new cr.AwsCustomResource(this, 'BootstrapBrokers', {
       onUpdate: {
         service: 'Kafka',
@@ -123,7 +164,7 @@ export class MskCluster extends Construct {
     // AwsCustomResource runs in one singleton function per stack, outside this construct.
     acknowledgeNag(Stack.of(this), {
       rule: 'AwsSolutions-IAM4',
-      finding: /AWSLambdaBasicExecutionRole$/,
+      managedPolicies: [iam.ManagedPolicy.fromAwsManagedPolicyName(BASIC_EXECUTION_POLICY).managedPolicyArn],
       path: new RegExp(`/AWS${cr.AwsCustomResource.PROVIDER_FUNCTION_UUID.replaceAll('-', '')}/`),
       reason:
         'AwsCustomResource singleton function: the AWS managed basic execution policy only grants CloudWatch Logs.',

@@ -1,13 +1,6 @@
 import * as path from 'node:path';
-import {
-  CfnDeletionPolicy,
-  type CfnResource,
-  CustomResource,
-  Duration,
-  Fn,
-  type RemovalPolicy,
-  Stack,
-} from 'aws-cdk-lib';
+import { CfnDeletionPolicy, CfnResource, CustomResource, Duration, Fn, type RemovalPolicy, Stack } from 'aws-cdk-lib';
+import * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
 import type * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as kafkaconnect from 'aws-cdk-lib/aws-kafkaconnect';
@@ -20,6 +13,7 @@ import {
   type ConnectConfig,
   connectOffsetsTopicName,
   connectorName,
+  connectorOffsetsTopicName,
   type EnvironmentConfig,
   heartbeatTopicName,
   type SourceConfig,
@@ -49,6 +43,14 @@ export interface MskConnectProps {
   readonly removalPolicy: RemovalPolicy;
   readonly logRetention: logs.RetentionDays;
 }
+
+/** CloudFormation's maximum (and default) time for a custom resource operation. */
+export const CUSTOM_RESOURCE_TIMEOUT = Duration.hours(1);
+/**
+ * How long the connector provider's waiter polls before it reports a timeout: well inside the hour, since every poll
+ * also takes the handler's own run time on top of the interval.
+ */
+export const PROVIDER_TOTAL_TIMEOUT = Duration.minutes(45);
 
 /**
  * MSK Connect for Debezium: the custom plugin (the Debezium archive, from S3 or a local asset), one worker
@@ -84,12 +86,15 @@ export class MskConnect extends Construct {
       propertiesFileContent: Fn.base64(properties),
     });
 
-    const provider = this.createProvider(env, prefix, props);
+    // Roles first: the provider may pass exactly these roles, and act on exactly these connectors.
+    const connectors = env.sources.map((source) => {
+      const name = connectorName(env, source);
+      return { source, name, role: this.createExecutionRole(source, name, props) };
+    });
+    const provider = this.createProvider(env, props, connectors);
     const subnets = props.vpc.selectSubnets(props.subnets).subnetIds;
 
-    for (const source of env.sources) {
-      const name = connectorName(env, source);
-      const role = this.createExecutionRole(source, name, props);
+    for (const { source, name, role } of connectors) {
       const spec: ConnectorSpec = {
         connectorName: name,
         connectorConfiguration: debeziumConnectorConfig(source, {
@@ -124,6 +129,8 @@ export class MskConnect extends Construct {
         resourceType: 'Custom::MskConnectConnector',
         properties: { Spec: Stack.of(this).toJsonString(spec) },
         removalPolicy: props.removalPolicy,
+        // CloudFormation's limit for a custom resource; the provider gives up a quarter of an hour earlier.
+        serviceTimeout: CUSTOM_RESOURCE_TIMEOUT,
       });
       // A renamed source gets a new connector (new physical id); the old one must be deleted, not left running on
       // the same replication slot, even where the environment retains resources on stack deletion.
@@ -164,84 +171,96 @@ export class MskConnect extends Construct {
     });
   }
 
-  private createProvider(env: EnvironmentConfig, prefix: string, props: MskConnectProps): cr.Provider {
+  private createProvider(
+    env: EnvironmentConfig,
+    props: MskConnectProps,
+    connectors: readonly { readonly name: string; readonly role: iam.Role }[],
+  ): cr.Provider {
     const stack = Stack.of(this);
+    // Which CloudFormation request owns each connector (lib/custom-resources/connector/requests.ts).
+    const requests = new dynamodb.Table(this, 'ConnectorRequests', {
+      partitionKey: { name: 'connector', type: dynamodb.AttributeType.STRING },
+      billingMode: dynamodb.BillingMode.PAY_PER_REQUEST,
+      pointInTimeRecoverySpecification: { pointInTimeRecoveryEnabled: true },
+      removalPolicy: props.removalPolicy,
+    });
     const handler = (id: string, handlerName: string) =>
       new ProjectFunction(this, id, {
         entry: 'lib/custom-resources/connector/index.ts',
         handler: handlerName,
         description: `cdc-sync ${env.name}: MSK Connect connector custom resource (${handlerName})`,
         timeout: Duration.minutes(1),
+        environment: { CONNECTOR_REQUESTS_TABLE: requests.tableName },
         logRetention: props.logRetention,
         logRemovalPolicy: props.removalPolicy,
       });
     const onEvent = handler('ConnectorOnEvent', 'onEvent');
     const isComplete = handler('ConnectorIsComplete', 'isComplete');
+    requests.grant(onEvent, 'dynamodb:PutItem', 'dynamodb:GetItem');
+    requests.grant(isComplete, 'dynamodb:GetItem', 'dynamodb:UpdateItem');
 
     const kafkaconnectArn = (resource: string) =>
       `arn:${stack.partition}:kafkaconnect:${stack.region}:${stack.account}:${resource}`;
+    const names = connectors.map((c) => c.name);
+    // ARNs end in a service-generated id: connector/<name>/<id>, connector-operation/<name>/<connector id>/<id>.
+    const ownConnectors = names.map((name) => kafkaconnectArn(`connector/${name}/*`));
+    const ownOperations = names.map((name) => kafkaconnectArn(`connector-operation/${name}/*/*`));
+    const manage = ['kafkaconnect:DescribeConnector', 'kafkaconnect:UpdateConnector', 'kafkaconnect:DeleteConnector'];
     isComplete.addToRolePolicy(
-      new iam.PolicyStatement({
-        sid: 'ManageOwnConnectors',
-        actions: [
-          'kafkaconnect:CreateConnector',
-          'kafkaconnect:DescribeConnector',
-          'kafkaconnect:UpdateConnector',
-          'kafkaconnect:DeleteConnector',
-        ],
-        resources: [
-          kafkaconnectArn(`connector/${prefix}-*/*`),
-          kafkaconnectArn(`custom-plugin/${prefix}-*/*`),
-          kafkaconnectArn(`worker-configuration/${prefix}-*/*`),
-        ],
-      }),
+      new iam.PolicyStatement({ sid: 'ManageOwnConnectors', actions: manage, resources: ownConnectors }),
     );
     isComplete.addToRolePolicy(
       new iam.PolicyStatement({
-        sid: 'ListConnectors',
-        // ListConnectors has no resource-level permissions.
-        actions: ['kafkaconnect:ListConnectors'],
-        resources: ['*'],
+        sid: 'ReadOwnConnectorOperations',
+        actions: ['kafkaconnect:DescribeConnectorOperation'],
+        resources: ownOperations,
       }),
+    );
+    // CreateConnector and ListConnectors support no resource-level permissions (service authorization reference);
+    // what a created connector may do is bounded by the roles it can be passed (PassConnectorRoles).
+    const connectWide = ['kafkaconnect:CreateConnector', 'kafkaconnect:ListConnectors'];
+    isComplete.addToRolePolicy(
+      new iam.PolicyStatement({ sid: 'CreateAndListConnectors', actions: connectWide, resources: ['*'] }),
     );
     isComplete.addToRolePolicy(
       new iam.PolicyStatement({
         sid: 'PassConnectorRoles',
         actions: ['iam:PassRole'],
-        resources: [`arn:${stack.partition}:iam::${stack.account}:role/${prefix}-connector-*`],
+        resources: connectors.map((c) => c.role.roleArn),
         conditions: { StringEquals: { 'iam:PassedToService': 'kafkaconnect.amazonaws.com' } },
       }),
     );
+    const serviceLinkedRole = `arn:${stack.partition}:iam::${stack.account}:role/aws-service-role/kafkaconnect.amazonaws.com/AWSServiceRoleForKafkaConnect*`;
+    const serviceLinkedRoleActions = ['iam:CreateServiceLinkedRole', 'iam:AttachRolePolicy', 'iam:PutRolePolicy'];
     isComplete.addToRolePolicy(
       new iam.PolicyStatement({
         sid: 'ConnectServiceLinkedRole',
-        actions: ['iam:CreateServiceLinkedRole', 'iam:AttachRolePolicy', 'iam:PutRolePolicy'],
-        resources: [
-          `arn:${stack.partition}:iam::${stack.account}:role/aws-service-role/kafkaconnect.amazonaws.com/AWSServiceRoleForKafkaConnect*`,
-        ],
+        actions: serviceLinkedRoleActions,
+        resources: [serviceLinkedRole],
       }),
     );
+    // Dependent actions of CreateConnector/DeleteConnector (service authorization reference). None of them supports
+    // resource-level permissions except CreateNetworkInterface, which MSK Connect calls on its own ENIs.
+    const networkAndLogDelivery = [
+      'ec2:CreateNetworkInterface',
+      'ec2:DescribeNetworkInterfaces',
+      'ec2:DeleteNetworkInterface',
+      'ec2:DescribeSecurityGroups',
+      'ec2:DescribeSubnets',
+      'ec2:DescribeVpcs',
+      'logs:CreateLogDelivery',
+      'logs:GetLogDelivery',
+      'logs:UpdateLogDelivery',
+      'logs:DeleteLogDelivery',
+      'logs:ListLogDeliveries',
+      'logs:PutResourcePolicy',
+      'logs:DescribeResourcePolicies',
+      'logs:DescribeLogGroups',
+    ];
     isComplete.addToRolePolicy(
       new iam.PolicyStatement({
         sid: 'ConnectorNetworkAndLogDelivery',
-        // Dependent actions of CreateConnector/DeleteConnector (service authorization reference). None of them
-        // supports resource-level permissions except CreateNetworkInterface, which MSK Connect calls on its own ENIs.
-        actions: [
-          'ec2:CreateNetworkInterface',
-          'ec2:DescribeNetworkInterfaces',
-          'ec2:DeleteNetworkInterface',
-          'ec2:DescribeSecurityGroups',
-          'ec2:DescribeSubnets',
-          'ec2:DescribeVpcs',
-          'logs:CreateLogDelivery',
-          'logs:GetLogDelivery',
-          'logs:UpdateLogDelivery',
-          'logs:DeleteLogDelivery',
-          'logs:ListLogDeliveries',
-          'logs:PutResourcePolicy',
-          'logs:DescribeResourcePolicies',
-          'logs:DescribeLogGroups',
-        ],
+        actions: networkAndLogDelivery,
         resources: ['*'],
       }),
     );
@@ -257,33 +276,37 @@ export class MskConnect extends Construct {
       isComplete,
       {
         rule: 'AwsSolutions-IAM5',
-        finding: /^Resource::\*$/,
+        resources: ['*'],
+        actions: [...connectWide, ...networkAndLogDelivery],
         reason:
-          'kafkaconnect:ListConnectors, the EC2 ENI/describe and CloudWatch log-delivery actions CreateConnector and DeleteConnector depend on, and X-Ray, have no resource-level permissions.',
+          'kafkaconnect:CreateConnector and ListConnectors, and the EC2 ENI/describe and CloudWatch log-delivery actions CreateConnector and DeleteConnector depend on, have no resource-level permissions.',
       },
       {
         rule: 'AwsSolutions-IAM5',
-        finding: /:(connector|custom-plugin|worker-configuration)\/cdc-sync-[a-z0-9-]+-\*\/\*$/,
-        reason:
-          "This environment's connectors, plugins and worker configurations: names are cdc-sync-<env>-… (plugins and worker configurations carry a content hash) and ARNs end in a service-generated id.",
+        resources: ownConnectors,
+        actions: manage,
+        reason: "This environment's connectors by exact name; the ARN ends in a service-generated id.",
       },
       {
         rule: 'AwsSolutions-IAM5',
-        finding: /:role\/cdc-sync-[a-z0-9-]+-connector-\*$/,
-        reason: "iam:PassRole to this environment's connector execution roles only, and only to kafkaconnect.",
+        resources: ownOperations,
+        actions: ['kafkaconnect:DescribeConnectorOperation'],
+        reason: "Operations of this environment's connectors by exact name; the ARN ends in service-generated ids.",
       },
       {
         rule: 'AwsSolutions-IAM5',
-        finding: /AWSServiceRoleForKafkaConnect\*$/,
+        resources: [serviceLinkedRole],
+        actions: serviceLinkedRoleActions,
         reason: "MSK Connect's service-linked role, created on first use by CreateConnector.",
       },
     );
     const provider = new cr.Provider(this, 'ConnectorProvider', {
       onEventHandler: onEvent,
       isCompleteHandler: isComplete,
-      // Creating or re-creating a connector takes 5–20 minutes.
+      // Creating or re-creating a connector takes 5–20 minutes. The waiter gives up before CloudFormation does (a
+      // custom resource gets at most an hour): a waiter must never outlive the request it serves.
       queryInterval: Duration.seconds(30),
-      totalTimeout: Duration.hours(2),
+      totalTimeout: PROVIDER_TOTAL_TIMEOUT,
       logGroup: new logs.LogGroup(this, 'ConnectorProviderLogs', {
         retention: props.logRetention,
         removalPolicy: props.removalPolicy,
@@ -303,7 +326,11 @@ export class MskConnect extends Construct {
     return provider;
   }
 
-  /** One role per connector: it can only write its own topics and read its own credentials. */
+  /**
+   * One role per connector: it can only write its own topics (data, schema changes, transactions, heartbeats, its
+   * offsets and MSK Connect's internal topics of this connector) and read its own credentials. The role has the
+   * connector's removal policy: a retained connector keeps the role (and its policy) it runs with.
+   */
   private createExecutionRole(source: SourceConfig, name: string, props: MskConnectProps): iam.Role {
     const stack = Stack.of(this);
     const arns = props.cluster.arns;
@@ -320,7 +347,6 @@ export class MskConnect extends Construct {
         },
       }),
     });
-    const offsets = connectOffsetsTopicName(props.env);
     role.addToPolicy(
       new iam.PolicyStatement({
         sid: 'Cluster',
@@ -328,15 +354,17 @@ export class MskConnect extends Construct {
         resources: [props.cluster.clusterArn],
       }),
     );
+    const dataTopics = arns.topic(`${source.topicPrefix}.*`);
+    const produce = ['kafka-cluster:DescribeTopic', 'kafka-cluster:WriteData', 'kafka-cluster:CreateTopic'];
     role.addToPolicy(
       new iam.PolicyStatement({
         sid: 'ProduceOwnTopics',
         // Data topics (<prefix>.*, which includes the notification topic <prefix>.notifications), the schema-change
         // topic (<prefix>), transactions and heartbeats.
-        actions: ['kafka-cluster:DescribeTopic', 'kafka-cluster:WriteData', 'kafka-cluster:CreateTopic'],
+        actions: produce,
         resources: [
           arns.topic(source.topicPrefix),
-          arns.topic(`${source.topicPrefix}.*`),
+          dataTopics,
           arns.topic(transactionTopicName(source)),
           arns.topic(heartbeatTopicName(source)),
         ],
@@ -358,27 +386,42 @@ export class MskConnect extends Construct {
         resources: [arns.group(signalGroupId(props.env, source))],
       }),
     );
-    const internalTopics = [
-      arns.topic(offsets),
-      // MSK Connect's own config and status topics.
-      arns.topic('__amazon_msk_connect_*'),
-      arns.topic('__msk_connect_*'),
+    // MSK Connect names its internal config, status and offsets topics after the connector:
+    // __amazon_msk_connect_<configs|status|offsets>_<connector name>_<connector id> (older workers: __msk_connect_).
+    const internalTopics = [arns.topic(`__amazon_msk_connect_*_${name}_*`), arns.topic(`__msk_connect_*_${name}_*`)];
+    const ownTopics = [arns.topic(connectorOffsetsTopicName(props.env, source)), ...internalTopics];
+    if (source.engine !== 'postgresql') ownTopics.push(arns.topic(schemaHistoryTopicName(source)));
+    const readWrite = [
+      'kafka-cluster:CreateTopic',
+      'kafka-cluster:DescribeTopic',
+      'kafka-cluster:DescribeTopicDynamicConfiguration',
+      'kafka-cluster:WriteData',
+      'kafka-cluster:ReadData',
     ];
-    if (source.engine !== 'postgresql') internalTopics.push(arns.topic(schemaHistoryTopicName(source)));
     role.addToPolicy(
       new iam.PolicyStatement({
-        sid: 'ConnectAndSchemaHistoryTopics',
+        sid: 'OwnOffsetsInternalAndSchemaHistoryTopics',
+        actions: readWrite,
+        resources: ownTopics,
+      }),
+    );
+    // The workers' global offsets topic, shared by the environment's connectors: read only. Kafka Connect reads a
+    // connector's offsets there when its own topic is still empty (connectors deployed before they had one), and
+    // its best-effort copy of each offset commit there is refused (logged by the worker, the commit succeeds).
+    role.addToPolicy(
+      new iam.PolicyStatement({
+        sid: 'ReadGlobalOffsetsTopic',
         actions: [
           'kafka-cluster:CreateTopic',
           'kafka-cluster:DescribeTopic',
           'kafka-cluster:DescribeTopicDynamicConfiguration',
-          'kafka-cluster:WriteData',
           'kafka-cluster:ReadData',
         ],
-        resources: internalTopics,
+        resources: [arns.topic(connectOffsetsTopicName(props.env))],
       }),
     );
-    const groups = [arns.group('__amazon_msk_connect_*'), arns.group('__msk_connect_*')];
+    const workerGroups = [arns.group('__amazon_msk_connect_*'), arns.group('__msk_connect_*')];
+    const groups = [...workerGroups];
     if (source.engine !== 'postgresql') groups.push(arns.group(schemaHistoryGroupId(name)));
     role.addToPolicy(
       new iam.PolicyStatement({
@@ -404,24 +447,29 @@ export class MskConnect extends Construct {
         }),
       );
     }
+    if (source.engine === 'sqlserver' && source.serverCertificate.trust === 'truststore') {
+      const { bucketArn, key } = source.serverCertificate.trustStore;
+      role.addToPolicy(
+        new iam.PolicyStatement({ sid: 'TrustStore', actions: ['s3:GetObject'], resources: [`${bucketArn}/${key}`] }),
+      );
+    }
+    const schemaRegistryActions = [
+      'glue:GetRegistry',
+      'glue:GetSchema',
+      'glue:CreateSchema',
+      'glue:GetSchemaByDefinition',
+      'glue:GetSchemaVersion',
+      'glue:RegisterSchemaVersion',
+      'glue:PutSchemaVersionMetadata',
+      'glue:QuerySchemaVersionMetadata',
+    ];
+    const schemas = `arn:${stack.partition}:glue:${stack.region}:${stack.account}:schema/${props.schemaRegistryName}/*`;
     if (source.format === 'avro') {
       role.addToPolicy(
         new iam.PolicyStatement({
           sid: 'SchemaRegistry',
-          actions: [
-            'glue:GetRegistry',
-            'glue:GetSchema',
-            'glue:CreateSchema',
-            'glue:GetSchemaByDefinition',
-            'glue:GetSchemaVersion',
-            'glue:RegisterSchemaVersion',
-            'glue:PutSchemaVersionMetadata',
-            'glue:QuerySchemaVersionMetadata',
-          ],
-          resources: [
-            props.schemaRegistryArn,
-            `arn:${stack.partition}:glue:${stack.region}:${stack.account}:schema/${props.schemaRegistryName}/*`,
-          ],
+          actions: schemaRegistryActions,
+          resources: [props.schemaRegistryArn, schemas],
         }),
       );
     }
@@ -429,28 +477,37 @@ export class MskConnect extends Construct {
       role,
       {
         rule: 'AwsSolutions-IAM5',
-        finding: new RegExp(`/${escapeRegExp(source.topicPrefix)}\\.\\*$`),
+        resources: [dataTopics],
+        actions: produce,
         reason: `Debezium writes one topic per captured table, all named ${source.topicPrefix}.<schema|db>.<table> (topic.prefix of this source).`,
       },
       {
         rule: 'AwsSolutions-IAM5',
-        finding: /:schema\/cdc-sync-[a-z0-9-]+\/\*$/,
+        resources: [schemas],
+        actions: schemaRegistryActions,
         reason:
           'The Glue Avro converter registers one schema per topic key and value (auto-registration) in the environment registry.',
       },
       {
         rule: 'AwsSolutions-IAM5',
-        finding: /\/(__amazon_msk_connect_|__msk_connect_)\*$/,
+        resources: internalTopics,
+        actions: readWrite,
+        reason: `MSK Connect's internal config/status/offsets topics of this connector only (${name}), suffixed by the service with the connector id.`,
+      },
+      {
+        rule: 'AwsSolutions-IAM5',
+        resources: workerGroups,
+        actions: ['kafka-cluster:DescribeGroup', 'kafka-cluster:AlterGroup'],
         reason:
-          "MSK Connect's internal config/status topics and worker group, named by the service per connector (connector id suffix).",
+          "MSK Connect's worker group, named by the service (connector id suffix); group membership only, no topic access.",
       },
     );
+    // Same lifetime as the connector that runs with it: a retained connector must keep its permissions.
+    for (const child of role.node.findAll()) {
+      if (child instanceof CfnResource) child.applyRemovalPolicy(props.removalPolicy);
+    }
     return role;
   }
-}
-
-function escapeRegExp(value: string): string {
-  return value.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 }
 
 function capacitySpec(source: SourceConfig): ConnectorSpec['capacity'] {

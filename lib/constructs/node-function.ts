@@ -1,11 +1,12 @@
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Duration, type RemovalPolicy } from 'aws-cdk-lib';
+import * as iam from 'aws-cdk-lib/aws-iam';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as nodejs from 'aws-cdk-lib/aws-lambda-nodejs';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import type { Construct } from 'constructs';
-import { acknowledgeNag } from '../nag';
+import { acknowledgeNag, BASIC_EXECUTION_POLICY } from '../nag';
 
 /** Repository root (lib/constructs/ → ../..), for handler entry paths that do not depend on the working directory. */
 export const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -68,17 +69,20 @@ export class ProjectFunction extends nodejs.NodejsFunction {
       this,
       {
         rule: 'AwsSolutions-IAM4',
-        finding: /AWSLambdaBasicExecutionRole$/,
+        managedPolicies: [iam.ManagedPolicy.fromAwsManagedPolicyName(BASIC_EXECUTION_POLICY).managedPolicyArn],
         reason: 'AWS managed basic execution policy: CloudWatch Logs writes only (the log group is created by CDK).',
       },
       {
         rule: 'AwsSolutions-IAM4',
-        finding: /AWSLambdaVPCAccessExecutionRole$/,
+        managedPolicies: [
+          iam.ManagedPolicy.fromAwsManagedPolicyName('service-role/AWSLambdaVPCAccessExecutionRole').managedPolicyArn,
+        ],
         reason: 'Required by a VPC function to manage its ENIs; those EC2 actions support no resource scoping.',
       },
       {
         rule: 'AwsSolutions-IAM5',
-        finding: /^Resource::\*$/,
+        resources: ['*'],
+        actions: ['xray:PutTraceSegments', 'xray:PutTelemetryRecords'],
         reason:
           'Tracing is active: xray:PutTraceSegments and xray:PutTelemetryRecords have no resource-level permissions.',
       },

@@ -2,13 +2,13 @@ import { Duration, type RemovalPolicy } from 'aws-cdk-lib';
 import type * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import type * as kms from 'aws-cdk-lib/aws-kms';
-import * as sources from 'aws-cdk-lib/aws-lambda-event-sources';
+import * as lambda from 'aws-cdk-lib/aws-lambda';
 import type * as logs from 'aws-cdk-lib/aws-logs';
 import * as sqs from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
 import { type EnvironmentConfig, type SourceConfig, signalTopicName } from '../config';
 import { acknowledgeNag } from '../nag';
-import { resourcePrefix } from '../util';
+import { grantKeyVia, resourcePrefix } from '../util';
 import type { MskArns } from './msk-arns';
 import { ProjectFunction } from './node-function';
 
@@ -111,13 +111,28 @@ export class Signaller extends Construct {
         resources: Object.values(this.topics).map((topic) => props.cluster.arns.topic(topic)),
       }),
     );
-    this.function.addEventSource(
-      new sources.SqsEventSource(this.queue, {
-        // A FIFO event source takes at most 10 messages and no batching window.
-        batchSize: 10,
-        reportBatchItemFailures: true,
+    // The SQS mapping written out instead of SqsEventSource, whose consume grant gives kms:Decrypt on the key with no
+    // kms:ViaService condition: here the role may only decrypt what SQS hands it.
+    new lambda.EventSourceMapping(this, 'QueueMapping', {
+      target: this.function,
+      eventSourceArn: this.queue.queueArn,
+      // A FIFO event source takes at most 10 messages and no batching window.
+      batchSize: 10,
+      reportBatchItemFailures: true,
+    });
+    this.function.addToRolePolicy(
+      new iam.PolicyStatement({
+        actions: [
+          'sqs:ReceiveMessage',
+          'sqs:ChangeMessageVisibility',
+          'sqs:GetQueueUrl',
+          'sqs:DeleteMessage',
+          'sqs:GetQueueAttributes',
+        ],
+        resources: [this.queue.queueArn],
       }),
     );
+    grantKeyVia(this.function, props.key, 'sqs', 'kms:Decrypt');
   }
 
   /**
@@ -127,6 +142,8 @@ export class Signaller extends Construct {
   bindSender(fn: ProjectFunction): void {
     fn.addEnvironment('SIGNAL_QUEUE_URL', this.queue.queueUrl);
     fn.addToRolePolicy(new iam.PolicyStatement({ actions: ['sqs:SendMessage'], resources: [this.queue.queueArn] }));
-    this.queue.encryptionMasterKey?.grant(fn, 'kms:GenerateDataKey', 'kms:Decrypt');
+    if (this.queue.encryptionMasterKey !== undefined) {
+      grantKeyVia(fn, this.queue.encryptionMasterKey, 'sqs', 'kms:GenerateDataKey', 'kms:Decrypt');
+    }
   }
 }

@@ -9,9 +9,10 @@ import * as s3 from 'aws-cdk-lib/aws-s3';
 import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
 import type { Construct } from 'constructs';
 import type { EnvironmentConfig } from '../config';
+import { ON_FAILURE_PREFIX } from '../constructs/lane-function';
 import { SecureBucket } from '../constructs/secure-bucket';
 import { acknowledgeNag } from '../nag';
-import { removalPolicyOf, resourcePrefix } from '../util';
+import { grantKeyVia, removalPolicyOf, resourcePrefix } from '../util';
 
 export interface DataStackProps extends StackProps {
   readonly config: EnvironmentConfig;
@@ -23,6 +24,8 @@ export interface DataStackProps extends StackProps {
 /** Key prefix of the warehouse change log (the lane's WAREHOUSE_PREFIX), also the crawler's target. */
 export const DEFAULT_WAREHOUSE_PREFIX = 'changes/';
 export const DEFAULT_AUDIT_PREFIX = 'audit/';
+/** Id of the failure bucket's request metrics filter on failed batches (the `FilterId` metric dimension). */
+export const FAILED_BATCHES_METRICS_FILTER = 'failed-batches';
 /** Folder under the warehouse prefix where the warehouse lane keeps each table's schema versions. */
 export const WAREHOUSE_SCHEMAS_FOLDER = '_schemas/';
 
@@ -97,6 +100,10 @@ export class DataStack extends Stack {
 
     this.warehouseBucket = bucket('Warehouse', { versioned: true });
     this.failureBucket = bucket('Failures', { expireAfterDays: config.data.failureRetentionDays });
+    // S3 request metrics on the prefix the event source mappings write failed batches to: PutRequests counts the
+    // batches dropped from a lane after its retries, which the observability stack alarms on (docs/deploy.md,
+    // runbook). Dead-letter payloads (dead-letters/) are not counted: their SQS message alarms already.
+    this.failureBucket.addMetric({ id: FAILED_BATCHES_METRICS_FILTER, prefix: ON_FAILURE_PREFIX });
     this.auditBucket = bucket('Audit', {
       encryptionKey: this.auditKey,
       objectLockComplianceDays: config.data.auditRetentionDays,
@@ -210,22 +217,23 @@ export class DataStack extends Stack {
       description: 'Glue crawler: reads the warehouse change log, maintains its tables',
     });
     const catalogArn = (resource: string) => `arn:${this.partition}:glue:${this.region}:${this.account}:${resource}`;
+    const catalogActions = [
+      'glue:GetDatabase',
+      'glue:GetTable',
+      'glue:GetTables',
+      'glue:CreateTable',
+      'glue:UpdateTable',
+      'glue:GetPartition',
+      'glue:GetPartitions',
+      'glue:BatchGetPartition',
+      'glue:CreatePartition',
+      'glue:BatchCreatePartition',
+      'glue:UpdatePartition',
+      'glue:BatchUpdatePartition',
+    ];
     role.addToPolicy(
       new iam.PolicyStatement({
-        actions: [
-          'glue:GetDatabase',
-          'glue:GetTable',
-          'glue:GetTables',
-          'glue:CreateTable',
-          'glue:UpdateTable',
-          'glue:GetPartition',
-          'glue:GetPartitions',
-          'glue:BatchGetPartition',
-          'glue:CreatePartition',
-          'glue:BatchCreatePartition',
-          'glue:UpdatePartition',
-          'glue:BatchUpdatePartition',
-        ],
+        actions: catalogActions,
         resources: [
           catalogArn('catalog'),
           catalogArn(`database/${this.glueDatabaseName}`),
@@ -233,12 +241,8 @@ export class DataStack extends Stack {
         ],
       }),
     );
-    role.addToPolicy(
-      new iam.PolicyStatement({
-        actions: ['s3:GetObject'],
-        resources: [this.warehouseBucket.arnForObjects(`${this.warehousePrefix}*`)],
-      }),
-    );
+    const changeLog = this.warehouseBucket.arnForObjects(`${this.warehousePrefix}*`);
+    role.addToPolicy(new iam.PolicyStatement({ actions: ['s3:GetObject'], resources: [changeLog] }));
     role.addToPolicy(
       new iam.PolicyStatement({
         actions: ['s3:ListBucket'],
@@ -246,31 +250,32 @@ export class DataStack extends Stack {
         conditions: { StringLike: { 's3:prefix': [`${this.warehousePrefix}*`] } },
       }),
     );
-    role.addToPolicy(new iam.PolicyStatement({ actions: ['kms:Decrypt'], resources: [this.dataKey.keyArn] }));
-    role.addToPolicy(
-      new iam.PolicyStatement({
-        actions: ['logs:CreateLogGroup', 'logs:CreateLogStream', 'logs:PutLogEvents', 'logs:AssociateKmsKey'],
-        resources: [`arn:${this.partition}:logs:${this.region}:${this.account}:log-group:/aws-glue/crawlers*`],
-      }),
-    );
+    // Reads the change log's objects, which S3 decrypts with the data key on the crawler's behalf.
+    grantKeyVia(role, this.dataKey, 's3', 'kms:Decrypt');
+    const crawlerLogs = `arn:${this.partition}:logs:${this.region}:${this.account}:log-group:/aws-glue/crawlers*`;
+    const logActions = ['logs:CreateLogGroup', 'logs:CreateLogStream', 'logs:PutLogEvents', 'logs:AssociateKmsKey'];
+    role.addToPolicy(new iam.PolicyStatement({ actions: logActions, resources: [crawlerLogs] }));
 
     acknowledgeNag(
       role,
       {
         rule: 'AwsSolutions-IAM5',
-        finding: /:table\/cdc_sync_[a-z0-9_]+\/\*$/,
+        resources: [catalogArn(`table/${this.glueDatabaseName}/*`)],
+        actions: catalogActions,
         reason:
           'The crawler creates one table per source table in its own Glue database; table names appear at runtime.',
       },
       {
         rule: 'AwsSolutions-IAM5',
-        finding: /\/\*$/,
+        resources: [changeLog],
+        actions: ['s3:GetObject'],
         reason:
           'Read-only (s3:GetObject) on the warehouse change log prefix, whose object keys are written at runtime.',
       },
       {
         rule: 'AwsSolutions-IAM5',
-        finding: /:log-group:\/aws-glue\/crawlers\*$/,
+        resources: [crawlerLogs],
+        actions: logActions,
         reason: 'Glue names the crawler log group and streams itself (/aws-glue/crawlers…).',
       },
     );

@@ -12,12 +12,30 @@ import {
   SnsAlarmActionStrategy,
 } from 'cdk-monitoring-constructs';
 import type { Construct } from 'constructs';
-import { type EnvironmentConfig, LANE_NAMES, type LaneName } from '../config';
+import { connectorName, type EnvironmentConfig, LANE_NAMES, type LaneName } from '../config';
 import { METRICS_NAMESPACE, METRICS_SERVICE } from '../constructs/lane-function';
 import { removalPolicyOf, resourcePrefix } from '../util';
-import type { DataStack } from './data-stack';
+import { type DataStack, FAILED_BATCHES_METRICS_FILTER } from './data-stack';
 import type { LanesStack } from './lanes-stack';
 import type { StreamingStack } from './streaming-stack';
+
+/** Metrics one alarm's metric math may use (CloudWatch limit). */
+const MAX_ALARM_METRICS = 10;
+/** KafkaDataLogsDiskUsed (%) of the fullest broker above which the disk alarm fires. */
+export const MSK_DISK_ALARM_PERCENT = 85;
+/** Default OldestReplicationSlotLag alarm threshold: 1 GiB. */
+export const DEFAULT_SLOT_LAG_ALARM_BYTES = 1024 ** 3;
+/** Default TransactionLogsDiskUsage alarm threshold: 10 GiB. */
+export const DEFAULT_TRANSACTION_LOGS_ALARM_BYTES = 10 * 1024 ** 3;
+
+/** What the mapping alarms need of an event source mapping. */
+interface IEventSourceMappingLike {
+  readonly eventSourceMappingId: string;
+}
+
+function capitalise(value: string): string {
+  return value.charAt(0).toUpperCase() + value.slice(1);
+}
 
 export interface ObservabilityStackProps extends StackProps {
   readonly config: EnvironmentConfig;
@@ -103,9 +121,11 @@ export class ObservabilityStack extends Stack {
     this.dashboard = dashboards.dashboard;
 
     for (const lane of LANE_NAMES) this.monitorLane(config, lane, lanes);
+    this.monitorFailedBatches(prefix, data);
     this.monitorSchemaChanges(prefix);
     this.monitorSignaller(config, lanes);
     this.monitorStreaming(config, streaming);
+    this.monitorSources(config);
 
     this.monitoring.addLargeHeader('State').monitorDynamoTable({
       table: data.dedupeTable,
@@ -184,6 +204,113 @@ export class ObservabilityStack extends Stack {
         // Any dead letter needs a human: alarm as soon as the queue is not empty.
         addQueueMaxSizeAlarm: { Critical: { maxMessageCount: 0, datapointsToAlarm: 1, evaluationPeriods: 1 } },
       });
+    this.monitorMappings(config, lane, fn.eventSources);
+  }
+
+  /**
+   * The lane's event source mappings (MetricsConfig EventCount, dimension EventSourceMappingUUID): records polled,
+   * invoked, failed, and the ones given up after the retries (DroppedEventCount; those that reached the failure bucket
+   * are OnFailureDestinationDeliveredEventCount). An alarm's metric math takes at most 10 metrics, so the mappings are
+   * summed in groups of 10, one alarm per group (`<lane>-records-dropped`, then `-2`, …).
+   */
+  private monitorMappings(config: EnvironmentConfig, lane: LaneName, mappings: readonly IEventSourceMappingLike[]) {
+    const prefix = resourcePrefix(config);
+    const groups: IEventSourceMappingLike[][] = [];
+    for (let i = 0; i < mappings.length; i += MAX_ALARM_METRICS) groups.push(mappings.slice(i, i + MAX_ALARM_METRICS));
+    const sum = (metricName: string, group: readonly IEventSourceMappingLike[], label: string) => {
+      // Ids are unique per metric name: one graph shows several of these sums.
+      const id = (i: number) => `${metricName.toLowerCase()}${i}`;
+      return new cloudwatch.MathExpression({
+        expression: `SUM([${group.map((_, i) => id(i)).join(',')}])`,
+        usingMetrics: Object.fromEntries(
+          group.map((mapping, i) => [
+            id(i),
+            new cloudwatch.Metric({
+              namespace: 'AWS/Lambda',
+              metricName,
+              dimensionsMap: { EventSourceMappingUUID: mapping.eventSourceMappingId },
+              statistic: 'Sum',
+              period: Duration.minutes(5),
+            }),
+          ]),
+        ),
+        label,
+        period: Duration.minutes(5),
+      });
+    };
+    const widgets: cloudwatch.IWidget[] = [];
+    groups.forEach((group, index) => {
+      const suffix = index === 0 ? '' : `-${index + 1}`;
+      const dropped = sum('DroppedEventCount', group, 'dropped after retries');
+      this.alarm(`${capitalise(lane)}RecordsDropped${suffix}`, {
+        alarmName: `${prefix}-${lane}-records-dropped${suffix}`,
+        alarmDescription: `The ${lane} lane gave up on records after its retries (DroppedEventCount of its event source mappings${groups.length > 1 ? `, group ${index + 1}` : ''}): they are in the failure bucket under aws/lambda/<mapping UUID>/ unless that write failed too. Runbook: docs/deploy.md, "Records dropped / failed batches".`,
+        metric: dropped,
+        threshold: 0,
+        comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+        evaluationPeriods: 1,
+        datapointsToAlarm: 1,
+        treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
+      });
+      widgets.push(
+        new cloudwatch.GraphWidget({
+          title: `${lane} event source mappings${groups.length > 1 ? ` (group ${index + 1})` : ''}: records per 5 minutes`,
+          width: 12,
+          height: 6,
+          left: [
+            sum('PolledEventCount', group, 'polled'),
+            sum('InvokedEventCount', group, 'invoked'),
+            sum('FailedInvokeEventCount', group, 'failed invokes'),
+            dropped,
+            sum('OnFailureDestinationDeliveredEventCount', group, 'sent to failure bucket'),
+          ],
+        }),
+      );
+    });
+    this.monitoring.addWidget(new cloudwatch.Row(...widgets));
+  }
+
+  /** An alarm that notifies the alarm topic on ALARM and OK, like the cdk-monitoring-constructs ones. */
+  private alarm(id: string, props: cloudwatch.AlarmProps & { readonly alarmName: string }): cloudwatch.Alarm {
+    const alarm = new cloudwatch.Alarm(this, id, { actionsEnabled: true, ...props });
+    alarm.addAlarmAction(new cloudwatchActions.SnsAction(this.alarmTopic));
+    alarm.addOkAction(new cloudwatchActions.SnsAction(this.alarmTopic));
+    return alarm;
+  }
+
+  /**
+   * Failed batches written to the failure bucket (S3 request metrics on the aws/lambda/ prefix, filter
+   * {@link FAILED_BATCHES_METRICS_FILTER}). Each PUT is a batch a lane dropped after its retries, with its full
+   * payload: the records are in no sink until someone replays them.
+   */
+  private monitorFailedBatches(prefix: string, data: DataStack): void {
+    const puts = new cloudwatch.Metric({
+      namespace: 'AWS/S3',
+      metricName: 'PutRequests',
+      dimensionsMap: { BucketName: data.failureBucket.bucketName, FilterId: FAILED_BATCHES_METRICS_FILTER },
+      statistic: 'Sum',
+      period: Duration.minutes(5),
+      label: 'failed batches written',
+    });
+    const alarm = this.alarm('FailedBatchesAlarm', {
+      alarmName: `${prefix}-failed-batches`,
+      alarmDescription:
+        'An event source mapping wrote a failed batch to the failure bucket (aws/lambda/<mapping UUID>/…): its records reached no sink. Runbook: docs/deploy.md, "Records dropped / failed batches".',
+      metric: puts,
+      threshold: 0,
+      comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+      evaluationPeriods: 1,
+      datapointsToAlarm: 1,
+      treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
+    });
+    this.monitoring.addLargeHeader('Failed batches').addWidget(
+      new cloudwatch.AlarmWidget({
+        title: 'Failed batches written to the failure bucket',
+        width: 12,
+        height: 6,
+        alarm,
+      }),
+    );
   }
 
   /**
@@ -268,6 +395,99 @@ export class ObservabilityStack extends Stack {
       });
   }
 
+  /**
+   * Broker alarms over every broker without listing broker ids: Metrics Insights queries (SEARCH cannot back an
+   * alarm). Disk: KafkaDataLogsDiskUsed, the fullest broker, above {@link MSK_DISK_ALARM_PERCENT} for 15 minutes
+   * (storage autoscaling targets 60 % but expands at most every 6 hours and stops at maxEbsVolumeGiB).
+   * Under-replicated partitions for 15 minutes: longer than a rolling broker restart (patching) takes per broker.
+   */
+  private monitorBrokers(config: EnvironmentConfig, clusterName: string, streaming: StreamingStack): void {
+    const prefix = resourcePrefix(config);
+    const query = (fn: string, metricName: string, label: string) =>
+      new cloudwatch.MathExpression({
+        expression: `SELECT ${fn}(${metricName}) FROM SCHEMA("AWS/Kafka", "Broker ID", "Cluster Name") WHERE "Cluster Name" = '${clusterName}'`,
+        usingMetrics: {},
+        label,
+        period: Duration.minutes(5),
+      });
+    const autoscaling = streaming.cluster.storageAutoScaling;
+    this.alarm('MskDiskUsedAlarm', {
+      alarmName: `${prefix}-msk-disk-used`,
+      alarmDescription: `A broker's data disk is more than ${MSK_DISK_ALARM_PERCENT} % full (KafkaDataLogsDiskUsed)${autoscaling ? `; storage autoscaling grows volumes up to ${autoscaling.maxVolumeGiB} GiB` : ''}. A full disk stops the broker. Runbook: docs/deploy.md, "MSK disk".`,
+      metric: query('MAX', 'KafkaDataLogsDiskUsed', 'fullest broker disk (%)'),
+      threshold: MSK_DISK_ALARM_PERCENT,
+      comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+      evaluationPeriods: 3,
+      datapointsToAlarm: 3,
+      treatMissingData: cloudwatch.TreatMissingData.MISSING,
+    });
+    this.alarm('MskUnderReplicatedAlarm', {
+      alarmName: `${prefix}-msk-under-replicated-partitions`,
+      alarmDescription:
+        'Partitions have fewer in-sync replicas than replicas (UnderReplicatedPartitions, summed over brokers) for 15 minutes: a broker is down, slow or out of disk; with min.insync.replicas 2 one more failure stops writes. Runbook: docs/deploy.md, "MSK under-replicated partitions".',
+      metric: query('SUM', 'UnderReplicatedPartitions', 'under-replicated partitions'),
+      threshold: 0,
+      comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+      evaluationPeriods: 3,
+      datapointsToAlarm: 3,
+      treatMissingData: cloudwatch.TreatMissingData.MISSING,
+    });
+  }
+
+  /**
+   * RDS/Aurora PostgreSQL sources (rdsInstanceId): how much WAL the replication slot holds back
+   * (OldestReplicationSlotLag) and the WAL on disk (TransactionLogsDiskUsage), both in bytes, dimension
+   * DBInstanceIdentifier. Either growing means Debezium does not confirm positions: the database fills its disk.
+   */
+  private monitorSources(config: EnvironmentConfig): void {
+    const prefix = resourcePrefix(config);
+    for (const source of config.sources) {
+      if (source.engine !== 'postgresql' || source.rdsInstanceId === undefined) continue;
+      const metric = (metricName: string, label: string) =>
+        new cloudwatch.Metric({
+          namespace: 'AWS/RDS',
+          metricName,
+          dimensionsMap: { DBInstanceIdentifier: source.rdsInstanceId as string },
+          statistic: 'Maximum',
+          period: Duration.minutes(5),
+          label,
+        });
+      const slotLag = source.rdsAlarms?.replicationSlotLagBytes ?? DEFAULT_SLOT_LAG_ALARM_BYTES;
+      const walDisk = source.rdsAlarms?.transactionLogsBytes ?? DEFAULT_TRANSACTION_LOGS_ALARM_BYTES;
+      const lagAlarm = this.alarm(`SlotLagAlarm-${source.name}`, {
+        alarmName: `${prefix}-source-${source.name}-slot-lag`,
+        alarmDescription: `The replication slot of source ${source.name} (${source.rdsInstanceId}) holds back more than ${slotLag} bytes of WAL (OldestReplicationSlotLag) for 15 minutes: the connector is not confirming positions. Runbook: docs/deploy.md, "Replication slot lag".`,
+        metric: metric('OldestReplicationSlotLag', 'slot lag (bytes)'),
+        threshold: slotLag,
+        comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+        evaluationPeriods: 3,
+        datapointsToAlarm: 3,
+        treatMissingData: cloudwatch.TreatMissingData.MISSING,
+      });
+      const walAlarm = this.alarm(`TransactionLogsAlarm-${source.name}`, {
+        alarmName: `${prefix}-source-${source.name}-wal-disk`,
+        alarmDescription: `WAL on the disk of ${source.rdsInstanceId} (source ${source.name}) exceeds ${walDisk} bytes (TransactionLogsDiskUsage) for 15 minutes. Runbook: docs/deploy.md, "Replication slot lag".`,
+        metric: metric('TransactionLogsDiskUsage', 'WAL on disk (bytes)'),
+        threshold: walDisk,
+        comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+        evaluationPeriods: 3,
+        datapointsToAlarm: 3,
+        treatMissingData: cloudwatch.TreatMissingData.MISSING,
+      });
+      this.monitoring.addWidget(
+        new cloudwatch.Row(
+          new cloudwatch.AlarmWidget({
+            title: `${source.name}: replication slot lag`,
+            width: 12,
+            height: 6,
+            alarm: lagAlarm,
+          }),
+          new cloudwatch.AlarmWidget({ title: `${source.name}: WAL on disk`, width: 12, height: 6, alarm: walAlarm }),
+        ),
+      );
+    }
+  }
+
   private monitorStreaming(config: EnvironmentConfig, streaming: StreamingStack): void {
     const cluster = streaming.cluster;
     this.monitoring.addLargeHeader('Change stream (MSK, Debezium)');
@@ -292,11 +512,18 @@ export class ObservabilityStack extends Stack {
             title: 'Broker data disk used (%)',
             metrics: [brokerSearch('KafkaDataLogsDiskUsed', 'disk used')],
           },
+          {
+            title: 'Under-replicated partitions',
+            metrics: [brokerSearch('UnderReplicatedPartitions', 'under-replicated')],
+          },
         ],
       });
+      this.monitorBrokers(config, cluster.clusterName, streaming);
     }
 
-    for (const name of streaming.connect.connectorNames) {
+    for (const source of config.sources) {
+      const name = connectorName(config, source);
+      const heartbeats = source.heartbeatIntervalMs !== undefined && source.heartbeatIntervalMs > 0;
       const connectorMetric = (metricName: string, statistic: string, label: string) =>
         new cloudwatch.Metric({
           namespace: 'AWS/KafkaConnect',
@@ -308,7 +535,7 @@ export class ObservabilityStack extends Stack {
         });
       this.monitoring.monitorCustom({
         humanReadableName: `Debezium connector ${name}`,
-        alarmFriendlyName: `connector-${name.replace(`cdc-sync-${config.name}-`, '')}`,
+        alarmFriendlyName: `connector-${source.name}`,
         metricGroups: [
           {
             title: 'Tasks',
@@ -343,10 +570,47 @@ export class ObservabilityStack extends Stack {
             ],
           },
           {
+            title: 'Task starts',
+            metrics: [
+              {
+                // MSK Connect has no task-failure count: a task that fails and restarts shows as a start that did not
+                // succeed (the connector's metrics are ErroredTaskCount, TaskStartupAttemptsTotal and this one).
+                metric: connectorMetric('TaskStartupSuccessPercentage', 'Minimum', 'successful task starts (%)'),
+                alarmFriendlyName: 'task-startup',
+                addAlarm: {
+                  Critical: {
+                    threshold: 100,
+                    comparisonOperator: cloudwatch.ComparisonOperator.LESS_THAN_THRESHOLD,
+                    treatMissingDataOverride: cloudwatch.TreatMissingData.NOT_BREACHING,
+                    alarmDescriptionOverride: `Debezium connector ${name} failed to start a task (TaskStartupSuccessPercentage below 100)`,
+                    datapointsToAlarm: 1,
+                    evaluationPeriods: 1,
+                  },
+                },
+              },
+            ],
+          },
+          {
             title: 'Throughput (records/s)',
             metrics: [
               connectorMetric('SourceRecordPollRate', 'Average', 'polled'),
-              connectorMetric('SourceRecordWriteRate', 'Average', 'written'),
+              heartbeats
+                ? {
+                    // With heartbeats every heartbeatIntervalMs a healthy connector always writes something.
+                    metric: connectorMetric('SourceRecordWriteRate', 'Maximum', 'written'),
+                    alarmFriendlyName: 'stale',
+                    addAlarm: {
+                      Critical: {
+                        threshold: 0,
+                        comparisonOperator: cloudwatch.ComparisonOperator.LESS_THAN_OR_EQUAL_TO_THRESHOLD,
+                        treatMissingDataOverride: cloudwatch.TreatMissingData.NOT_BREACHING,
+                        alarmDescriptionOverride: `Debezium connector ${name} wrote nothing, not even heartbeats, for 15 minutes while running: the source is stale`,
+                        datapointsToAlarm: 15,
+                        evaluationPeriods: 15,
+                      },
+                    },
+                  }
+                : connectorMetric('SourceRecordWriteRate', 'Average', 'written'),
             ],
           },
           {

@@ -81,3 +81,26 @@ describe('Kafka client placement', () => {
     expect(inputs.some((i) => i.includes('node_modules/aws-msk-iam-sasl-signer-js/'))).toBe(true);
   });
 });
+
+describe('connector custom resource bundle', () => {
+  it('bundles the handlers with the AWS SDK clients they call (MSK Connect, DynamoDB)', {
+    timeout: 60_000,
+  }, async () => {
+    const result = await build({
+      entryPoints: [join(REPO_ROOT, 'lib/custom-resources/connector/index.ts')],
+      bundle: true,
+      platform: 'node',
+      format: 'esm',
+      target: BUNDLING.target,
+      mainFields: BUNDLING.mainFields,
+      metafile: true,
+      write: false,
+      logLevel: 'silent',
+    });
+    const inputs = Object.keys(result.metafile.inputs);
+    expect(inputs.some((i) => i.includes('node_modules/@aws-sdk/client-kafkaconnect/'))).toBe(true);
+    expect(inputs.some((i) => i.includes('node_modules/@aws-sdk/client-dynamodb/'))).toBe(true);
+    // No hand-written signing: the SDK signs and retries.
+    expect(inputs.filter((i) => i.includes('custom-resources/shared/'))).toEqual([]);
+  });
+});

@@ -83,6 +83,20 @@ describe('synth-time validation', () => {
       /source 'orders': PostgreSQL sources need heartbeatIntervalMs/,
     ],
     [
+      'a storage autoscaling ceiling below the initial volume',
+      (d) => {
+        if (d.msk.mode === 'provisioned') d.msk.maxEbsVolumeGiB = d.msk.ebsVolumeGiB - 1;
+      },
+      /msk.maxEbsVolumeGiB 19 must be between ebsVolumeGiB \(20\) and 16384/,
+    ],
+    [
+      'a heartbeat table without its schema',
+      (d) => {
+        postgres(d).heartbeatTable = 'cdc_heartbeat';
+      },
+      /source 'orders': heartbeatTable 'cdc_heartbeat' must be '<schema>.<table>'/,
+    ],
+    [
       'a lane without a DLQ',
       (d) => {
         d.lanes.audit.deadLetterQueue = undefined;

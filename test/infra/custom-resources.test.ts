@@ -1,15 +1,42 @@
-import { describe, expect, it } from 'vitest';
+import type { Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { Readable } from 'node:stream';
+import { CreateTableCommand, DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import {
+  CreateConnectorCommand,
+  DeleteConnectorCommand,
+  DescribeConnectorCommand,
+  DescribeConnectorOperationCommand,
+  KafkaConnectClient,
+  type KafkaConnectClientConfig,
+  ListConnectorsCommand,
+  UpdateConnectorCommand,
+} from '@aws-sdk/client-kafkaconnect';
+import { mockClient } from 'aws-sdk-client-mock';
+import dynalite from 'dynalite';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { environmentConfig } from '../../lib/config';
 import { secretNameFromArn, tableIncludeList } from '../../lib/constructs/debezium-config';
-import { isComplete, onEvent, parseSpec } from '../../lib/custom-resources/connector';
+import {
+  type Dependencies,
+  handleIsComplete,
+  handleOnEvent,
+  kafkaConnectClient,
+  type ProviderEvent,
+  parseSpec,
+} from '../../lib/custom-resources/connector';
 import {
   type ConnectorSpec,
+  type ConnectorState,
   decide,
   type ObservedConnector,
   specDescription,
 } from '../../lib/custom-resources/connector/reconcile';
-import type { AwsRestCall } from '../../lib/custom-resources/shared/aws-rest';
+import { ConnectorRequests } from '../../lib/custom-resources/connector/requests';
 import { presignUrl, signRequest } from '../../lib/custom-resources/shared/sigv4';
+
+const LOCAL_CREDENTIALS = { accessKeyId: 'local', secretAccessKey: 'local' };
+
 import { planTopics } from '../../lib/custom-resources/topics';
 
 const EXAMPLE_CREDENTIALS = { accessKeyId: 'AKIDEXAMPLE', secretAccessKey: 'wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY' };
@@ -116,6 +143,26 @@ describe('connector reconcile step', () => {
     expect(decide(requestType, requestType === 'Delete' ? undefined : spec, observed).kind).toBe(kind);
   });
 
+  it.each([
+    [
+      'configuration',
+      running({ configuration: { ...spec.connectorConfiguration, 'slot.name': 'old' } }),
+      { configurationUpdated: true, capacityUpdated: false },
+    ],
+    [
+      'capacity',
+      running({ capacity: { provisionedCapacity: { workerCount: 1, mcuCount: 2 } } }),
+      { configurationUpdated: false, capacityUpdated: true },
+    ],
+  ])('fails rather than updating the %s twice in one request', (_what, observed, history) => {
+    expect(decide('Update', spec, observed, history).kind).toBe('fail');
+  });
+
+  it('waits while the connector restarts, and reports a paused connector instead of updating it', () => {
+    expect(decide('Update', spec, running({ state: 'RESTARTING' })).kind).toBe('wait');
+    expect(decide('Update', spec, running({ state: 'PAUSED' }))).toMatchObject({ kind: 'fail', reason: /PAUSED/ });
+  });
+
   it('treats connector.class as immutable (UpdateConnector cannot change it)', () => {
     const other = { ...spec, connectorConfiguration: { ...spec.connectorConfiguration, 'connector.class': 'x' } };
     expect(specDescription(other)).not.toBe(specDescription(spec));
@@ -125,16 +172,70 @@ describe('connector reconcile step', () => {
 });
 
 describe('connector custom resource handler', () => {
-  const event = (requestType: 'Create' | 'Update' | 'Delete') => ({
-    RequestType: requestType,
-    PhysicalResourceId: spec.connectorName,
-    ResourceProperties: { Spec: JSON.stringify(spec) },
+  // The request records live in a real (local) DynamoDB; MSK Connect has no local stand-in, so its client is mocked.
+  let server: Server;
+  let dynamodb: DynamoDBClient;
+  const TABLE = 'connector-requests';
+  beforeAll(async () => {
+    server = dynalite({ createTableMs: 0 });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const { port } = server.address() as AddressInfo;
+    dynamodb = new DynamoDBClient({
+      endpoint: `http://127.0.0.1:${port}`,
+      region: 'eu-west-1',
+      credentials: { accessKeyId: 'local', secretAccessKey: 'local' },
+    });
+    await dynamodb.send(
+      new CreateTableCommand({
+        TableName: TABLE,
+        KeySchema: [{ AttributeName: 'connector', KeyType: 'HASH' }],
+        AttributeDefinitions: [{ AttributeName: 'connector', AttributeType: 'S' }],
+        BillingMode: 'PAY_PER_REQUEST',
+      }),
+    );
+  });
+  afterAll(async () => {
+    dynamodb?.destroy();
+    await new Promise((resolve) => server?.close(resolve));
   });
 
-  it('names the physical resource after the connector', async () => {
-    await expect(
-      onEvent({ RequestType: 'Create', ResourceProperties: { Spec: JSON.stringify(spec) } }),
-    ).resolves.toEqual({ PhysicalResourceId: 'cdc-sync-dev-orders' });
+  // Each test works on its own connector name, so the records of one never meet another's.
+  let counter = 0;
+  const STACK = 'arn:aws:cloudformation:eu-west-1:111111111111:stack/cdc-sync-dev-streaming/1';
+  function fixture(connect = new KafkaConnectClient({ region: 'eu-west-1', credentials: LOCAL_CREDENTIALS })) {
+    counter += 1;
+    const wanted: ConnectorSpec = { ...spec, connectorName: `cdc-sync-dev-orders-${counter}` };
+    const requests = new ConnectorRequests(dynamodb, TABLE);
+    const deps: Dependencies = { connect, requests, now: () => 1_700_000_000_000 };
+    const event = (
+      RequestType: 'Create' | 'Update' | 'Delete',
+      RequestId: string,
+      LogicalResourceId = 'ConnectConnectororders',
+    ): ProviderEvent => ({
+      RequestType,
+      RequestId,
+      StackId: STACK,
+      LogicalResourceId,
+      PhysicalResourceId: RequestType === 'Create' ? undefined : wanted.connectorName,
+      ResourceProperties: { Spec: JSON.stringify(wanted) },
+    });
+    return { wanted, requests, deps, event, name: wanted.connectorName };
+  }
+  const listing = (name: string, state: ConnectorState = 'RUNNING', version = 'v7') => ({
+    connectors: [{ connectorArn: 'arn:c', connectorName: name, connectorState: state, currentVersion: version }],
+  });
+  const described = (wanted: ConnectorSpec, configuration = wanted.connectorConfiguration) => ({
+    connectorState: 'RUNNING' as const,
+    currentVersion: 'v7',
+    connectorDescription: specDescription(wanted),
+    connectorConfiguration: { ...configuration },
+    capacity: { provisionedCapacity: { workerCount: 1, mcuCount: 1 } },
+  });
+
+  it('names the physical resource after the connector and claims the connector for the request', async () => {
+    const { deps, event, requests, name } = fixture();
+    await expect(handleOnEvent(event('Create', 'r1'), deps)).resolves.toEqual({ PhysicalResourceId: name });
+    await expect(requests.current(name)).resolves.toMatchObject({ requestId: 'r1', requestType: 'Create' });
   });
 
   it('coerces revisions and capacity that CloudFormation passes as strings', () => {
@@ -149,73 +250,183 @@ describe('connector custom resource handler', () => {
     });
   });
 
-  it('updates the configuration of a running connector with its current version', async () => {
+  it('updates the configuration of a running connector in place, with its current version, and records the operation', async () => {
     // Arrange: the API reports the connector running with an older slot name.
-    const calls: Array<[string, string, unknown]> = [];
-    const call: AwsRestCall = async (method, path, options) => {
-      calls.push([method, path, options]);
-      if (method === 'GET' && path === '/v1/connectors') {
-        return {
-          connectors: [
-            {
-              connectorArn: 'arn:c',
-              connectorName: spec.connectorName,
-              connectorState: 'RUNNING',
-              currentVersion: 'v7',
-            },
-          ],
-        };
-      }
-      if (method === 'GET') {
-        return {
-          connectorState: 'RUNNING',
-          currentVersion: 'v7',
-          connectorDescription: specDescription(spec),
-          connectorConfiguration: { ...spec.connectorConfiguration, 'slot.name': 'old' },
-          capacity: spec.capacity,
-        };
-      }
-      return {};
-    };
+    const { deps, event, requests, wanted, name } = fixture();
+    const api = mockClient(deps.connect);
+    api.on(ListConnectorsCommand).resolves(listing(name));
+    api
+      .on(DescribeConnectorCommand)
+      .resolves(described(wanted, { ...wanted.connectorConfiguration, 'slot.name': 'old' }));
+    api.on(UpdateConnectorCommand).resolves({ connectorOperationArn: 'arn:op1', connectorState: 'UPDATING' });
+    await handleOnEvent(event('Update', 'u1'), deps);
 
     // Act
-    const result = await isComplete(event('Update'), call);
+    const result = await handleIsComplete(event('Update', 'u1'), deps);
 
     // Assert
     expect(result).toEqual({ IsComplete: false });
-    expect(calls.at(-1)).toEqual([
-      'PUT',
-      '/v1/connectors/arn%3Ac',
-      { query: { currentVersion: 'v7' }, body: { connectorConfiguration: spec.connectorConfiguration } },
+    expect(api.commandCalls(UpdateConnectorCommand).map((c) => c.args[0].input)).toEqual([
+      { connectorArn: 'arn:c', currentVersion: 'v7', connectorConfiguration: wanted.connectorConfiguration },
     ]);
+    expect((await requests.current(name))?.operations).toEqual(['arn:op1']);
+  });
+
+  it('waits for its update operation instead of issuing another', async () => {
+    const { deps, event, requests, wanted, name } = fixture();
+    const api = mockClient(deps.connect);
+    api.on(ListConnectorsCommand).resolves(listing(name, 'UPDATING'));
+    api.on(DescribeConnectorOperationCommand).resolves({ connectorOperationState: 'UPDATE_IN_PROGRESS' });
+    await handleOnEvent(event('Update', 'u1'), deps);
+    await requests.recordOperation(name, 'u1', 'arn:op1');
+
+    await expect(handleIsComplete(event('Update', 'u1'), deps)).resolves.toEqual({ IsComplete: false });
+    expect(api.commandCalls(UpdateConnectorCommand)).toHaveLength(0);
+    expect(wanted.connectorName).toBe(name);
+  });
+
+  it.each(['UPDATE_FAILED', 'ROLLBACK_COMPLETE'] as const)(
+    'fails the deployment with the reason when its update operation ends %s, without updating again',
+    async (state) => {
+      // Arrange: MSK Connect rejected the new configuration and (for ROLLBACK_COMPLETE) runs the old one again.
+      const { deps, event, requests, wanted, name } = fixture();
+      const api = mockClient(deps.connect);
+      api.on(ListConnectorsCommand).resolves(listing(name));
+      api
+        .on(DescribeConnectorCommand)
+        .resolves(described(wanted, { ...wanted.connectorConfiguration, 'slot.name': 'old' }));
+      api.on(DescribeConnectorOperationCommand).resolves({
+        connectorOperationArn: 'arn:op1',
+        connectorOperationType: 'UPDATE_CONNECTOR_CONFIGURATION',
+        connectorOperationState: state,
+        errorInfo: { code: 'ConnectorHealthCheckFailed', message: 'replication slot "s" is active for PID 42' },
+      });
+      await handleOnEvent(event('Update', 'u1'), deps);
+      await requests.recordOperation(name, 'u1', 'arn:op1');
+
+      // Act + Assert
+      await expect(handleIsComplete(event('Update', 'u1'), deps)).rejects.toThrow(
+        new RegExp(`configuration update ended ${state} \\(ConnectorHealthCheckFailed: replication slot "s" is active`),
+      );
+      expect(api.commandCalls(UpdateConnectorCommand)).toHaveLength(0);
+    },
+  );
+
+  it('fails instead of looping when a completed update still leaves the configuration different', async () => {
+    const { deps, event, requests, wanted, name } = fixture();
+    const api = mockClient(deps.connect);
+    api.on(ListConnectorsCommand).resolves(listing(name));
+    api
+      .on(DescribeConnectorCommand)
+      .resolves(described(wanted, { ...wanted.connectorConfiguration, 'slot.name': 'old' }));
+    api.on(DescribeConnectorOperationCommand).resolves({
+      connectorOperationType: 'UPDATE_CONNECTOR_CONFIGURATION',
+      connectorOperationState: 'UPDATE_COMPLETE',
+    });
+    await handleOnEvent(event('Update', 'u1'), deps);
+    await requests.recordOperation(name, 'u1', 'arn:op1');
+
+    await expect(handleIsComplete(event('Update', 'u1'), deps)).rejects.toThrow(/still differ: slot\.name/);
+    expect(api.commandCalls(UpdateConnectorCommand)).toHaveLength(0);
+  });
+
+  it('stops a superseded waiter: after a rollback deleted the connector, the old Create does not re-create it', async () => {
+    // Arrange: CloudFormation cancelled the Create (another resource failed) and rolled back with a Delete, which
+    // removed the connector; the Create's waiter is still polling.
+    const { deps, event, name } = fixture();
+    const api = mockClient(deps.connect);
+    api.on(ListConnectorsCommand).resolves({ connectors: [] });
+    await handleOnEvent(event('Create', 'c1'), deps);
+    await handleOnEvent(event('Delete', 'd1'), deps);
+
+    // Act + Assert: the old waiter gives up without acting; the rollback's own request completes.
+    await expect(handleIsComplete(event('Create', 'c1'), deps)).rejects.toThrow(/superseded by Delete request d1/);
+    await expect(handleIsComplete(event('Delete', 'd1'), deps)).resolves.toEqual({ IsComplete: true });
+    expect(api.commandCalls(CreateConnectorCommand)).toHaveLength(0);
+    expect(api.commandCalls(ListConnectorsCommand)).toHaveLength(1);
+    expect(name).toMatch(/^cdc-sync-dev-orders-/);
+  });
+
+  it('stops a superseded Update waiter before it updates the connector back to its spec', async () => {
+    const { deps, event, wanted, name } = fixture();
+    const api = mockClient(deps.connect);
+    api.on(ListConnectorsCommand).resolves(listing(name));
+    api
+      .on(DescribeConnectorCommand)
+      .resolves(described(wanted, { ...wanted.connectorConfiguration, 'slot.name': 'old' }));
+    await handleOnEvent(event('Update', 'u1'), deps);
+    await handleOnEvent(event('Update', 'rollback'), deps);
+
+    await expect(handleIsComplete(event('Update', 'u1'), deps)).rejects.toThrow(/superseded/);
+    expect(api.commandCalls(UpdateConnectorCommand)).toHaveLength(0);
+  });
+
+  it('leaves a connector another logical resource adopted alone when the old one is deleted', async () => {
+    // A renamed construct: the new logical resource's Create adopted the connector, then the old one's Delete comes.
+    const { deps, event, requests, name } = fixture();
+    const api = mockClient(deps.connect);
+    await handleOnEvent(event('Create', 'c1', 'ConnectConnectorordersNew'), deps);
+    await handleOnEvent(event('Delete', 'd1', 'ConnectConnectorordersOld'), deps);
+
+    await expect(handleIsComplete(event('Delete', 'd1', 'ConnectConnectorordersOld'), deps)).resolves.toEqual({
+      IsComplete: true,
+    });
+    expect(api.commandCalls(DeleteConnectorCommand)).toHaveLength(0);
+    await expect(requests.current(name)).resolves.toMatchObject({ requestId: 'c1' });
   });
 
   it('reports the connector ARN once it runs as wanted', async () => {
-    const call: AwsRestCall = async (method, path) =>
-      path === '/v1/connectors'
-        ? {
-            connectors: [
-              {
-                connectorArn: 'arn:c',
-                connectorName: spec.connectorName,
-                connectorState: 'RUNNING',
-                currentVersion: 'v1',
-              },
-            ],
-          }
-        : method === 'GET'
-          ? {
-              connectorState: 'RUNNING',
-              currentVersion: 'v1',
-              connectorDescription: specDescription(spec),
-              connectorConfiguration: spec.connectorConfiguration,
-              capacity: spec.capacity,
-            }
-          : {};
-    await expect(isComplete(event('Create'), call)).resolves.toEqual({
+    const { deps, event, wanted, name } = fixture();
+    const api = mockClient(deps.connect);
+    api.on(ListConnectorsCommand).resolves(listing(name));
+    api.on(DescribeConnectorCommand).resolves(described(wanted));
+    await handleOnEvent(event('Create', 'c1'), deps);
+
+    await expect(handleIsComplete(event('Create', 'c1'), deps)).resolves.toEqual({
       IsComplete: true,
       Data: { ConnectorArn: 'arn:c' },
     });
+  });
+
+  it('rides out MSK Connect throttling with the SDK standard retry mode (throttled, then answered: no failure)', async () => {
+    // Arrange: a real client from the handler's factory, over an HTTP handler that throttles the first request.
+    const seen: string[] = [];
+    let throttled = false;
+    const requestHandler = {
+      handle: async (request: { method: string; path: string }) => {
+        seen.push(`${request.method} ${decodeURIComponent(request.path)}`);
+        const reply = (statusCode: number, body: unknown, headers: Record<string, string> = {}) => ({
+          response: {
+            statusCode,
+            headers: { 'content-type': 'application/json', ...headers },
+            body: Readable.from([Buffer.from(JSON.stringify(body))]),
+          },
+        });
+        if (!throttled) {
+          throttled = true;
+          return reply(429, { message: 'Rate exceeded' }, { 'x-amzn-errortype': 'TooManyRequestsException' });
+        }
+        if (request.path === '/v1/connectors') return reply(200, listing(current));
+        return reply(200, described(wantedSpec));
+      },
+    };
+    const connect = kafkaConnectClient({
+      region: 'eu-west-1',
+      credentials: LOCAL_CREDENTIALS,
+      requestHandler: requestHandler as unknown as KafkaConnectClientConfig['requestHandler'],
+    });
+    const { deps, event, wanted, name } = fixture(connect);
+    const current = name;
+    const wantedSpec = wanted;
+    await handleOnEvent(event('Create', 'c1'), deps);
+
+    // Act
+    const result = await handleIsComplete(event('Create', 'c1'), deps);
+
+    // Assert
+    expect(result).toEqual({ IsComplete: true, Data: { ConnectorArn: 'arn:c' } });
+    expect(seen).toEqual(['GET /v1/connectors', 'GET /v1/connectors', 'GET /v1/connectors/arn:c']);
+    connect.destroy();
   });
 });
 

@@ -36,6 +36,13 @@ describe('data stack', () => {
     });
   });
 
+  it('counts the failed batches the event source mappings write to the failure bucket (request metrics)', () => {
+    const [[, failures] = ['', {}]] = resourcesOf(dev.template('data'), 'AWS::S3::Bucket').filter(([id]) =>
+      id.startsWith('FailuresBucket'),
+    );
+    expect(failures.Properties?.MetricsConfigurations).toEqual([{ Id: 'failed-batches', Prefix: 'aws/lambda/' }]);
+  });
+
   it('blocks public access on every bucket', () => {
     for (const [, bucket] of resourcesOf(dev.template('data'), 'AWS::S3::Bucket')) {
       expect(bucket.Properties?.PublicAccessBlockConfiguration).toEqual({

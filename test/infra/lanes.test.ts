@@ -111,6 +111,11 @@ describe('lanes stack', () => {
       }
     });
 
+    it('publishes the event count metrics of every mapping (MetricsConfig EventCount)', () => {
+      expect(mappings(dev).length).toBeGreaterThan(0);
+      for (const mapping of mappings(dev)) expect(mapping.MetricsConfig).toEqual({ Metrics: ['EventCount'] });
+    });
+
     it('sends batches that exhaust their retries to the failure bucket as the last resort', () => {
       for (const mapping of mappings(dev)) {
         expect(
@@ -354,6 +359,44 @@ describe('lanes stack', () => {
     it('writes on-failure batches with put-only access, not the read-write grant of S3OnFailureDestination', () => {
       const actions = statementsOfRole(dev.template('lanes'), roleOf('warehouse')).flatMap((s) => s.actions);
       expect(actions.filter((a) => a.startsWith('s3:')).sort()).toEqual(['s3:ListBucket', 's3:PutObject']);
+    });
+
+    it.each(LANE_NAMES)(
+      "lets the %s lane write the failure bucket only under Lambda's on-failure prefix and its own dead-letter prefix",
+      (lane) => {
+        // The raw statements: which resource is the failure bucket shows in the import name.
+        const puts = rawStatementsOfRole(dev, roleOf(lane))
+          .filter((st) => ([] as unknown[]).concat(st.Action).includes('s3:PutObject'))
+          .flatMap((st) => ([] as unknown[]).concat(st.Resource))
+          .map((resource) => JSON.stringify(resource))
+          .filter((resource) => resource.includes('FailuresBucket'));
+        const suffixes = puts.map((resource) => (/"(\/[^"]*)"\]\]\}$/.exec(resource) ?? [])[1]).sort();
+        expect(suffixes).toEqual(['/aws/lambda/*', `/dead-letters/${lane}/*`]);
+        const list = rawStatementsOfRole(dev, roleOf(lane)).find(
+          (st) => st.Action === 's3:ListBucket' && JSON.stringify(st.Resource).includes('FailuresBucket'),
+        ) as { Condition?: unknown } | undefined;
+        expect(list?.Condition).toEqual({ StringLike: { 's3:prefix': ['aws/lambda/*'] } });
+      },
+    );
+
+    it('uses every customer managed key only through the service that stores the data (kms:ViaService)', () => {
+      for (const env of [dev, staging]) {
+        const template = env.template('lanes');
+        const kms = resourcesOf(template, 'AWS::IAM::Policy').flatMap(([, p]) =>
+          (
+            (p.Properties?.PolicyDocument as { Statement?: Array<Record<string, unknown>> } | undefined)?.Statement ??
+            []
+          ).filter((st) => ([] as unknown[]).concat(st.Action).some((a) => String(a).startsWith('kms:'))),
+        );
+        expect(kms.length).toBeGreaterThan(0);
+        for (const statement of kms) {
+          expect(statement.Condition).toEqual({
+            StringEquals: {
+              'kms:ViaService': expect.stringMatching(/^(dynamodb|sqs|s3|secretsmanager)\.eu-west-1\.amazonaws\.com$/),
+            },
+          });
+        }
+      }
     });
   });
   describe('signaller', () => {

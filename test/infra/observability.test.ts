@@ -1,7 +1,7 @@
 import { Match } from 'aws-cdk-lib/assertions';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { LANE_NAMES } from '../../lib/config';
-import { resourcesOf, type SynthesizedEnvironment, synthesize } from './support';
+import { environmentConfig, LANE_NAMES } from '../../lib/config';
+import { resourcesOf, type SynthesizedEnvironment, synthesize, variant } from './support';
 
 describe('observability stack', () => {
   let dev: SynthesizedEnvironment;
@@ -126,6 +126,148 @@ describe('observability stack', () => {
       TreatMissingData: 'breaching',
     });
   });
+
+  it('alarms when the fullest MSK broker disk passes 85 % and on under-replicated partitions, over every broker', () => {
+    alarm(dev, 'cdc-sync-dev-msk-disk-used');
+    alarm(dev, 'cdc-sync-dev-msk-under-replicated-partitions');
+    const template = dev.template('observability');
+    template.hasResourceProperties('AWS::CloudWatch::Alarm', {
+      AlarmName: 'cdc-sync-dev-msk-disk-used',
+      Threshold: 85,
+      ComparisonOperator: 'GreaterThanThreshold',
+      Metrics: [
+        Match.objectLike({
+          Expression:
+            'SELECT MAX(KafkaDataLogsDiskUsed) FROM SCHEMA("AWS/Kafka", "Broker ID", "Cluster Name") WHERE "Cluster Name" = \'cdc-sync-dev\'',
+        }),
+      ],
+    });
+    template.hasResourceProperties('AWS::CloudWatch::Alarm', {
+      AlarmName: 'cdc-sync-dev-msk-under-replicated-partitions',
+      Threshold: 0,
+      EvaluationPeriods: 3,
+      Metrics: [
+        Match.objectLike({
+          Expression:
+            'SELECT SUM(UnderReplicatedPartitions) FROM SCHEMA("AWS/Kafka", "Broker ID", "Cluster Name") WHERE "Cluster Name" = \'cdc-sync-dev\'',
+        }),
+      ],
+    });
+  });
+
+  it.each(LANE_NAMES)(
+    'alarms when the %s lane drops records after its retries, summing DroppedEventCount over its mappings',
+    (lane) => {
+      const template = dev.template('observability');
+      const [[, found] = ['', {}]] = resourcesOf(template, 'AWS::CloudWatch::Alarm').filter(
+        ([, a]) => a.Properties?.AlarmName === `cdc-sync-dev-${lane}-records-dropped`,
+      );
+      const metrics = found.Properties?.Metrics as Array<{
+        Expression?: string;
+        MetricStat?: { Metric: { MetricName: string; Dimensions: Array<{ Name: string }> } };
+      }>;
+      const mappings = dev.stage.lanes.functions[lane].eventSources.length;
+      expect(metrics.filter((m) => m.MetricStat !== undefined)).toHaveLength(mappings);
+      for (const m of metrics.filter((x) => x.MetricStat !== undefined)) {
+        expect(m.MetricStat?.Metric.MetricName).toBe('DroppedEventCount');
+        expect(m.MetricStat?.Metric.Dimensions.map((d) => d.Name)).toEqual(['EventSourceMappingUUID']);
+      }
+      expect(metrics.find((m) => m.Expression !== undefined)?.Expression).toMatch(/^SUM\(\[/);
+      alarm(dev, `cdc-sync-dev-${lane}-records-dropped`);
+    },
+  );
+
+  it('splits the mappings of a lane over alarms of at most 10 metrics each', () => {
+    const wide = synthesize(
+      variant(environmentConfig('dev'), (d) => {
+        for (let i = 0; i < 9; i++) d.sources[0]?.tables.push({ name: `public.extra_${i}`, partitions: 1 });
+      }),
+    );
+    const template = wide.template('observability');
+    const named = (name: string) =>
+      resourcesOf(template, 'AWS::CloudWatch::Alarm').find(([, a]) => a.Properties?.AlarmName === name)?.[1];
+    const count = (name: string) =>
+      ((named(name)?.Properties?.Metrics ?? []) as Array<{ MetricStat?: unknown }>).filter((m) => m.MetricStat).length;
+    expect(wide.stage.lanes.functions.cache.eventSources).toHaveLength(15);
+    expect(count('cdc-sync-dev-cache-records-dropped')).toBe(10);
+    expect(count('cdc-sync-dev-cache-records-dropped-2')).toBe(5);
+  });
+
+  it('alarms at the first failed batch written to the failure bucket (S3 request metrics on aws/lambda/)', () => {
+    alarm(dev, 'cdc-sync-dev-failed-batches');
+    dev.template('observability').hasResourceProperties('AWS::CloudWatch::Alarm', {
+      AlarmName: 'cdc-sync-dev-failed-batches',
+      Metrics: [
+        Match.objectLike({
+          MetricStat: Match.objectLike({
+            Metric: Match.objectLike({
+              Namespace: 'AWS/S3',
+              MetricName: 'PutRequests',
+              Dimensions: Match.arrayWith([{ Name: 'FilterId', Value: 'failed-batches' }]),
+            }),
+            Stat: 'Sum',
+          }),
+        }),
+      ],
+      Threshold: 0,
+      ComparisonOperator: 'GreaterThanThreshold',
+      DatapointsToAlarm: 1,
+      TreatMissingData: 'notBreaching',
+    });
+  });
+
+  it('alarms on replication slot lag and WAL on disk of an RDS PostgreSQL source, by its DB instance', () => {
+    for (const [metric, name, threshold] of [
+      ['OldestReplicationSlotLag', 'cdc-sync-prod-source-orders-slot-lag', 1024 ** 3],
+      ['TransactionLogsDiskUsage', 'cdc-sync-prod-source-orders-wal-disk', 10 * 1024 ** 3],
+    ] as const) {
+      alarm(prod, name);
+      prod.template('observability').hasResourceProperties('AWS::CloudWatch::Alarm', {
+        AlarmName: name,
+        Metrics: [
+          Match.objectLike({
+            MetricStat: Match.objectLike({
+              Metric: {
+                Namespace: 'AWS/RDS',
+                MetricName: metric,
+                Dimensions: [{ Name: 'DBInstanceIdentifier', Value: 'orders-db-prod' }],
+              },
+              Stat: 'Maximum',
+            }),
+          }),
+        ],
+        Threshold: threshold,
+      });
+    }
+    // dev's PostgreSQL source has no rdsInstanceId: nothing to watch.
+    expect(JSON.stringify(dev.template('observability').findResources('AWS::CloudWatch::Alarm'))).not.toContain(
+      'AWS/RDS',
+    );
+  });
+
+  it.each(['orders', 'inventory', 'billing'])(
+    'alarms when the %s connector fails to start a task or goes stale (no records, not even heartbeats)',
+    (source) => {
+      alarm(prod, `cdc-sync-prod-connector-${source}-task-startup-Critical`);
+      alarm(prod, `cdc-sync-prod-connector-${source}-stale-Critical`);
+      prod.template('observability').hasResourceProperties('AWS::CloudWatch::Alarm', {
+        AlarmName: `cdc-sync-prod-connector-${source}-task-startup-Critical`,
+        ComparisonOperator: 'LessThanThreshold',
+        Threshold: 100,
+        Metrics: Match.arrayWith([
+          Match.objectLike({
+            MetricStat: Match.objectLike({
+              Metric: Match.objectLike({
+                Namespace: 'AWS/KafkaConnect',
+                MetricName: 'TaskStartupSuccessPercentage',
+                Dimensions: [{ Name: 'ConnectorName', Value: `cdc-sync-prod-${source}` }],
+              }),
+            }),
+          }),
+        ]),
+      });
+    },
+  );
 
   it('alarms on DynamoDB throttling', () => {
     alarm(dev, 'cdc-sync-dev-dedupe-table-Read-Throttled-Events-Warning');

@@ -1,3 +1,4 @@
+import * as iam from 'aws-cdk-lib/aws-iam';
 import * as s3 from 'aws-cdk-lib/aws-s3';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { createApp } from '../../lib/app';
@@ -30,6 +31,45 @@ describe('security', () => {
     // Act + Assert
     expect(() => app.synth()).toThrow(/server access logs disabled/);
   });
+
+  it('acknowledges exactly the wildcards declared, with exactly their actions', () => {
+    // Arrange: a fresh dev environment, the warehouse lane granted a new action on its acknowledged change-log
+    // wildcard, and a new wildcard that the old pattern-style acknowledgements (`…/*`) would have let through.
+    const fresh = synthesize('dev');
+    const lane = fresh.stage.lanes.functions.warehouse;
+    const bucket = fresh.stage.data.warehouseBucket;
+    lane.addToRolePolicy(
+      new iam.PolicyStatement({ actions: ['s3:DeleteObject'], resources: [bucket.arnForObjects('changes/*')] }),
+    );
+    lane.addToRolePolicy(
+      new iam.PolicyStatement({ actions: ['s3:PutObject'], resources: [bucket.arnForObjects('elsewhere/*')] }),
+    );
+
+    // Act
+    const findings = nagFindings(fresh.stack('lanes'));
+
+    // Assert
+    expect(findings).toEqual([
+      'AwsSolutions-IAM5[Resource::<WarehouseBucket56A35794.Arn>/changes/*] @ dev/Lanes/WarehouseLane/ServiceRole/DefaultPolicy/Resource',
+      'AwsSolutions-IAM5[Resource::<WarehouseBucket56A35794.Arn>/elsewhere/*] @ dev/Lanes/WarehouseLane/ServiceRole/DefaultPolicy/Resource',
+    ]);
+  });
+
+  it.each(cases)(
+    '%s/%s uses customer managed keys only through a named AWS service (kms:ViaService)',
+    (name, stack) => {
+      const statements = resourcesOf(env(name).template(stack), 'AWS::IAM::Policy').flatMap(([, policy]) => {
+        const document = policy.Properties?.PolicyDocument as { Statement: Array<Record<string, unknown>> };
+        return document.Statement;
+      });
+      const kms = statements.filter((s) => [s.Action].flat().some((action) => String(action).startsWith('kms:')));
+      for (const statement of kms) {
+        expect((statement.Condition as { StringEquals?: Record<string, unknown> })?.StringEquals).toHaveProperty(
+          'kms:ViaService',
+        );
+      }
+    },
+  );
 
   it('acknowledges findings only with a reason', () => {
     const checks = new CdcSyncNagChecks();

@@ -4,7 +4,7 @@ import { Match } from 'aws-cdk-lib/assertions';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { environmentConfig } from '../../lib/config';
 import { throwawayDir } from '../support/scratch';
-import { resourcesOf, type SynthesizedEnvironment, statementsOfRole, synthesize, variant } from './support';
+import { render, resourcesOf, type SynthesizedEnvironment, statementsOfRole, synthesize, variant } from './support';
 
 /** The connector custom resource's Spec, with CloudFormation intrinsics replaced by placeholders, parsed. */
 function connectorSpecs(env: SynthesizedEnvironment): Array<Record<string, unknown>> {
@@ -70,6 +70,31 @@ describe('streaming stack', () => {
           'auto.create.topics.enable=false',
         ]),
       );
+    });
+
+    it('grows broker storage automatically (target tracking on disk use, never shrinking) up to the ceiling', () => {
+      const template = prod.template('streaming');
+      template.hasResourceProperties('AWS::ApplicationAutoScaling::ScalableTarget', {
+        ServiceNamespace: 'kafka',
+        ScalableDimension: 'kafka:broker-storage:VolumeSize',
+        ResourceId: { 'Fn::GetAtt': [Match.stringLikeRegexp('^MskCluster'), 'Arn'] },
+        MinCapacity: 1000,
+        MaxCapacity: 4000,
+      });
+      template.hasResourceProperties('AWS::ApplicationAutoScaling::ScalingPolicy', {
+        PolicyType: 'TargetTrackingScaling',
+        TargetTrackingScalingPolicyConfiguration: {
+          PredefinedMetricSpecification: { PredefinedMetricType: 'KafkaBrokerStorageUtilization' },
+          TargetValue: 60,
+          DisableScaleIn: true,
+        },
+      });
+      const fixed = synthesize(
+        variant(environmentConfig('dev'), (d) => {
+          if (d.msk.mode === 'provisioned') d.msk.maxEbsVolumeGiB = d.msk.ebsVolumeGiB;
+        }),
+      );
+      fixed.template('streaming').resourceCountIs('AWS::ApplicationAutoScaling::ScalableTarget', 0);
     });
 
     it('creates one topic per captured table with the configured partitions (AWS::MSK::Topic)', () => {
@@ -517,6 +542,134 @@ describe('streaming stack', () => {
       });
     });
 
+    it('gives up on a connector step before CloudFormation gives up on the custom resource (one hour)', () => {
+      const template = dev.template('streaming');
+      for (const [, connector] of resourcesOf(template, 'Custom::MskConnectConnector')) {
+        expect(Number(connector.Properties?.ServiceTimeout)).toBe(3600);
+      }
+      const [[, waiter] = ['', {}]] = resourcesOf(template, 'AWS::StepFunctions::StateMachine');
+      const definition = render(waiter.Properties?.DefinitionString);
+      const retry = /"IntervalSeconds":(\d+),"MaxAttempts":(\d+)/.exec(definition);
+      const waitSeconds = Number(retry?.[1]) * Number(retry?.[2]);
+      // Every poll also takes the handler's run time: leave a quarter of an hour for it.
+      expect(waitSeconds).toBeGreaterThan(0);
+      expect(waitSeconds).toBeLessThanOrEqual(3600 - 15 * 60);
+    });
+
+    it('records which request owns each connector in a table both handlers use', () => {
+      const template = dev.template('streaming');
+      template.hasResourceProperties('AWS::DynamoDB::Table', {
+        KeySchema: [{ AttributeName: 'connector', KeyType: 'HASH' }],
+        PointInTimeRecoverySpecification: { PointInTimeRecoveryEnabled: true },
+      });
+      for (const handler of ['onEvent', 'isComplete']) {
+        template.hasResourceProperties('AWS::Lambda::Function', {
+          Handler: `index.${handler}`,
+          Environment: { Variables: Match.objectLike({ CONNECTOR_REQUESTS_TABLE: Match.anyValue() }) },
+        });
+      }
+    });
+
+    it('lets the connector handler manage exactly the connectors and roles of this environment', () => {
+      const statements = statementsOfRole(dev.template('streaming'), /ConnectorIsComplete/);
+      const connectors = 'arn:aws:kafkaconnect:eu-west-1:111111111111:connector/';
+      expect(statements.find((st) => st.sid === 'ManageOwnConnectors')?.resources.sort()).toEqual([
+        `${connectors}cdc-sync-dev-inventory/*`,
+        `${connectors}cdc-sync-dev-orders/*`,
+      ]);
+      expect(statements.find((st) => st.sid === 'ReadOwnConnectorOperations')).toMatchObject({
+        actions: ['kafkaconnect:DescribeConnectorOperation'],
+        resources: [
+          'arn:aws:kafkaconnect:eu-west-1:111111111111:connector-operation/cdc-sync-dev-inventory/*/*',
+          'arn:aws:kafkaconnect:eu-west-1:111111111111:connector-operation/cdc-sync-dev-orders/*/*',
+        ],
+      });
+      // CreateConnector has no resource-level permissions: a statement scoped to ARNs would deny it.
+      expect(statements.find((st) => st.actions.includes('kafkaconnect:CreateConnector'))?.resources).toEqual(['*']);
+      expect(statements.find((st) => st.sid === 'PassConnectorRoles')?.resources).toEqual([
+        '<Fn::GetAtt>',
+        '<Fn::GetAtt>',
+      ]);
+    });
+
+    it('writes a heartbeat row on every heartbeat of an RDS PostgreSQL source, in a table no lane reads', () => {
+      // Arrange
+      const config = (env: SynthesizedEnvironment, name: string) =>
+        connectorSpecs(env).find((s) => s.connectorName === name)?.connectorConfiguration as Record<string, string>;
+      const staging = synthesize('staging');
+
+      // Assert: staging's orders is on RDS (rdsInstanceId), dev's is not.
+      expect(config(staging, 'cdc-sync-staging-orders')['heartbeat.action.query']).toBe(
+        'INSERT INTO public.cdc_heartbeat (id, last_heartbeat) VALUES (1, now()) ON CONFLICT (id) DO UPDATE SET last_heartbeat = EXCLUDED.last_heartbeat',
+      );
+      expect(config(dev, 'cdc-sync-dev-orders')['heartbeat.action.query']).toBeUndefined();
+      const routing = new RegExp(`^(?:${config(staging, 'cdc-sync-staging-orders')['transforms.unlisted.regex']})$`);
+      expect(routing.test('orders.public.cdc_heartbeat')).toBe(false);
+      expect(routing.test('orders.public.refunds')).toBe(true);
+    });
+
+    it('lists the heartbeat table literally when its schema is not captured whole', () => {
+      const explicit = synthesize(
+        variant(environmentConfig('dev'), (d) => {
+          const orders = d.sources[0];
+          if (orders?.engine !== 'postgresql') throw new Error('dev starts with PostgreSQL');
+          orders.captureSchemas = undefined;
+          orders.publicationAutocreateMode = 'filtered';
+          orders.rdsInstanceId = 'orders-db';
+          orders.heartbeatTable = 'cdc.heartbeat';
+        }),
+      );
+      const spec = connectorSpecs(explicit).find((s) => s.connectorName === 'cdc-sync-dev-orders');
+      expect(spec?.connectorConfiguration).toMatchObject({
+        'table.include.list': 'public\\.orders,public\\.order_lines,public\\.debezium_signal,cdc\\.heartbeat',
+        'heartbeat.action.query': expect.stringMatching(/^INSERT INTO cdc\.heartbeat /),
+      });
+    });
+
+    it('checks the SQL Server certificate against a trust store read from S3 (prod), or explicitly trusts any', () => {
+      // Arrange
+      const prodSpec = connectorSpecs(prod).find((s) => s.connectorName === 'cdc-sync-prod-billing');
+      const anyCert = synthesize(
+        variant(environmentConfig('prod'), (d) => {
+          const billing = d.sources[2];
+          if (billing?.engine !== 'sqlserver') throw new Error('prod has SQL Server third');
+          billing.serverCertificate = { trust: 'any' };
+        }),
+      );
+      const anySpec = connectorSpecs(anyCert).find((s) => s.connectorName === 'cdc-sync-prod-billing');
+      const workerProperties = (env: SynthesizedEnvironment) => {
+        const [[, worker] = ['', {}]] = resourcesOf(
+          env.template('streaming'),
+          'AWS::KafkaConnect::WorkerConfiguration',
+        );
+        return (worker.Properties as { PropertiesFileContent: { 'Fn::Base64': string } }).PropertiesFileContent[
+          'Fn::Base64'
+        ];
+      };
+
+      // Assert
+      expect(prodSpec?.connectorConfiguration).toMatchObject({
+        'database.encrypt': 'true',
+        'database.trustServerCertificate': 'false',
+        'database.trustStore': `\${s3import:eu-west-1:cdc-sync-artifacts-333333333333/truststores/rds-ca.p12}`,
+        'database.trustStorePassword': `\${secretsmanager:cdc-sync/prod/billing-db:trustStorePassword}`,
+      });
+      expect(workerProperties(prod)).toContain(
+        'config.providers.s3import.class=com.amazonaws.kafka.config.providers.S3ImportConfigProvider',
+      );
+      expect(
+        statementsOfRole(prod.template('streaming'), /ExecutionRolebilling/).find((st) => st.sid === 'TrustStore'),
+      ).toMatchObject({
+        actions: ['s3:GetObject'],
+        resources: ['arn:aws:s3:::cdc-sync-artifacts-333333333333/truststores/rds-ca.p12'],
+      });
+      expect(anySpec?.connectorConfiguration).toMatchObject({
+        'database.encrypt': 'true',
+        'database.trustServerCertificate': 'true',
+      });
+      expect(workerProperties(dev)).not.toContain('s3import');
+    });
+
     it("limits each connector's role to its own topics and credentials", () => {
       const template = dev.template('streaming');
       template.hasResourceProperties('AWS::IAM::Role', {
@@ -560,6 +713,45 @@ describe('streaming stack', () => {
       });
       // Nothing of the other source.
       expect(JSON.stringify(statements)).not.toContain('inventory');
+    });
+
+    it("lets each connector write only its own offsets topic and MSK Connect's internal topics of its own name", () => {
+      // Arrange
+      const topics = 'arn:aws:kafka:eu-west-1:111111111111:topic/cdc-sync-dev/<Fn::Select>/';
+      const statements = statementsOfRole(dev.template('streaming'), /ExecutionRoleorders/);
+      const writable = statements
+        .filter((st) => st.actions.includes('kafka-cluster:WriteData'))
+        .flatMap((st) => st.resources);
+
+      // Assert: its own offsets topic and internal topics, never the shared worker offsets topic.
+      expect(writable).toEqual(
+        expect.arrayContaining([
+          `${topics}__cdc-sync-dev-orders-offsets`,
+          `${topics}__amazon_msk_connect_*_cdc-sync-dev-orders_*`,
+        ]),
+      );
+      expect(writable).not.toContain(`${topics}__cdc-sync-dev-connect-offsets`);
+      expect(writable.filter((arn) => arn.endsWith('__amazon_msk_connect_*'))).toEqual([]);
+      expect(statements.find((st) => st.sid === 'ReadGlobalOffsetsTopic')).toMatchObject({
+        actions: expect.not.arrayContaining(['kafka-cluster:WriteData']),
+        resources: [`${topics}__cdc-sync-dev-connect-offsets`],
+      });
+      const spec = connectorSpecs(dev).find((s) => s.connectorName === 'cdc-sync-dev-orders');
+      expect(spec?.connectorConfiguration).toMatchObject({ 'offsets.storage.topic': '__cdc-sync-dev-orders-offsets' });
+    });
+
+    it("keeps a retained connector's execution role and policy with it (same removal policy)", () => {
+      const retained = (env: SynthesizedEnvironment) =>
+        Object.entries(
+          env.template('streaming').toJSON().Resources as Record<string, { Type: string; DeletionPolicy?: string }>,
+        )
+          .filter(([id, r]) => id.startsWith('ConnectExecutionRole') && /AWS::IAM::(Role|Policy)/.test(r.Type))
+          .map(([, r]) => r.DeletionPolicy);
+      expect(retained(prod)).toEqual(['Retain', 'Retain', 'Retain', 'Retain', 'Retain', 'Retain']);
+      expect(retained(dev)).toEqual(['Delete', 'Delete', 'Delete', 'Delete']);
+      for (const [, connector] of resourcesOf(prod.template('streaming'), 'Custom::MskConnectConnector')) {
+        expect((connector as { DeletionPolicy?: string }).DeletionPolicy).toBe('Retain');
+      }
     });
   });
 });

@@ -39,7 +39,26 @@ export type ConnectorCapacitySpec =
       };
     };
 
-export type ConnectorState = 'CREATING' | 'RUNNING' | 'UPDATING' | 'DELETING' | 'FAILED';
+export type ConnectorState =
+  | 'CREATING'
+  | 'RUNNING'
+  | 'UPDATING'
+  | 'DELETING'
+  | 'FAILED'
+  | 'PAUSED'
+  | 'PAUSING'
+  | 'RESUMING'
+  | 'RESTARTING';
+
+/** States that end on their own: the reconciler waits them out. */
+const TRANSITIONS: ReadonlySet<ConnectorState> = new Set([
+  'CREATING',
+  'UPDATING',
+  'DELETING',
+  'PAUSING',
+  'RESUMING',
+  'RESTARTING',
+]);
 
 /** What the MSK Connect API says about the connector with our name. */
 export type ObservedConnector =
@@ -53,6 +72,18 @@ export type ObservedConnector =
       readonly capacity?: unknown;
       readonly stateMessage?: string;
     };
+
+/**
+ * What this request's own UpdateConnector operations achieved so far (read from DescribeConnectorOperation by the
+ * handler). An update that completed and still left a difference is not issued again: the reconciler fails instead
+ * of looping until the provider times out.
+ */
+export interface RequestHistory {
+  readonly configurationUpdated: boolean;
+  readonly capacityUpdated: boolean;
+}
+
+export const NO_HISTORY: RequestHistory = { configurationUpdated: false, capacityUpdated: false };
 
 export type ReconcileAction =
   | { readonly kind: 'create' }
@@ -91,10 +122,13 @@ export function specDescription(spec: ConnectorSpec): string {
   return `${DESCRIPTION_PREFIX}${hash}`;
 }
 
-function sameConfiguration(desired: Readonly<Record<string, string>>, actual: Readonly<Record<string, string>>) {
+/** Keys whose values differ (present on one side only included), sorted. */
+export function configurationDifferences(
+  desired: Readonly<Record<string, string>>,
+  actual: Readonly<Record<string, string>>,
+): string[] {
   const keys = new Set([...Object.keys(desired), ...Object.keys(actual)]);
-  for (const key of keys) if (desired[key] !== actual[key]) return false;
-  return true;
+  return [...keys].filter((key) => desired[key] !== actual[key]).sort();
 }
 
 /** Capacity as comparable numbers; the API answers with extra read-only fields we ignore. */
@@ -114,21 +148,24 @@ function capacityKey(capacity: unknown): string {
 
 /**
  * One step of the reconcile loop run by the provider's isComplete handler: from what exists to what is wanted, the
- * next API call (or wait / done / fail). Stateless, so every poll re-derives the step from the API's answer:
+ * next API call (or wait / done / fail). Stateless apart from `history`, so every poll re-derives the step from the
+ * API's answer:
  *
  * - Delete: delete the connector, wait until it is gone.
  * - Create/Update, nothing there: create it.
- * - A transition in progress (CREATING, UPDATING, DELETING): wait.
+ * - A transition in progress (CREATING, UPDATING, DELETING, …): wait.
  * - RUNNING with a different immutable hash: delete, then (next polls) create it again under the same name. The
- *   worker configuration's custom offset storage topic keeps the source offsets, so Debezium resumes, no re-snapshot.
+ *   connector's own offsets topic keeps the source offsets, so Debezium resumes, no re-snapshot.
  * - RUNNING with another configuration: UpdateConnector (in place, offsets kept), then capacity the same way
- *   (the API takes one of the two per call).
+ *   (the API takes one of the two per call). Each at most once per request (see {@link RequestHistory}).
  * - FAILED: re-create when the wanted spec differs from the one that failed, otherwise report the failure.
+ * - PAUSED: report it; someone paused it on purpose, and an update would need to skip MSK Connect's health checks.
  */
 export function decide(
   requestType: 'Create' | 'Update' | 'Delete',
   desired: ConnectorSpec | undefined,
   observed: ObservedConnector,
+  history: RequestHistory = NO_HISTORY,
 ): ReconcileAction {
   if (requestType === 'Delete' || desired === undefined) {
     if (observed.state === 'ABSENT') return { kind: 'done' };
@@ -136,24 +173,44 @@ export function decide(
     return { kind: 'delete', why: 'the resource is being deleted' };
   }
   if (observed.state === 'ABSENT') return { kind: 'create' };
-  if (observed.state === 'CREATING' || observed.state === 'UPDATING' || observed.state === 'DELETING') {
-    return { kind: 'wait' };
-  }
+  if (TRANSITIONS.has(observed.state)) return { kind: 'wait' };
   const hashMatches = observed.description === specDescription(desired);
-  const configurationMatches = sameConfiguration(desired.connectorConfiguration, observed.configuration ?? {});
+  const differences = configurationDifferences(desired.connectorConfiguration, observed.configuration ?? {});
   const capacityMatches = capacityKey(desired.capacity) === capacityKey(observed.capacity);
 
   if (observed.state === 'FAILED') {
-    if (hashMatches && configurationMatches && capacityMatches) {
+    if (hashMatches && differences.length === 0 && capacityMatches) {
       return {
         kind: 'fail',
-        reason: `connector ${desired.connectorName} is FAILED: ${observed.stateMessage ?? 'no reason given'}`,
+        reason: `connector ${desired.connectorName} is FAILED: ${observed.stateMessage || 'no reason given'}`,
       };
     }
     return { kind: 'delete', why: 'it FAILED and the wanted spec differs from the failed one' };
   }
+  if (observed.state === 'PAUSED') {
+    return {
+      kind: 'fail',
+      reason: `connector ${desired.connectorName} is PAUSED: resume it (aws kafkaconnect resume-connector) and deploy again`,
+    };
+  }
   if (!hashMatches) return { kind: 'delete', why: 'a property UpdateConnector cannot change has changed' };
-  if (!configurationMatches) return { kind: 'update-configuration' };
-  if (!capacityMatches) return { kind: 'update-capacity' };
+  if (differences.length > 0) {
+    if (history.configurationUpdated) {
+      return {
+        kind: 'fail',
+        reason: `connector ${desired.connectorName}: its configuration update completed, yet these keys still differ: ${differences.join(', ')}`,
+      };
+    }
+    return { kind: 'update-configuration' };
+  }
+  if (!capacityMatches) {
+    if (history.capacityUpdated) {
+      return {
+        kind: 'fail',
+        reason: `connector ${desired.connectorName}: its capacity update completed, yet the capacity still differs`,
+      };
+    }
+    return { kind: 'update-capacity' };
+  }
   return { kind: 'done' };
 }

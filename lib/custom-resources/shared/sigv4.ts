@@ -1,10 +1,11 @@
 import { createHash, createHmac } from 'node:crypto';
 
 /**
- * AWS Signature Version 4, for the custom resource functions under lib/custom-resources. They call two small REST
- * APIs (MSK Connect) and presign one URL (the MSK IAM auth token); doing that with node:crypto keeps the functions
- * free of SDK clients the project does not otherwise depend on. Reference: "Create a signed AWS API request"
- * (IAM user guide); the tests check it against AWS's published example.
+ * AWS Signature Version 4 presigning, for the MSK IAM auth token of the MSK Serverless topics custom resource (a
+ * presigned `kafka-cluster:Connect` URL, no API call) and the backfill command's token and parameter read. AWS API
+ * calls of the custom resources go through the AWS SDK clients instead (standard retry mode, SDK signing): do not
+ * build API clients on this. Reference: "Create a signed AWS API request" (IAM user guide); the tests check it
+ * against AWS's published example.
  */
 
 export interface Credentials {
