@@ -25,6 +25,33 @@ export class SourceError extends Error {
   override readonly name = 'SourceError';
 }
 
+/**
+ * The source database's part in a failure, as a {@link SourceError} that says what to change: a role without the
+ * rights to capture (insufficient_privilege: creating the publication or the slot, reading a table for the
+ * snapshot), or, while streaming, the server going away (its connection refused, reset or terminated: a shutdown, a
+ * restart, an administrator's terminate). Anything else is the capture's own fault and stays as it is.
+ */
+export function sourceErrorOf(err: Error, phase: 'starting' | 'streaming'): SourceError | undefined {
+  if (err instanceof SourceError) return err;
+  const code = (err as { code?: string }).code ?? '';
+  if (code === '42501') {
+    return new SourceError(
+      `${err.message} — capturing needs a role with REPLICATION (or a superuser) that may create publications in ` +
+        'the database (CREATE on it), owns the captured tables (to publish them) and can read them',
+      { cause: err },
+    );
+  }
+  const gone =
+    code.startsWith('57P') || // admin_shutdown, crash_shutdown, cannot_connect_now, database_dropped
+    code.startsWith('08') || // connection_exception
+    ['ECONNREFUSED', 'ECONNRESET', 'EPIPE'].includes(code) ||
+    /Connection terminated/.test(err.message);
+  if (phase === 'streaming' && gone) {
+    return new SourceError(`lost the connection to the source database: ${err.message}`, { cause: err });
+  }
+  return undefined;
+}
+
 /** Debezium envelope operations the capture can skip (Debezium's `skipped.operations`). */
 export type CaptureOperation = 'c' | 'u' | 'd' | 't';
 
