@@ -2,7 +2,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { JsonDebeziumDecoder } from '../../functions/core/decode';
 import type { ChangeEvent, DecodeOutcome, KafkaRecord } from '../../functions/core/types';
 import type { CapturedRecord } from '../../tools/local/capture';
-import { createDemoSchema, DEMO_TABLES, seedDemo } from '../../tools/local/postgres';
+import { createDemoSchema, DEMO_HEARTBEAT_TABLE, DEMO_TABLES, seedDemo } from '../../tools/local/postgres';
 import { captureSchema, type TestCapture, usePostgres, waitFor } from './helpers';
 
 const { db, sql } = usePostgres();
@@ -63,7 +63,7 @@ describe('dev connector records through the pipeline decoder', () => {
     // Assert
     const errors = outcomes.flatMap((o) => (o.outcome.kind === 'error' ? [o.outcome.error.message] : []));
     expect(errors).toEqual([]);
-    expect(new Set(events().map((e) => e.event.source.table))).toEqual(new Set(DEMO_TABLES));
+    expect(new Set(events().map((e) => e.event.source.table))).toEqual(new Set([...DEMO_TABLES, DEMO_HEARTBEAT_TABLE]));
   });
 
   it('skips tombstones and heartbeats with their reasons', () => {

@@ -14,7 +14,10 @@ import { LOCAL_NAMES } from '../../tools/local/services';
 import { type StreamedChange, smallRun, streamedChanges } from './support';
 
 const RUN_TIMEOUT = 150_000;
-const TABLES = ['customers', 'order_items', 'orders', 'page_views', 'products'].map((t) => `pg.public.${t}`);
+// cdc_heartbeat: the heartbeat table the capture upserts at every heartbeat (freshness), captured like the others.
+const TABLES = ['cdc_heartbeat', 'customers', 'order_items', 'orders', 'page_views', 'products'].map(
+  (t) => `pg.public.${t}`,
+);
 
 async function keys(s3: RunContext['services']['clients']['s3'], bucket: string, prefix: string): Promise<string[]> {
   const out: string[] = [];
@@ -50,6 +53,8 @@ describe('npm start, end to end', () => {
       expect(Object.keys(warehouse.tables).sort()).toEqual(TABLES);
       for (const table of TABLES) expect(warehouse.tables[table]?.sourceRows, table).toBeGreaterThan(0);
       expect(warehouse.tables['pg.public.page_views']?.kind).toBe('keyless');
+      expect(cache.tables['pg.public.cdc_heartbeat']).toMatchObject({ sourceRows: 1, sinkRows: 1, different: 0 });
+      expect(stream.some((c) => c.event.source.table === 'cdc_heartbeat' && c.event.op === 'u')).toBe(true);
       expect(cache.tables['pg.public.page_views']?.kind).toBe('not-applicable');
       expect(cache.tables['pg.public.orders']).toMatchObject({ kind: 'keyed', missing: 0, extra: 0, different: 0 });
       expect(cache.rowsCompared).toBeGreaterThan(100);

@@ -140,7 +140,13 @@ describe('RunStatus', () => {
     status.written('audit', written(now - 900));
     now += 100;
     expect(status.report().sources[0]?.freshnessMs).toBe(1000);
-    status.stop();
+    expect(status.report().lanes.find((l) => l.lane === 'audit')?.freshnessMs).toBe(1000);
+
+    // Act / Assert: once the run ended, freshness is as of its end, not growing while a kept page is read
+    status.fail('stopped');
+    now += 5000;
+    expect(status.report().sources[0]?.freshnessMs).toBe(1000);
+    expect(status.report().lanes.find((l) => l.lane === 'warehouse')?.freshnessMs).toBe(300);
   });
 
   it('shows snapshots, restarts and a failure in the source state', () => {

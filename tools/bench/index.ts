@@ -6,12 +6,22 @@
  * incremental snapshot of a 100k-row table under the demo workload against a run without it
  * (incremental-snapshot.ts). Prints one JSON object with --json.
  */
-import { parseArgs, reserveStdout } from '../lib/cli';
+import { parseFlagsOrExit } from '../lib/args';
+import { reserveStdout } from '../lib/cli';
 import { avroBenchmarks } from './avro';
 import { coreDeps, decodeAll, measure, powertoolsHandler, rawFloor, runPipeline, stubbedLane } from './cpu';
 import { measureDdbCalls } from './ddb-calls';
 import { benchEvent } from './fixtures';
 import { measureInit } from './init';
+
+const USAGE = 'usage: npm run bench -- [--json] [--e2e | --snapshot [--chunk-size <rows>]] [--quick]';
+const FLAGS = {
+  json: { type: 'boolean' },
+  e2e: { type: 'boolean' },
+  snapshot: { type: 'boolean' },
+  'chunk-size': { type: 'string' },
+  quick: { type: 'boolean' },
+} as const;
 
 const round = (n: number, digits = 3) => Number(n.toFixed(digits));
 
@@ -83,16 +93,16 @@ async function pipelineBenchmarks(quick: boolean) {
 
 async function main() {
   const out = reserveStdout();
-  const { flags } = parseArgs(process.argv.slice(2), ['chunk-size']);
-  const quick = flags.has('quick');
+  const { values: flags } = parseFlagsOrExit(process.argv.slice(2), FLAGS, USAGE);
+  const quick = flags.quick === true;
   let result: unknown;
-  if (flags.has('e2e')) {
+  if (flags.e2e) {
     const { e2eBenchmarks } = await import('./e2e');
     result = await e2eBenchmarks({ quick });
-  } else if (flags.has('snapshot')) {
+  } else if (flags.snapshot) {
     const { snapshotBenchmarks } = await import('./incremental-snapshot');
-    const chunk = flags.get('chunk-size');
-    const chunkSize = typeof chunk === 'string' ? Number(chunk) : undefined;
+    const chunk = flags['chunk-size'];
+    const chunkSize = chunk !== undefined ? Number(chunk) : undefined;
     if (chunkSize !== undefined && !(Number.isInteger(chunkSize) && chunkSize > 0)) {
       throw new Error(`--chunk-size must be a positive whole number, got "${chunk}"`);
     }
@@ -100,7 +110,7 @@ async function main() {
   } else {
     result = await pipelineBenchmarks(quick);
   }
-  out(flags.has('json') ? `${JSON.stringify(result)}\n` : `${JSON.stringify(result, null, 2)}\n`);
+  out(flags.json ? `${JSON.stringify(result)}\n` : `${JSON.stringify(result, null, 2)}\n`);
   process.exit(0);
 }
 

@@ -1,25 +1,4 @@
-/** Small helpers shared by the command-line tools. */
-
-/** Splits argv into positionals and `--flag` / `--flag value` / `--flag=value` options. */
-export function parseArgs(
-  argv: string[],
-  valueFlags: readonly string[] = [],
-): { positionals: string[]; flags: Map<string, string | true> } {
-  const positionals: string[] = [];
-  const flags = new Map<string, string | true>();
-  for (let i = 0; i < argv.length; i++) {
-    const arg = argv[i] as string;
-    if (!arg.startsWith('--')) {
-      positionals.push(arg);
-      continue;
-    }
-    const eq = arg.indexOf('=');
-    if (eq > 0) flags.set(arg.slice(2, eq), arg.slice(eq + 1));
-    else if (valueFlags.includes(arg.slice(2)) && i + 1 < argv.length) flags.set(arg.slice(2), argv[++i] as string);
-    else flags.set(arg.slice(2), true);
-  }
-  return { positionals, flags };
-}
+/** Small helpers shared by the command-line tools (their flags: args.ts). */
 
 /**
  * Keeps stdout for the tool's own result: everything else that writes to stdout (Powertools logs and EMF metrics,

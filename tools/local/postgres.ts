@@ -603,14 +603,17 @@ export const DEMO_HEARTBEAT_TABLE = 'cdc_heartbeat';
 
 /**
  * The heartbeat table the connector's `heartbeat.action.query` upserts (row 1, `ts = now()`) at every heartbeat, as
- * the CDK's connector configuration does in AWS: a change that reaches every lane even when nobody writes, which is
- * what the lanes' `SourceFreshness` measures and what moves the slot of an idle database.
+ * the CDK's connector configuration does in AWS. Row 1 is there from the start, so the initial snapshot reads the table
+ * and the lanes meet it as a table they know, not as one created while streaming (which they would re-read). Its
+ * upserts are changes that reach every lane even when nobody writes: what the lanes' `SourceFreshness` measures, and
+ * what moves the slot of an idle database.
  */
 export const HEARTBEAT_TABLE_SQL = `
 CREATE TABLE IF NOT EXISTS public.${DEMO_HEARTBEAT_TABLE} (
   id  int PRIMARY KEY,
   ts  timestamptz NOT NULL
 );
+INSERT INTO public.${DEMO_HEARTBEAT_TABLE} (id, ts) VALUES (1, now()) ON CONFLICT (id) DO NOTHING;
 `;
 
 export interface DemoSchemaOptions {

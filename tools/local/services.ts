@@ -28,9 +28,11 @@ export const LOCAL_NAMES = {
   queue: (lane: Lane) => `cdc-sync-local-${lane}-dlq`,
 };
 
-const REGION = 'eu-west-1';
-// Emulators accept any credentials; these are not secrets.
-const CREDENTIALS = { accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER' };
+/** The emulators' region and credentials (they accept any; these are not secrets). */
+export const LOCAL_REGION = 'eu-west-1';
+export const LOCAL_CREDENTIALS = { accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER' };
+const REGION = LOCAL_REGION;
+const CREDENTIALS = LOCAL_CREDENTIALS;
 
 export interface LocalServicesOptions {
   /** Keep state in this folder (created if missing); omit for throw-away state in memory and a temp folder. */

@@ -21,6 +21,21 @@ import type { IncrementalSnapshotSummary } from './snapshots';
 /** Where a local run announces itself, relative to the working directory. */
 export const RUN_FILE = '.local/run.json';
 
+/**
+ * Where a local run's source and sinks are, for `npm run smoke` (a canary row through every sink) and other tools.
+ * The credentials are the local emulators' fixed ones, never real ones.
+ */
+export interface RunCoordinates {
+  /** The source database, and its heartbeat table (`schema.table`) where the canary row goes. */
+  source: { connectionString: string; heartbeatTable: string | null; topicPrefix: string };
+  /** The cache lane's Redis and key prefix; null when the run has no cache lane. */
+  cache: { url: string; prefix: string } | null;
+  /** The local S3 (path-style) and where the warehouse and audit lanes write. */
+  s3: { endpoint: string; region: string; accessKeyId: string; secretAccessKey: string };
+  warehouse: { bucket: string; prefix: string };
+  audit: { bucket: string; prefix: string };
+}
+
 /** What the run file holds. */
 export interface RunFile {
   pid: number;
@@ -30,6 +45,8 @@ export interface RunFile {
   /** The schema `npm start` captures (bare table names are resolved in it). */
   schema: string;
   startedAt: string;
+  /** Where the run's source and sinks are (see {@link RunCoordinates}). */
+  coordinates?: RunCoordinates;
 }
 
 /** What the control endpoint needs from the run. */
@@ -39,6 +56,8 @@ export interface ControlTarget {
   tables(): Promise<string[]>;
   signal(signal: SnapshotSignal): void;
   snapshot(id: string): IncrementalSnapshotSummary | undefined;
+  /** Written into the run file for the tools that reach the run's source and sinks directly. */
+  coordinates?: RunCoordinates;
 }
 
 export interface ControlServer {
@@ -114,7 +133,14 @@ export async function startControlServer(target: ControlTarget, file = RUN_FILE)
   server.unref(); // never what keeps a finished run alive
   const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
   const path = resolve(file);
-  const content: RunFile = { pid: process.pid, url, token, schema: target.schema, startedAt: new Date().toISOString() };
+  const content: RunFile = {
+    pid: process.pid,
+    url,
+    token,
+    schema: target.schema,
+    startedAt: new Date().toISOString(),
+    ...(target.coordinates ? { coordinates: target.coordinates } : {}),
+  };
   await mkdir(dirname(path), { recursive: true });
   await writeFile(path, `${JSON.stringify(content, null, 2)}\n`, { mode: 0o600 });
   return {

@@ -80,6 +80,41 @@ export class ProgressReporter {
   }
 }
 
+/**
+ * The run's progress line while it shows (from the workload until the drain is done): messages go above it rather
+ * than through it, and the phase it names moves on with the run.
+ */
+export class LiveProgress {
+  /** What the line says the run is doing. */
+  phase = '';
+  private reporter: ProgressReporter | undefined;
+
+  constructor(private readonly log: (message: string) => void) {}
+
+  /** Shows the line on `stream`, read from `read` (whose snapshot's phase is {@link phase}). */
+  show(stream: NodeJS.WriteStream, read: () => Omit<ProgressSnapshot, 'phase'>): void {
+    this.reporter = new ProgressReporter(stream, () => ({ phase: this.phase, ...read() }));
+    this.reporter.start();
+  }
+
+  /** A message: above the line while it shows, else to the run's log. */
+  say(message: string): void {
+    if (this.reporter) this.reporter.log(message);
+    else this.log(message);
+  }
+
+  /** A message worth telling only beside the line: nowhere while it does not show. */
+  aside(message: string): void {
+    this.reporter?.log(message);
+  }
+
+  /** Stops and clears the line (again is harmless). */
+  stop(): void {
+    this.reporter?.stop();
+    this.reporter = undefined;
+  }
+}
+
 export function formatProgress(s: ProgressSnapshot, rate: number): string {
   const lanes = Object.entries(s.delivered)
     .map(([lane, n]) => `${lane} ${fmt(n ?? 0)}`)

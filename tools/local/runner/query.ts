@@ -11,21 +11,20 @@
  */
 import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { fail, parseArgs } from '../../lib/cli';
+import { parseFlagsOrExit } from '../../lib/args';
+import { fail } from '../../lib/cli';
 import { openWarehouse, rebuildSql, tableGlob } from '../../lib/warehouse';
 
 const USAGE = 'usage: npx tsx tools/local/runner/query.ts [--dir .local/start/warehouse] [--json] "<sql>"';
+const FLAGS = { dir: { type: 'string' }, json: { type: 'boolean' } } as const;
 const quote = (identifier: string) => `"${identifier.replaceAll('"', '""')}"`;
 const literal = (text: string) => `'${text.replaceAll("'", "''")}'`;
 
 async function main(): Promise<void> {
-  const { positionals, flags } = parseArgs(process.argv.slice(2), ['dir']);
-  const unknown = [...flags.keys()].filter((f) => f !== 'dir' && f !== 'json');
-  if (unknown.length > 0) fail(`unknown option --${unknown[0]}\n${USAGE}`);
+  const { positionals, values } = parseFlagsOrExit(process.argv.slice(2), FLAGS, USAGE);
   const sql = positionals.join(' ').trim();
   if (!sql) fail(USAGE);
-  const dirFlag = flags.get('dir');
-  const dir = resolve(typeof dirFlag === 'string' ? dirFlag : '.local/start/warehouse');
+  const dir = resolve(values.dir ?? '.local/start/warehouse');
   if (!existsSync(dir)) fail(`no change log at ${dir}: run "npm start -- --keep" first (or pass --dir)`);
 
   const warehouse = await openWarehouse(dir);
@@ -52,7 +51,7 @@ async function main(): Promise<void> {
       }
     }
     const rows = await warehouse.query(sql);
-    if (flags.has('json')) {
+    if (values.json) {
       for (const row of rows) process.stdout.write(`${JSON.stringify(row)}\n`);
     } else if (rows.length === 0) {
       process.stdout.write('(no rows)\n');

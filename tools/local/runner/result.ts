@@ -1,6 +1,6 @@
 /**
- * What a run reports (`--json` prints it): its own module, so that the summary (progress.ts) and the runner (run.ts)
- * both depend on it rather than on each other.
+ * What a run reports (`--json` prints it): its own module, so that the readable summary (progress.ts), the status
+ * page (status.ts) and the run that builds it (summary.ts, run.ts) depend on it rather than on each other.
  */
 import type { Lane } from '../../../functions/core/types';
 import type { LatencySummary } from './latency';
@@ -10,7 +10,6 @@ import type { Backpressure } from './system';
 import type { Checks, SchemaChangeSummary } from './verify';
 import type { WorkloadResult } from './workload';
 
-/** Per-lane totals in the result. */
 /** `details.format` of an Avro run. */
 export interface AvroFormatSummary {
   kind: 'avro';
@@ -24,6 +23,7 @@ export interface AvroFormatSummary {
   avroBytes: number;
 }
 
+/** Per-lane totals in the result. */
 export interface LaneSummary {
   running: boolean;
   processed: number;

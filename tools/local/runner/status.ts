@@ -126,6 +126,8 @@ export class RunStatus {
   private verdict: StatusReport['verdict'] = null;
   private finalChanges: SchemaChangeSummary[] | undefined;
   private timer: NodeJS.Timeout | undefined;
+  /** When the run ended: freshness is measured up to then, not on and on while a kept page is read. */
+  private endedAt: number | undefined;
 
   constructor(
     private readonly sourceName: string,
@@ -178,6 +180,7 @@ export class RunStatus {
   finish(result: RunResult): void {
     this.sample();
     this.stop();
+    this.endedAt = this.now();
     this.finalChanges = result.schemaChanges;
     this.verdict = { consistent: result.consistent, checks: verdictChecks(result.checks) };
     this.phase = 'finished';
@@ -187,6 +190,7 @@ export class RunStatus {
   fail(message: string): void {
     if (this.pipeline) this.sample();
     this.stop();
+    this.endedAt = this.now();
     this.problem(message);
     this.phase = 'failed';
   }
@@ -231,6 +235,7 @@ export class RunStatus {
 
   report(): StatusReport {
     const pipeline = this.pipeline;
+    const asOf = this.endedAt ?? this.now();
     const ended = this.phase === 'finished' || this.phase === 'failed';
     const sources: SourceStatus[] = [];
     if (pipeline) {
@@ -243,7 +248,7 @@ export class RunStatus {
         state: this.phase === 'failed' && status.phase !== 'failed' ? 'failed' : sourceState(status, ended),
         detail: status.error ?? pipeline.failure()?.message ?? null,
         position: status.producedLsn > 0n ? lsnText(status.producedLsn) : null,
-        freshnessMs: applied === undefined ? null : Math.max(0, this.now() - applied),
+        freshnessMs: applied === undefined ? null : Math.max(0, asOf - applied),
         snapshot: incremental
           ? {
               kind: 'incremental',
@@ -276,9 +281,7 @@ export class RunStatus {
         lane,
         recordsPerSec: Math.round((now?.rate ?? 0) * 10) / 10,
         lag: esm?.[lane]?.lag ?? null,
-        freshnessMs: this.newestCommit.has(lane)
-          ? Math.max(0, this.now() - (this.newestCommit.get(lane) as number))
-          : null,
+        freshnessMs: this.newestCommit.has(lane) ? Math.max(0, asOf - (this.newestCommit.get(lane) as number)) : null,
         latencyMs: now && now.p50 !== null && now.p99 !== null ? { p50: now.p50, p99: now.p99 } : null,
         processed: t?.processed ?? 0,
         duplicates: t?.duplicates ?? 0,

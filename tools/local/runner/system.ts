@@ -163,8 +163,13 @@ export interface LocalPipeline {
   capture(): PostgresCapture;
   /** Status of every capture this pipeline ran, the running one last. */
   captureStatuses(): CaptureStatus[];
-  /** Change events (read/create/update/delete/truncate) the captures emitted, summed over restarts. */
+  /**
+   * Change events (read/create/update/delete/truncate) the captures emitted, summed over restarts: the source's own
+   * changes. The heartbeat action's are not among them (they go on while nothing else happens).
+   */
   captureEmitted(): number;
+  /** Every change record the captures emitted, the heartbeat action's included: what the broker should hold. */
+  captureChangeRecords(): number;
   /** True when a capture was stopped without flushing (a crash): its counts may include records never produced. */
   crashed(): boolean;
   totals(): Record<Lane, LaneTotals>;
@@ -561,6 +566,8 @@ export async function startLocalPipeline(options: PipelineOptions): Promise<Loca
     capture: () => capture,
     captureStatuses: () => [...finished, capture.status()],
     captureEmitted: () => [...finished, capture.status()].reduce((sum, s) => sum + changeCount(s.emitted), 0),
+    captureChangeRecords: () =>
+      [...finished, capture.status()].reduce((sum, s) => sum + changeCount(s.emitted) + s.emitted.heartbeatAction, 0),
     crashed: () => crashed,
     totals: () => totals,
     esmStats: () => {

@@ -4,7 +4,7 @@
  * workload would measure the pipeline's load rather than drive it.
  */
 import { fileURLToPath } from 'node:url';
-import { firstMessage, spawnHelper, stopHelper } from './child';
+import { firstMessage, spawnHelper, stopHelper, toParent } from './child';
 import { startWorkload, type Workload, type WorkloadOptions, type WorkloadResult } from './workload';
 
 const CHILD_FLAG = '--cdc-sync-workload-host';
@@ -35,7 +35,7 @@ export function startWorkloadProcess(options: Omit<WorkloadOptions, 'onChanges'>
 }
 
 async function serve(options: WorkloadOptions): Promise<void> {
-  const send = (message: ChildMessage) => process.send?.(message);
+  const send = (message: ChildMessage) => toParent(message);
   let last = -1;
   const workload = startWorkload(options);
   const report = setInterval(() => {
@@ -49,10 +49,14 @@ async function serve(options: WorkloadOptions): Promise<void> {
   });
   // Ctrl-C reaches the whole process group: leave it to the parent, whose exit disconnects us (then we clean up).
   process.on('SIGINT', () => undefined);
-  process.on('disconnect', () => {
+  const parentGone = () => {
     workload.stop();
     process.exit(0);
-  });
+  };
+  process.on('disconnect', parentGone);
+  // The parent went away while this process started (its run failed or was interrupted): nobody wants the changes,
+  // and a 'disconnect' that came before the listener above will not come again.
+  if (!process.connected) parentGone();
   try {
     const result = await workload.done;
     send({ type: 'done', result });
