@@ -69,7 +69,8 @@ export const prod: EnvironmentConfig = {
       slotName: 'cdc_sync_prod_orders',
       publicationName: 'cdc_sync_prod_orders',
       publicationAutocreateMode: 'disabled',
-      // RDS for PostgreSQL (PLACEHOLDER instance id): slot-lag and WAL alarms, heartbeat writes to public.cdc_heartbeat.
+      // RDS for PostgreSQL (PLACEHOLDER instance id): slot-lag and WAL alarms. Like every source, it upserts its
+      // heartbeat table (public.cdc_heartbeat, the default) every heartbeatIntervalMs.
       rdsInstanceId: 'orders-db-prod',
       captureSchemas: ['public'],
       heartbeatIntervalMs: 10_000,

@@ -66,7 +66,8 @@ export const staging: EnvironmentConfig = {
       slotName: 'cdc_sync_staging_orders',
       publicationName: 'cdc_sync_staging_orders',
       publicationAutocreateMode: 'disabled',
-      // RDS for PostgreSQL (PLACEHOLDER instance id): slot-lag and WAL alarms, heartbeat writes to public.cdc_heartbeat.
+      // RDS for PostgreSQL (PLACEHOLDER instance id): slot-lag and WAL alarms. Like every source, it upserts its
+      // heartbeat table (public.cdc_heartbeat, the default) every heartbeatIntervalMs.
       rdsInstanceId: 'orders-db-staging',
       captureSchemas: ['public'],
       heartbeatIntervalMs: 10_000,

@@ -44,21 +44,21 @@ const escapeRegex = (value: string) => value.replace(/[.*+?^${}()|[\]\\]/g, '\\$
 /**
  * The connector's routing regex (Kafka's `RegexRouter`, `regex`, matched against the whole topic name like Java's
  * `Matcher.matches()`): a table topic of this source, `<prefix>.<schema|db>.<table>` (SQL Server
- * `<prefix>.<db>.<schema>.<table>`), except the topics of the listed tables and of the signalling table, which keep
- * their own. Requiring every segment after the prefix leaves the connector's other topics alone: the transaction
- * topic (`<prefix>.transaction`), the notifications (`<prefix>.notifications`), the schema-change topic (`<prefix>`)
- * and the heartbeats (`__debezium-heartbeat.<prefix>`). Only constructs whose meaning is the same in Java and
- * JavaScript regular expressions are used (escaped literals, `[^.]`, `+`, alternation, a negative lookahead), so the
- * tests evaluate it with `RegExp`.
+ * `<prefix>.<db>.<schema>.<table>`), except the topics of the listed tables, of the signalling table and of the
+ * heartbeat table, which keep their own. Requiring every segment after the prefix leaves the connector's other
+ * topics alone: the transaction topic (`<prefix>.transaction`), the notifications (`<prefix>.notifications`), the
+ * schema-change topic (`<prefix>`) and Debezium's heartbeats (`__debezium-heartbeat.<prefix>`). Only constructs whose
+ * meaning is the same in Java and JavaScript regular expressions are used (escaped literals, `[^.]`, `+`,
+ * alternation, a negative lookahead), so the tests evaluate it with `RegExp`.
  */
 export function unlistedTopicRegex(source: SourceConfig): string {
   // Topic names after `<prefix>.`: `<schema>.<table>`, or for SQL Server `<db>.<schema>.<table>` with the db fixed.
   const head = source.engine === 'sqlserver' ? `${source.topicPrefix}.${source.database}.` : `${source.topicPrefix}.`;
-  const heartbeat = heartbeatTableName(source);
+  const heartbeat = heartbeatTableTopicName(source);
   const listed = [
     ...source.tables.map((t) => dataTopicName(source, t)),
     signalTableTopicName(source),
-    ...(heartbeat === undefined ? [] : [dataTopicName(source, { name: heartbeat, partitions: 1 })]),
+    ...(heartbeat === undefined ? [] : [heartbeat]),
   ]
     .filter((topic) => topic.startsWith(head))
     .map((topic) => escapeRegex(topic.slice(head.length)));
@@ -72,7 +72,10 @@ export function signalTableTopicName(source: SourceConfig): string {
   return dataTopicName(source, { name: signalTableName(source), partitions: 1 });
 }
 
-/** Debezium's heartbeat topic (`topic.heartbeat.prefix` default). Lanes never subscribe to it. */
+/**
+ * Debezium's heartbeat topic (`topic.heartbeat.prefix` default): offsets only, no row change. Lanes never subscribe to
+ * it; they read the heartbeat *table's* topic ({@link heartbeatTableTopicName}).
+ */
 export function heartbeatTopicName(source: SourceConfig): string {
   return `__debezium-heartbeat.${source.topicPrefix}`;
 }
@@ -152,15 +155,27 @@ export function signalTableName(source: SourceConfig): string {
 }
 
 /**
- * The PostgreSQL table Debezium writes on every heartbeat (`heartbeat.action.query`), see
- * PostgresSourceConfig.heartbeatTable; undefined when the source writes none. Its changes go to their own topic,
- * which no lane reads (the catch-all routing leaves it alone).
+ * The table Debezium upserts on every heartbeat (`heartbeat.action.query`), see SourceConfig.heartbeatTable, named
+ * like `tables` (SQL Server without the database); undefined when the source turns it off (`heartbeatTable: false`).
  */
 export function heartbeatTableName(source: SourceConfig): string | undefined {
-  if (source.engine !== 'postgresql') return undefined;
+  if (source.heartbeatTable === false) return undefined;
   if (source.heartbeatTable !== undefined) return source.heartbeatTable;
-  if (source.rdsInstanceId === undefined) return undefined;
   return `${signalTableName(source).split('.')[0]}.cdc_heartbeat`;
+}
+
+/** Partitions of a heartbeat table's topic. */
+export const HEARTBEAT_TOPIC_PARTITIONS = 1;
+
+/**
+ * The heartbeat table's data topic (1 partition: one row, whose upserts stay in order), which every lane reading the
+ * source subscribes to; the catch-all routing leaves it alone. Undefined when the source has no heartbeat table.
+ */
+export function heartbeatTableTopicName(source: SourceConfig): string | undefined {
+  const table = heartbeatTableName(source);
+  return table === undefined
+    ? undefined
+    : dataTopicName(source, { name: table, partitions: HEARTBEAT_TOPIC_PARTITIONS });
 }
 
 /**
@@ -187,22 +202,29 @@ export interface SignallingParameter {
   }>;
 }
 
-/** A topic a lane subscribes to: a table's data topic, a source's catch-all topic or its schema-change topic. */
+/**
+ * A topic a lane subscribes to: a table's data topic, a source's catch-all topic, its heartbeat table's topic or its
+ * schema-change topic.
+ */
 export interface LaneTopic {
   readonly source: SourceConfig;
   readonly topicName: string;
-  readonly kind: 'data' | 'unlisted' | 'schema-changes';
+  readonly kind: 'data' | 'unlisted' | 'heartbeat' | 'schema-changes';
 }
 
 /**
- * Every topic a lane subscribes to: the data topics of its sources, their catch-all topics (tables not listed) and,
- * for MySQL/MariaDB and SQL Server, their schema-change topic (the lanes record DDL into the schema history). Never
- * heartbeat, transaction, schema history, signal or notification topics.
+ * Every topic a lane subscribes to: the data topics of its sources, their catch-all topics (tables not listed), their
+ * heartbeat table's topic (its changes keep every lane's SourceFreshness current while the source is idle) and, for
+ * MySQL/MariaDB and SQL Server, their schema-change topic (the lanes record DDL into the schema history). Never
+ * Debezium's own heartbeat topic (`__debezium-heartbeat.<prefix>`: no row change, nothing to apply), nor transaction,
+ * schema history, signal or notification topics.
  */
 export function laneTopics(env: EnvironmentConfig, lane: LaneName): LaneTopic[] {
   return laneSources(env, lane).flatMap((source) => {
     const topics: LaneTopic[] = dataTopics(source).map((t) => ({ source, topicName: t.topicName, kind: 'data' }));
     topics.push({ source, topicName: unlistedTopicName(source), kind: 'unlisted' });
+    const heartbeat = heartbeatTableTopicName(source);
+    if (heartbeat !== undefined) topics.push({ source, topicName: heartbeat, kind: 'heartbeat' });
     const schemaTopic = schemaChangeTopicName(source);
     if (schemaTopic !== undefined) topics.push({ source, topicName: schemaTopic, kind: 'schema-changes' });
     return topics;

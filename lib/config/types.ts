@@ -253,8 +253,45 @@ interface SourceCommonConfig {
    * @default 3
    */
   readonly unlistedTopicPartitions?: number;
-  /** Debezium `heartbeat.interval.ms`. Required for PostgreSQL (keeps the replication slot from retaining WAL). */
+  /**
+   * Debezium `heartbeat.interval.ms`. Required for every source with a heartbeat table (Debezium runs
+   * `heartbeat.action.query` on each heartbeat, so without heartbeats the table is never written) and for PostgreSQL
+   * (keeps the replication slot from retaining WAL).
+   */
   readonly heartbeatIntervalMs?: number;
+  /**
+   * The table Debezium upserts on every heartbeat (`heartbeat.action.query`: row `id = 1`, `ts` = now), captured like
+   * any table: its changes reach every lane even when nobody writes, so each lane's `SourceFreshness` stays current
+   * and a stopped connector, a dead slot or a stuck lane shows as a stale source (the freshness alarms). On PostgreSQL
+   * the same change lets the slot confirm a position while the captured database is idle (RDS/Aurora write WAL for
+   * their own databases all the time). The DBA creates it, in the publication or with CDC enabled like a captured
+   * table, writable by the connector user: docs/deploy.md, "Prepare the source databases". Its topic
+   * (`<prefix>.<schema|db>.cdc_heartbeat`, SQL Server `<prefix>.<db>.<schema>.cdc_heartbeat`) has 1 partition and is
+   * read by every lane that reads the source; the sinks hold its single row.
+   *
+   * `false` turns the writes off, for a source whose connector user may not write (a read-only replica, a database
+   * whose owner forbids writes by the capture user). Such a source's freshness is only known while real changes flow:
+   * its freshness alarms then treat no data as OK (an idle source looks like a stopped one), and an RDS/Aurora
+   * PostgreSQL slot of an idle database retains WAL (the slot-lag alarm watches it).
+   * @default `<schema|db of the signal table>.cdc_heartbeat`
+   */
+  readonly heartbeatTable?: string | false;
+  /**
+   * The heartbeat table's topic exists already (Kafka Connect created it, e.g. for an RDS PostgreSQL source whose
+   * heartbeat writes predate the lanes reading it, with Connect's 1 partition): the lanes subscribe to it, but CDK does
+   * not create it (a provisioned cluster's topic API fails on an existing topic).
+   * @default false
+   */
+  readonly heartbeatTopicExists?: boolean;
+  /**
+   * How stale the source may get, in seconds, before its freshness alarms fire: the lanes' `SourceFreshness` (time
+   * from the newest applied commit to its write) above this, or no change applied at all, for this long (rounded up
+   * to whole minutes, evaluated every minute). Must exceed `heartbeatIntervalMs` plus the longest batching window of
+   * the lanes that read the source (a healthy source reaches that much). At most 86400 (CloudWatch evaluates alarms
+   * over at most a day).
+   * @default 300
+   */
+  readonly freshnessBoundSeconds?: number;
   /** @default true */
   readonly tombstonesOnDelete?: boolean;
   /** @default true */
@@ -303,18 +340,11 @@ export interface PostgresSourceConfig extends SourceCommonConfig {
   /**
    * The RDS DB instance identifier of the database (Aurora: the writer instance), when it runs on RDS or Aurora
    * PostgreSQL. Enables the replication slot lag and transaction log alarms (AWS/RDS `OldestReplicationSlotLag`,
-   * `TransactionLogsDiskUsage`, dimension `DBInstanceIdentifier`) and the heartbeat writes (`heartbeatTable`): on RDS
-   * the server writes WAL for its own databases all the time, which the slot must retain until Debezium confirms a
-   * newer position, and it only can once a change in the captured database reaches it.
+   * `TransactionLogsDiskUsage`, dimension `DBInstanceIdentifier`): on RDS the server writes WAL for its own databases
+   * all the time, which the slot must retain until Debezium confirms a newer position, and it only can once a change
+   * in the captured database reaches it (the heartbeat table's writes, `heartbeatTable`).
    */
   readonly rdsInstanceId?: string;
-  /**
-   * Table Debezium writes on every heartbeat (`heartbeat.action.query`, an upsert of one row), so an idle captured
-   * database still produces a change that lets the slot advance. Created by the DBA, in the publication, see
-   * docs/deploy.md "Prepare the source databases". Its topic is never read by the lanes.
-   * @default `<schema of the signal table>.cdc_heartbeat` when rdsInstanceId is set, otherwise no heartbeat writes
-   */
-  readonly heartbeatTable?: string;
   /** Alarm thresholds of an RDS/Aurora source (rdsInstanceId). */
   readonly rdsAlarms?: {
     /** OldestReplicationSlotLag above which the slot-lag alarm fires. @default 1 GiB */
@@ -348,6 +378,9 @@ export interface SqlServerSourceConfig extends SourceCommonConfig {
 }
 
 export type SourceConfig = PostgresSourceConfig | MySqlSourceConfig | SqlServerSourceConfig;
+
+/** `freshnessBoundSeconds` when a source sets none. */
+export const DEFAULT_FRESHNESS_BOUND_SECONDS = 300;
 
 // ---------------------------------------------------------------------------------------------------------------
 // Lanes

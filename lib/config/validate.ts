@@ -1,13 +1,21 @@
 import {
   dataTopics,
   heartbeatTableName,
+  heartbeatTableTopicName,
+  laneSources,
   notificationTopicName,
   schemaChangeTopicName,
   signalTableName,
   signalTopicName,
   unlistedTopicName,
 } from './topics';
-import { type EnvironmentConfig, LANE_NAMES, SCHEMA_CHANGE_POLICIES, type SourceConfig } from './types';
+import {
+  DEFAULT_FRESHNESS_BOUND_SECONDS,
+  type EnvironmentConfig,
+  LANE_NAMES,
+  SCHEMA_CHANGE_POLICIES,
+  type SourceConfig,
+} from './types';
 
 /** Thrown at synth time when an environment's configuration is known to be bad. Lists every problem at once. */
 export class ConfigValidationError extends Error {
@@ -37,6 +45,7 @@ export function validateConfig(config: EnvironmentConfig): string[] {
     ...checkNetwork(config),
     ...checkMsk(config),
     ...config.sources.flatMap(checkSource),
+    ...config.sources.flatMap((source) => checkFreshness(config, source)),
     ...checkUniqueness(config),
     ...checkLanes(config),
     ...checkSchemaChanges(config),
@@ -115,10 +124,18 @@ function checkSource(source: SourceConfig): string[] {
   if (capacity.mode === 'provisioned' && capacity.workerCount !== 1) {
     problems.push(`${where}: Debezium connectors need exactly 1 worker; workerCount is ${capacity.workerCount}`);
   }
-  if (source.engine === 'postgresql' && !(source.heartbeatIntervalMs !== undefined && source.heartbeatIntervalMs > 0)) {
+  const heartbeat = heartbeatTableName(source);
+  const heartbeats = source.heartbeatIntervalMs !== undefined && source.heartbeatIntervalMs > 0;
+  if (source.engine === 'postgresql' && !heartbeats) {
     // Without heartbeats, a slot whose tables see no writes never confirms an LSN, and the server keeps all WAL.
     problems.push(
       `${where}: PostgreSQL sources need heartbeatIntervalMs (heartbeat.interval.ms > 0), otherwise the replication slot retains WAL while the captured tables are idle`,
+    );
+  } else if (heartbeat !== undefined && !heartbeats) {
+    // Debezium runs heartbeat.action.query on each heartbeat: without heartbeats the table is never written, and the
+    // freshness alarms (no data = stale) fire whenever the source is idle.
+    problems.push(
+      `${where}: heartbeat table '${heartbeat}' needs heartbeatIntervalMs (heartbeat.interval.ms > 0): Debezium writes it on each heartbeat, so without heartbeats an idle source looks stale; set heartbeatTable: false to do without`,
     );
   }
   if (source.tables.length === 0) problems.push(`${where}: lists no tables`);
@@ -153,9 +170,13 @@ function checkSource(source: SourceConfig): string[] {
   if (signal.split('.').length !== 2) {
     problems.push(`${where}: signalTable '${signal}' must be '<schema|database>.<table>'`);
   }
-  const heartbeat = heartbeatTableName(source);
   if (heartbeat !== undefined && heartbeat.split('.').length !== 2) {
-    problems.push(`${where}: heartbeatTable '${heartbeat}' must be '<schema>.<table>'`);
+    problems.push(`${where}: heartbeatTable '${heartbeat}' must be '<schema|database>.<table>'`);
+  }
+  if (heartbeat !== undefined && heartbeat === signal) {
+    problems.push(
+      `${where}: heartbeatTable '${heartbeat}' is the signal table: the heartbeat upserts need a table of their own`,
+    );
   }
   if (source.engine === 'sqlserver' && source.serverCertificate.trust === 'truststore') {
     const { bucketArn, key } = source.serverCertificate.trustStore;
@@ -177,6 +198,32 @@ function checkSource(source: SourceConfig): string[] {
     problems.push(`${where}: topicPrefix '${source.topicPrefix}' may only contain letters, digits, '.', '_' and '-'`);
   }
   return problems;
+}
+
+/**
+ * The freshness bound of a source: a positive number of seconds, at most a day (CloudWatch evaluates an alarm of
+ * 1-minute periods over at most 1440 of them), and above what a healthy source reaches anyway: the heartbeat
+ * interval (an idle source changes only that often) plus the longest batching window of the lanes that read it.
+ */
+function checkFreshness(config: EnvironmentConfig, source: SourceConfig): string[] {
+  const where = `source '${source.name}'`;
+  const bound = source.freshnessBoundSeconds ?? DEFAULT_FRESHNESS_BOUND_SECONDS;
+  if (!Number.isFinite(bound) || bound <= 0 || bound > 86_400) {
+    return [`${where}: freshnessBoundSeconds ${bound} must be more than 0 and at most 86400 (one day)`];
+  }
+  const intervalMs = source.heartbeatIntervalMs ?? 0;
+  const windowSeconds = Math.max(
+    0,
+    ...LANE_NAMES.filter((lane) => laneSources(config, lane).some((s) => s.name === source.name)).map(
+      (lane) => config.lanes[lane].maxBatchingWindowSeconds,
+    ),
+  );
+  if (bound * 1000 <= intervalMs + windowSeconds * 1000) {
+    return [
+      `${where}: freshnessBoundSeconds ${bound} must exceed heartbeatIntervalMs (${intervalMs / 1000} s) plus the longest batching window of the lanes that read it (${windowSeconds} s): an idle healthy source applies a change only that often, so a shorter bound alarms on a healthy source`,
+    ];
+  }
+  return [];
 }
 
 function duplicates(values: readonly string[]): string[] {
@@ -211,12 +258,13 @@ function checkUniqueness(config: EnvironmentConfig): string[] {
     ...dataTopics(s).map((t) => t.topicName),
     ...[schemaChangeTopicName(s)].filter((t) => t !== undefined),
     unlistedTopicName(s),
+    ...[heartbeatTableTopicName(s)].filter((t) => t !== undefined),
     signalTopicName(s),
     notificationTopicName(s),
   ]);
   for (const topic of duplicates(topics)) {
     problems.push(
-      `topic '${topic}' would be used by more than one table, source, catch-all or signal/notification channel`,
+      `topic '${topic}' would be used by more than one table, source, catch-all, heartbeat table or signal/notification channel`,
     );
   }
   return problems;

@@ -65,10 +65,11 @@ const escapeRegex = (value: string) => value.replace(/[.*+?^${}()|[\]\\]/g, '\\$
 export const DEFAULT_INCREMENTAL_SNAPSHOT_CHUNK_SIZE = 1024;
 
 /**
- * `table.include.list`: the listed tables, the signalling table (Debezium only sees signal rows of a captured table)
- * and, per `captureSchemas` entry, `<schema>\..*` so tables created later are captured from their first row.
- * Debezium matches include lists as anchored regular expressions, so the dots of literal names are escaped. SQL
- * Server entries are `<schema>.<table>` (Debezium matches them without the database).
+ * `table.include.list`: the listed tables, the signalling table (Debezium only sees signal rows of a captured table),
+ * the heartbeat table (its upserts are changes like any other) and, per `captureSchemas` entry, `<schema>\..*` so
+ * tables created later are captured from their first row. Debezium matches include lists as anchored regular
+ * expressions, so the dots of literal names are escaped. SQL Server entries are `<schema>.<table>` (Debezium matches
+ * them without the database).
  */
 export function tableIncludeList(source: SourceConfig): string {
   const schemas = source.captureSchemas ?? [];
@@ -188,19 +189,41 @@ function unlistedRouting(source: SourceConfig): Record<string, string> {
   };
 }
 
-/** MySQL/MariaDB `database.include.list`: the databases of the tables, the signal table and `captureSchemas`. */
+/**
+ * MySQL/MariaDB `database.include.list`: the databases of the tables, the signal and heartbeat tables and
+ * `captureSchemas`.
+ */
 function mysqlDatabaseIncludeList(source: SourceConfig): string {
-  const names = [...source.tables.map((t) => t.name), signalTableName(source)].map((n) => n.split('.')[0] ?? '');
+  const heartbeat = heartbeatTableName(source);
+  const names = [...source.tables.map((t) => t.name), signalTableName(source), ...(heartbeat ? [heartbeat] : [])].map(
+    (n) => n.split('.')[0] ?? '',
+  );
   return [...new Set([...names, ...(source.captureSchemas ?? [])])].map(escapeRegex).join(',');
 }
 
 /**
- * The statement Debezium runs on every heartbeat of an RDS/Aurora PostgreSQL source: one row, upserted, so the table
- * never grows. The change reaches the slot like any other, and confirming it lets the slot release the WAL the server
- * wrote for other databases in between (docs/deploy.md, "Prepare the source databases").
+ * The statement Debezium runs on every heartbeat (`heartbeat.action.query`): one row (`id = 1`) upserted with the
+ * current time, so the table never grows and the change reaches every lane like any other (the lanes' SourceFreshness
+ * stays current while the source is idle; on PostgreSQL it also lets the slot confirm a position and release the WAL
+ * the server wrote for other databases). All four Debezium connectors support the property (Debezium 2.7 reference:
+ * PostgreSQL, SQL Server, and the shared MySQL/MariaDB properties). Per engine:
+ * - PostgreSQL: `INSERT … ON CONFLICT (id) DO UPDATE`.
+ * - MySQL/MariaDB: `INSERT … ON DUPLICATE KEY UPDATE ts = UTC_TIMESTAMP(3)` (not `VALUES(ts)`, deprecated in MySQL
+ *   8.0.20, nor a row alias, which MariaDB lacks). UTC into a DATETIME(3): no session time zone involved.
+ * - SQL Server: a `MERGE` (inserts the row the first time, updates it after), with the database named: the statement
+ *   runs on the connector's own JDBC connection. The trailing semicolon is required for MERGE.
+ * The table is named as configured (unquoted, `<schema|db>.<table>`, validated), like `table.include.list`.
  */
-export function heartbeatActionQuery(table: string): string {
-  return `INSERT INTO ${table} (id, last_heartbeat) VALUES (1, now()) ON CONFLICT (id) DO UPDATE SET last_heartbeat = EXCLUDED.last_heartbeat`;
+export function heartbeatActionQuery(source: SourceConfig, table: string): string {
+  switch (source.engine) {
+    case 'postgresql':
+      return `INSERT INTO ${table} (id, ts) VALUES (1, now()) ON CONFLICT (id) DO UPDATE SET ts = EXCLUDED.ts`;
+    case 'mysql':
+    case 'mariadb':
+      return `INSERT INTO ${table} (id, ts) VALUES (1, UTC_TIMESTAMP(3)) ON DUPLICATE KEY UPDATE ts = UTC_TIMESTAMP(3)`;
+    case 'sqlserver':
+      return `MERGE INTO ${source.database}.${table} AS t USING (SELECT 1 AS id) AS s ON t.id = s.id WHEN MATCHED THEN UPDATE SET ts = SYSUTCDATETIME() WHEN NOT MATCHED THEN INSERT (id, ts) VALUES (s.id, SYSUTCDATETIME());`;
+  }
 }
 
 /** The driver's certificate check for SQL Server (`database.*` properties reach the JDBC driver). */
@@ -237,9 +260,9 @@ export function debeziumConnectorConfig(source: SourceConfig, ctx: DebeziumConfi
     'tombstones.on.delete': String(source.tombstonesOnDelete ?? true),
     'provide.transaction.metadata': String(source.provideTransactionMetadata ?? true),
     'snapshot.mode': source.snapshotMode ?? 'initial',
-    // Listed tables' topics, the catch-all, schema-change, signal and notification topics exist already (created as
-    // code); Kafka Connect creates the heartbeat, transaction and signalling-table topics with the cluster's
-    // replication factor.
+    // Listed tables' topics, the catch-all, heartbeat-table, schema-change, signal and notification topics exist
+    // already (created as code); Kafka Connect creates Debezium's heartbeat, transaction and signalling-table topics
+    // with the cluster's replication factor.
     'topic.creation.default.replication.factor': '-1',
     'topic.creation.default.partitions': '1',
     // The connector's own offsets topic (KIP-618): no other connector's role may write it. On its first start after
@@ -247,12 +270,14 @@ export function debeziumConnectorConfig(source: SourceConfig, ctx: DebeziumConfi
     'offsets.storage.topic': connectorOffsetsTopicName(ctx.env, source),
   };
   if (source.heartbeatIntervalMs !== undefined) config['heartbeat.interval.ms'] = String(source.heartbeatIntervalMs);
+  const heartbeat = heartbeatTableName(source);
+  if (heartbeat !== undefined) config['heartbeat.action.query'] = heartbeatActionQuery(source, heartbeat);
   if (source.format === 'avro') Object.assign(config, avroConverters(ctx));
   Object.assign(config, unlistedRouting(source));
   Object.assign(config, signalling(source, ctx));
 
   switch (source.engine) {
-    case 'postgresql': {
+    case 'postgresql':
       Object.assign(config, {
         'database.dbname': source.database,
         'plugin.name': 'pgoutput',
@@ -260,10 +285,7 @@ export function debeziumConnectorConfig(source: SourceConfig, ctx: DebeziumConfi
         'publication.name': source.publicationName,
         'publication.autocreate.mode': source.publicationAutocreateMode ?? 'filtered',
       });
-      const heartbeat = heartbeatTableName(source);
-      if (heartbeat !== undefined) config['heartbeat.action.query'] = heartbeatActionQuery(heartbeat);
       break;
-    }
     case 'mysql':
     case 'mariadb':
       Object.assign(config, {

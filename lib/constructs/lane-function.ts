@@ -57,7 +57,10 @@ export interface KafkaSubscription {
   readonly clusterArn: string;
   /** IAM resource ARNs of the cluster's topics and groups. */
   readonly arns: MskArns;
-  /** The lane's data topics and its sources' schema-change topics: one event source mapping each. */
+  /**
+   * The lane's topics (data, catch-all, heartbeat-table and schema-change topics of its sources): one event source
+   * mapping each.
+   */
   readonly topics: readonly LaneTopic[];
   /** Last-resort destination: a batch that exhausted its retries is written there in full. */
   readonly onFailureBucket: s3.IBucket;

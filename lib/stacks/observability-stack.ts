@@ -12,7 +12,16 @@ import {
   SnsAlarmActionStrategy,
 } from 'cdk-monitoring-constructs';
 import type { Construct } from 'constructs';
-import { connectorName, type EnvironmentConfig, LANE_NAMES, type LaneName } from '../config';
+import {
+  connectorName,
+  DEFAULT_FRESHNESS_BOUND_SECONDS,
+  type EnvironmentConfig,
+  heartbeatTableName,
+  LANE_NAMES,
+  type LaneName,
+  laneSources,
+  type SourceConfig,
+} from '../config';
 import { METRICS_NAMESPACE, METRICS_SERVICE } from '../constructs/lane-function';
 import { removalPolicyOf, resourcePrefix } from '../util';
 import { type DataStack, FAILED_BATCHES_METRICS_FILTER } from './data-stack';
@@ -126,6 +135,7 @@ export class ObservabilityStack extends Stack {
     this.monitorSignaller(config, lanes);
     this.monitorStreaming(config, streaming);
     this.monitorSources(config);
+    this.monitorFreshness(config);
 
     this.monitoring.addLargeHeader('State').monitorDynamoTable({
       table: data.dedupeTable,
@@ -488,6 +498,61 @@ export class ObservabilityStack extends Stack {
     }
   }
 
+  /**
+   * End-to-end freshness per source: the lanes' `SourceFreshness` (EMF, namespace `cdc-sync`, dimensions `service`,
+   * `lane` and `source` = the topic prefix; ms from the newest streamed commit a lane applied to its write), Maximum
+   * per minute, against the source's `freshnessBoundSeconds`. The heartbeat table's upserts reach every lane every
+   * `heartbeatIntervalMs`, so a healthy source always has data; none means nothing was applied (a stopped connector, a
+   * dead slot, a stuck lane): missing data breaches.
+   *
+   * One alarm per lane that reads the source, not one over a metric math MAX of the lanes: a lane that applies nothing
+   * publishes nothing, and MAX over the lanes' series only sees the lanes that report, so one stuck lane would hide
+   * behind the other two and no data would only show when all three stop. Per lane, the lane's own silence alarms.
+   *
+   * Evaluated every minute over as many minutes as the bound lasts (rounded up), all of which must breach: an alarm at
+   * the first minute without an applied change would fire on a lane whose batching window or heartbeat interval leaves
+   * a minute empty, whereas "no change applied, or only changes older than the bound, for the bound" is the staleness
+   * the bound expresses. A source without a heartbeat table (`heartbeatTable: false`) has no data whenever it is idle,
+   * so there missing data counts as fresh and the alarm only catches changes applied late.
+   */
+  private monitorFreshness(config: EnvironmentConfig): void {
+    const prefix = resourcePrefix(config);
+    this.monitoring.addLargeHeader('Source freshness');
+    for (const source of config.sources) {
+      const lanes = LANE_NAMES.filter((lane) => laneSources(config, lane).some((s) => s.name === source.name));
+      if (lanes.length === 0) continue;
+      const bound = source.freshnessBoundSeconds ?? DEFAULT_FRESHNESS_BOUND_SECONDS;
+      const minutes = Math.ceil(bound / 60);
+      const heartbeats = heartbeatTableName(source) !== undefined;
+      const alarms = lanes.map((lane) =>
+        this.alarm(`FreshnessAlarm-${source.name}-${lane}`, {
+          alarmName: `${prefix}-source-${source.name}-freshness-${lane}`,
+          alarmDescription: freshnessDescription(config, source, lane, { bound, minutes, heartbeats }),
+          metric: sourceFreshness(source, lane),
+          threshold: bound * 1000,
+          comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+          evaluationPeriods: minutes,
+          datapointsToAlarm: minutes,
+          treatMissingData: heartbeats
+            ? cloudwatch.TreatMissingData.BREACHING
+            : cloudwatch.TreatMissingData.NOT_BREACHING,
+        }),
+      );
+      this.monitoring.addWidget(
+        new cloudwatch.Row(
+          new cloudwatch.GraphWidget({
+            title: `${source.name}: freshness per lane (SourceFreshness, ms, Maximum per minute)`,
+            width: 12,
+            height: 6,
+            left: lanes.map((lane) => sourceFreshness(source, lane)),
+            leftAnnotations: [{ value: bound * 1000, label: `bound ${bound} s` }],
+          }),
+          new cloudwatch.AlarmStatusWidget({ title: `${source.name}: freshness alarms`, width: 12, height: 6, alarms }),
+        ),
+      );
+    }
+  }
+
   private monitorStreaming(config: EnvironmentConfig, streaming: StreamingStack): void {
     const cluster = streaming.cluster;
     this.monitoring.addLargeHeader('Change stream (MSK, Debezium)');
@@ -624,4 +689,29 @@ export class ObservabilityStack extends Stack {
       });
     }
   }
+}
+
+/** One lane's `SourceFreshness` series of a source, as the lanes publish it (functions/shared/observability.ts). */
+function sourceFreshness(source: SourceConfig, lane: LaneName): cloudwatch.Metric {
+  return new cloudwatch.Metric({
+    namespace: METRICS_NAMESPACE,
+    metricName: 'SourceFreshness',
+    dimensionsMap: { service: METRICS_SERVICE, lane, source: source.topicPrefix },
+    statistic: 'Maximum',
+    period: Duration.minutes(1),
+    label: lane,
+  });
+}
+
+function freshnessDescription(
+  config: EnvironmentConfig,
+  source: SourceConfig,
+  lane: LaneName,
+  { bound, minutes, heartbeats }: { bound: number; minutes: number; heartbeats: boolean },
+): string {
+  const window = `for ${minutes} minute${minutes === 1 ? '' : 's'}`;
+  const what = heartbeats
+    ? `The ${lane} lane applied no change of source ${source.name}, or only changes committed more than ${bound} s before it wrote them (SourceFreshness), ${window}. The heartbeat table changes on every heartbeat, so either the connector stopped, its slot or log position is lost, or the lane is stuck`
+    : `The ${lane} lane applied changes of source ${source.name} more than ${bound} s after their commit (SourceFreshness) ${window}. The source has no heartbeat table, so an idle or stopped source does not alarm here (the connector alarms cover it)`;
+  return `${what}; npm run status -- --env ${config.name} tells which. Runbook: docs/deploy.md, "Source freshness".`;
 }

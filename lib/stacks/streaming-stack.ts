@@ -8,6 +8,8 @@ import {
   DEFAULT_UNLISTED_TOPIC_PARTITIONS,
   dataTopics,
   type EnvironmentConfig,
+  HEARTBEAT_TOPIC_PARTITIONS,
+  heartbeatTableTopicName,
   notificationTopicName,
   type SignallingParameter,
   type SourceConfig,
@@ -147,9 +149,10 @@ const UNLISTED_PLACEHOLDER_SCHEMA = {
  * The topics of a source created as code: listed tables' data topics (partitions from the configuration; not those
  * Kafka Connect already created, see TableConfig.existingTopic), the catch-all topic of unlisted tables (partitions
  * from `unlistedTopicPartitions`; the lanes subscribe to it, so it must exist first), and single-partition topics
- * whose order matters or which must exist before anyone produces or subscribes: the schema-change topic
- * (MySQL/MariaDB, SQL Server; the lanes subscribe to it), the signal topic (Debezium reads partition 0 only) and the
- * notification topic (the backfill command subscribes before it signals).
+ * whose order matters or which must exist before anyone produces or subscribes: the heartbeat table's topic (the
+ * lanes subscribe to it; not when it exists already, `heartbeatTopicExists`), the schema-change topic (MySQL/MariaDB,
+ * SQL Server; the lanes subscribe to it), the signal topic (Debezium reads partition 0 only) and the notification
+ * topic (the backfill command subscribes before it signals).
  */
 function topicsAsCode(source: SourceConfig): KafkaTopicSpec[] {
   const topics: KafkaTopicSpec[] = dataTopics(source)
@@ -159,6 +162,10 @@ function topicsAsCode(source: SourceConfig): KafkaTopicSpec[] {
     name: unlistedTopicName(source),
     partitions: source.unlistedTopicPartitions ?? DEFAULT_UNLISTED_TOPIC_PARTITIONS,
   });
+  const heartbeatTopic = heartbeatTableTopicName(source);
+  if (heartbeatTopic !== undefined && source.heartbeatTopicExists !== true) {
+    topics.push({ name: heartbeatTopic, partitions: HEARTBEAT_TOPIC_PARTITIONS });
+  }
   const schemaTopic = schemaChangeTopicName(source);
   if (schemaTopic !== undefined) topics.push({ name: schemaTopic, partitions: 1 });
   topics.push({ name: signalTopicName(source), partitions: 1 }, { name: notificationTopicName(source), partitions: 1 });

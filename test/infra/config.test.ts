@@ -8,6 +8,8 @@ import {
   ENVIRONMENTS,
   type EnvironmentConfig,
   environmentConfig,
+  heartbeatTableName,
+  heartbeatTableTopicName,
   laneTopics,
   notificationTopicName,
   signallingParameterName,
@@ -94,7 +96,56 @@ describe('synth-time validation', () => {
       (d) => {
         postgres(d).heartbeatTable = 'cdc_heartbeat';
       },
-      /source 'orders': heartbeatTable 'cdc_heartbeat' must be '<schema>.<table>'/,
+      /source 'orders': heartbeatTable 'cdc_heartbeat' must be '<schema\|database>.<table>'/,
+    ],
+    [
+      'a heartbeat table without heartbeats (MySQL: nothing else requires them)',
+      (d) => {
+        mysql(d).heartbeatIntervalMs = undefined;
+      },
+      /source 'inventory': heartbeat table 'inventory.cdc_heartbeat' needs heartbeatIntervalMs .*set heartbeatTable: false to do without/,
+    ],
+    [
+      'the signal table as the heartbeat table',
+      (d) => {
+        mysql(d).heartbeatTable = 'inventory.debezium_signal';
+      },
+      /source 'inventory': heartbeatTable 'inventory.debezium_signal' is the signal table/,
+    ],
+    [
+      'a listed table that is also the heartbeat table (two topics of one name)',
+      (d) => {
+        mysql(d).tables.push({ name: 'inventory.cdc_heartbeat', partitions: 1 });
+      },
+      /topic 'inventory.inventory.cdc_heartbeat' would be used by more than one/,
+    ],
+    [
+      'a freshness bound no longer than the heartbeat interval',
+      (d) => {
+        mysql(d).freshnessBoundSeconds = 10;
+      },
+      /source 'inventory': freshnessBoundSeconds 10 must exceed heartbeatIntervalMs \(10 s\) plus the longest batching window of the lanes that read it \(5 s\)/,
+    ],
+    [
+      "a freshness bound within the heartbeat interval plus the warehouse lane's batching window",
+      (d) => {
+        postgres(d).freshnessBoundSeconds = 15;
+      },
+      /source 'orders': freshnessBoundSeconds 15 must exceed heartbeatIntervalMs \(10 s\) plus the longest batching window of the lanes that read it \(5 s\)/,
+    ],
+    [
+      'a freshness bound of 0',
+      (d) => {
+        postgres(d).freshnessBoundSeconds = 0;
+      },
+      /source 'orders': freshnessBoundSeconds 0 must be more than 0 and at most 86400/,
+    ],
+    [
+      'a freshness bound longer than a day (CloudWatch evaluates at most 1440 one-minute periods)',
+      (d) => {
+        postgres(d).freshnessBoundSeconds = 86_401;
+      },
+      /source 'orders': freshnessBoundSeconds 86401 must be more than 0 and at most 86400/,
     ],
     [
       'a lane without a DLQ',
@@ -199,6 +250,23 @@ describe('synth-time validation', () => {
     );
   });
 
+  it('accepts a freshness bound just above the heartbeat interval plus the batching window', () => {
+    const config = variant(dev, (d) => {
+      postgres(d).freshnessBoundSeconds = 16;
+    });
+
+    expect(validateConfig(config)).toEqual([]);
+  });
+
+  it('lets a source without a heartbeat table (heartbeatTable: false) do without heartbeats', () => {
+    const config = variant(dev, (d) => {
+      mysql(d).heartbeatTable = false;
+      mysql(d).heartbeatIntervalMs = undefined;
+    });
+
+    expect(validateConfig(config)).toEqual([]);
+  });
+
   it('lists every problem of a configuration at once', () => {
     const config = variant(dev, (d) => {
       mysql(d).tasksMax = 3;
@@ -221,17 +289,52 @@ describe('derived names', () => {
     );
   });
 
-  it('subscribes lanes to data, catch-all and schema-change topics, never heartbeat, transaction, history or signals', () => {
-    const topics = laneTopics(dev, 'audit').map((t) => `${t.kind}:${t.topicName}`);
-    // PostgreSQL has no schema-change topic (logical decoding carries no DDL); MySQL's is the bare prefix.
-    expect(topics).toEqual([
-      'data:orders.public.orders',
-      'data:orders.public.order_lines',
-      'unlisted:orders.unlisted',
-      'data:inventory.inventory.stock',
-      'unlisted:inventory.unlisted',
-      'schema-changes:inventory',
+  it.each(['warehouse', 'cache', 'audit'] as const)(
+    "subscribes the %s lane to data, catch-all, heartbeat-table and schema-change topics, never Debezium's heartbeat, transaction, history or signals",
+    (lane) => {
+      const topics = laneTopics(dev, lane).map((t) => `${t.kind}:${t.topicName}`);
+      // PostgreSQL has no schema-change topic (logical decoding carries no DDL); MySQL's is the bare prefix.
+      expect(topics).toEqual([
+        'data:orders.public.orders',
+        'data:orders.public.order_lines',
+        'unlisted:orders.unlisted',
+        'heartbeat:orders.public.cdc_heartbeat',
+        'data:inventory.inventory.stock',
+        'unlisted:inventory.unlisted',
+        'heartbeat:inventory.inventory.cdc_heartbeat',
+        'schema-changes:inventory',
+      ]);
+    },
+  );
+
+  it("gives every source a heartbeat table in its signal table's schema by default, none when turned off", () => {
+    const [orders, inventory, billing] = prod.sources;
+    if (orders === undefined || inventory === undefined || billing === undefined) throw new Error('prod has 3 sources');
+    expect([orders, inventory, billing].map(heartbeatTableName)).toEqual([
+      'public.cdc_heartbeat',
+      'inventory.cdc_heartbeat',
+      'dbo.cdc_heartbeat',
     ]);
+    expect([orders, inventory, billing].map(heartbeatTableTopicName)).toEqual([
+      'orders.public.cdc_heartbeat',
+      'inventory.inventory.cdc_heartbeat',
+      'billing.Billing.dbo.cdc_heartbeat',
+    ]);
+    const off = { ...billing, heartbeatTable: false as const };
+    expect(heartbeatTableName(off)).toBeUndefined();
+    expect(heartbeatTableTopicName(off)).toBeUndefined();
+    expect(heartbeatTableName({ ...orders, heartbeatTable: 'cdc.beat' })).toBe('cdc.beat');
+  });
+
+  it('subscribes no lane to a heartbeat topic for a source whose heartbeat table is off', () => {
+    const config = variant(dev, (d) => {
+      mysql(d).heartbeatTable = false;
+    });
+    expect(
+      laneTopics(config, 'cache')
+        .filter((t) => t.kind === 'heartbeat')
+        .map((t) => t.topicName),
+    ).toEqual(['orders.public.cdc_heartbeat']);
   });
 
   it('names one signal and one notification topic per source, and a default signal table', () => {

@@ -461,10 +461,13 @@ describe('Debezium configuration helpers', () => {
     );
   });
 
-  it('escapes table names for the anchored-regex include lists, and adds the signal table', () => {
+  it('escapes table names for the anchored-regex include lists, and adds the signal and heartbeat tables', () => {
     const [orders] = environmentConfig('dev').sources;
     if (orders === undefined) throw new Error('dev has sources');
     expect(tableIncludeList({ ...orders, captureSchemas: undefined })).toBe(
+      'public\\.orders,public\\.order_lines,public\\.debezium_signal,public\\.cdc_heartbeat',
+    );
+    expect(tableIncludeList({ ...orders, captureSchemas: undefined, heartbeatTable: false })).toBe(
       'public\\.orders,public\\.order_lines,public\\.debezium_signal',
     );
   });

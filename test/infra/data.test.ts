@@ -186,6 +186,16 @@ describe('data stack', () => {
     });
   });
 
+  it('outputs the failure bucket name (FailureBucketName), where npm run status finds failed batches', () => {
+    const [[failuresId] = ['']] = resourcesOf(dev.template('data'), 'AWS::S3::Bucket').filter(([id]) =>
+      id.startsWith('FailuresBucket'),
+    );
+
+    expect(failuresId).toMatch(/^FailuresBucket/);
+    dev.template('data').hasOutput('FailureBucketName', { Value: { Ref: failuresId } });
+    expect(dev.template('data').findOutputs('FailureBucketName').FailureBucketName?.Export).toBeUndefined();
+  });
+
   it('keeps the PII hash salt in Secrets Manager, encrypted with the data key', () => {
     dev.template('data').hasResourceProperties('AWS::SecretsManager::Secret', {
       GenerateSecretString: { PasswordLength: 48, ExcludePunctuation: true },

@@ -63,20 +63,40 @@ describe('lanes stack', () => {
       const groups = mappings(dev).map(
         (m) => (m.AmazonManagedKafkaEventSourceConfig as { ConsumerGroupId: string }).ConsumerGroupId,
       );
-      // 3 data topics, a catch-all topic per source and MySQL's schema-change topic.
-      expect(groups).toHaveLength(LANE_NAMES.length * 6);
+      // 3 data topics, a catch-all and a heartbeat-table topic per source and MySQL's schema-change topic.
+      expect(groups).toHaveLength(LANE_NAMES.length * 8);
       expect(new Set(groups).size).toBe(groups.length);
       expect(groups).toContain('cdc-dev-warehouse-orders.public.orders');
       expect(groups).toContain('cdc-dev-cache-orders.public.orders');
       expect(groups).toContain('cdc-dev-audit-orders.public.orders');
     });
 
-    it('never subscribes to heartbeat, transaction, schema history, signal or notification topics', () => {
+    it("never subscribes to Debezium's heartbeat, transaction, schema history, signal or notification topics", () => {
       const topics = mappings(dev).flatMap((m) => m.Topics as string[]);
       expect(
-        topics.filter((t) => /heartbeat|\.transaction$|schema-history|\.signals$|\.notifications$/.test(t)),
+        topics.filter((t) =>
+          /__debezium-heartbeat|\.transaction$|schema-history|\.signals$|\.notifications$|debezium_signal/.test(t),
+        ),
       ).toEqual([]);
     });
+
+    it.each(LANE_NAMES)(
+      "subscribes the %s lane to each source's heartbeat table topic with its own group (SourceFreshness while idle)",
+      (lane) => {
+        const heartbeats = mappingsOf(dev, lane).filter((m) =>
+          /\.cdc_heartbeat$/.test((m.Topics as string[])[0] ?? ''),
+        );
+        expect(
+          heartbeats.map((m) => [
+            (m.Topics as string[])[0],
+            (m.AmazonManagedKafkaEventSourceConfig as { ConsumerGroupId: string }).ConsumerGroupId,
+          ]),
+        ).toEqual([
+          ['orders.public.cdc_heartbeat', `cdc-dev-${lane}-orders.public.cdc_heartbeat`],
+          ['inventory.inventory.cdc_heartbeat', `cdc-dev-${lane}-inventory.inventory.cdc_heartbeat`],
+        ]);
+      },
+    );
 
     it.each(LANE_NAMES)("subscribes the %s lane to MySQL's schema-change topic so DDL reaches its history", (lane) => {
       const topics = mappingsOf(dev, lane).map((m) => (m.Topics as string[])[0]);

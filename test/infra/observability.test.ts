@@ -188,9 +188,10 @@ describe('observability stack', () => {
       resourcesOf(template, 'AWS::CloudWatch::Alarm').find(([, a]) => a.Properties?.AlarmName === name)?.[1];
     const count = (name: string) =>
       ((named(name)?.Properties?.Metrics ?? []) as Array<{ MetricStat?: unknown }>).filter((m) => m.MetricStat).length;
-    expect(wide.stage.lanes.functions.cache.eventSources).toHaveLength(15);
+    // 12 tables, 2 catch-all, 2 heartbeat-table topics and MySQL's schema-change topic.
+    expect(wide.stage.lanes.functions.cache.eventSources).toHaveLength(17);
     expect(count('cdc-sync-dev-cache-records-dropped')).toBe(10);
-    expect(count('cdc-sync-dev-cache-records-dropped-2')).toBe(5);
+    expect(count('cdc-sync-dev-cache-records-dropped-2')).toBe(7);
   });
 
   it('alarms at the first failed batch written to the failure bucket (S3 request metrics on aws/lambda/)', () => {
@@ -268,6 +269,127 @@ describe('observability stack', () => {
       });
     },
   );
+
+  describe('source freshness', () => {
+    const freshnessAlarm = (env: SynthesizedEnvironment, name: string) => {
+      const found = resourcesOf(env.template('observability'), 'AWS::CloudWatch::Alarm').find(
+        ([, r]) => r.Properties?.AlarmName === name,
+      );
+      return found?.[1].Properties;
+    };
+    const freshnessAlarmNames = (env: SynthesizedEnvironment) =>
+      resourcesOf(env.template('observability'), 'AWS::CloudWatch::Alarm')
+        .map(([, r]) => String(r.Properties?.AlarmName))
+        .filter((name) => name.includes('-freshness-'))
+        .sort();
+
+    it.each(['orders', 'inventory', 'billing'].flatMap((source) => LANE_NAMES.map((lane) => [source, lane] as const)))(
+      'alarms when %s is stale in the %s lane: SourceFreshness above the 300 s default, or no data, every minute',
+      (source, lane) => {
+        const name = `cdc-sync-prod-source-${source}-freshness-${lane}`;
+
+        alarm(prod, name);
+        prod.template('observability').hasResourceProperties('AWS::CloudWatch::Alarm', {
+          AlarmName: name,
+          OKActions: [{ Ref: Match.stringLikeRegexp('^AlarmTopic') }],
+          Metrics: [
+            Match.objectLike({
+              MetricStat: {
+                Metric: {
+                  Namespace: 'cdc-sync',
+                  MetricName: 'SourceFreshness',
+                  Dimensions: Match.arrayEquals([
+                    { Name: 'lane', Value: lane },
+                    { Name: 'service', Value: 'cdc-sync' },
+                    { Name: 'source', Value: source },
+                  ]),
+                },
+                Period: 60,
+                Stat: 'Maximum',
+              },
+            }),
+          ],
+          ComparisonOperator: 'GreaterThanThreshold',
+          Threshold: 300_000,
+          // As many one-minute periods as the bound lasts: no change applied for the bound is stale.
+          EvaluationPeriods: 5,
+          DatapointsToAlarm: 5,
+          TreatMissingData: 'breaching',
+        });
+      },
+    );
+
+    it("takes the threshold and the evaluation window from the source's freshnessBoundSeconds", () => {
+      const tight = synthesize(
+        variant(environmentConfig('dev'), (d) => {
+          const inventory = d.sources[1];
+          if (inventory === undefined) throw new Error('dev has two sources');
+          inventory.freshnessBoundSeconds = 90;
+        }),
+      );
+
+      expect(freshnessAlarm(tight, 'cdc-sync-dev-source-inventory-freshness-cache')).toMatchObject({
+        Threshold: 90_000,
+        EvaluationPeriods: 2,
+        DatapointsToAlarm: 2,
+      });
+      expect(freshnessAlarm(tight, 'cdc-sync-dev-source-orders-freshness-cache')).toMatchObject({
+        Threshold: 300_000,
+        EvaluationPeriods: 5,
+      });
+    });
+
+    it('treats no data as fresh for a source without a heartbeat table (an idle source reports nothing)', () => {
+      const withoutHeartbeats = synthesize(
+        variant(environmentConfig('dev'), (d) => {
+          const inventory = d.sources[1];
+          if (inventory === undefined) throw new Error('dev has two sources');
+          inventory.heartbeatTable = false;
+        }),
+      );
+
+      for (const lane of LANE_NAMES) {
+        expect(freshnessAlarm(withoutHeartbeats, `cdc-sync-dev-source-inventory-freshness-${lane}`)).toMatchObject({
+          TreatMissingData: 'notBreaching',
+        });
+        expect(freshnessAlarm(withoutHeartbeats, `cdc-sync-dev-source-orders-freshness-${lane}`)).toMatchObject({
+          TreatMissingData: 'breaching',
+        });
+      }
+    });
+
+    it('alarms only for the lanes that read the source', () => {
+      const partial = synthesize(
+        variant(environmentConfig('dev'), (d) => {
+          d.lanes.cache.sources = ['orders'];
+        }),
+      );
+
+      expect(freshnessAlarmNames(partial)).toEqual([
+        'cdc-sync-dev-source-inventory-freshness-audit',
+        'cdc-sync-dev-source-inventory-freshness-warehouse',
+        'cdc-sync-dev-source-orders-freshness-audit',
+        'cdc-sync-dev-source-orders-freshness-cache',
+        'cdc-sync-dev-source-orders-freshness-warehouse',
+      ]);
+    });
+
+    it("shows each source's freshness per lane with its bound, and its freshness alarms, on the dashboard", () => {
+      const [[, dashboard] = ['', {}]] = resourcesOf(dev.template('observability'), 'AWS::CloudWatch::Dashboard');
+      const body = JSON.stringify(dashboard.Properties?.DashboardBody);
+
+      for (const source of ['orders', 'inventory']) {
+        for (const lane of LANE_NAMES) {
+          expect(body).toContain(
+            `\\"cdc-sync\\",\\"SourceFreshness\\",\\"lane\\",\\"${lane}\\",\\"service\\",\\"cdc-sync\\",\\"source\\",\\"${source}\\"`,
+          );
+        }
+        expect(body).toContain(`${source}: freshness alarms`);
+      }
+      expect(body).toContain('\\"value\\":300000,\\"label\\":\\"bound 300 s\\"');
+      expect(body).toMatch(/FreshnessAlarmordersaudit/);
+    });
+  });
 
   it('alarms on DynamoDB throttling', () => {
     alarm(dev, 'cdc-sync-dev-dedupe-table-Read-Throttled-Events-Warning');

@@ -99,8 +99,9 @@ describe('streaming stack', () => {
 
     it('creates one topic per captured table with the configured partitions (AWS::MSK::Topic)', () => {
       const template = dev.template('streaming');
-      // 3 tables, MySQL's schema-change topic, a catch-all, a signal and a notification topic per source.
-      template.resourceCountIs('AWS::MSK::Topic', 3 + 1 + 3 * 2);
+      // 3 tables, MySQL's schema-change topic, a catch-all, a heartbeat-table, a signal and a notification topic per
+      // source.
+      template.resourceCountIs('AWS::MSK::Topic', 3 + 1 + 4 * 2);
       template.hasResourceProperties('AWS::MSK::Topic', {
         TopicName: 'orders.public.orders',
         PartitionCount: 3,
@@ -112,16 +113,21 @@ describe('streaming stack', () => {
       });
     });
 
-    it.each(['orders.signals', 'orders.notifications', 'inventory.signals', 'inventory.notifications', 'inventory'])(
-      'creates the single-partition topic %s before the connector starts',
-      (topic) => {
-        dev.template('streaming').hasResourceProperties('AWS::MSK::Topic', {
-          TopicName: topic,
-          PartitionCount: 1,
-          ReplicationFactor: 3,
-        });
-      },
-    );
+    it.each([
+      'orders.signals',
+      'orders.notifications',
+      'inventory.signals',
+      'inventory.notifications',
+      'inventory',
+      'orders.public.cdc_heartbeat',
+      'inventory.inventory.cdc_heartbeat',
+    ])('creates the single-partition topic %s before the connector starts', (topic) => {
+      dev.template('streaming').hasResourceProperties('AWS::MSK::Topic', {
+        TopicName: topic,
+        PartitionCount: 1,
+        ReplicationFactor: 3,
+      });
+    });
 
     it('does not create a topic Kafka Connect already created for a table of a captured schema', () => {
       const withNewTable = synthesize(
@@ -182,6 +188,10 @@ describe('streaming stack', () => {
       // The signalling table's watermark rows are not data.
       ['dev', 'cdc-sync-dev-orders', 'orders.public.debezium_signal'],
       ['prod', 'cdc-sync-prod-billing', 'billing.Billing.dbo.debezium_signal'],
+      // The heartbeat table has its own topic, which every lane reads.
+      ['dev', 'cdc-sync-dev-orders', 'orders.public.cdc_heartbeat'],
+      ['dev', 'cdc-sync-dev-inventory', 'inventory.inventory.cdc_heartbeat'],
+      ['prod', 'cdc-sync-prod-billing', 'billing.Billing.dbo.cdc_heartbeat'],
       // The connector's other topics.
       ['dev', 'cdc-sync-dev-orders', 'orders.transaction'],
       ['dev', 'cdc-sync-dev-orders', 'orders.notifications'],
@@ -257,10 +267,12 @@ describe('streaming stack', () => {
           { name: 'orders.public.orders', partitions: 3 },
           { name: 'orders.public.order_lines', partitions: 3 },
           { name: 'orders.unlisted', partitions: 3 },
+          { name: 'orders.public.cdc_heartbeat', partitions: 1 },
           { name: 'orders.signals', partitions: 1 },
           { name: 'orders.notifications', partitions: 1 },
           { name: 'inventory.inventory.stock', partitions: 3 },
           { name: 'inventory.unlisted', partitions: 3 },
+          { name: 'inventory.inventory.cdc_heartbeat', partitions: 1 },
           { name: 'inventory', partitions: 1 },
           { name: 'inventory.signals', partitions: 1 },
           { name: 'inventory.notifications', partitions: 1 },
@@ -323,7 +335,8 @@ describe('streaming stack', () => {
       );
       const spec = connectorSpecs(explicit).find((s) => s.connectorName === 'cdc-sync-dev-orders');
       expect(spec?.connectorConfiguration).toMatchObject({
-        'table.include.list': 'public\\.orders,public\\.order_lines,cdc_sync\\.signal',
+        // The heartbeat table defaults to the signal table's schema.
+        'table.include.list': 'public\\.orders,public\\.order_lines,cdc_sync\\.signal,cdc_sync\\.cdc_heartbeat',
         'signal.data.collection': 'cdc_sync.signal',
       });
     });
@@ -415,8 +428,8 @@ describe('streaming stack', () => {
       expect(spec?.connectorConfiguration).toMatchObject({
         'connector.class': 'io.debezium.connector.sqlserver.SqlServerConnector',
         'database.names': 'Billing',
-        // The signal table must be captured too (its CDC table enabled by the DBA).
-        'table.include.list': 'dbo\\.invoices,dbo\\.debezium_signal',
+        // The signal and heartbeat tables must be captured too (their CDC tables enabled by the DBA).
+        'table.include.list': 'dbo\\.invoices,dbo\\.debezium_signal,dbo\\.cdc_heartbeat',
         'schema.history.internal.kafka.topic': '__cdc-sync.schema-history.billing',
       });
     });
@@ -592,20 +605,58 @@ describe('streaming stack', () => {
       ]);
     });
 
-    it('writes a heartbeat row on every heartbeat of an RDS PostgreSQL source, in a table no lane reads', () => {
-      // Arrange
-      const config = (env: SynthesizedEnvironment, name: string) =>
-        connectorSpecs(env).find((s) => s.connectorName === name)?.connectorConfiguration as Record<string, string>;
-      const staging = synthesize('staging');
+    it.each([
+      [
+        'cdc-sync-prod-orders',
+        'INSERT INTO public.cdc_heartbeat (id, ts) VALUES (1, now()) ON CONFLICT (id) DO UPDATE SET ts = EXCLUDED.ts',
+      ],
+      [
+        'cdc-sync-prod-inventory',
+        'INSERT INTO inventory.cdc_heartbeat (id, ts) VALUES (1, UTC_TIMESTAMP(3)) ON DUPLICATE KEY UPDATE ts = UTC_TIMESTAMP(3)',
+      ],
+      [
+        'cdc-sync-prod-billing',
+        'MERGE INTO Billing.dbo.cdc_heartbeat AS t USING (SELECT 1 AS id) AS s ON t.id = s.id WHEN MATCHED THEN UPDATE SET ts = SYSUTCDATETIME() WHEN NOT MATCHED THEN INSERT (id, ts) VALUES (s.id, SYSUTCDATETIME());',
+      ],
+    ])("%s upserts its heartbeat table on every heartbeat, in its engine's dialect", (connector, query) => {
+      const config = connectorSpecs(prod).find((s) => s.connectorName === connector)?.connectorConfiguration;
 
-      // Assert: staging's orders is on RDS (rdsInstanceId), dev's is not.
-      expect(config(staging, 'cdc-sync-staging-orders')['heartbeat.action.query']).toBe(
-        'INSERT INTO public.cdc_heartbeat (id, last_heartbeat) VALUES (1, now()) ON CONFLICT (id) DO UPDATE SET last_heartbeat = EXCLUDED.last_heartbeat',
+      expect(config).toMatchObject({ 'heartbeat.interval.ms': '10000', 'heartbeat.action.query': query });
+    });
+
+    it.each([
+      ['cdc-sync-prod-orders', 'public.cdc_heartbeat'],
+      ['cdc-sync-prod-inventory', 'inventory.cdc_heartbeat'],
+      ['cdc-sync-prod-billing', 'dbo.cdc_heartbeat'],
+    ])('%s captures its heartbeat table %s', (connector, table) => {
+      const config = connectorSpecs(prod).find((s) => s.connectorName === connector)?.connectorConfiguration as Record<
+        string,
+        string
+      >;
+      // Debezium matches each entry as an anchored regular expression (a captured schema covers the table).
+      const included = (list: string | undefined, name: string) =>
+        (list ?? '').split(',').some((entry) => new RegExp(`^(?:${entry})$`).test(name));
+
+      expect(included(config['table.include.list'], table)).toBe(true);
+      if (connector === 'cdc-sync-prod-inventory') {
+        expect(included(config['database.include.list'], table.split('.')[0] ?? '')).toBe(true);
+      }
+    });
+
+    it('lists a heartbeat table in another database of a MySQL source among the captured databases', () => {
+      const elsewhere = synthesize(
+        variant(environmentConfig('dev'), (d) => {
+          const inventory = d.sources[1];
+          if (inventory?.engine !== 'mysql') throw new Error('dev has MySQL second');
+          inventory.heartbeatTable = 'ops.cdc_heartbeat';
+        }),
       );
-      expect(config(dev, 'cdc-sync-dev-orders')['heartbeat.action.query']).toBeUndefined();
-      const routing = new RegExp(`^(?:${config(staging, 'cdc-sync-staging-orders')['transforms.unlisted.regex']})$`);
-      expect(routing.test('orders.public.cdc_heartbeat')).toBe(false);
-      expect(routing.test('orders.public.refunds')).toBe(true);
+      const spec = connectorSpecs(elsewhere).find((s) => s.connectorName === 'cdc-sync-dev-inventory');
+      expect(spec?.connectorConfiguration).toMatchObject({
+        'database.include.list': 'inventory,ops',
+        'table.include.list': 'inventory\\..*,ops\\.cdc_heartbeat',
+        'heartbeat.action.query': expect.stringMatching(/^INSERT INTO ops\.cdc_heartbeat /),
+      });
     });
 
     it('lists the heartbeat table literally when its schema is not captured whole', () => {
@@ -615,7 +666,6 @@ describe('streaming stack', () => {
           if (orders?.engine !== 'postgresql') throw new Error('dev starts with PostgreSQL');
           orders.captureSchemas = undefined;
           orders.publicationAutocreateMode = 'filtered';
-          orders.rdsInstanceId = 'orders-db';
           orders.heartbeatTable = 'cdc.heartbeat';
         }),
       );
@@ -624,6 +674,44 @@ describe('streaming stack', () => {
         'table.include.list': 'public\\.orders,public\\.order_lines,public\\.debezium_signal,cdc\\.heartbeat',
         'heartbeat.action.query': expect.stringMatching(/^INSERT INTO cdc\.heartbeat /),
       });
+    });
+
+    it('writes, captures and creates no heartbeat table when a source turns it off', () => {
+      const off = synthesize(
+        variant(environmentConfig('prod'), (d) => {
+          const billing = d.sources[2];
+          if (billing?.engine !== 'sqlserver') throw new Error('prod has SQL Server third');
+          billing.heartbeatTable = false;
+        }),
+      );
+      const config = connectorSpecs(off).find((s) => s.connectorName === 'cdc-sync-prod-billing')
+        ?.connectorConfiguration as Record<string, string>;
+      const topics = resourcesOf(off.template('streaming'), 'AWS::MSK::Topic').map(([, r]) => r.Properties?.TopicName);
+
+      expect(config['heartbeat.action.query']).toBeUndefined();
+      expect(config['table.include.list']).toBe('dbo\\.invoices,dbo\\.debezium_signal');
+      expect(topics).not.toContain('billing.Billing.dbo.cdc_heartbeat');
+      expect(topics).toContain('orders.public.cdc_heartbeat');
+    });
+
+    it('does not create a heartbeat topic Kafka Connect already created (heartbeatTopicExists), but the lanes read it', () => {
+      const existing = synthesize(
+        variant(environmentConfig('dev'), (d) => {
+          const orders = d.sources[0];
+          if (orders === undefined) throw new Error('dev has sources');
+          orders.heartbeatTopicExists = true;
+        }),
+      );
+      const topics = resourcesOf(existing.template('streaming'), 'AWS::MSK::Topic').map(
+        ([, r]) => r.Properties?.TopicName,
+      );
+      const mapped = resourcesOf(existing.template('lanes'), 'AWS::Lambda::EventSourceMapping').map(
+        ([, r]) => (r.Properties as { Topics?: string[] }).Topics?.[0],
+      );
+
+      expect(topics).not.toContain('orders.public.cdc_heartbeat');
+      expect(topics).toContain('inventory.inventory.cdc_heartbeat');
+      expect(mapped.filter((t) => t === 'orders.public.cdc_heartbeat')).toHaveLength(3);
     });
 
     it('checks the SQL Server certificate against a trust store read from S3 (prod), or explicitly trusts any', () => {
