@@ -1,6 +1,7 @@
 import { PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import { pad, tableIdOf } from '../core/change';
 import { digestId } from '../core/dedupe';
+import { SinkError } from '../core/errors';
 import type {
   ChangeEvent,
   ColumnTypes,
@@ -24,7 +25,11 @@ interface FileGroup {
   date: string;
   events: ChangeEvent[];
   columns: Array<ColumnTypes | undefined>;
+  /** Each event's index in the partition. */
+  indexes: number[];
 }
+
+type Rejected = NonNullable<Extract<SinkPartitionResult, { ok: true }>['rejected']>;
 
 /**
  * Warehouse lane: appends each partition's new changes to the S3 data lake as Parquet, one file per table and
@@ -94,18 +99,33 @@ export class S3WarehouseSink implements Sink {
   }
 
   async write(p: SinkPartition): Promise<SinkPartitionResult> {
+    // A change the change log cannot hold (a commit time that is no date, a value its column's type cannot take) is
+    // refused for good, so it is dead-lettered: encoding is pure, and a retry would fail the same way forever.
+    const rejected: Rejected = [];
+    const refuse = (index: number, why: string) =>
+      rejected.push({ index, error: new SinkError('SINK_REJECTED', why, { retryable: false }) });
     const groups = new Map<string, FileGroup>();
     p.events.forEach((event, i) => {
       const table = tableIdOf(event.source);
-      const date = new Date(event.source.commitTs ?? event.processedAt).toISOString().slice(0, 10);
+      const time = event.source.commitTs ?? event.processedAt;
+      const date = isoDateOf(time)?.slice(0, 10);
+      if (date === undefined) {
+        refuse(i, `the change log cannot hold ${event.id}: its commit time ${time} is not a date`);
+        return;
+      }
       const id = `${table}\u0000${date}`;
       let group = groups.get(id);
       if (!group) {
-        group = { table, date, events: [], columns: [] };
+        group = { table, date, events: [], columns: [], indexes: [] };
         groups.set(id, group);
       }
       group.events.push(event);
       group.columns.push(p.columns[i]);
+      group.indexes.push(i);
+    });
+    const files = [...groups.values()].flatMap((group) => {
+      const file = encodeGroup(group, refuse);
+      return file ? [file] : [];
     });
     try {
       const history = (p.schemaChanges ?? []).map((change) =>
@@ -120,13 +140,13 @@ export class S3WarehouseSink implements Sink {
       );
       await Promise.all([
         ...history,
-        ...[...groups.values()].map((group) => {
+        ...files.map(({ group, body }) => {
           const first = group.events[0] as ChangeEvent;
           return this.s3.send(
             new PutObjectCommand({
               Bucket: this.options.bucket,
               Key: this.objectKey(group, first, p.redrive),
-              Body: changeLogParquet(group.events, group.columns),
+              Body: body,
               ContentType: 'application/vnd.apache.parquet',
             }),
           );
@@ -135,11 +155,55 @@ export class S3WarehouseSink implements Sink {
     } catch (error) {
       return { ok: false, error: sinkErrorFrom(error, `writing the change log of ${p.partition.id}`) };
     }
-    return { ok: true, writtenAt: this.clock() };
+    return rejected.length > 0
+      ? { ok: true, writtenAt: this.clock(), rejected }
+      : { ok: true, writtenAt: this.clock() };
+  }
+}
+
+/** The ISO time of an epoch-ms instant, or undefined when it is none (not finite, or past a Date's range). */
+function isoDateOf(ms: number): string | undefined {
+  const date = new Date(ms);
+  return Number.isNaN(date.getTime()) ? undefined : date.toISOString();
+}
+
+/**
+ * A group's Parquet file. Should the file not build, each change is tried alone: those that cannot be encoded are
+ * refused and the file is built from the others (undefined when none is left).
+ */
+function encodeGroup(
+  group: FileGroup,
+  refuse: (index: number, why: string) => void,
+): { group: FileGroup; body: Uint8Array } | undefined {
+  try {
+    return { group, body: changeLogParquet(group.events, group.columns) };
+  } catch {
+    // one change or more cannot be encoded: find them below
+  }
+  const kept: FileGroup = { ...group, events: [], columns: [], indexes: [] };
+  group.events.forEach((event, j) => {
+    try {
+      changeLogParquet([event], [group.columns[j]]);
+      kept.events.push(event);
+      kept.columns.push(group.columns[j]);
+      kept.indexes.push(group.indexes[j] as number);
+    } catch (error) {
+      refuse(group.indexes[j] as number, `the change log cannot hold ${event.id}: ${(error as Error).message}`);
+    }
+  });
+  if (kept.events.length === 0) return undefined;
+  try {
+    return { group: kept, body: changeLogParquet(kept.events, kept.columns) };
+  } catch (error) {
+    // Each encodes alone but not together (the columns' types widened): none of them can be written.
+    for (const [j, event] of kept.events.entries()) {
+      refuse(kept.indexes[j] as number, `the change log cannot hold ${event.id}: ${(error as Error).message}`);
+    }
+    return undefined;
   }
 }
 
 /** When the source committed the change (ISO), for the schema history; null when the connector did not say. */
 function at(source: ChangeEvent['source']): string | null {
-  return source.commitTs === null ? null : new Date(source.commitTs).toISOString();
+  return source.commitTs === null ? null : (isoDateOf(source.commitTs) ?? null);
 }

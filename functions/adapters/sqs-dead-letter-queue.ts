@@ -1,7 +1,7 @@
 import { PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import { SendMessageBatchCommand, type SendMessageBatchRequestEntry, type SQSClient } from '@aws-sdk/client-sqs';
 import { DeadLetterError } from '../core/errors';
-import type { DeadLetter, DeadLetterQueue } from '../core/types';
+import type { DeadLetter, DeadLetterQueue, KafkaRecord } from '../core/types';
 
 export interface SqsDeadLetterQueueOptions {
   queueUrl: string;
@@ -26,6 +26,15 @@ const BATCH_BYTES = 256 * 1024;
  */
 export interface DeadLetterMessage extends DeadLetter {
   payloadLocation?: { bucket: string; key: string };
+}
+
+/**
+ * The `topic` message attribute: the record's topic, or `unknown` for a record that is not a Kafka record (the
+ * pipeline dead-letters it as it came: null, a number, an object without a topic). SQS refuses an empty attribute.
+ */
+function topicOf(record: unknown): string {
+  const topic = (record as Partial<KafkaRecord> | null)?.topic;
+  return topic === undefined || topic === null || String(topic) === '' ? 'unknown' : String(topic);
 }
 
 export class SqsDeadLetterQueue implements DeadLetterQueue {
@@ -62,8 +71,9 @@ export class SqsDeadLetterQueue implements DeadLetterQueue {
   private async body(letter: DeadLetter): Promise<string> {
     const inline = JSON.stringify(letter);
     if (Buffer.byteLength(inline) <= this.maxInlineBytes) return inline;
-    const { record } = letter;
-    const key = `${this.options.payloadPrefix ?? 'dead-letters/'}${letter.lane}/${record.topic}/${record.partition}/${record.offset}.json`;
+    // A malformed record is kept as it came: it may not even be an object (see topicOf).
+    const record = letter.record as Partial<KafkaRecord> | null;
+    const key = `${this.options.payloadPrefix ?? 'dead-letters/'}${letter.lane}/${record?.topic}/${record?.partition}/${record?.offset}.json`;
     try {
       await this.s3.send(
         new PutObjectCommand({
@@ -83,7 +93,7 @@ export class SqsDeadLetterQueue implements DeadLetterQueue {
     }
     const message: DeadLetterMessage = {
       ...letter,
-      record: { ...record, key: undefined, value: undefined },
+      record: { ...letter.record, key: undefined, value: undefined },
       payloadLocation: { bucket: this.options.payloadBucket, key },
     };
     return JSON.stringify(message);
@@ -96,7 +106,7 @@ export class SqsDeadLetterQueue implements DeadLetterQueue {
       MessageAttributes: {
         lane: { DataType: 'String', StringValue: letter.lane },
         code: { DataType: 'String', StringValue: letter.error.code },
-        topic: { DataType: 'String', StringValue: String(letter.record.topic ?? 'unknown') },
+        topic: { DataType: 'String', StringValue: topicOf(letter.record) },
       },
     }));
     for (let attempt = 0; attempt < 3 && entries.length > 0; attempt++) {

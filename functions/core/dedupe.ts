@@ -75,6 +75,11 @@ export function hasUnknownCommit(order: string): boolean {
   return order.startsWith('pg:1:') && order.startsWith(UNKNOWN_COMMIT, COMMIT_AT);
 }
 
+/** A phase-1 PostgreSQL order with its commit part: a transaction after the first one a connector streamed. */
+function hasKnownCommit(order: string): boolean {
+  return order.startsWith('pg:1:') && !order.startsWith(UNKNOWN_COMMIT, COMMIT_AT);
+}
+
 export type Verdict = 'new' | 'duplicate';
 
 const NO_IDS: ReadonlySet<string> = new Set();
@@ -130,12 +135,14 @@ export class PartitionDedupe implements PartitionState {
       if (this.storedTies.size + this.batchTies.length < HW_IDS_LIMIT) this.batchTies.push(event.id);
       return 'new';
     }
-    if (cmp === undefined && hasUnknownCommit(order) && this.hw !== '' && !hasUnknownCommit(this.hw)) {
+    if (cmp === undefined && hasUnknownCommit(order) && hasKnownCommit(this.hw)) {
       // A change without its commit part belongs to the first transaction streamed after the initial snapshot (the
       // only one Debezium sends before it has seen a commit; after a restart it reads the last commit from its
       // offset). The partition's high-water order has a commit part, so a later transaction was applied here, and
       // this partition's stream passed the first transaction before it: this is that transaction re-emitted by a
       // connector that crashed before saving any commit. Applying it again doubled it in the change and audit logs.
+      // Only a PostgreSQL streamed order says that: after another connector's order (or a record ordered by its Kafka
+      // offset), every change without a commit part was called a duplicate, for good.
       return 'duplicate';
     }
     // Greater, or incomparable: a new position.

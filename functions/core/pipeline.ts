@@ -215,6 +215,7 @@ export async function processBatch(input: unknown, deps: PipelineDeps): Promise<
     } catch (error) {
       // No offset to report for a record that is not a record: the whole batch must be retried.
       result.fatal = asRetryable(error, (m) => new DeadLetterError(m, { cause: error }));
+      result.retried += malformed.length;
     }
   }
   return result;

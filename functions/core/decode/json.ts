@@ -68,9 +68,40 @@ export function parseExact(text: string): unknown {
   }
 }
 
+/**
+ * How deep a document may nest: Kafka Connect's JsonConverter reads and writes JSON with Jackson, which stops at 1000
+ * levels (StreamReadConstraints, since 2.15). Deeper values parse here, but every sink serialises rows with recursive
+ * code (JSON.stringify overflows the stack a few thousand levels down), so they would fail the partition at every
+ * retry; refused at parse time, such a record is dead-lettered, and a JSON column keeps its text.
+ */
+export const MAX_NESTING = 1000;
+
+/** Whether a parsed value nests deeper than MAX_NESTING (objects and arrays only; stops at the limit). */
+function nestsTooDeep(value: object, depth: number): boolean {
+  if (depth > MAX_NESTING) return true;
+  if (Array.isArray(value)) {
+    for (const item of value)
+      if (item !== null && typeof item === 'object' && nestsTooDeep(item, depth + 1)) return true;
+    return false;
+  }
+  for (const key in value) {
+    const item = (value as Record<string, unknown>)[key];
+    if (item !== null && typeof item === 'object' && nestsTooDeep(item, depth + 1)) return true;
+  }
+  return false;
+}
+
+/** Throws a SyntaxError, as for text that is not JSON, when the parsed value nests deeper than MAX_NESTING. */
+function checkNesting(value: unknown): void {
+  if (value !== null && typeof value === 'object' && nestsTooDeep(value, 1)) {
+    throw new SyntaxError(`JSON nested deeper than ${MAX_NESTING} levels`);
+  }
+}
+
 /** Parses JSON keeping every digit of numbers a double cannot hold (as strings). Throws SyntaxError. */
 export function parseJson(text: string): unknown {
   const value = JSON.parse(text);
+  checkNesting(value);
   return hasDoubtfulNumber(value) ? parseExact(text) : value;
 }
 
@@ -121,6 +152,7 @@ export function splitSchemaPayload(
  */
 export function parseDebeziumPayload(text: string, numericColumns?: readonly string[]): unknown {
   const value: unknown = JSON.parse(text);
+  checkNesting(value);
   if (value === null || typeof value !== 'object' || Array.isArray(value))
     return hasDoubtfulNumber(value) ? parseExact(text) : value;
   const payload = value as Record<string, unknown>;

@@ -30,8 +30,9 @@ export function decimalFromBase64(base64: string, scale: number): string {
   const bytes = Buffer.from(base64, 'base64');
   if (bytes.length === 0) return formatScaled(0, scale);
   if (bytes.length <= 6) return formatScaled(bytes.readIntBE(0, bytes.length), scale);
-  let unscaled = 0n;
-  for (const byte of bytes) unscaled = (unscaled << 8n) | BigInt(byte);
+  // From hex in one step: shifting byte by byte copies the growing BigInt each time, quadratic in the value's size
+  // (minutes for a corrupt value of a few hundred KB, which would time the lane out at every retry).
+  let unscaled = BigInt(`0x${bytes.toString('hex')}`);
   if ((bytes[0] as number) & 0x80) unscaled -= 1n << BigInt(bytes.length * 8);
   return formatScaled(unscaled, scale);
 }
