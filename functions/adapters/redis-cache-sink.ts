@@ -56,15 +56,32 @@ end
 `;
 
 /**
- * Upsert. KEYS: row hash, version. ARGV: order, mode ('replace' | 'merge'), truncate watermark ('' if none),
- * then column/value pairs. Returns 1 applied, 0 not newer than the stored version, -1 older than a truncate.
+ * Upsert. KEYS: row hash, version. ARGV: order, mode ('replace' | 'merge'), truncate watermark ('' if none), the
+ * number N of unchanged columns, their N names, then column/value pairs. Returns 1 applied, 0 not newer than the
+ * stored version, -1 older than a truncate.
+ * A merge (the change left TOASTed columns out: they keep their stored values) still removes the fields the row no
+ * longer has: after a DROP COLUMN, a row changed inside the incremental snapshot's window is never re-read, and its
+ * streamed change is then what must leave the dropped column behind.
  */
 const UPSERT = `${LUA_COMPARE}
 local current = stored(KEYS[2])
 if current and older(ARGV[1], current) then return 0 end
 if ARGV[3] ~= '' and older(ARGV[1], ARGV[3]) then return -1 end
-if ARGV[2] == 'replace' then redis.call('DEL', KEYS[1]) end
-if #ARGV > 3 then redis.call('HSET', KEYS[1], unpack(ARGV, 4)) end
+local unchanged = tonumber(ARGV[4])
+local first = 5 + unchanged
+if ARGV[2] == 'replace' then
+  redis.call('DEL', KEYS[1])
+else
+  local keep = {}
+  for i = 5, first - 1 do keep[ARGV[i]] = true end
+  for i = first, #ARGV, 2 do keep[ARGV[i]] = true end
+  local gone = {}
+  for _, field in ipairs(redis.call('HKEYS', KEYS[1])) do
+    if not keep[field] then gone[#gone + 1] = field end
+  end
+  if #gone > 0 then redis.call('HDEL', KEYS[1], unpack(gone)) end
+end
+if #ARGV >= first then redis.call('HSET', KEYS[1], unpack(ARGV, first)) end
 redis.call('SET', KEYS[2], ARGV[1])
 return 1
 `;
@@ -194,7 +211,9 @@ export class RedisCacheSink implements Sink {
   }
 
   private upsert(row: string, event: ChangeEvent, watermark: string): Promise<number> {
-    const args: string[] = [event.source.order, event.unchanged.length > 0 ? 'merge' : 'replace', watermark];
+    const merge = event.unchanged.length > 0;
+    const args: string[] = [event.source.order, merge ? 'merge' : 'replace', watermark];
+    args.push(String(event.unchanged.length), ...event.unchanged);
     for (const [column, value] of Object.entries(event.after ?? {})) args.push(column, JSON.stringify(value ?? null));
     return this.redis.cdcUpsert(row, `${row}:v`, ...args);
   }

@@ -165,6 +165,28 @@ describe('RedisCacheSink (real Redis)', () => {
     expect(result.skipped).toEqual([{ index: 0, reason: 'no-key' }]);
   });
 
+  it('a change that keeps a TOASTed column still drops a column the row no longer has', async () => {
+    // Arrange: the row in the old shape; then the table lost `legacy`, and the row changed inside the incremental
+    // snapshot's window (so it is never re-read) by an update that left its TOASTed `body` out
+    await write(
+      'merged',
+      event({ op: 'c', table: 'merged', after: { id: 1, body: 'long', legacy: 'x', n: 1 }, lsn: 10 }),
+    );
+    const update = event({
+      op: 'u',
+      table: 'merged',
+      after: { id: 1, body: '__debezium_unavailable_value', n: 2 },
+      lsn: 20,
+    });
+
+    // Act
+    await write('merged', update);
+
+    // Assert: the TOASTed value kept, the dropped column gone
+    expect(update.unchanged).toEqual(['body']);
+    expect(await row('merged', 1)).toEqual({ id: 1, body: 'long', n: 2 });
+  });
+
   it('replaces the whole row with an incremental snapshot read: a dropped column does not survive', async () => {
     // Arrange: the row in the old shape, then the table lost column `legacy`
     await write('replaced', event({ op: 'c', table: 'replaced', after: { id: 1, legacy: 'x', v: 1 }, lsn: 100 }));
