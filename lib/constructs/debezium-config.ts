@@ -291,11 +291,7 @@ export function debeziumConnectorConfig(source: SourceConfig, ctx: DebeziumConfi
       Object.assign(config, {
         'database.server.id': String(source.serverId),
         'database.include.list': mysqlDatabaseIncludeList(source),
-        'include.schema.changes': 'true',
-        'schema.history.internal.kafka.topic': schemaHistoryTopicName(source),
-        'schema.history.internal.kafka.bootstrap.servers': ctx.bootstrapServers,
-        'schema.history.internal.consumer.group.id': schemaHistoryGroupId(ctx.connectorName),
-        ...schemaHistoryIam(),
+        ...schemaHistory(source, ctx),
       });
       break;
     case 'sqlserver':
@@ -303,13 +299,26 @@ export function debeziumConnectorConfig(source: SourceConfig, ctx: DebeziumConfi
         'database.names': source.database,
         'database.encrypt': 'true',
         ...sqlServerTrust(source, secret, ctx.env.region),
-        'include.schema.changes': 'true',
-        'schema.history.internal.kafka.topic': schemaHistoryTopicName(source),
-        'schema.history.internal.kafka.bootstrap.servers': ctx.bootstrapServers,
-        'schema.history.internal.consumer.group.id': schemaHistoryGroupId(ctx.connectorName),
-        ...schemaHistoryIam(),
+        ...schemaHistory(source, ctx),
       });
       break;
   }
   return { ...config, ...source.extraConfig };
+}
+
+/**
+ * MySQL/MariaDB and SQL Server keep their schema history in a Kafka topic of their own (read with IAM like the rest)
+ * and publish schema changes to the change topic's consumers.
+ */
+function schemaHistory(
+  source: SourceConfig,
+  ctx: { bootstrapServers: string; connectorName: string },
+): Record<string, string> {
+  return {
+    'include.schema.changes': 'true',
+    'schema.history.internal.kafka.topic': schemaHistoryTopicName(source),
+    'schema.history.internal.kafka.bootstrap.servers': ctx.bootstrapServers,
+    'schema.history.internal.consumer.group.id': schemaHistoryGroupId(ctx.connectorName),
+    ...schemaHistoryIam(),
+  };
 }

@@ -13,6 +13,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { type Browser, chromium, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { formatAge, formatCount } from '../../tools/status/format';
 import { type StatusReport, StatusReportSchema } from '../../tools/status/report';
 import { spawnStart } from './support';
 
@@ -67,34 +68,23 @@ async function laneCells(page: Page): Promise<Record<string, Record<string, stri
   );
 }
 
-const fmt = (n: number | null | undefined) =>
-  n === null || n === undefined ? '–' : Math.round(n).toLocaleString('en-US');
-
-/** The page's way of writing a duration. */
-function ago(ms: number | null): string {
-  if (ms === null) return '–';
-  if (ms < 1000) return `${Math.round(ms)} ms`;
-  if (ms < 120_000) return `${(ms / 1000).toFixed(1)} s`;
-  return `${Math.round(ms / 60_000)} min`;
-}
-
 /** What the lanes table must show for a report. */
 function expectedCells(report: StatusReport): Record<string, Record<string, string>> {
   return Object.fromEntries(
     report.lanes.map((l) => [
       l.lane,
       {
-        recordsPerSec: fmt(l.recordsPerSec),
-        lag: fmt(l.lag),
-        freshness: ago(l.freshnessMs),
-        p50: fmt(l.latencyMs?.p50),
-        p99: fmt(l.latencyMs?.p99),
-        processed: fmt(l.processed),
-        duplicates: fmt(l.duplicates),
-        skipped: fmt(l.skipped),
-        deadLettered: fmt(l.deadLettered),
-        retried: fmt(l.retried),
-        dlqDepth: fmt(l.dlqDepth),
+        recordsPerSec: formatCount(l.recordsPerSec),
+        lag: formatCount(l.lag),
+        freshness: formatAge(l.freshnessMs),
+        p50: formatCount(l.latencyMs?.p50),
+        p99: formatCount(l.latencyMs?.p99),
+        processed: formatCount(l.processed),
+        duplicates: formatCount(l.duplicates),
+        skipped: formatCount(l.skipped),
+        deadLettered: formatCount(l.deadLettered),
+        retried: formatCount(l.retried),
+        dlqDepth: formatCount(l.dlqDepth),
       },
     ]),
   );

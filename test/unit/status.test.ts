@@ -7,12 +7,13 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { emptyCounts } from '../../functions/core/pipeline';
 import type { Lane } from '../../functions/core/types';
 import type { CaptureStatus } from '../../tools/local/capture';
+import { emptyCaptureCounts } from '../../tools/local/capture/types';
 import { WRITTEN_FIELDS } from '../../tools/local/runner/lane-host';
 import { LatencyHistogram } from '../../tools/local/runner/latency';
 import type { RunResult } from '../../tools/local/runner/result';
 import { lsnText, RunStatus, sourceState, verdictChecks } from '../../tools/local/runner/status';
 import type { LaneTotals, LocalPipeline } from '../../tools/local/runner/system';
-import type { StreamSummary } from '../../tools/local/runner/verify';
+import { emptyStreamSummary, type StreamSummary } from '../../tools/local/runner/verify';
 import { StatusReportSchema } from '../../tools/status/report';
 import { type StatusServer, startStatusServer } from '../../tools/status/server';
 
@@ -29,18 +30,7 @@ function captureStatus(overrides: Partial<CaptureStatus> = {}): CaptureStatus {
     savedOffset: null,
     acknowledgedLsn: 0n,
     queued: 0,
-    emitted: {
-      read: 0,
-      create: 0,
-      update: 0,
-      delete: 0,
-      truncate: 0,
-      tombstone: 0,
-      heartbeat: 0,
-      heartbeatAction: 0,
-      skippedOnResume: 0,
-      incrementalRead: 0,
-    },
+    emitted: emptyCaptureCounts(),
     incrementalSnapshot: null,
     ...overrides,
   };
@@ -48,15 +38,7 @@ function captureStatus(overrides: Partial<CaptureStatus> = {}): CaptureStatus {
 
 /** The parts of a running pipeline RunStatus reads, with totals and lag the test moves. */
 function pipelineOf(totals: Record<string, LaneTotals>, lag: Record<string, number>, status: () => CaptureStatus) {
-  const stream: StreamSummary = {
-    ids: new Set(),
-    records: 0,
-    snapshotReads: 0,
-    streamed: 0,
-    columns: new Map(),
-    keyed: new Map(),
-    versions: new Map(),
-  };
+  const stream: StreamSummary = emptyStreamSummary();
   return {
     totals: () => totals,
     esmStats: () => Object.fromEntries(Object.entries(lag).map(([lane, n]) => [lane, { lag: n }])),

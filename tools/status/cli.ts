@@ -18,6 +18,7 @@ import { fileURLToPath } from 'node:url';
 import { type CommandLine, parseFlags, UsageError } from '../lib/args';
 import { reserveStdout } from '../lib/cli';
 import type { AwsClients, EnvironmentStatus } from './aws';
+import { formatAge, formatCount } from './format';
 import { type StatusReport, StatusReportSchema } from './report';
 
 export const USAGE = `usage: npm run status -- [options]
@@ -82,15 +83,8 @@ export function parseStatusArgs(argv: readonly string[]): StatusOptions | 'help'
 // The screen
 // ---------------------------------------------------------------------------------------------------------------
 
-const num = (n: number | null | undefined) =>
-  n === null || n === undefined ? '–' : Math.round(n).toLocaleString('en-US');
-
-function ago(ms: number | null): string {
-  if (ms === null) return '–';
-  if (ms < 1000) return `${Math.round(ms)} ms`;
-  if (ms < 120_000) return `${(ms / 1000).toFixed(1)} s`;
-  return `${Math.round(ms / 60_000)} min`;
-}
+const num = formatCount;
+const ago = formatAge;
 
 /** Left-aligned columns, two spaces apart; numbers (`right`) right-aligned. */
 function table(header: string[], rows: string[][], right: ReadonlySet<number> = new Set()): string[] {

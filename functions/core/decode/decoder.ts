@@ -62,13 +62,14 @@ export class JsonDebeziumDecoder implements Decoder {
     // Debezium's DDL records feed the schema history: one SchemaChangeRecord per table they change.
     if (control === 'schema-change') return { kind: 'schema-change', changes: readSchemaChanges(payload, record) };
     if (control) return { kind: 'skip', reason: control };
-    if (plan.kind === 'envelope') return this.fromEnvelope(payload, plan, record, kafka, text, processedAt);
-    if (plan.kind === 'row') return this.fromFlattenedRow(payload, plan, record, kafka, text, processedAt);
-    // A flattened row may have a column named `op`; an envelope also has `source`, `before` or `after`.
-    if ('op' in payload && ('source' in payload || 'before' in payload || 'after' in payload)) {
-      return this.fromEnvelope(payload, plan, record, kafka, text, processedAt);
-    }
-    return this.fromFlattenedRow(payload, plan, record, kafka, text, processedAt);
+    // Without a schema, a flattened row may have a column named `op`; an envelope also has `source`, `before` or `after`.
+    const envelope =
+      plan.kind === 'envelope' ||
+      (plan.kind !== 'row' && 'op' in payload && ('source' in payload || 'before' in payload || 'after' in payload));
+    // ExtractNewRecordState output otherwise (see readFlattenedRow).
+    const change = envelope ? readEnvelopeChange(payload, kafka) : readFlattenedRow(payload, kafka);
+    if (!change) return { kind: 'skip', reason: 'logical-message' };
+    return this.changeEvent(record, change, plan, text, processedAt);
   }
 
   private controlReason(payload: Record<string, unknown>, plan: ValuePlan): SkipReason | undefined {
@@ -89,31 +90,6 @@ export class JsonDebeziumDecoder implements Decoder {
     const keys = Object.keys(payload);
     if (keys.length === 1 && keys[0] === 'ts_ms') return 'heartbeat';
     return undefined;
-  }
-
-  private fromEnvelope(
-    payload: Record<string, unknown>,
-    plan: ValuePlan,
-    record: KafkaRecord,
-    kafka: KafkaCoordinates,
-    text: string,
-    processedAt: number,
-  ): DecodeOutcome {
-    const change = readEnvelopeChange(payload, kafka);
-    if (!change) return { kind: 'skip', reason: 'logical-message' };
-    return this.changeEvent(record, change, plan, text, processedAt);
-  }
-
-  /** ExtractNewRecordState output (see readFlattenedRow). */
-  private fromFlattenedRow(
-    payload: Record<string, unknown>,
-    plan: ValuePlan,
-    record: KafkaRecord,
-    kafka: KafkaCoordinates,
-    text: string,
-    processedAt: number,
-  ): DecodeOutcome {
-    return this.changeEvent(record, readFlattenedRow(payload, kafka), plan, text, processedAt);
   }
 
   /** Decodes the key and the rows' logical types, and assembles the canonical event. */

@@ -42,6 +42,7 @@ import {
   type CaptureOptions,
   type CaptureSignal,
   type CaptureStatus,
+  emptyCaptureCounts,
   type PostgresCapture,
   SourceError,
   sourceErrorOf,
@@ -74,18 +75,7 @@ class Capture implements PostgresCapture {
   private loopDone: Promise<void> = Promise.resolve();
   private stopping = false;
   private failure: Error | null = null;
-  private readonly counts: CaptureCounts = {
-    read: 0,
-    create: 0,
-    update: 0,
-    delete: 0,
-    truncate: 0,
-    tombstone: 0,
-    heartbeat: 0,
-    heartbeatAction: 0,
-    skippedOnResume: 0,
-    incrementalRead: 0,
-  };
+  private readonly counts: CaptureCounts = emptyCaptureCounts();
 
   constructor(private readonly opts: CaptureOptions) {
     this.log = opts.logger ?? QUIET;

@@ -189,6 +189,22 @@ export interface CaptureCounts {
   incrementalRead: number;
 }
 
+/** Counts at zero. */
+export function emptyCaptureCounts(): CaptureCounts {
+  return {
+    read: 0,
+    create: 0,
+    update: 0,
+    delete: 0,
+    truncate: 0,
+    tombstone: 0,
+    heartbeat: 0,
+    heartbeatAction: 0,
+    skippedOnResume: 0,
+    incrementalRead: 0,
+  };
+}
+
 export interface CaptureStatus {
   phase: 'starting' | 'snapshot' | 'streaming' | 'stopped' | 'failed';
   slotName: string;

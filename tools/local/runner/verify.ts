@@ -176,15 +176,9 @@ export function kafkaRecordOf(record: BrokerRecord): KafkaRecord {
   };
 }
 
-/**
- * Folds change records into a {@link StreamSummary}, decoded with the lanes' decoder: as the runner releases records
- * every lane has committed (system.ts), then whatever is still in the broker at the end. A decoder that fetches
- * schemas first (Avro: `prepare`) decodes in the background, in arrival order; `settled()` waits for it.
- */
-export class StreamSummarizer {
-  private pending: KafkaRecord[] = [];
-  private draining: Promise<void> | undefined;
-  readonly summary: StreamSummary = {
+/** A summary of nothing yet. */
+export function emptyStreamSummary(): StreamSummary {
+  return {
     ids: new Set(),
     records: 0,
     snapshotReads: 0,
@@ -193,6 +187,17 @@ export class StreamSummarizer {
     keyed: new Map(),
     versions: new Map(),
   };
+}
+
+/**
+ * Folds change records into a {@link StreamSummary}, decoded with the lanes' decoder: as the runner releases records
+ * every lane has committed (system.ts), then whatever is still in the broker at the end. A decoder that fetches
+ * schemas first (Avro: `prepare`) decodes in the background, in arrival order; `settled()` waits for it.
+ */
+export class StreamSummarizer {
+  private pending: KafkaRecord[] = [];
+  private draining: Promise<void> | undefined;
+  readonly summary: StreamSummary = emptyStreamSummary();
 
   constructor(private readonly decoder: Decoder = new JsonDebeziumDecoder()) {}
 
@@ -313,18 +318,22 @@ function rowText(row: Row, columns: readonly string[], types: ColumnTypes | unde
   return stableJson(columns.map((c) => comparable(row[c], types?.get(c) as ColumnType | undefined, side)));
 }
 
-export interface VerifyWarehouseOptions {
-  s3: S3Client;
-  bucket: string;
-  prefix: string;
-  /** Folder to download the change log to (kept for exploring with --keep). */
-  dir: string;
+/** What every sink's check compares: the source rows, what the stream carried, and which tables. */
+interface SinkCheckInput {
   source: Map<string, SourceTable>;
   stream: StreamSummary;
   /** Every table id to compare (source tables and tables with changes). */
   tables: readonly string[];
   /** Table ids dropped at the source during the run: reported as `dropped`, not compared. */
   dropped?: ReadonlySet<string>;
+}
+
+export interface VerifyWarehouseOptions extends SinkCheckInput {
+  s3: S3Client;
+  bucket: string;
+  prefix: string;
+  /** Folder to download the change log to (kept for exploring with --keep). */
+  dir: string;
 }
 
 /** Compares the warehouse (change log rebuilt with DuckDB) with the source rows. Also returns the log's ids. */
@@ -482,14 +491,9 @@ async function compareKeyless(
   }
 }
 
-export interface VerifyCacheOptions {
+export interface VerifyCacheOptions extends SinkCheckInput {
   redis: Redis;
   prefix: string;
-  source: Map<string, SourceTable>;
-  stream: StreamSummary;
-  tables: readonly string[];
-  /** Table ids dropped at the source during the run: reported as `dropped`, not compared. */
-  dropped?: ReadonlySet<string>;
 }
 
 /** Compares the cache's row hashes with the source rows of every keyed table, and looks for rows that should not be. */
