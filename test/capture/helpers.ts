@@ -6,6 +6,7 @@ import {
   type CaptureOptions,
   MemoryOffsetStore,
   type PostgresCapture,
+  type SnapshotNotification,
   startPostgresCapture,
 } from '../../tools/local/capture';
 import { type LocalPostgres, startEmbeddedPostgres } from '../../tools/local/postgres';
@@ -99,6 +100,25 @@ export async function captureSchema(
       await dropSlot(sql, slot);
     },
   };
+}
+
+/**
+ * Starts a capture that keeps every record it produces and every snapshot notification it emits: the second run of
+ * the crash-and-resume tests, on the first run's slot and offsets.
+ */
+export async function startCollecting(
+  options: Omit<CaptureOptions, 'produce' | 'onNotification'>,
+): Promise<{ capture: PostgresCapture; records: CapturedRecord[]; notes: SnapshotNotification[] }> {
+  const { records, produce } = collector();
+  const notes: SnapshotNotification[] = [];
+  const capture = await startPostgresCapture({
+    ...options,
+    produce,
+    onNotification: (n) => {
+      notes.push(n);
+    },
+  });
+  return { capture, records, notes };
 }
 
 /** Drops a replication slot if it exists, waiting for a walsender that is letting go of it (the runner's own). */

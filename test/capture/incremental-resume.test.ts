@@ -15,7 +15,7 @@ import {
   type SourceOffset,
   startPostgresCapture,
 } from '../../tools/local/capture';
-import { changes, deferred, dropSlot, unique, usePostgres, waitFor } from './helpers';
+import { changes, deferred, dropSlot, startCollecting, unique, usePostgres, waitFor } from './helpers';
 
 const { db, sql } = usePostgres();
 const ROWS = 1000;
@@ -121,17 +121,7 @@ async function crashAndResume(
   await run1.stop({ flush: false });
   const saved = await offsets.load();
   offsets.hold = false;
-  const notes: SnapshotNotification[] = [];
-  const second: CapturedRecord[] = [];
-  const run2 = await startPostgresCapture({
-    ...base,
-    produce: async (r) => {
-      second.push(...r);
-    },
-    onNotification: (n) => {
-      notes.push(n);
-    },
-  });
+  const { capture: run2, records: second, notes } = await startCollecting(base);
   try {
     await waitFor(() => notes.some((n) => n.type === 'COMPLETED'), 30_000);
     await run2.flushed();

@@ -8,7 +8,17 @@ import {
   type SnapshotNotification,
   startPostgresCapture,
 } from '../../tools/local/capture';
-import { captureSchema, changes, dropSlot, jsonAt, type Parsed, unique, usePostgres, waitFor } from './helpers';
+import {
+  captureSchema,
+  changes,
+  dropSlot,
+  jsonAt,
+  type Parsed,
+  startCollecting,
+  unique,
+  usePostgres,
+  waitFor,
+} from './helpers';
 
 const { db, sql } = usePostgres();
 let dir: string;
@@ -223,17 +233,7 @@ describe('incremental snapshot', () => {
     await crashed;
     await run1.stop({ flush: false });
     const saved = await offsets.load();
-    const notes: SnapshotNotification[] = [];
-    const second: CapturedRecord[] = [];
-    const run2 = await startPostgresCapture({
-      ...base,
-      produce: async (r) => {
-        second.push(...r);
-      },
-      onNotification: (n) => {
-        notes.push(n);
-      },
-    });
+    const { capture: run2, records: second, notes } = await startCollecting(base);
     await waitFor(completed(notes), 30_000);
     await run2.flushed();
     await run2.stop();

@@ -9,17 +9,14 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { CloudFormationClient } from '@aws-sdk/client-cloudformation';
-import { CloudWatchClient, DescribeAlarmsCommand } from '@aws-sdk/client-cloudwatch';
-import { KafkaConnectClient, ListConnectorsCommand } from '@aws-sdk/client-kafkaconnect';
-import { S3Client } from '@aws-sdk/client-s3';
-import { GetQueueAttributesCommand, GetQueueUrlCommand, SQSClient } from '@aws-sdk/client-sqs';
-import { mockClient } from 'aws-sdk-client-mock';
+import { DescribeAlarmsCommand } from '@aws-sdk/client-cloudwatch';
+import { ListConnectorsCommand } from '@aws-sdk/client-kafkaconnect';
+import { GetQueueAttributesCommand, GetQueueUrlCommand } from '@aws-sdk/client-sqs';
 import { afterEach, describe, expect, it } from 'vitest';
-import type { AwsClients } from '../../tools/status/aws';
 import { main, parseStatusArgs } from '../../tools/status/cli';
 import { type StatusReport, StatusReportSchema } from '../../tools/status/report';
 import { throwawayDir } from '../support/scratch';
+import { mockedStatusClients } from '../support/status';
 
 function capture() {
   const out: string[] = [];
@@ -29,36 +26,23 @@ function capture() {
 
 /** Mocked clients of a dev environment: both connectors, one RUNNING, one FAILED; a DLQ with letters; an alarm. */
 function mockedAws() {
-  const clients: AwsClients = {
-    kafkaConnect: new KafkaConnectClient({ region: 'eu-west-1' }),
-    cloudWatch: new CloudWatchClient({ region: 'eu-west-1' }),
-    sqs: new SQSClient({ region: 'eu-west-1' }),
-    s3: new S3Client({ region: 'eu-west-1' }),
-    cloudFormation: new CloudFormationClient({ region: 'eu-west-1' }),
-  };
-  mockClient(clients.kafkaConnect)
-    .on(ListConnectorsCommand)
-    .resolves({
-      connectors: [
-        { connectorName: 'cdc-sync-dev-orders', connectorState: 'RUNNING' },
-        { connectorName: 'cdc-sync-dev-inventory', connectorState: 'FAILED' },
-      ],
-    });
-  const sqs = mockClient(clients.sqs);
-  sqs
+  const { clients, mocks } = mockedStatusClients();
+  mocks.kafkaConnect.on(ListConnectorsCommand).resolves({
+    connectors: [
+      { connectorName: 'cdc-sync-dev-orders', connectorState: 'RUNNING' },
+      { connectorName: 'cdc-sync-dev-inventory', connectorState: 'FAILED' },
+    ],
+  });
+  mocks.sqs
     .on(GetQueueUrlCommand)
     .callsFake((input: { QueueName: string }) => ({ QueueUrl: `https://q/${input.QueueName}` }));
-  sqs.on(GetQueueAttributesCommand).callsFake((input: { QueueUrl: string }) => ({
+  mocks.sqs.on(GetQueueAttributesCommand).callsFake((input: { QueueUrl: string }) => ({
     Attributes: { ApproximateNumberOfMessages: input.QueueUrl.includes('audit') ? '12' : '0' },
   }));
-  mockClient(clients.cloudWatch)
-    .on(DescribeAlarmsCommand)
-    .resolves({
-      MetricAlarms: [{ AlarmName: 'cdc-sync-dev-audit-dlq-Queue-Message-Count-Max-Critical', StateValue: 'ALARM' }],
-    });
+  mocks.cloudWatch.on(DescribeAlarmsCommand).resolves({
+    MetricAlarms: [{ AlarmName: 'cdc-sync-dev-audit-dlq-Queue-Message-Count-Max-Critical', StateValue: 'ALARM' }],
+  });
   // CloudFormation and S3 answer nothing useful: the screen says the failure bucket is unknown, and goes on.
-  mockClient(clients.cloudFormation);
-  mockClient(clients.s3);
   return () => clients;
 }
 

@@ -50,26 +50,28 @@ describe('lane bundles (needs the handler code in functions/)', () => {
   });
 });
 
+/** The source files esbuild takes into a bundle of `entry` with the functions' settings (ESM, BUNDLING), unwritten. */
+async function bundledInputs(entry: string): Promise<string[]> {
+  const result = await build({
+    entryPoints: [join(REPO_ROOT, entry)],
+    bundle: true,
+    platform: 'node',
+    format: 'esm',
+    target: BUNDLING.target,
+    mainFields: BUNDLING.mainFields,
+    metafile: true,
+    write: false,
+    logLevel: 'silent',
+  });
+  return Object.keys(result.metafile.inputs);
+}
+
 // Module init is cold-start time (`npm run bench`, initVsUnbundled): the lanes hand snapshot signals to the signaller
 // function through SQS so that kafkajs and the MSK IAM signer are in no lane bundle, not even behind a lazy import
 // (esbuild inlines those, and the bytes are still parsed at init).
 describe('Kafka client placement', () => {
-  const kafkaInputs = async (entry: string) => {
-    const result = await build({
-      entryPoints: [join(REPO_ROOT, entry)],
-      bundle: true,
-      platform: 'node',
-      format: 'esm',
-      target: BUNDLING.target,
-      mainFields: BUNDLING.mainFields,
-      metafile: true,
-      write: false,
-      logLevel: 'silent',
-    });
-    return Object.keys(result.metafile.inputs).filter((input) =>
-      /node_modules\/(kafkajs|aws-msk-iam-sasl-signer-js)\//.test(input),
-    );
-  };
+  const kafkaInputs = async (entry: string) =>
+    (await bundledInputs(entry)).filter((input) => /node_modules\/(kafkajs|aws-msk-iam-sasl-signer-js)\//.test(input));
 
   it.each(LANE_NAMES)('leaves kafkajs out of the %s lane bundle', { timeout: 60_000 }, async (lane) => {
     expect(await kafkaInputs(`functions/${lane}/index.ts`)).toEqual([]);
@@ -86,18 +88,7 @@ describe('connector custom resource bundle', () => {
   it('bundles the handlers with the AWS SDK clients they call (MSK Connect, DynamoDB)', {
     timeout: 60_000,
   }, async () => {
-    const result = await build({
-      entryPoints: [join(REPO_ROOT, 'lib/custom-resources/connector/index.ts')],
-      bundle: true,
-      platform: 'node',
-      format: 'esm',
-      target: BUNDLING.target,
-      mainFields: BUNDLING.mainFields,
-      metafile: true,
-      write: false,
-      logLevel: 'silent',
-    });
-    const inputs = Object.keys(result.metafile.inputs);
+    const inputs = await bundledInputs('lib/custom-resources/connector/index.ts');
     expect(inputs.some((i) => i.includes('node_modules/@aws-sdk/client-kafkaconnect/'))).toBe(true);
     expect(inputs.some((i) => i.includes('node_modules/@aws-sdk/client-dynamodb/'))).toBe(true);
     // No hand-written signing: the SDK signs and retries.

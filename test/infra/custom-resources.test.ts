@@ -231,6 +231,15 @@ describe('connector custom resource handler', () => {
     connectorConfiguration: { ...configuration },
     capacity: { provisionedCapacity: { workerCount: 1, mcuCount: 1 } },
   });
+  /** Mocks the API reporting the connector running with an older slot name: its configuration needs an update. */
+  function mockRunningWithOldSlot(connect: KafkaConnectClient, wanted: ConnectorSpec) {
+    const api = mockClient(connect);
+    api.on(ListConnectorsCommand).resolves(listing(wanted.connectorName));
+    api
+      .on(DescribeConnectorCommand)
+      .resolves(described(wanted, { ...wanted.connectorConfiguration, 'slot.name': 'old' }));
+    return api;
+  }
 
   it('names the physical resource after the connector and claims the connector for the request', async () => {
     const { deps, event, requests, name } = fixture();
@@ -253,11 +262,7 @@ describe('connector custom resource handler', () => {
   it('updates the configuration of a running connector in place, with its current version, and records the operation', async () => {
     // Arrange: the API reports the connector running with an older slot name.
     const { deps, event, requests, wanted, name } = fixture();
-    const api = mockClient(deps.connect);
-    api.on(ListConnectorsCommand).resolves(listing(name));
-    api
-      .on(DescribeConnectorCommand)
-      .resolves(described(wanted, { ...wanted.connectorConfiguration, 'slot.name': 'old' }));
+    const api = mockRunningWithOldSlot(deps.connect, wanted);
     api.on(UpdateConnectorCommand).resolves({ connectorOperationArn: 'arn:op1', connectorState: 'UPDATING' });
     await handleOnEvent(event('Update', 'u1'), deps);
 
@@ -290,11 +295,7 @@ describe('connector custom resource handler', () => {
     async (state) => {
       // Arrange: MSK Connect rejected the new configuration and (for ROLLBACK_COMPLETE) runs the old one again.
       const { deps, event, requests, wanted, name } = fixture();
-      const api = mockClient(deps.connect);
-      api.on(ListConnectorsCommand).resolves(listing(name));
-      api
-        .on(DescribeConnectorCommand)
-        .resolves(described(wanted, { ...wanted.connectorConfiguration, 'slot.name': 'old' }));
+      const api = mockRunningWithOldSlot(deps.connect, wanted);
       api.on(DescribeConnectorOperationCommand).resolves({
         connectorOperationArn: 'arn:op1',
         connectorOperationType: 'UPDATE_CONNECTOR_CONFIGURATION',
@@ -314,11 +315,7 @@ describe('connector custom resource handler', () => {
 
   it('fails instead of looping when a completed update still leaves the configuration different', async () => {
     const { deps, event, requests, wanted, name } = fixture();
-    const api = mockClient(deps.connect);
-    api.on(ListConnectorsCommand).resolves(listing(name));
-    api
-      .on(DescribeConnectorCommand)
-      .resolves(described(wanted, { ...wanted.connectorConfiguration, 'slot.name': 'old' }));
+    const api = mockRunningWithOldSlot(deps.connect, wanted);
     api.on(DescribeConnectorOperationCommand).resolves({
       connectorOperationType: 'UPDATE_CONNECTOR_CONFIGURATION',
       connectorOperationState: 'UPDATE_COMPLETE',
@@ -348,12 +345,8 @@ describe('connector custom resource handler', () => {
   });
 
   it('stops a superseded Update waiter before it updates the connector back to its spec', async () => {
-    const { deps, event, wanted, name } = fixture();
-    const api = mockClient(deps.connect);
-    api.on(ListConnectorsCommand).resolves(listing(name));
-    api
-      .on(DescribeConnectorCommand)
-      .resolves(described(wanted, { ...wanted.connectorConfiguration, 'slot.name': 'old' }));
+    const { deps, event, wanted } = fixture();
+    const api = mockRunningWithOldSlot(deps.connect, wanted);
     await handleOnEvent(event('Update', 'u1'), deps);
     await handleOnEvent(event('Update', 'rollback'), deps);
 

@@ -2,9 +2,17 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Match } from 'aws-cdk-lib/assertions';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { environmentConfig } from '../../lib/config';
+import { type EnvironmentConfig, environmentConfig } from '../../lib/config';
 import { throwawayDir } from '../support/scratch';
-import { render, resourcesOf, type SynthesizedEnvironment, statementsOfRole, synthesize, variant } from './support';
+import {
+  type Mutable,
+  render,
+  resourcesOf,
+  type SynthesizedEnvironment,
+  statementsOfRole,
+  synthesize,
+  variant,
+} from './support';
 
 /** The connector custom resource's Spec, with CloudFormation intrinsics replaced by placeholders, parsed. */
 function connectorSpecs(env: SynthesizedEnvironment): Array<Record<string, unknown>> {
@@ -15,6 +23,51 @@ function connectorSpecs(env: SynthesizedEnvironment): Array<Record<string, unkno
     // Numeric tokens (revisions) render unquoted; the placeholder above quotes them, undo the doubled quotes.
     return JSON.parse(text.replaceAll('""<token>""', '"<token>"')) as Record<string, unknown>;
   });
+}
+
+/** The connectorConfiguration of the connector of that name (its Spec as connectorSpecs parses it). */
+function connectorConfig(env: SynthesizedEnvironment, connectorName: string): Record<string, string> {
+  const spec = connectorSpecs(env).find((s) => s.connectorName === connectorName);
+  if (spec === undefined) throw new Error(`no connector ${connectorName}`);
+  return spec.connectorConfiguration as Record<string, string>;
+}
+
+/** The environment synthesized from its configuration with a change. */
+function synthesizeVariant(name: string, change: (draft: Mutable<EnvironmentConfig>) => void): SynthesizedEnvironment {
+  return synthesize(variant(environmentConfig(name), change));
+}
+
+type DraftSource = Mutable<EnvironmentConfig>['sources'][number];
+
+/** A draft's source by position, checked to be of the engine whose settings the caller changes. */
+function sourceOf<E extends DraftSource['engine']>(
+  draft: Mutable<EnvironmentConfig>,
+  index: number,
+  engine?: E,
+): DraftSource & { engine: E } {
+  const source = draft.sources[index];
+  if (source === undefined || (engine !== undefined && source.engine !== engine)) {
+    throw new Error(`source ${index} is ${source?.engine ?? 'missing'}, not ${engine}`);
+  }
+  return source as DraftSource & { engine: E };
+}
+
+/** The names of the AWS::MSK::Topic resources of the streaming stack. */
+function mskTopics(env: SynthesizedEnvironment): unknown[] {
+  return resourcesOf(env.template('streaming'), 'AWS::MSK::Topic').map(([, r]) => r.Properties?.TopicName);
+}
+
+/** The topic each event source mapping of the lanes reads (undefined for the signaller's SQS mapping). */
+function mappedTopics(env: SynthesizedEnvironment): Array<string | undefined> {
+  return resourcesOf(env.template('lanes'), 'AWS::Lambda::EventSourceMapping').map(
+    ([, r]) => (r.Properties as { Topics?: string[] }).Topics?.[0],
+  );
+}
+
+/** The Kafka Connect worker configuration's properties file. */
+function workerProperties(env: SynthesizedEnvironment): string {
+  const [[, worker] = ['', {}]] = resourcesOf(env.template('streaming'), 'AWS::KafkaConnect::WorkerConfiguration');
+  return (worker.Properties as { PropertiesFileContent: { 'Fn::Base64': string } }).PropertiesFileContent['Fn::Base64'];
 }
 
 describe('streaming stack', () => {
@@ -89,11 +142,9 @@ describe('streaming stack', () => {
           DisableScaleIn: true,
         },
       });
-      const fixed = synthesize(
-        variant(environmentConfig('dev'), (d) => {
-          if (d.msk.mode === 'provisioned') d.msk.maxEbsVolumeGiB = d.msk.ebsVolumeGiB;
-        }),
-      );
+      const fixed = synthesizeVariant('dev', (d) => {
+        if (d.msk.mode === 'provisioned') d.msk.maxEbsVolumeGiB = d.msk.ebsVolumeGiB;
+      });
       fixed.template('streaming').resourceCountIs('AWS::ApplicationAutoScaling::ScalableTarget', 0);
     });
 
@@ -130,31 +181,19 @@ describe('streaming stack', () => {
     });
 
     it('does not create a topic Kafka Connect already created for a table of a captured schema', () => {
-      const withNewTable = synthesize(
-        variant(environmentConfig('dev'), (d) => {
-          d.sources[0]?.tables.push({ name: 'public.refunds', partitions: 1, existingTopic: true });
-        }),
-      );
-      const topics = resourcesOf(withNewTable.template('streaming'), 'AWS::MSK::Topic').map(
-        ([, r]) => r.Properties?.TopicName,
-      );
-      expect(topics).not.toContain('orders.public.refunds');
+      const withNewTable = synthesizeVariant('dev', (d) => {
+        d.sources[0]?.tables.push({ name: 'public.refunds', partitions: 1, existingTopic: true });
+      });
+      expect(mskTopics(withNewTable)).not.toContain('orders.public.refunds');
       // The lanes still subscribe to it.
-      // (The signaller's SQS mapping has no topics.)
-      const mapped = resourcesOf(withNewTable.template('lanes'), 'AWS::Lambda::EventSourceMapping').map(
-        ([, r]) => (r.Properties as { Topics?: string[] }).Topics?.[0],
-      );
-      expect(mapped.filter((t) => t === 'orders.public.refunds')).toHaveLength(3);
+      expect(mappedTopics(withNewTable).filter((t) => t === 'orders.public.refunds')).toHaveLength(3);
     });
   });
 
   describe('tables not listed in the configuration (catch-all topic)', () => {
     /** The connector's routing regex as Java's `Matcher.matches()` applies it: to the whole topic name. */
     function router(env: SynthesizedEnvironment, connector: string) {
-      const config = connectorSpecs(env).find((s) => s.connectorName === connector)?.connectorConfiguration as Record<
-        string,
-        string
-      >;
+      const config = connectorConfig(env, connector);
       const pattern = new RegExp(`^(?:${config['transforms.unlisted.regex']})$`);
       return { config, routes: (topic: string) => pattern.test(topic) };
     }
@@ -213,11 +252,9 @@ describe('streaming stack', () => {
     });
 
     it('escapes regex characters of the names it lists', () => {
-      const dotted = synthesize(
-        variant(environmentConfig('dev'), (d) => {
-          d.sources[0]?.tables.push({ name: 'public.a+b', partitions: 1 });
-        }),
-      );
+      const dotted = synthesizeVariant('dev', (d) => {
+        d.sources[0]?.tables.push({ name: 'public.a+b', partitions: 1 });
+      });
       const { routes } = router(dotted, 'cdc-sync-dev-orders');
       expect(routes('orders.public.a+b')).toBe(false);
       expect(routes('orders.public.aab')).toBe(true);
@@ -228,11 +265,9 @@ describe('streaming stack', () => {
         TopicName: 'orders.unlisted',
         PartitionCount: 3,
       });
-      const wider = synthesize(
-        variant(environmentConfig('dev'), (d) => {
-          (d.sources[1] as { unlistedTopicPartitions?: number }).unlistedTopicPartitions = 12;
-        }),
-      );
+      const wider = synthesizeVariant('dev', (d) => {
+        (d.sources[1] as { unlistedTopicPartitions?: number }).unlistedTopicPartitions = 12;
+      });
       wider.template('streaming').hasResourceProperties('AWS::MSK::Topic', {
         TopicName: 'inventory.unlisted',
         PartitionCount: 12,
@@ -243,11 +278,9 @@ describe('streaming stack', () => {
   describe('MSK Serverless option', () => {
     let serverless: SynthesizedEnvironment;
     beforeAll(() => {
-      serverless = synthesize(
-        variant(environmentConfig('dev'), (d) => {
-          d.msk = { mode: 'serverless', retentionHours: 48 };
-        }),
-      );
+      serverless = synthesizeVariant('dev', (d) => {
+        d.msk = { mode: 'serverless', retentionHours: 48 };
+      });
     });
 
     it('creates a serverless cluster with IAM auth instead of brokers', () => {
@@ -292,14 +325,24 @@ describe('streaming stack', () => {
   });
 
   describe('MSK Connect and Debezium', () => {
+    /** The dev orders connector's configuration when that source lists its tables instead of capturing its schema. */
+    function listedOrdersConfig(change: (orders: DraftSource & { engine: 'postgresql' }) => void) {
+      const listed = synthesizeVariant('dev', (d) => {
+        const orders = sourceOf(d, 0, 'postgresql');
+        orders.captureSchemas = undefined;
+        orders.publicationAutocreateMode = 'filtered';
+        change(orders);
+      });
+      return connectorConfig(listed, 'cdc-sync-dev-orders');
+    }
+
     it('runs one connector per source through the in-place-updating custom resource', () => {
       dev.template('streaming').resourceCountIs('Custom::MskConnectConnector', dev.config.sources.length);
       prod.template('streaming').resourceCountIs('Custom::MskConnectConnector', 3);
     });
 
     it('configures PostgreSQL with pgoutput, its slot, publication and heartbeat', () => {
-      const spec = connectorSpecs(dev).find((s) => s.connectorName === 'cdc-sync-dev-orders');
-      expect(spec?.connectorConfiguration).toMatchObject({
+      expect(connectorConfig(dev, 'cdc-sync-dev-orders')).toMatchObject({
         'connector.class': 'io.debezium.connector.postgresql.PostgresConnector',
         'plugin.name': 'pgoutput',
         'slot.name': 'cdc_sync_dev_orders',
@@ -313,28 +356,19 @@ describe('streaming stack', () => {
     });
 
     it('captures new tables of the captured schemas from their first row, through a DBA-made publication', () => {
-      const spec = connectorSpecs(dev).find((s) => s.connectorName === 'cdc-sync-dev-orders');
-      expect(spec?.connectorConfiguration).toMatchObject({
+      expect(connectorConfig(dev, 'cdc-sync-dev-orders')).toMatchObject({
         'publication.autocreate.mode': 'disabled',
         // The whole schema (the signal table is in it); listed tables outside it would follow as literals.
         'table.include.list': 'public\\..*',
       });
-      const mysqlSpec = connectorSpecs(dev).find((s) => s.connectorName === 'cdc-sync-dev-inventory');
-      expect(mysqlSpec?.connectorConfiguration).toMatchObject({ 'table.include.list': 'inventory\\..*' });
+      expect(connectorConfig(dev, 'cdc-sync-dev-inventory')).toMatchObject({ 'table.include.list': 'inventory\\..*' });
     });
 
     it('lists the signal table and the tables literally when no schema is captured whole', () => {
-      const explicit = synthesize(
-        variant(environmentConfig('dev'), (d) => {
-          const orders = d.sources[0];
-          if (orders?.engine !== 'postgresql') throw new Error('dev starts with PostgreSQL');
-          orders.captureSchemas = undefined;
-          orders.publicationAutocreateMode = 'filtered';
-          orders.signalTable = 'cdc_sync.signal';
-        }),
-      );
-      const spec = connectorSpecs(explicit).find((s) => s.connectorName === 'cdc-sync-dev-orders');
-      expect(spec?.connectorConfiguration).toMatchObject({
+      const config = listedOrdersConfig((orders) => {
+        orders.signalTable = 'cdc_sync.signal';
+      });
+      expect(config).toMatchObject({
         // The heartbeat table defaults to the signal table's schema.
         'table.include.list': 'public\\.orders,public\\.order_lines,cdc_sync\\.signal,cdc_sync\\.cdc_heartbeat',
         'signal.data.collection': 'cdc_sync.signal',
@@ -347,8 +381,7 @@ describe('streaming stack', () => {
     ])(
       'configures %s for signals (source + IAM-authenticated Kafka channel) and notifications',
       (name, prefix, table) => {
-        const spec = connectorSpecs(dev).find((s) => s.connectorName === name);
-        expect(spec?.connectorConfiguration).toMatchObject({
+        expect(connectorConfig(dev, name)).toMatchObject({
           'signal.enabled.channels': 'source,kafka',
           'signal.data.collection': table,
           'signal.kafka.topic': `${prefix}.signals`,
@@ -366,8 +399,7 @@ describe('streaming stack', () => {
     );
 
     it('names the SQL Server signal table with its database and publishes schema changes', () => {
-      const spec = connectorSpecs(prod).find((s) => s.connectorName === 'cdc-sync-prod-billing');
-      expect(spec?.connectorConfiguration).toMatchObject({
+      expect(connectorConfig(prod, 'cdc-sync-prod-billing')).toMatchObject({
         'signal.data.collection': 'Billing.dbo.debezium_signal',
         'include.schema.changes': 'true',
       });
@@ -409,8 +441,7 @@ describe('streaming stack', () => {
     });
 
     it('configures MySQL with its server id and an IAM-authenticated schema history topic', () => {
-      const spec = connectorSpecs(dev).find((s) => s.connectorName === 'cdc-sync-dev-inventory');
-      expect(spec?.connectorConfiguration).toMatchObject({
+      expect(connectorConfig(dev, 'cdc-sync-dev-inventory')).toMatchObject({
         'connector.class': 'io.debezium.connector.mysql.MySqlConnector',
         'database.server.id': '184054',
         'database.include.list': 'inventory',
@@ -424,8 +455,7 @@ describe('streaming stack', () => {
     });
 
     it('configures SQL Server with its database', () => {
-      const spec = connectorSpecs(prod).find((s) => s.connectorName === 'cdc-sync-prod-billing');
-      expect(spec?.connectorConfiguration).toMatchObject({
+      expect(connectorConfig(prod, 'cdc-sync-prod-billing')).toMatchObject({
         'connector.class': 'io.debezium.connector.sqlserver.SqlServerConnector',
         'database.names': 'Billing',
         // The signal and heartbeat tables must be captured too (their CDC tables enabled by the DBA).
@@ -444,8 +474,7 @@ describe('streaming stack', () => {
 
     it("uses the Glue Avro converter for a source whose format is avro, with the environment's compatibility", () => {
       const staging = synthesize('staging');
-      const spec = connectorSpecs(staging).find((s) => s.connectorName === 'cdc-sync-staging-inventory');
-      expect(spec?.connectorConfiguration).toMatchObject({
+      expect(connectorConfig(staging, 'cdc-sync-staging-inventory')).toMatchObject({
         'value.converter': 'com.amazonaws.services.schemaregistry.kafkaconnect.AWSKafkaAvroConverter',
         'value.converter.registry.name': 'cdc-sync-staging',
         'value.converter.compatibility': 'BACKWARD',
@@ -458,8 +487,7 @@ describe('streaming stack', () => {
       // The Glue converter names both a topic's key and value schema after the topic: a key converter writing to
       // the registry would make them one schema. Keys are JsonConverter JSON instead.
       const staging = synthesize('staging');
-      const config = connectorSpecs(staging).find((s) => s.connectorName === 'cdc-sync-staging-inventory')
-        ?.connectorConfiguration as Record<string, string>;
+      const config = connectorConfig(staging, 'cdc-sync-staging-inventory');
       expect(config['key.converter']).toBe('org.apache.kafka.connect.json.JsonConverter');
       expect(config['key.converter.schemas.enable']).toBe('true');
       expect(
@@ -503,10 +531,7 @@ describe('streaming stack', () => {
     });
 
     it('configures workers with JsonConverter schemas, the config provider and a named offsets topic', () => {
-      const [[, worker] = ['', {}]] = resourcesOf(dev.template('streaming'), 'AWS::KafkaConnect::WorkerConfiguration');
-      const { PropertiesFileContent } = worker.Properties as { PropertiesFileContent: { 'Fn::Base64': string } };
-      const properties = PropertiesFileContent['Fn::Base64'];
-      expect(properties.split('\n')).toEqual(
+      expect(workerProperties(dev).split('\n')).toEqual(
         expect.arrayContaining([
           'value.converter=org.apache.kafka.connect.json.JsonConverter',
           'value.converter.schemas.enable=true',
@@ -540,11 +565,9 @@ describe('streaming stack', () => {
       const dir = throwawayDir('plugin-');
       const archive = join(dir, 'debezium.zip');
       writeFileSync(archive, 'PK\u0005\u0006'.padEnd(22, '\u0000'));
-      const withAsset = synthesize(
-        variant(environmentConfig('dev'), (d) => {
-          d.connect.plugin = { kind: 'asset', path: archive };
-        }),
-      );
+      const withAsset = synthesizeVariant('dev', (d) => {
+        d.connect.plugin = { kind: 'asset', path: archive };
+      });
       withAsset.template('streaming').hasResourceProperties('AWS::KafkaConnect::CustomPlugin', {
         Location: {
           S3Location: {
@@ -619,7 +642,7 @@ describe('streaming stack', () => {
         'MERGE INTO Billing.dbo.cdc_heartbeat AS t USING (SELECT 1 AS id) AS s ON t.id = s.id WHEN MATCHED THEN UPDATE SET ts = SYSUTCDATETIME() WHEN NOT MATCHED THEN INSERT (id, ts) VALUES (s.id, SYSUTCDATETIME());',
       ],
     ])("%s upserts its heartbeat table on every heartbeat, in its engine's dialect", (connector, query) => {
-      const config = connectorSpecs(prod).find((s) => s.connectorName === connector)?.connectorConfiguration;
+      const config = connectorConfig(prod, connector);
 
       expect(config).toMatchObject({ 'heartbeat.interval.ms': '10000', 'heartbeat.action.query': query });
     });
@@ -629,10 +652,7 @@ describe('streaming stack', () => {
       ['cdc-sync-prod-inventory', 'inventory.cdc_heartbeat'],
       ['cdc-sync-prod-billing', 'dbo.cdc_heartbeat'],
     ])('%s captures its heartbeat table %s', (connector, table) => {
-      const config = connectorSpecs(prod).find((s) => s.connectorName === connector)?.connectorConfiguration as Record<
-        string,
-        string
-      >;
+      const config = connectorConfig(prod, connector);
       // Debezium matches each entry as an anchored regular expression (a captured schema covers the table).
       const included = (list: string | undefined, name: string) =>
         (list ?? '').split(',').some((entry) => new RegExp(`^(?:${entry})$`).test(name));
@@ -644,15 +664,11 @@ describe('streaming stack', () => {
     });
 
     it('lists a heartbeat table in another database of a MySQL source among the captured databases', () => {
-      const elsewhere = synthesize(
-        variant(environmentConfig('dev'), (d) => {
-          const inventory = d.sources[1];
-          if (inventory?.engine !== 'mysql') throw new Error('dev has MySQL second');
-          inventory.heartbeatTable = 'ops.cdc_heartbeat';
-        }),
-      );
-      const spec = connectorSpecs(elsewhere).find((s) => s.connectorName === 'cdc-sync-dev-inventory');
-      expect(spec?.connectorConfiguration).toMatchObject({
+      const elsewhere = synthesizeVariant('dev', (d) => {
+        const inventory = sourceOf(d, 1, 'mysql');
+        inventory.heartbeatTable = 'ops.cdc_heartbeat';
+      });
+      expect(connectorConfig(elsewhere, 'cdc-sync-dev-inventory')).toMatchObject({
         'database.include.list': 'inventory,ops',
         'table.include.list': 'inventory\\..*,ops\\.cdc_heartbeat',
         'heartbeat.action.query': expect.stringMatching(/^INSERT INTO ops\.cdc_heartbeat /),
@@ -660,33 +676,22 @@ describe('streaming stack', () => {
     });
 
     it('lists the heartbeat table literally when its schema is not captured whole', () => {
-      const explicit = synthesize(
-        variant(environmentConfig('dev'), (d) => {
-          const orders = d.sources[0];
-          if (orders?.engine !== 'postgresql') throw new Error('dev starts with PostgreSQL');
-          orders.captureSchemas = undefined;
-          orders.publicationAutocreateMode = 'filtered';
-          orders.heartbeatTable = 'cdc.heartbeat';
-        }),
-      );
-      const spec = connectorSpecs(explicit).find((s) => s.connectorName === 'cdc-sync-dev-orders');
-      expect(spec?.connectorConfiguration).toMatchObject({
+      const config = listedOrdersConfig((orders) => {
+        orders.heartbeatTable = 'cdc.heartbeat';
+      });
+      expect(config).toMatchObject({
         'table.include.list': 'public\\.orders,public\\.order_lines,public\\.debezium_signal,cdc\\.heartbeat',
         'heartbeat.action.query': expect.stringMatching(/^INSERT INTO cdc\.heartbeat /),
       });
     });
 
     it('writes, captures and creates no heartbeat table when a source turns it off', () => {
-      const off = synthesize(
-        variant(environmentConfig('prod'), (d) => {
-          const billing = d.sources[2];
-          if (billing?.engine !== 'sqlserver') throw new Error('prod has SQL Server third');
-          billing.heartbeatTable = false;
-        }),
-      );
-      const config = connectorSpecs(off).find((s) => s.connectorName === 'cdc-sync-prod-billing')
-        ?.connectorConfiguration as Record<string, string>;
-      const topics = resourcesOf(off.template('streaming'), 'AWS::MSK::Topic').map(([, r]) => r.Properties?.TopicName);
+      const off = synthesizeVariant('prod', (d) => {
+        const billing = sourceOf(d, 2, 'sqlserver');
+        billing.heartbeatTable = false;
+      });
+      const config = connectorConfig(off, 'cdc-sync-prod-billing');
+      const topics = mskTopics(off);
 
       expect(config['heartbeat.action.query']).toBeUndefined();
       expect(config['table.include.list']).toBe('dbo\\.invoices,dbo\\.debezium_signal');
@@ -695,19 +700,12 @@ describe('streaming stack', () => {
     });
 
     it('does not create a heartbeat topic Kafka Connect already created (heartbeatTopicExists), but the lanes read it', () => {
-      const existing = synthesize(
-        variant(environmentConfig('dev'), (d) => {
-          const orders = d.sources[0];
-          if (orders === undefined) throw new Error('dev has sources');
-          orders.heartbeatTopicExists = true;
-        }),
-      );
-      const topics = resourcesOf(existing.template('streaming'), 'AWS::MSK::Topic').map(
-        ([, r]) => r.Properties?.TopicName,
-      );
-      const mapped = resourcesOf(existing.template('lanes'), 'AWS::Lambda::EventSourceMapping').map(
-        ([, r]) => (r.Properties as { Topics?: string[] }).Topics?.[0],
-      );
+      const existing = synthesizeVariant('dev', (d) => {
+        const orders = sourceOf(d, 0);
+        orders.heartbeatTopicExists = true;
+      });
+      const topics = mskTopics(existing);
+      const mapped = mappedTopics(existing);
 
       expect(topics).not.toContain('orders.public.cdc_heartbeat');
       expect(topics).toContain('inventory.inventory.cdc_heartbeat');
@@ -716,27 +714,15 @@ describe('streaming stack', () => {
 
     it('checks the SQL Server certificate against a trust store read from S3 (prod), or explicitly trusts any', () => {
       // Arrange
-      const prodSpec = connectorSpecs(prod).find((s) => s.connectorName === 'cdc-sync-prod-billing');
-      const anyCert = synthesize(
-        variant(environmentConfig('prod'), (d) => {
-          const billing = d.sources[2];
-          if (billing?.engine !== 'sqlserver') throw new Error('prod has SQL Server third');
-          billing.serverCertificate = { trust: 'any' };
-        }),
-      );
-      const anySpec = connectorSpecs(anyCert).find((s) => s.connectorName === 'cdc-sync-prod-billing');
-      const workerProperties = (env: SynthesizedEnvironment) => {
-        const [[, worker] = ['', {}]] = resourcesOf(
-          env.template('streaming'),
-          'AWS::KafkaConnect::WorkerConfiguration',
-        );
-        return (worker.Properties as { PropertiesFileContent: { 'Fn::Base64': string } }).PropertiesFileContent[
-          'Fn::Base64'
-        ];
-      };
+      const prodConfig = connectorConfig(prod, 'cdc-sync-prod-billing');
+      const anyCert = synthesizeVariant('prod', (d) => {
+        const billing = sourceOf(d, 2, 'sqlserver');
+        billing.serverCertificate = { trust: 'any' };
+      });
+      const anyConfig = connectorConfig(anyCert, 'cdc-sync-prod-billing');
 
       // Assert
-      expect(prodSpec?.connectorConfiguration).toMatchObject({
+      expect(prodConfig).toMatchObject({
         'database.encrypt': 'true',
         'database.trustServerCertificate': 'false',
         'database.trustStore': `\${s3import:eu-west-1:cdc-sync-artifacts-333333333333/truststores/rds-ca.p12}`,
@@ -751,7 +737,7 @@ describe('streaming stack', () => {
         actions: ['s3:GetObject'],
         resources: ['arn:aws:s3:::cdc-sync-artifacts-333333333333/truststores/rds-ca.p12'],
       });
-      expect(anySpec?.connectorConfiguration).toMatchObject({
+      expect(anyConfig).toMatchObject({
         'database.encrypt': 'true',
         'database.trustServerCertificate': 'true',
       });
@@ -824,8 +810,9 @@ describe('streaming stack', () => {
         actions: expect.not.arrayContaining(['kafka-cluster:WriteData']),
         resources: [`${topics}__cdc-sync-dev-connect-offsets`],
       });
-      const spec = connectorSpecs(dev).find((s) => s.connectorName === 'cdc-sync-dev-orders');
-      expect(spec?.connectorConfiguration).toMatchObject({ 'offsets.storage.topic': '__cdc-sync-dev-orders-offsets' });
+      expect(connectorConfig(dev, 'cdc-sync-dev-orders')).toMatchObject({
+        'offsets.storage.topic': '__cdc-sync-dev-orders-offsets',
+      });
     });
 
     it("keeps a retained connector's execution role and policy with it (same removal policy)", () => {

@@ -2,7 +2,8 @@ import { Metrics } from '@aws-lambda-powertools/metrics';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { JsonDebeziumDecoder } from '../../functions/core/decode';
 import { createEnricher } from '../../functions/core/enrich';
-import { processBatch } from '../../functions/core/pipeline';
+import { type PipelineDeps, processBatch } from '../../functions/core/pipeline';
+import type { Lane } from '../../functions/core/types';
 import { recordBatchMetrics } from '../../functions/shared/observability';
 import { eventOf, pgMessage } from '../support/builders';
 import { MemoryDeadLetterQueue, MemoryDedupeStore, MemorySink } from '../support/fakes';
@@ -26,6 +27,18 @@ function captureEmf(): { lines: string[]; metrics: Metrics } {
   return { lines, metrics };
 }
 
+/** A lane's pipeline with in-memory dedupe, sink and dead letters: what recordBatchMetrics reads is its result. */
+function depsOf(lane: Lane): PipelineDeps {
+  return {
+    lane,
+    decoder: new JsonDebeziumDecoder(),
+    enricher: createEnricher(undefined, { lane }),
+    dedupe: new MemoryDedupeStore(),
+    sink: new MemorySink(),
+    deadLetters: new MemoryDeadLetterQueue(),
+  };
+}
+
 describe('recordBatchMetrics', () => {
   it('publishes EMF per lane and table and a lane rollup with the named metrics', async () => {
     // Arrange
@@ -35,14 +48,7 @@ describe('recordBatchMetrics', () => {
         pgMessage({ op: 'c', after: { id: 1 }, lsn: 100, offset: 1 }),
         { ...pgMessage({ op: 'c', after: { id: 2 }, lsn: 110, offset: 2 }), value: null },
       ]),
-      {
-        lane: 'cache',
-        decoder: new JsonDebeziumDecoder(),
-        enricher: createEnricher(undefined, { lane: 'cache' }),
-        dedupe: new MemoryDedupeStore(),
-        sink: new MemorySink(),
-        deadLetters: new MemoryDeadLetterQueue(),
-      },
+      depsOf('cache'),
     );
     const { lines, metrics } = captureEmf();
     // Act
@@ -71,14 +77,7 @@ describe('recordBatchMetrics', () => {
 
   it('publishes SchemaChanged per table, and SchemaChangeUnreconciled for a change left unreconciled', async () => {
     // Arrange
-    const result = await processBatch(eventOf([]), {
-      lane: 'cache',
-      decoder: new JsonDebeziumDecoder(),
-      enricher: createEnricher(undefined, { lane: 'cache' }),
-      dedupe: new MemoryDedupeStore(),
-      sink: new MemorySink(),
-      deadLetters: new MemoryDeadLetterQueue(),
-    });
+    const result = await processBatch(eventOf([]), depsOf('cache'));
     const report = {
       lane: 'cache' as const,
       dataCollection: 'public.orders',
@@ -113,14 +112,7 @@ describe('recordBatchMetrics', () => {
         pgMessage({ op: 'u', after: { id: 1 }, lsn: 200, offset: 1, commitTs: 4_000 }),
         pgMessage({ op: 'r', after: { id: 2 }, lsn: 300, offset: 2, commitTs: 9_000, snapshot: 'incremental' }),
       ]),
-      {
-        lane: 'cache',
-        decoder: new JsonDebeziumDecoder(),
-        enricher: createEnricher(undefined, { lane: 'cache' }),
-        dedupe: new MemoryDedupeStore(),
-        sink: new MemorySink(),
-        deadLetters: new MemoryDeadLetterQueue(),
-      },
+      depsOf('cache'),
     );
     const { lines, metrics } = captureEmf();
 

@@ -4,22 +4,19 @@
  * latency, freshness, failed batches and alarms land in the report; the report follows the contract; a throttled call
  * is retried, a failing one reported; and the names the collector derives are the ones the CDK app deploys.
  */
-import { CloudFormationClient, DescribeStacksCommand, ListStackResourcesCommand } from '@aws-sdk/client-cloudformation';
+import { DescribeStacksCommand, ListStackResourcesCommand } from '@aws-sdk/client-cloudformation';
 import {
-  CloudWatchClient,
   DescribeAlarmsCommand,
   GetMetricDataCommand,
   type GetMetricDataCommandInput,
   ListMetricsCommand,
 } from '@aws-sdk/client-cloudwatch';
-import { DescribeConnectorCommand, KafkaConnectClient, ListConnectorsCommand } from '@aws-sdk/client-kafkaconnect';
-import { ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
-import { GetQueueAttributesCommand, GetQueueUrlCommand, SQSClient } from '@aws-sdk/client-sqs';
-import { mockClient } from 'aws-sdk-client-mock';
+import { DescribeConnectorCommand, ListConnectorsCommand } from '@aws-sdk/client-kafkaconnect';
+import { ListObjectsV2Command } from '@aws-sdk/client-s3';
+import { GetQueueAttributesCommand, GetQueueUrlCommand } from '@aws-sdk/client-sqs';
 import { describe, expect, it } from 'vitest';
 import { environmentConfig } from '../../lib/config';
 import {
-  type AwsClients,
   AwsStatusCollector,
   cachedReader,
   connectorSourceState,
@@ -29,6 +26,7 @@ import {
   ON_FAILURE_PREFIX,
 } from '../../tools/status/aws';
 import { StatusReportSchema } from '../../tools/status/report';
+import { mockedStatusClients } from '../support/status';
 
 const dev = environmentConfig('dev');
 /** 12:00:30 UTC: the minute 12:00 is still being filled, 11:59 is the newest complete one. */
@@ -50,20 +48,7 @@ const lane = (l: string) => ({ service: METRICS_SERVICE, lane: l });
 
 /** Mocked clients answering like a healthy dev environment; each test changes what it is about. */
 function environment() {
-  const clients: AwsClients = {
-    kafkaConnect: new KafkaConnectClient({ region: 'eu-west-1' }),
-    cloudWatch: new CloudWatchClient({ region: 'eu-west-1' }),
-    sqs: new SQSClient({ region: 'eu-west-1' }),
-    s3: new S3Client({ region: 'eu-west-1' }),
-    cloudFormation: new CloudFormationClient({ region: 'eu-west-1' }),
-  };
-  const mocks = {
-    kafkaConnect: mockClient(clients.kafkaConnect),
-    cloudWatch: mockClient(clients.cloudWatch),
-    sqs: mockClient(clients.sqs),
-    s3: mockClient(clients.s3),
-    cloudFormation: mockClient(clients.cloudFormation),
-  };
+  const { clients, mocks } = mockedStatusClients();
 
   mocks.cloudFormation.on(DescribeStacksCommand).resolves({ Stacks: [{ StackName: 'cdc-sync-dev-data' } as never] });
   mocks.cloudFormation.on(ListStackResourcesCommand, { StackName: 'cdc-sync-dev-data' }).resolves({
