@@ -11,6 +11,7 @@
 import { resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import type { SSMClientConfig } from '@aws-sdk/client-ssm';
 import type { SignallingParameter } from '../lib/config/topics';
 import { reserveStdout } from './lib/cli';
 import { backfill, localTransport, SignallingError, type SignalTransport } from './lib/signalling';
@@ -73,14 +74,18 @@ const FLAGS = {
 } as const;
 
 /**
- * SSM GetParameter over plain HTTPS with SigV4 (the project signs its few AWS calls outside Lambda itself, see
- * lib/custom-resources/shared/sigv4.ts): the CLI then needs no SSM client dependency. Credentials from the
- * environment (AWS_ACCESS_KEY_ID, …; e.g. `aws-vault exec`, or `eval "$(aws configure export-credentials --format env)"`).
+ * The environment's region and signalling parameter (bootstrap brokers, each source's signal and notification
+ * topics), read from SSM with the SDK's client: its signing, its standard retry mode for throttling and network
+ * blips. Credentials from the default chain (environment variables, `AWS_PROFILE`, SSO, …). `ssm` overrides the
+ * client's configuration (the tests point it at a local endpoint). Any failure is a SignallingError (one line, exit 2).
  */
-async function readSignalling(env: string): Promise<{ region: string; signalling: SignallingParameter }> {
-  const [{ environmentConfig, signallingParameterName }, { credentialsFromEnv, signRequest }] = await Promise.all([
+export async function readSignalling(
+  env: string,
+  ssm: SSMClientConfig = {},
+): Promise<{ region: string; signalling: SignallingParameter }> {
+  const [{ environmentConfig, signallingParameterName }, { GetParameterCommand, SSMClient }] = await Promise.all([
     import('../lib/config'),
-    import('../lib/custom-resources/shared/sigv4'),
+    import('@aws-sdk/client-ssm'),
   ]);
   let config: ReturnType<typeof environmentConfig>;
   try {
@@ -88,32 +93,24 @@ async function readSignalling(env: string): Promise<{ region: string; signalling
   } catch (error) {
     throw new SignallingError((error as Error).message);
   }
-  const url = new URL(`https://ssm.${config.region}.amazonaws.com/`);
-  const body = JSON.stringify({ Name: signallingParameterName(config) });
-  const headers = signRequest(
-    {
-      method: 'POST',
-      url,
-      body,
-      headers: { 'content-type': 'application/x-amz-json-1.1', 'x-amz-target': 'AmazonSSM.GetParameter' },
-    },
-    { service: 'ssm', region: config.region, credentials: credentialsFromEnv() },
-  );
-  const { host: _host, ...sendable } = headers;
-  const res = await fetch(url, { method: 'POST', headers: sendable, body });
-  const json = (await res.json()) as { Parameter?: { Value?: string }; message?: string };
-  if (!res.ok || !json.Parameter?.Value) {
-    throw new SignallingError(
-      `cannot read ${signallingParameterName(config)} in ${config.region}: ${json.message ?? res.status}`,
-    );
+  const name = signallingParameterName(config);
+  const client = new SSMClient({ region: config.region, retryMode: 'standard', ...ssm });
+  let value: string | undefined;
+  try {
+    value = (await client.send(new GetParameterCommand({ Name: name }))).Parameter?.Value;
+  } catch (error) {
+    throw new SignallingError(`cannot read ${name} in ${config.region}: ${(error as Error).message}`);
+  } finally {
+    client.destroy();
   }
-  return { region: config.region, signalling: JSON.parse(json.Parameter.Value) as SignallingParameter };
+  if (!value) throw new SignallingError(`cannot read ${name} in ${config.region}: the parameter has no value`);
+  return { region: config.region, signalling: JSON.parse(value) as SignallingParameter };
 }
 
 /** The deployed environment's connector, over MSK with IAM auth. */
 async function environmentTransport(options: BackfillOptions & { env: string }): Promise<SignalTransport> {
   const { region, signalling } = await readSignalling(options.env);
-  const [{ Kafka, logLevel }, { mskIamToken }, { kafkaTransport }] = await Promise.all([
+  const [{ Kafka, logLevel }, { mskIamTokenProvider }, { kafkaTransport }] = await Promise.all([
     import('kafkajs'),
     import('../lib/custom-resources/topics/index'),
     import('./lib/signalling'),
@@ -122,7 +119,7 @@ async function environmentTransport(options: BackfillOptions & { env: string }):
     clientId: 'cdc-sync-backfill',
     brokers: signalling.bootstrapServers.split(','),
     ssl: true,
-    sasl: { mechanism: 'oauthbearer', oauthBearerProvider: async () => ({ value: mskIamToken(region) }) },
+    sasl: { mechanism: 'oauthbearer', oauthBearerProvider: mskIamTokenProvider(region) },
     logLevel: logLevel.WARN,
   });
   return kafkaTransport({ kafka, signalling, ...(options.source ? { source: options.source } : {}) });

@@ -1,11 +1,20 @@
 /**
- * `npm run backfill`: the command's logic against fake transports (the deployed path cannot reach AWS here), and the
- * run's notification bookkeeping it relies on.
+ * `npm run backfill`: the command's logic against fake transports (the deployed path cannot reach AWS here), its read
+ * of the deployed environment's signalling parameter against a local stand-in for the SSM endpoint, and the run's
+ * notification bookkeeping it relies on.
  */
-import { describe, expect, it } from 'vitest';
+import { createServer, type IncomingHttpHeaders } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { SignallingParameter } from '../../lib/config/topics';
-import { main, parseBackfillArgs } from '../../tools/backfill';
-import { type KafkaLike, kafkaTransport, type SignalTransport, snapshotSignal } from '../../tools/lib/signalling';
+import { main, parseBackfillArgs, readSignalling } from '../../tools/backfill';
+import {
+  type KafkaLike,
+  kafkaTransport,
+  SignallingError,
+  type SignalTransport,
+  snapshotSignal,
+} from '../../tools/lib/signalling';
 import { SnapshotTracker } from '../../tools/local/runner/snapshots';
 
 const notification = (id: string, type: string, additional_data: Record<string, string> = {}) => ({
@@ -175,6 +184,77 @@ describe('npm run backfill', () => {
     expect(err).toEqual([
       'npm run backfill: no local run found (/nonexistent/run.json is missing): start one with npm start, or use --env\n',
     ]);
+  });
+});
+
+describe('npm run backfill --env: the signalling parameter', () => {
+  // SSM has no local emulator here: a local HTTP endpoint answers the SSM JSON protocol, behind the real SDK client
+  // (its signing, its retries). Each test queues the answers the endpoint gives, in order.
+  const seen: Array<{ headers: IncomingHttpHeaders; body: { Name?: string } }> = [];
+  let answers: Array<{ status: number; body: unknown }> = [];
+  const server = createServer((req, res) => {
+    let body = '';
+    req.on('data', (chunk) => {
+      body += chunk;
+    });
+    req.on('end', () => {
+      seen.push({ headers: req.headers, body: JSON.parse(body) });
+      const answer = answers.shift() ?? { status: 500, body: { __type: 'InternalServerError' } };
+      res.writeHead(answer.status, { 'content-type': 'application/x-amz-json-1.1' });
+      res.end(JSON.stringify(answer.body));
+    });
+  });
+  let endpoint = '';
+  beforeAll(async () => {
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    endpoint = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  });
+  afterAll(() => new Promise((resolve) => server.close(resolve)));
+  const ssm = () => ({ endpoint, credentials: { accessKeyId: 'local', secretAccessKey: 'local' } });
+  const found = {
+    status: 200,
+    body: { Parameter: { Name: '/cdc-sync/dev/signalling', Value: JSON.stringify(SIGNALLING) } },
+  };
+
+  it("reads /cdc-sync/<env>/signalling with a signed GetParameter in the environment's region", async () => {
+    // Arrange
+    seen.length = 0;
+    answers = [found];
+
+    // Act
+    const result = await readSignalling('dev', ssm());
+
+    // Assert
+    expect(result).toEqual({ region: 'eu-west-1', signalling: SIGNALLING });
+    expect(seen).toHaveLength(1);
+    expect(seen[0]?.headers['x-amz-target']).toBe('AmazonSSM.GetParameter');
+    expect(seen[0]?.headers.authorization).toMatch(/Credential=local\/\d{8}\/eu-west-1\/ssm\/aws4_request/);
+    expect(seen[0]?.body).toEqual({ Name: '/cdc-sync/dev/signalling' });
+  });
+
+  it('rides out throttling with the SDK standard retry mode', async () => {
+    // Arrange
+    seen.length = 0;
+    answers = [{ status: 400, body: { __type: 'ThrottlingException', message: 'Rate exceeded' } }, found];
+
+    // Act
+    const result = await readSignalling('dev', ssm());
+
+    // Assert
+    expect(result.signalling).toEqual(SIGNALLING);
+    expect(seen).toHaveLength(2);
+  });
+
+  it('names the parameter and the reason in one line when it cannot be read', async () => {
+    // Arrange
+    answers = [{ status: 400, body: { __type: 'ParameterNotFound', message: 'Parameter not found.' } }];
+
+    // Act
+    const reading = readSignalling('dev', ssm());
+
+    // Assert
+    await expect(reading).rejects.toThrow(SignallingError);
+    await expect(reading).rejects.toThrow('cannot read /cdc-sync/dev/signalling in eu-west-1: Parameter not found.');
   });
 });
 

@@ -91,7 +91,15 @@ describe('connector custom resource bundle', () => {
     const inputs = await bundledInputs('lib/custom-resources/connector/index.ts');
     expect(inputs.some((i) => i.includes('node_modules/@aws-sdk/client-kafkaconnect/'))).toBe(true);
     expect(inputs.some((i) => i.includes('node_modules/@aws-sdk/client-dynamodb/'))).toBe(true);
-    // No hand-written signing: the SDK signs and retries.
-    expect(inputs.filter((i) => i.includes('custom-resources/shared/'))).toEqual([]);
+  });
+});
+
+describe('topics custom resource bundle', () => {
+  it('bundles the handler with kafkajs and the MSK IAM signer that makes its OAUTHBEARER token', {
+    timeout: 60_000,
+  }, async () => {
+    const inputs = await bundledInputs('lib/custom-resources/topics/index.ts');
+    expect(inputs.some((i) => i.includes('node_modules/kafkajs/'))).toBe(true);
+    expect(inputs.some((i) => i.includes('node_modules/aws-msk-iam-sasl-signer-js/'))).toBe(true);
   });
 });

@@ -12,9 +12,10 @@ import {
   ListConnectorsCommand,
   UpdateConnectorCommand,
 } from '@aws-sdk/client-kafkaconnect';
+import { generateAuthToken } from 'aws-msk-iam-sasl-signer-js';
 import { mockClient } from 'aws-sdk-client-mock';
 import dynalite from 'dynalite';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
 import { environmentConfig } from '../../lib/config';
 import { secretNameFromArn, tableIncludeList } from '../../lib/constructs/debezium-config';
 import {
@@ -33,57 +34,9 @@ import {
   specDescription,
 } from '../../lib/custom-resources/connector/reconcile';
 import { ConnectorRequests } from '../../lib/custom-resources/connector/requests';
-import { presignUrl, signRequest } from '../../lib/custom-resources/shared/sigv4';
+import { mskIamTokenProvider, planTopics } from '../../lib/custom-resources/topics';
 
 const LOCAL_CREDENTIALS = { accessKeyId: 'local', secretAccessKey: 'local' };
-
-import { planTopics } from '../../lib/custom-resources/topics';
-
-const EXAMPLE_CREDENTIALS = { accessKeyId: 'AKIDEXAMPLE', secretAccessKey: 'wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY' };
-
-describe('SigV4 signing', () => {
-  it("matches AWS's published example signature (IAM ListUsers, 2015-08-30)", () => {
-    // Arrange: the example from "Create a signed AWS API request" in the IAM user guide.
-    const request = {
-      method: 'GET',
-      url: new URL('https://iam.amazonaws.com/?Action=ListUsers&Version=2010-05-08'),
-      headers: { 'Content-Type': 'application/x-www-form-urlencoded; charset=utf-8' },
-    };
-
-    // Act
-    const headers = signRequest(request, {
-      service: 'iam',
-      region: 'us-east-1',
-      credentials: EXAMPLE_CREDENTIALS,
-      date: new Date('2015-08-30T12:36:00Z'),
-    });
-
-    // Assert
-    expect(headers.authorization).toBe(
-      'AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20150830/us-east-1/iam/aws4_request, SignedHeaders=content-type;host;x-amz-date, Signature=5d672d79c15b13162d9279b0855cfba6789a8edb4c82c400e06b5924a6f2b5d7',
-    );
-  });
-
-  it('presigns a URL with the query-string authentication parameters and the session token', () => {
-    const url = presignUrl(new URL('https://kafka.eu-west-1.amazonaws.com/?Action=kafka-cluster%3AConnect'), {
-      service: 'kafka-cluster',
-      region: 'eu-west-1',
-      credentials: { ...EXAMPLE_CREDENTIALS, sessionToken: 'token' },
-      expiresSeconds: 900,
-      date: new Date('2024-01-02T03:04:05Z'),
-    });
-    expect(Object.fromEntries(url.searchParams)).toMatchObject({
-      Action: 'kafka-cluster:Connect',
-      'X-Amz-Algorithm': 'AWS4-HMAC-SHA256',
-      'X-Amz-Credential': 'AKIDEXAMPLE/20240102/eu-west-1/kafka-cluster/aws4_request',
-      'X-Amz-Date': '20240102T030405Z',
-      'X-Amz-Expires': '900',
-      'X-Amz-SignedHeaders': 'host',
-      'X-Amz-Security-Token': 'token',
-      'X-Amz-Signature': expect.stringMatching(/^[0-9a-f]{64}$/),
-    });
-  });
-});
 
 const spec: ConnectorSpec = {
   connectorName: 'cdc-sync-dev-orders',
@@ -420,6 +373,56 @@ describe('connector custom resource handler', () => {
     expect(result).toEqual({ IsComplete: true, Data: { ConnectorArn: 'arn:c' } });
     expect(seen).toEqual(['GET /v1/connectors', 'GET /v1/connectors', 'GET /v1/connectors/arn:c']);
     connect.destroy();
+  });
+});
+
+describe('MSK IAM token of the topics handler', () => {
+  // The real signer, with credentials from the environment (the first link of the default chain, as the Lambda
+  // runtime sets them) and the clock frozen, so that its output is reproducible.
+  beforeEach(() => {
+    vi.stubEnv('AWS_PROFILE', undefined); // a profile would make the chain skip the environment variables
+    vi.stubEnv('AWS_ACCESS_KEY_ID', 'AKIDEXAMPLE');
+    vi.stubEnv('AWS_SECRET_ACCESS_KEY', 'wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY');
+    vi.stubEnv('AWS_SESSION_TOKEN', 'session-token');
+    vi.useFakeTimers({ toFake: ['Date'], now: new Date('2024-01-02T03:04:05Z') });
+  });
+  afterEach(() => {
+    vi.useRealTimers();
+    vi.unstubAllEnvs();
+  });
+
+  it("gives kafkajs aws-msk-iam-sasl-signer-js's token: a presigned kafka-cluster:Connect URL for the region", async () => {
+    // Act
+    const { value } = await mskIamTokenProvider('eu-west-1')();
+
+    // Assert: exactly what the signer makes, and it is the URL MSK expects.
+    expect(value).toBe((await generateAuthToken({ region: 'eu-west-1' })).token);
+    const url = new URL(Buffer.from(value, 'base64url').toString('utf8'));
+    expect(url.host).toBe('kafka.eu-west-1.amazonaws.com');
+    expect(Object.fromEntries(url.searchParams)).toMatchObject({
+      Action: 'kafka-cluster:Connect',
+      'X-Amz-Credential': 'AKIDEXAMPLE/20240102/eu-west-1/kafka-cluster/aws4_request',
+      'X-Amz-Date': '20240102T030405Z',
+      'X-Amz-Expires': '900',
+      'X-Amz-Security-Token': 'session-token',
+      'X-Amz-Signature': expect.stringMatching(/^[0-9a-f]{64}$/),
+    });
+  });
+
+  it('signs a new token on each call, so a re-authentication never presents an expired one', async () => {
+    // Arrange
+    const provide = mskIamTokenProvider('eu-west-1');
+    const first = await provide();
+
+    // Act: the next authentication, 20 minutes later (past the 15-minute expiry).
+    vi.setSystemTime(new Date('2024-01-02T03:24:05Z'));
+    const second = await provide();
+
+    // Assert
+    expect(new URL(Buffer.from(second.value, 'base64url').toString('utf8')).searchParams.get('X-Amz-Date')).toBe(
+      '20240102T032405Z',
+    );
+    expect(second.value).not.toBe(first.value);
   });
 });
 

@@ -1,13 +1,13 @@
-import { Kafka, logLevel } from 'kafkajs';
-import { credentialsFromEnv, presignUrl } from '../shared/sigv4';
+import { generateAuthToken } from 'aws-msk-iam-sasl-signer-js';
+import { Kafka, logLevel, type OauthbearerProviderResponse } from 'kafkajs';
 
 /**
  * Custom resource `Custom::MskServerlessTopics`: creates the data topics of an MSK Serverless cluster.
  *
  * Why a custom resource: AWS::MSK::Topic (the MSK topic API) only works on provisioned clusters, and MSK Serverless
- * does not auto-create topics. This function runs in the VPC, connects with IAM auth (SASL OAUTHBEARER, the token
- * being a presigned `kafka-cluster:Connect` URL, as aws-msk-iam-sasl-signer-js builds it) and creates missing topics,
- * grows partition counts, and never shrinks (Kafka cannot) or deletes a topic unless told to on stack deletion.
+ * does not auto-create topics. This function runs in the VPC, connects with IAM auth (SASL OAUTHBEARER, see
+ * mskIamTokenProvider) and creates missing topics, grows partition counts, and never shrinks (Kafka cannot) or deletes
+ * a topic unless told to on stack deletion.
  */
 
 interface TopicSpec {
@@ -27,19 +27,15 @@ interface ProviderEvent {
   };
 }
 
-/** The MSK IAM OAUTHBEARER token: a presigned `kafka-cluster:Connect` URL, base64url without padding. */
-export function mskIamToken(region: string, now = new Date()): string {
-  const url = new URL(`https://kafka.${region}.amazonaws.com/`);
-  url.searchParams.set('Action', 'kafka-cluster:Connect');
-  const signed = presignUrl(url, {
-    service: 'kafka-cluster',
-    region,
-    credentials: credentialsFromEnv(),
-    expiresSeconds: 900,
-    date: now,
-  });
-  signed.searchParams.set('User-Agent', 'cdc-sync-topic-admin');
-  return Buffer.from(signed.toString(), 'utf8').toString('base64url');
+/**
+ * kafkajs's OAUTHBEARER provider for MSK IAM auth. The token is AWS's own signer's (aws-msk-iam-sasl-signer-js, as the
+ * signaller function uses it): a presigned `kafka-cluster:Connect` URL, signed with the default credential chain (the
+ * execution role inside Lambda, the shell's credentials for `npm run backfill`). kafkajs calls it on every
+ * authentication of a broker connection, re-authentications included, and each call signs a new token, so a long
+ * session never presents an expired one.
+ */
+export function mskIamTokenProvider(region: string): () => Promise<OauthbearerProviderResponse> {
+  return async () => ({ value: (await generateAuthToken({ region })).token });
 }
 
 export interface TopicPlan {
@@ -73,7 +69,7 @@ export async function onEvent(event: ProviderEvent): Promise<{ PhysicalResourceI
     clientId: 'cdc-sync-topic-admin',
     brokers: props.BootstrapServers.split(','),
     ssl: true,
-    sasl: { mechanism: 'oauthbearer', oauthBearerProvider: async () => ({ value: mskIamToken(region) }) },
+    sasl: { mechanism: 'oauthbearer', oauthBearerProvider: mskIamTokenProvider(region) },
     logLevel: logLevel.WARN,
   });
   const admin = kafka.admin();
