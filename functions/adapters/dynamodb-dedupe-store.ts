@@ -9,7 +9,15 @@ import {
   TransactWriteItemsCommand,
 } from '@aws-sdk/client-dynamodb';
 import { DedupeError } from '../core/errors';
-import type { Checkpoint, CheckpointCommit, DedupeStore, Lane, PartitionBatch } from '../core/types';
+import type {
+  Checkpoint,
+  CheckpointCommit,
+  DedupeStore,
+  KeyAttempts,
+  Lane,
+  ParkedKey,
+  PartitionBatch,
+} from '../core/types';
 
 export interface DynamoDedupeStoreOptions {
   tableName: string;
@@ -47,6 +55,9 @@ function toItem(
   // Entries (an array keeps their order, least recently met first); the legacy `schema` is never written, so the
   // first commit of a migrated checkpoint drops it (the Put replaces the whole item).
   if (cp.schemas !== undefined) item.schemas = { S: JSON.stringify(Object.entries(cp.schemas)) };
+  // Parked keys and attempt counts (core/parking.ts): small bounded lists, JSON like the schemas.
+  if (cp.parked?.length) item.parked = { S: JSON.stringify(cp.parked) };
+  if (cp.attempts?.length) item.attempts = { S: JSON.stringify(cp.attempts) };
   if (expiresAt !== undefined) item.expiresAt = { N: String(expiresAt) };
   return item;
 }
@@ -63,6 +74,8 @@ function fromItem(item: Record<string, AttributeValue>): Checkpoint {
   if (item.sinkState?.S) cp.sinkState = JSON.parse(item.sinkState.S);
   if (item.schemas?.S) cp.schemas = Object.fromEntries(JSON.parse(item.schemas.S) as Array<[string, string]>);
   else if (item.schema?.S) cp.schema = item.schema.S;
+  if (item.parked?.S) cp.parked = JSON.parse(item.parked.S) as ParkedKey[];
+  if (item.attempts?.S) cp.attempts = JSON.parse(item.attempts.S) as KeyAttempts[];
   return cp;
 }
 

@@ -1,5 +1,6 @@
 import { Cluster, Redis } from 'ioredis';
 import { tableIdOf } from '../core/change';
+import { SinkError } from '../core/errors';
 import type { ChangeEvent, Row, Sink, SinkPartition, SinkPartitionResult, SkipReason } from '../core/types';
 import { sinkErrorFrom } from './transient-errors';
 
@@ -34,6 +35,12 @@ export interface RedisCacheSinkOptions {
  * incremental-snapshot reads right). Byte by byte: Lua's `<` on strings uses strcoll, and Redis sets LC_COLLATE from the
  * environment, where punctuation may be ignored. Orders of different connector kinds are not comparable: the newer
  * write wins.
+ *
+ * `held`: the row's previous change in the same write (its order, '' if none) must have been applied, or be superseded
+ * (the stored version is at least its order) or older than the truncate watermark; otherwise it failed, and this
+ * change is held back (-2): a row's later change is never applied before an earlier one that failed (the pipeline may
+ * park the row's key, see core/parking.ts). Commands stay pipelined: the check reads the version the script reads
+ * anyway.
  */
 const LUA_COMPARE = `
 local function kind(o) local i = string.find(o, ':', 1, true) return i and string.sub(o, 1, i - 1) or o end
@@ -53,12 +60,18 @@ local function stored(key)
   if bar then return string.sub(v, 1, bar - 1) end
   return v
 end
+local function held(current, previous, watermark)
+  if previous == '' then return false end
+  if current and (current == previous or not older(current, previous)) then return false end
+  if watermark ~= '' and older(previous, watermark) then return false end
+  return true
+end
 `;
 
 /**
  * Upsert. KEYS: row hash, version. ARGV: order, mode ('replace' | 'merge'), truncate watermark ('' if none), the
- * number N of unchanged columns, their N names, then column/value pairs. Returns 1 applied, 0 not newer than the
- * stored version, -1 older than a truncate.
+ * previous change's order ('' if none, see `held`), the number N of unchanged columns, their N names, then
+ * column/value pairs. Returns 1 applied, 0 not newer than the stored version, -1 older than a truncate, -2 held back.
  * A merge (the change left TOASTed columns out: they keep their stored values) still removes the fields the row no
  * longer has: after a DROP COLUMN, a row changed inside the incremental snapshot's window is never re-read, and its
  * streamed change is then what must leave the dropped column behind.
@@ -67,13 +80,14 @@ const UPSERT = `${LUA_COMPARE}
 local current = stored(KEYS[2])
 if current and older(ARGV[1], current) then return 0 end
 if ARGV[3] ~= '' and older(ARGV[1], ARGV[3]) then return -1 end
-local unchanged = tonumber(ARGV[4])
-local first = 5 + unchanged
+if held(current, ARGV[4], ARGV[3]) then return -2 end
+local unchanged = tonumber(ARGV[5])
+local first = 6 + unchanged
 if ARGV[2] == 'replace' then
   redis.call('DEL', KEYS[1])
 else
   local keep = {}
-  for i = 5, first - 1 do keep[ARGV[i]] = true end
+  for i = 6, first - 1 do keep[ARGV[i]] = true end
   for i = first, #ARGV, 2 do keep[ARGV[i]] = true end
   local gone = {}
   for _, field in ipairs(redis.call('HKEYS', KEYS[1])) do
@@ -88,11 +102,13 @@ return 1
 
 /**
  * Delete (also used to clear rows older than a truncate). KEYS: row hash, version. ARGV: order, tombstone TTL,
- * marker ('d' delete, 't' truncate). The version stays behind as a tombstone for TTL seconds.
+ * marker ('d' delete, 't' truncate), the previous change's order and the truncate watermark (see `held`; '' for
+ * none). The version stays behind as a tombstone for TTL seconds. Returns 1, 0 not newer, -2 held back.
  */
 const REMOVE = `${LUA_COMPARE}
 local current = stored(KEYS[2])
 if current and older(ARGV[1], current) then return 0 end
+if held(current, ARGV[4] or '', ARGV[5] or '') then return -2 end
 redis.call('DEL', KEYS[1])
 redis.call('SET', KEYS[2], ARGV[1] .. '|' .. ARGV[3], 'EX', tonumber(ARGV[2]))
 return 1
@@ -108,7 +124,15 @@ return 1
 
 interface CacheCommands {
   cdcUpsert(row: string, version: string, ...args: string[]): Promise<number>;
-  cdcRemove(row: string, version: string, order: string, ttl: string, marker: string): Promise<number>;
+  cdcRemove(
+    row: string,
+    version: string,
+    order: string,
+    ttl: string,
+    marker: string,
+    previous?: string,
+    watermark?: string,
+  ): Promise<number>;
   cdcRaiseWatermark(watermark: string, order: string): Promise<number>;
 }
 
@@ -116,6 +140,21 @@ interface CacheCommands {
 function encodeKeyPart(value: unknown): string {
   const text = typeof value === 'string' ? value : JSON.stringify(value);
   return text.replace(/[%{}|\s]/g, (c) => `%${c.charCodeAt(0).toString(16).padStart(2, '0')}`);
+}
+
+/**
+ * A Redis error that concerns one row, not the cache: the row's keys hold another type of value (WRONGTYPE: something
+ * else wrote them), so that row's script fails at every attempt while the others go through. Everything else — OOM,
+ * READONLY, LOADING, BUSY, cluster redirections, connections, permissions, a script error (the same script runs for
+ * every row) — concerns every row and fails the whole partition: parking rows for an outage would park them all.
+ */
+export function isRowError(error: unknown): boolean {
+  return (error as Error | undefined)?.name === 'ReplyError' && (error as Error).message.startsWith('WRONGTYPE');
+}
+
+/** A row's change the cache could not apply now (retryable; a key that keeps failing is parked). */
+function rowFailed(row: string, why: string, cause?: unknown): SinkError {
+  return new SinkError('SINK_ROW_FAILED', `writing the cache row ${row}: ${why}`, { retryable: true, cause });
 }
 
 /** Escapes Redis glob characters for SCAN MATCH. */
@@ -170,16 +209,33 @@ export class RedisCacheSink implements Sink {
 
   /**
    * Commands are issued in the partition's order and auto-pipelined per node; commands for one row key (same slot,
-   * same connection) execute in the order issued.
+   * same connection) execute in the order issued. A row whose script fails (isRowError) is reported in
+   * `retryableRejected`, with its later changes in this write, which its scripts hold back (`held`); any other error
+   * fails the partition.
    */
   async write(p: SinkPartition): Promise<SinkPartitionResult> {
     try {
       const skipped: Array<{ index: number; reason: SkipReason }> = [];
+      const retryableRejected: Array<{ index: number; error: SinkError }> = [];
       const tables = new Set<string>();
       for (const e of p.events) tables.add(tableIdOf(e.source));
       const watermarks = new Map([...tables].map((t) => [t, this.knownWatermarks.get(t) ?? ''] as const));
       const pending: Array<Promise<unknown>> = [];
       const written: Array<{ table: string; key: Row; order: string }> = [];
+      /** Per row, the order of its previous change in this write. */
+      const previous = new Map<string, string>();
+      const settle = (index: number, row: string, command: Promise<number>) =>
+        command.then(
+          (outcome) => {
+            if (outcome === -2) {
+              retryableRejected.push({ index, error: rowFailed(row, 'an earlier change of the row was not applied') });
+            }
+          },
+          (error: unknown) => {
+            if (!isRowError(error)) throw error;
+            retryableRejected.push({ index, error: rowFailed(row, (error as Error).message, error) });
+          },
+        );
       p.events.forEach((event, index) => {
         const table = tableIdOf(event.source);
         if (event.op === 't') {
@@ -191,12 +247,15 @@ export class RedisCacheSink implements Sink {
           return;
         }
         const row = this.rowKey(table, event.key);
+        const before = previous.get(row) ?? '';
+        previous.set(row, event.source.order);
+        const watermark = watermarks.get(table) ?? '';
         if (event.op === 'd') {
-          pending.push(
-            this.redis.cdcRemove(row, `${row}:v`, event.source.order, String(this.options.tombstoneTtlSeconds), 'd'),
-          );
+          const ttl = String(this.options.tombstoneTtlSeconds);
+          const command = this.redis.cdcRemove(row, `${row}:v`, event.source.order, ttl, 'd', before, watermark);
+          pending.push(settle(index, row, command));
         } else {
-          pending.push(this.upsert(row, event, watermarks.get(table) ?? ''));
+          pending.push(settle(index, row, this.upsert(row, event, watermark, before)));
           written.push({ table, key: event.key, order: event.source.order });
         }
       });
@@ -204,15 +263,17 @@ export class RedisCacheSink implements Sink {
       await this.recheckTruncates(tables, watermarks, written);
       // No schema history here: an incremental snapshot's read replaces the whole row hash (upsert 'replace'), which
       // is what reconciles the cache after a schema change.
-      return { ok: true, skipped, writtenAt: this.clock(), schemaChangesSkipped: true };
+      const result: SinkPartitionResult = { ok: true, skipped, writtenAt: this.clock(), schemaChangesSkipped: true };
+      if (retryableRejected.length > 0) result.retryableRejected = retryableRejected.sort((a, b) => a.index - b.index);
+      return result;
     } catch (error) {
       return { ok: false, error: sinkErrorFrom(error, `writing the cache for ${p.partition.id}`) };
     }
   }
 
-  private upsert(row: string, event: ChangeEvent, watermark: string): Promise<number> {
+  private upsert(row: string, event: ChangeEvent, watermark: string, before: string): Promise<number> {
     const merge = event.unchanged.length > 0;
-    const args: string[] = [event.source.order, merge ? 'merge' : 'replace', watermark];
+    const args: string[] = [event.source.order, merge ? 'merge' : 'replace', watermark, before];
     args.push(String(event.unchanged.length), ...event.unchanged);
     for (const [column, value] of Object.entries(event.after ?? {})) args.push(column, JSON.stringify(value ?? null));
     return this.redis.cdcUpsert(row, `${row}:v`, ...args);

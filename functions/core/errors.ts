@@ -62,9 +62,12 @@ export class ConfigError extends CdcError {
   readonly retryable = false;
 }
 
-export type SinkErrorCode = 'SINK_UNAVAILABLE' | 'SINK_THROTTLED' | 'SINK_REJECTED';
+export type SinkErrorCode = 'SINK_UNAVAILABLE' | 'SINK_THROTTLED' | 'SINK_REJECTED' | 'SINK_ROW_FAILED';
 
-/** A sink write failed. Outages and throttling are retryable; a sink rejecting one record is not. */
+/**
+ * A sink write failed. Outages and throttling are retryable; a sink rejecting one record is not. SINK_ROW_FAILED: one
+ * row could not be written now for a reason of its own (retryable; a key that keeps failing is parked, parking.ts).
+ */
 export class SinkError extends CdcError {
   readonly retryable: boolean;
   constructor(

@@ -3,6 +3,14 @@ import { AppliedSchemas, PartitionDedupe, type PartitionState, RedriveDedupe } f
 import type { Enricher } from './enrich';
 import { CdcError, DeadLetterError, DedupeError, describeError, SchemaHistoryError, SinkError } from './errors';
 import { parseKafkaEvent } from './msk';
+import {
+  DEFAULT_PARK_AFTER_ATTEMPTS,
+  type ParkingRefusal,
+  PartitionParking,
+  parkedLetter,
+  parkingKeyOf,
+  type RejectedChange,
+} from './parking';
 import type { SchemaChangeReport, SchemaHistory } from './schema-history';
 import type {
   ChangeEvent,
@@ -44,6 +52,11 @@ export interface PipelineDeps {
   schemasLimit?: number;
   /** `redrive`: the records come back from a dead-letter queue (see RedriveDedupe). Default `stream`. */
   mode?: 'stream' | 'redrive';
+  /**
+   * Deliveries a change the sink rejects retryably may fail in before its key is parked (parking.ts); 0 never parks.
+   * @default DEFAULT_PARK_AFTER_ATTEMPTS
+   */
+  parkAfterAttempts?: number;
   clock?: () => number;
 }
 
@@ -53,6 +66,8 @@ export interface TopicCounters {
   skipped: number;
   duplicates: number;
   deadLettered: number;
+  /** Keys parked in this batch (KeysParked). */
+  keysParked: number;
   /** Source commit → sink write, per processed event that carries a commit time. */
   latenciesMs: number[];
 }
@@ -93,12 +108,16 @@ export interface BatchResult {
    * when nobody writes.
    */
   freshness: Map<string, { commitTs: number; writtenAt: number }>;
+  /** Keys this batch parked (committed): the handler logs them and publishes `KeysParked`. */
+  parked: Array<{ partition: string; key: string; offset: number; attempts: number }>;
+  /** Keys that reached the attempts but could not be parked (the partition was retried as before): logged. */
+  notParked: Array<{ partition: string } & ParkingRefusal>;
 }
 
 function counters(result: BatchResult, topic: string): TopicCounters {
   let c = result.topics.get(topic);
   if (!c) {
-    c = { processed: 0, skipped: 0, duplicates: 0, deadLettered: 0, latenciesMs: [] };
+    c = { processed: 0, skipped: 0, duplicates: 0, deadLettered: 0, keysParked: 0, latenciesMs: [] };
     result.topics.set(topic, c);
   }
   return c;
@@ -164,6 +183,8 @@ export async function processBatch(input: unknown, deps: PipelineDeps): Promise<
     deadLetters: [],
     schemaChanges: [],
     freshness: new Map(),
+    parked: [],
+    notParked: [],
   };
   for (const batch of partitions) {
     result.records += batch.records.length;
@@ -302,6 +323,17 @@ class PartitionRun {
   private refused = false;
   /** The first retryable decode error (e.g. SCHEMA_REGISTRY_UNAVAILABLE): the partition is retried, not written. */
   private decodeUnavailable: CdcError | undefined;
+  /** Parked keys and attempt counts, from the checkpoint (set by `run`). */
+  private parking: PartitionParking | undefined;
+  /** Indexes into `fresh` of the changes this delivery parked: dead-lettered, not applied. */
+  private readonly parkedIndexes = new Set<number>();
+  /** Keys this delivery parked, reported once committed. */
+  private readonly newlyParked: Array<{ key: string; offset: number; attempts: number }> = [];
+  /**
+   * The sink rejected changes of keys that are not parked (yet): the commit moves only their attempt counts, and then
+   * the partition is retried with this error.
+   */
+  private retryAfterCommit: CdcError | undefined;
 
   constructor(
     private readonly batch: PartitionBatch,
@@ -328,6 +360,9 @@ class PartitionRun {
       return;
     }
     const dedupe: PartitionState = this.redrive ? new RedriveDedupe(previous) : new PartitionDedupe(previous);
+    // A redrive counts no attempts (a change failing again keeps its letter) and holds no key: it is what replays them.
+    const parkAfter = this.redrive ? 0 : (this.deps.parkAfterAttempts ?? DEFAULT_PARK_AFTER_ATTEMPTS);
+    this.parking = new PartitionParking(previous, parkAfter, this.clock);
     const redelivered = this.classify(outcomes, dedupe);
     // Redelivered records and re-emitted changes are duplicates whatever happens next.
     const duplicates = redelivered + this.judgedDuplicates;
@@ -349,6 +384,10 @@ class PartitionRun {
       return;
     }
     if (!(await this.write(previous, changes))) return;
+    if (this.retryAfterCommit) {
+      this.commit = { partition: this.batch, previous, next: this.countingAttempts(previous) };
+      return this;
+    }
     if (!(await this.storeLetters())) return;
 
     const next = dedupe.next(this.written.state ?? previous?.sinkState);
@@ -357,8 +396,30 @@ class PartitionRun {
       this.refused ? new AppliedSchemas(previous, this.batch.topic, this.deps.schemasLimit) : applied
     ).toCheckpoint();
     if (schemas !== undefined) next.schemas = schemas;
+    Object.assign(next, this.parking.toCheckpoint(next.offset));
     this.commit = { partition: this.batch, previous, next };
     return this;
+  }
+
+  /**
+   * The previous checkpoint with only the attempt counts moved: the event source mapping redelivers the same records
+   * onto the same state (offset, position, sink state, schemas, parked keys), and this delivery counts as an attempt.
+   */
+  private countingAttempts(previous: Checkpoint | undefined): Checkpoint {
+    const next: Checkpoint = {
+      offset: previous?.offset ?? -1,
+      hw: previous?.hw ?? '',
+      hwIds: previous?.hwIds ?? [],
+      version: (previous?.version ?? 0) + 1,
+    };
+    if (previous?.sinkState !== undefined) next.sinkState = previous.sinkState;
+    const schemas = new AppliedSchemas(previous, this.batch.topic, this.deps.schemasLimit).toCheckpoint();
+    if (schemas !== undefined) next.schemas = schemas;
+    // The parked keys as they were read: changes held behind them in this delivery are held again when it comes back.
+    if (previous?.parked !== undefined) next.parked = previous.parked;
+    const { attempts } = (this.parking as PartitionParking).toCheckpoint(next.offset);
+    if (attempts !== undefined) next.attempts = attempts;
+    return next;
   }
 
   /** The checkpoint could not move: every record past it is retried. */
@@ -368,9 +429,13 @@ class PartitionRun {
 
   /** Counts a committed partition's records: skipped, processed (with their latency), dead-lettered. */
   committed(): void {
+    if (this.retryAfterCommit) {
+      this.fail(this.retryAfterCommit);
+      return;
+    }
     const { result, batch, topic, written } = this;
     for (const reason of this.skipped) skip(result, batch.topic, reason);
-    const notApplied = new Set<number>();
+    const notApplied = new Set(this.parkedIndexes);
     for (const s of written.skipped ?? []) {
       notApplied.add(s.index);
       skip(result, batch.topic, s.reason);
@@ -404,6 +469,8 @@ class PartitionRun {
     for (const letter of this.letters) {
       result.deadLetters.push({ partition: batch.id, offset: letter.record.offset, code: letter.error.code });
     }
+    for (const parked of this.newlyParked) result.parked.push({ partition: batch.id, ...parked });
+    topic.keysParked += this.newlyParked.length;
   }
 
   private fail(error: CdcError): void {
@@ -444,6 +511,8 @@ class PartitionRun {
         this.skipped.push('table-excluded');
       } else if (dedupe.judge(outcome.event) === 'duplicate') {
         this.judgedDuplicates++;
+      } else if (this.holdsParked(record, outcome.event)) {
+        // A later change of a parked key: dead-lettered behind the ones before it, never applied.
       } else {
         this.fresh.push(outcome.event);
         this.columns.push(outcome.columns);
@@ -451,6 +520,16 @@ class PartitionRun {
       }
     });
     return redelivered;
+  }
+
+  /** Dead-letters a change of a key parked in this partition (stream mode); false when its key is not parked. */
+  private holdsParked(record: KafkaRecord, event: ChangeEvent): boolean {
+    const parking = this.parking as PartitionParking;
+    if (this.redrive || !parking.hasParked) return false;
+    const key = parkingKeyOf(event);
+    if (key === null || !parking.isParked(key)) return false;
+    this.letters.push(parkedLetter(this.deps.lane, record, parking.hold(key, record.offset), this.startedAt));
+    return true;
   }
 
   /**
@@ -535,6 +614,64 @@ class PartitionRun {
     for (const { index, error } of r.rejected ?? []) {
       const event = this.fresh[index];
       if (event) this.letters.push(this.letterFor(recordOf(batch, event), error));
+    }
+    if (r.retryableRejected?.length) return this.parkRejected(r.retryableRejected);
+    return true;
+  }
+
+  /**
+   * The sink could not apply some changes now, for reasons of their own: counts an attempt for each key concerned
+   * and parks them when they all reached PARK_AFTER_ATTEMPTS — the change and every later change of its key in this
+   * write are dead-lettered as PARKED, and the partition goes on. Otherwise the partition is retried after its
+   * checkpoint took the counts (retryAfterCommit); false when it is retried at once (a redrive, parking off).
+   */
+  private parkRejected(rejections: ReadonlyArray<{ index: number; error: CdcError }>): boolean {
+    const sorted = [...rejections].sort((a, b) => a.index - b.index);
+    const firstError = asRetryable(
+      (sorted[0] as { error: CdcError }).error,
+      (m) => new SinkError('SINK_UNAVAILABLE', m, { retryable: true }),
+    );
+    const parking = this.parking as PartitionParking;
+    if (parking.parkAfter <= 0) {
+      this.fail(firstError);
+      return false;
+    }
+    const keys = this.fresh.map(parkingKeyOf);
+    const byKey = new Map<string, RejectedChange & { index: number }>();
+    let keyless = false;
+    for (const { index, error } of sorted) {
+      const event = this.fresh[index];
+      if (!event) continue;
+      const key = keys[index] ?? null;
+      if (key === null) keyless = true;
+      else if (!byKey.has(key)) byKey.set(key, { key, offset: event.kafka.offset, error, index });
+    }
+    if (byKey.size === 0) {
+      // Only changes without a key failed: nothing to count or park.
+      this.fail(firstError);
+      return false;
+    }
+    const delivered = this.fresh.at(-1)?.kafka.offset ?? -1;
+    const decision = parking.attempt([...byKey.values()], keyless, delivered);
+    if (!decision.park) {
+      for (const refusal of decision.refused) this.result.notParked.push({ partition: this.batch.id, ...refusal });
+      this.retryAfterCommit = firstError;
+      return true;
+    }
+    for (const entry of decision.parked) {
+      const failed = byKey.get(entry.key) as RejectedChange & { index: number };
+      this.newlyParked.push({ key: entry.key, offset: entry.first, attempts: entry.attempts });
+      const letter = (i: number, cause?: CdcError) => {
+        const event = this.fresh[i] as ChangeEvent;
+        this.parkedIndexes.add(i);
+        this.letters.push(parkedLetter(this.deps.lane, recordOf(this.batch, event), entry, this.startedAt, cause));
+      };
+      letter(failed.index, failed.error);
+      for (let j = failed.index + 1; j < this.fresh.length; j++) {
+        if (keys[j] !== entry.key) continue;
+        parking.hold(entry.key, (this.fresh[j] as ChangeEvent).kafka.offset);
+        letter(j);
+      }
     }
     return true;
   }

@@ -240,6 +240,39 @@ export interface Checkpoint {
    * the fingerprint of the table named like the partition's topic (AppliedSchemas) and no longer written.
    */
   schema?: string;
+  /**
+   * Keys parked in this partition (parking.ts): their changes go to the dead-letter queue, in order, until
+   * `npm run redrive -- <lane> --parked` replays them. At most PARKED_KEYS_LIMIT. Absent: none.
+   */
+  parked?: ParkedKey[];
+  /** Keys whose change the sink could not apply in the last deliveries, with the attempts so far. Absent: none. */
+  attempts?: KeyAttempts[];
+}
+
+/**
+ * A parked key of one partition: the dead letters `PARKED` not replayed yet hold its changes at offsets `first` to
+ * `last`, `count` of them (a redrive needs all of them, in order, before the key may be unparked).
+ */
+export interface ParkedKey {
+  /** `<table id> <row key JSON>` (parkingKeyOf). */
+  key: string;
+  /** Lowest offset of a parked change not replayed yet (a lower bound once a redrive replayed some). */
+  first: number;
+  /** Offset of the latest parked change. */
+  last: number;
+  /** Parked changes not replayed yet. */
+  count: number;
+  /** Deliveries the first change failed in before the key was parked. */
+  attempts: number;
+  /** When the key was parked (epoch ms). */
+  parkedAt: number;
+}
+
+/** A key whose change at `offset` the sink rejected retryably in `attempts` deliveries so far. */
+export interface KeyAttempts {
+  key: string;
+  offset: number;
+  attempts: number;
 }
 
 /** One topic-partition's checkpoint moving from `previous` (absent: never committed) to `next`. */
@@ -305,6 +338,13 @@ export type SinkPartitionResult =
       skipped?: Array<{ index: number; reason: SkipReason }>;
       /** Events the sink refused for good (by index): dead-lettered, the rest of the partition goes on. */
       rejected?: Array<{ index: number; error: CdcError }>;
+      /**
+       * Events the sink could not apply now for a reason of their own, not an outage (by index; the cache: one row's
+       * script failing): the partition is retried, and a key that keeps failing is parked (docs/architecture.md,
+       * "Parking a poison key"). A sink reporting an event here has applied no later event of the same key in this
+       * write: it reports those here too.
+       */
+      retryableRejected?: Array<{ index: number; error: CdcError }>;
       /** When the write finished (for commit-to-sink latency). */
       writtenAt: number;
       /** The sink keeps no schema history: the partition's schema-change records count as skipped. */
@@ -328,6 +368,11 @@ export interface DeadLetter {
   error: { code: string; message: string };
   record: KafkaRecord;
   failedAt: string;
+  /**
+   * A change of a parked key (error code `PARKED`): the key, and the deliveries its change failed in before the key
+   * was parked (0 for the later changes held behind it).
+   */
+  parked?: { key: string; attempts: number };
 }
 
 export interface DeadLetterQueue {

@@ -2,6 +2,7 @@ import * as z from 'zod/mini';
 import '../core/zod';
 import { TableRulesSchema } from '../core/enrich';
 import { ConfigError } from '../core/errors';
+import { DEFAULT_PARK_AFTER_ATTEMPTS } from '../core/parking';
 import type { Lane } from '../core/types';
 
 /**
@@ -13,6 +14,7 @@ const bool = z.pipe(
   z.transform((v: 'true' | 'false') => v === 'true'),
 );
 const positiveInt = z.pipe(z.coerce.number(), z.int().check(z.positive()));
+const nonNegativeInt = z.pipe(z.coerce.number(), z.int().check(z.nonnegative()));
 const text = z.string().check(z.minLength(1));
 const url = z.url();
 const json = <T extends z.ZodMiniType>(schema: T) =>
@@ -74,6 +76,12 @@ const common = {
   UNAVAILABLE_VALUE_PLACEHOLDER: z._default(text, '__debezium_unavailable_value'),
   /** Days a checkpoint of an idle partition is kept (the audit lane's never expire: they hold the chain head). */
   CHECKPOINT_TTL_DAYS: z._default(positiveInt, 30),
+  /**
+   * Deliveries a change the sink rejects retryably (one row, not an outage) may fail in before its key is parked:
+   * its changes then go to the DLQ as PARKED, in order, and the partition moves on (functions/core/parking.ts). 0 never
+   * parks: the partition is retried until the event source mapping's retries run out.
+   */
+  PARK_AFTER_ATTEMPTS: z._default(nonNegativeInt, DEFAULT_PARK_AFTER_ATTEMPTS),
   /** What to do about a schema change the sinks cannot reconcile from the stream alone, per table. */
   SCHEMA_CHANGE_POLICY: z._default(json(SchemaChangePolicySchema), { default: 'auto' }),
   /**

@@ -177,6 +177,7 @@ export function createLaneDeps<L extends Lane>(
       queueUrl: env.DLQ_URL,
       payloadBucket: env.DLQ_PAYLOAD_BUCKET,
     }),
+    parkAfterAttempts: env.PARK_AFTER_ATTEMPTS,
     schemaHistory: new SchemaHistory({
       registry: new DynamoSchemaRegistry(clients.dynamodb, { tableName: env.DEDUPE_TABLE_NAME }),
       signaller: options.signaller ?? queueSignallerFrom(env, clients.sqs),

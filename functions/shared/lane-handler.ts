@@ -109,6 +109,17 @@ export function createLaneHandler<L extends Lane>(
     } else {
       logger.info('batch done', summary(result));
     }
+    if (result.parked.length > 0) {
+      // The KeysParked alarm fires; `npm run redrive -- <lane> --parked` replays their changes in order.
+      logger.warn('keys parked: their changes go to the dead-letter queue, in order, until redriven', {
+        parked: result.parked,
+      });
+    }
+    if (result.notParked.length > 0) {
+      logger.error('keys not parked: their partition is retried until the retries run out', {
+        notParked: result.notParked,
+      });
+    }
     if (result.deadLetters.length > 0) {
       // One line per batch, by Kafka coordinates, so a dead letter can be found from the log and vice versa.
       logger.warn('records dead-lettered', {

@@ -54,6 +54,8 @@ export function recordBatchMetrics(metrics: Metrics, result: BatchResult): void 
     metrics.addMetric('EventsSkipped', MetricUnit.Count, c.skipped);
     metrics.addMetric('Duplicates', MetricUnit.Count, c.duplicates);
     metrics.addMetric('DeadLettered', MetricUnit.Count, c.deadLettered);
+    // Only when it happened: a per-table series exists once a key of the table was parked (each series is billed).
+    if (c.keysParked > 0) metrics.addMetric('KeysParked', MetricUnit.Count, c.keysParked);
     for (const v of sampleForEmf(c.latenciesMs)) metrics.addMetric('CommitToSinkLatency', MetricUnit.Milliseconds, v);
     metrics.publishStoredMetrics();
     for (const v of c.latenciesMs) all.push(v);
@@ -76,6 +78,8 @@ export function recordBatchMetrics(metrics: Metrics, result: BatchResult): void 
   metrics.addMetric('Duplicates', MetricUnit.Count, result.duplicates);
   metrics.addMetric('DeadLettered', MetricUnit.Count, result.deadLettered);
   metrics.addMetric('RecordsRetried', MetricUnit.Count, result.retried);
+  // The lane rollup every batch: the KeysParked alarm's metric (docs/architecture.md, "Parking a poison key").
+  metrics.addMetric('KeysParked', MetricUnit.Count, result.parked.length);
   metrics.addMetric('SinkWriteMs', MetricUnit.Milliseconds, result.sinkWriteMs);
   for (const v of sampleForEmf(all)) metrics.addMetric('CommitToSinkLatency', MetricUnit.Milliseconds, v);
 }

@@ -15,6 +15,8 @@ const lane: LaneConfig = {
   provisionedPollers: { minimum: 1, maximum: 3 },
   bisectBatchOnError: true,
   retryAttempts: 3,
+  // Parked before the mapping gives the batch up (1 delivery + 3 retries).
+  parkAfterAttempts: 3,
   maxRecordAgeSeconds: 86_400,
   reportBatchItemFailures: true,
   deadLetterQueue: { retentionDays: 14 },

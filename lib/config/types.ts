@@ -382,6 +382,9 @@ export type SourceConfig = PostgresSourceConfig | MySqlSourceConfig | SqlServerS
 /** `freshnessBoundSeconds` when a source sets none. */
 export const DEFAULT_FRESHNESS_BOUND_SECONDS = 300;
 
+/** `parkAfterAttempts` when a lane sets none (the lane function's PARK_AFTER_ATTEMPTS default is the same). */
+export const DEFAULT_PARK_AFTER_ATTEMPTS = 5;
+
 // ---------------------------------------------------------------------------------------------------------------
 // Lanes
 // ---------------------------------------------------------------------------------------------------------------
@@ -439,6 +442,14 @@ export interface LaneConfig {
   readonly maxRecordBytes?: number;
   /** Days checkpoints of idle partitions are kept. @default the function's default (30) */
   readonly checkpointTtlDays?: number;
+  /**
+   * Deliveries a change the sink rejects retryably for a reason of its own (one cache row) may fail in before its key
+   * is parked: its changes go to the DLQ as PARKED, in order, the partition moves on, and the KeysParked alarm fires
+   * (docs/architecture.md, "Parking a poison key"). 0 never parks. At most `retryAttempts + 1`: the event source
+   * mapping gives the batch up after that many deliveries.
+   * @default DEFAULT_PARK_AFTER_ATTEMPTS (5)
+   */
+  readonly parkAfterAttempts?: number;
   /** OffsetLag (records) above which the lag alarm fires. */
   readonly maxOffsetLagAlarm: number;
 }

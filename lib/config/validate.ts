@@ -11,6 +11,7 @@ import {
 } from './topics';
 import {
   DEFAULT_FRESHNESS_BOUND_SECONDS,
+  DEFAULT_PARK_AFTER_ATTEMPTS,
   type EnvironmentConfig,
   LANE_NAMES,
   SCHEMA_CHANGE_POLICIES,
@@ -298,6 +299,14 @@ function checkLanes(config: EnvironmentConfig): string[] {
       problems.push(`${where}: maxBatchingWindowSeconds must be a whole number of seconds, 0–300`);
     }
     if (cfg.retryAttempts < -1 || cfg.retryAttempts > 10_000) problems.push(`${where}: retryAttempts must be -1–10000`);
+    const parkAfter = cfg.parkAfterAttempts ?? DEFAULT_PARK_AFTER_ATTEMPTS;
+    if (!Number.isInteger(parkAfter) || parkAfter < 0) {
+      problems.push(`${where}: parkAfterAttempts must be a whole number, 0 (never park) or more`);
+    } else if (parkAfter > 0 && cfg.retryAttempts >= 0 && parkAfter > cfg.retryAttempts + 1) {
+      problems.push(
+        `${where}: parkAfterAttempts ${parkAfter} exceeds retryAttempts + 1 (${cfg.retryAttempts + 1}): the event source mapping gives a batch up after that many deliveries, before a poison key is parked; lower it or raise retryAttempts`,
+      );
+    }
     if (cfg.maxRecordAgeSeconds !== -1 && (cfg.maxRecordAgeSeconds < 60 || cfg.maxRecordAgeSeconds > 604_800)) {
       problems.push(`${where}: maxRecordAgeSeconds must be -1 or 60–604800`);
     }

@@ -13,6 +13,7 @@ import type { Construct } from 'constructs';
 import {
   consumerGroupId,
   consumerGroupPrefix,
+  DEFAULT_PARK_AFTER_ATTEMPTS,
   type EnvironmentConfig,
   type LaneConfig,
   type LaneName,
@@ -103,6 +104,8 @@ export class LaneFunction extends ProjectFunction {
     environment.SCHEMA_CHANGE_POLICY = JSON.stringify(props.env.schemaChanges ?? DEFAULT_SCHEMA_CHANGE_POLICY);
     if (config.maxRecordBytes !== undefined) environment.MAX_RECORD_BYTES = String(config.maxRecordBytes);
     if (config.checkpointTtlDays !== undefined) environment.CHECKPOINT_TTL_DAYS = String(config.checkpointTtlDays);
+    // Always set: the validated config (at most retryAttempts + 1) decides, not the function's own default.
+    environment.PARK_AFTER_ATTEMPTS = String(config.parkAfterAttempts ?? DEFAULT_PARK_AFTER_ATTEMPTS);
 
     super(scope, id, {
       entry: `functions/${props.lane}/index.ts`,

@@ -201,6 +201,7 @@ export class ObservabilityStack extends Stack {
               emf('Duplicates', 'Sum', 'duplicates'),
               emf('DeadLettered', 'Sum', 'dead-lettered'),
               emf('EventsSkipped', 'Sum', 'skipped'),
+              emf('KeysParked', 'Sum', 'keys parked'),
             ],
           },
           { title: 'Commit-to-sink latency (ms)', metrics: latencyMetrics },
@@ -215,6 +216,32 @@ export class ObservabilityStack extends Stack {
         addQueueMaxSizeAlarm: { Critical: { maxMessageCount: 0, datapointsToAlarm: 1, evaluationPeriods: 1 } },
       });
     this.monitorMappings(config, lane, fn.eventSources);
+    this.monitorParkedKeys(config, lane);
+  }
+
+  /**
+   * A key parked by the lane (KeysParked, the lane rollup every batch publishes): its changes wait in the DLQ, in
+   * order, for `npm run redrive -- <lane> --parked`. Any parked key needs a human, like any dead letter.
+   */
+  private monitorParkedKeys(config: EnvironmentConfig, lane: LaneName): void {
+    const prefix = resourcePrefix(config);
+    this.alarm(`${capitalise(lane)}KeysParked`, {
+      alarmName: `${prefix}-${lane}-keys-parked`,
+      alarmDescription: `The ${lane} lane parked a key: the sink kept rejecting one row's change, so that change and every later change of the same key go to the lane's DLQ as PARKED, in order, while the rest of its partition goes on (the lane's log line 'keys parked' names them). Fix the cause, then \`npm run redrive -- ${lane} --parked --aws\`. Runbook: docs/architecture.md, "Parking a poison key".`,
+      metric: new cloudwatch.Metric({
+        namespace: METRICS_NAMESPACE,
+        metricName: 'KeysParked',
+        dimensionsMap: { service: METRICS_SERVICE, lane },
+        statistic: 'Sum',
+        period: Duration.minutes(5),
+      }),
+      threshold: 0,
+      comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+      evaluationPeriods: 1,
+      datapointsToAlarm: 1,
+      // Published with every batch; an idle lane publishes nothing, which is no parked key.
+      treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
+    });
   }
 
   /**

@@ -8,6 +8,7 @@ import {
 import { mockClient } from 'aws-sdk-client-mock';
 import { describe, expect, it } from 'vitest';
 import { checkpointKey, DynamoDedupeStore } from '../../functions/adapters/dynamodb-dedupe-store';
+import { afterReplay } from '../../functions/core/parking';
 import type { Checkpoint, Lane, PartitionBatch } from '../../functions/core/types';
 import { LOCAL_NAMES } from '../../tools/local/services';
 import { useLocalServices } from '../support/local';
@@ -81,6 +82,27 @@ describe('DynamoDedupeStore (dynalite)', () => {
     // Assert
     expect(found).toEqual(cp);
     expect(Object.keys(found?.schemas ?? {})).toEqual(['pg.public.orders', 'pg.public.items']);
+  });
+
+  it('commits parked keys and attempt counts and reads them back; unparking cannot lose a lane batch’s update', async () => {
+    // Arrange: a partition with one key parked and one failing key being counted
+    const p = partition('t.parked', 0);
+    const parked = { key: 'pg.public.orders {"id":2}', first: 11, last: 13, count: 2, attempts: 5, parkedAt: NOW };
+    const attempts = [{ key: 'pg.public.orders {"id":7}', offset: 20, attempts: 2 }];
+    const committed: Checkpoint = { offset: 19, hw: 'pg:1:2', hwIds: [], version: 1, parked: [parked], attempts };
+    await commitOne('cache', p, undefined, committed);
+    // Act: a redrive unparks the key (conditionally on the version it read) while a lane batch holds the old version
+    const read = (await store().load('cache', [p])).get(p.id) as Checkpoint;
+    const unparked = afterReplay(read, parked) as Checkpoint;
+    await commitOne('cache', p, read, unparked);
+    const [stale] = await store().commit('cache', [
+      { partition: p, previous: read, next: { ...read, offset: 25, version: read.version + 1 } },
+    ]);
+    // Assert
+    expect(read).toEqual(committed);
+    expect(stale).toMatchObject({ code: 'CHECKPOINT_CONFLICT', retryable: true });
+    const found = (await store().load('cache', [p])).get(p.id);
+    expect(found).toEqual({ offset: 19, hw: 'pg:1:2', hwIds: [], version: 2, attempts });
   });
 
   it('reads the single fingerprint of a checkpoint written before per-table ones, and drops it on the next commit', async () => {

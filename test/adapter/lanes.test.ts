@@ -4,8 +4,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ReceiveMessageCommand } from '@aws-sdk/client-sqs';
 import { Redis } from 'ioredis';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { DynamoDedupeStore } from '../../functions/adapters/dynamodb-dedupe-store';
 import type { DeadLetterMessage } from '../../functions/adapters/sqs-dead-letter-queue';
+import { PARKED_KEYS_LIMIT } from '../../functions/core/parking';
 import type { BatchResult } from '../../functions/core/pipeline';
 import type { KafkaEvent, KafkaRecord, Lane } from '../../functions/core/types';
 import type { SinkFactory } from '../../functions/shared/lane-deps';
@@ -301,5 +303,83 @@ describe('lane handlers against local services', () => {
       await handler.close();
       await s3Proxy.close();
     }
+  });
+
+  it('logs the keys it parks and publishes KeysParked; with its parked keys full it logs the key it could not park', async () => {
+    // Arrange: a cache lane parking at the first failure; row 2's version key holds a hash (every write of it fails
+    // with WRONGTYPE) on two topics, the second one's partition already holding as many parked keys as it may
+    const prefix = `parking-${Date.now()}`;
+    const env = {
+      ...services().laneEnv('cache'),
+      CACHE_KEY_PREFIX: prefix,
+      PARK_AFTER_ATTEMPTS: '1',
+      POWERTOOLS_LOG_LEVEL: 'WARN',
+    };
+    await redis.hset(`${prefix}:pg.public.poison:{2}:v`, 'not', 'a version');
+    await redis.hset(`${prefix}:pg.public.full:{2}:v`, 'not', 'a version');
+    const full = { id: `${prefix}.full-0`, topic: `${prefix}.full`, partition: 0, records: [] };
+    const parked = Array.from({ length: PARKED_KEYS_LIMIT }, (_, i) => ({
+      key: `pg.public.full {"id":${100 + i}}`,
+      first: 0,
+      last: 0,
+      count: 1,
+      attempts: 1,
+      parkedAt: 1,
+    }));
+    const dedupe = new DynamoDedupeStore(services().clients.dynamodb, {
+      tableName: LOCAL_NAMES.dedupeTable,
+      ttlDays: 30,
+    });
+    await dedupe.commit('cache', [
+      { partition: full, previous: undefined, next: { offset: 0, hw: '', hwIds: [], version: 1, parked } },
+    ]);
+    const handler = createLaneHandler('cache', SINKS.cache, env, { clientConfig: localClientConfig(env) });
+    const lines: string[] = [];
+    // EMF goes to stdout, warnings and errors to stderr (Powertools' console).
+    const capture = (chunk: string | Uint8Array) => {
+      lines.push(
+        ...String(chunk)
+          .split('\n')
+          .filter((l) => l.startsWith('{')),
+      );
+      return true;
+    };
+    const spies = [
+      vi.spyOn(process.stdout, 'write').mockImplementation(capture),
+      vi.spyOn(process.stderr, 'write').mockImplementation(capture),
+    ];
+    try {
+      // Act
+      await handler(
+        eventOf([
+          pgMessage({ op: 'c', table: 'poison', after: { id: 2 }, lsn: 100, offset: 1, topic: `${prefix}.poison` }),
+          pgMessage({ op: 'c', table: 'full', after: { id: 2 }, lsn: 100, offset: 1, topic: `${prefix}.full` }),
+        ]),
+        lambdaContext('c') as never,
+      );
+    } finally {
+      for (const spy of spies) spy.mockRestore();
+      await handler.close();
+    }
+    // Assert
+    const documents = lines.map((l) => JSON.parse(l) as Record<string, unknown>);
+    expect(
+      documents.find(
+        (d) => d.message === 'keys parked: their changes go to the dead-letter queue, in order, until redriven',
+      ),
+    ).toMatchObject({
+      level: 'WARN',
+      parked: [{ partition: `${prefix}.poison-0`, key: 'pg.public.poison {"id":2}', offset: 1, attempts: 1 }],
+    });
+    expect(
+      documents.find((d) => d.message === 'keys not parked: their partition is retried until the retries run out'),
+    ).toMatchObject({
+      level: 'ERROR',
+      notParked: [
+        expect.objectContaining({ partition: `${prefix}.full-0`, key: 'pg.public.full {"id":2}', attempts: 1 }),
+      ],
+    });
+    expect(documents.find((d) => d.table === `${prefix}.poison`)).toMatchObject({ KeysParked: 1 });
+    expect(documents.find((d) => d.KeysParked !== undefined && d.table === undefined)).toMatchObject({ KeysParked: 1 });
   });
 });

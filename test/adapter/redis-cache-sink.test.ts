@@ -1,6 +1,6 @@
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { RedisCacheSink } from '../../functions/adapters/redis-cache-sink';
+import { isRowError, RedisCacheSink } from '../../functions/adapters/redis-cache-sink';
 import { JsonDebeziumDecoder } from '../../functions/core/decode';
 import type { ChangeEvent, PartitionBatch, SinkPartition } from '../../functions/core/types';
 import { type PgChangeSpec, pgMessage, recordOf } from '../support/builders';
@@ -206,5 +206,83 @@ describe('RedisCacheSink (real Redis)', () => {
     await write('g', ...batch);
     await write('g', ...batch);
     expect(await row('g', 1)).toEqual({ id: 1, v: 2 });
+  });
+});
+
+describe('RedisCacheSink: a row that cannot be written (real Redis)', () => {
+  it('reports the row’s failing change and holds its later changes back, and writes the other rows', async () => {
+    // Arrange: something else wrote a string where row 2's hash lives, so a merge (a TOASTed column left out) fails
+    // with WRONGTYPE; the full update after it would succeed on its own (it replaces the key)
+    await redis.set(sink.rowKey('pg.public.poison', { id: 2 }), 'not a hash');
+    const toasted = '__debezium_unavailable_value';
+    const events = [
+      event({ op: 'c', table: 'poison', after: { id: 1, v: 1 }, lsn: 10 }),
+      event({ op: 'u', table: 'poison', after: { id: 2, body: toasted, v: 2 }, lsn: 20 }),
+      event({ op: 'u', table: 'poison', after: { id: 1, v: 3 }, lsn: 30 }),
+      event({ op: 'u', table: 'poison', after: { id: 2, body: 'b', v: 4 }, lsn: 40 }),
+      event({ op: 'd', table: 'poison', before: { id: 2 }, lsn: 50 }),
+      event({ op: 'c', table: 'poison', after: { id: 3, v: 6 }, lsn: 60 }),
+    ];
+
+    // Act
+    const result = await write('poison', ...events);
+
+    // Assert
+    expect(result.retryableRejected?.map((r) => [r.index, r.error.code, r.error.retryable])).toEqual([
+      [1, 'SINK_ROW_FAILED', true],
+      [3, 'SINK_ROW_FAILED', true],
+      [4, 'SINK_ROW_FAILED', true],
+    ]);
+    expect(result.retryableRejected?.[0]?.error.message).toMatch(/WRONGTYPE/);
+    expect(result.retryableRejected?.[1]?.error.message).toMatch(/an earlier change of the row was not applied/);
+    expect(await row('poison', 1)).toEqual({ id: 1, v: 3 });
+    expect(await row('poison', 3)).toEqual({ id: 3, v: 6 });
+    expect(await redis.get(sink.rowKey('pg.public.poison', { id: 2 }))).toBe('not a hash');
+  });
+
+  it('does not hold back a change after one that was only older than the row', async () => {
+    // Arrange
+    await write('older', event({ op: 'u', table: 'older', after: { id: 1, v: 'stored' }, lsn: 100 }));
+    // Act: the first change is older than the row (not applied, rightly), the second newer
+    const result = await write(
+      'older',
+      event({ op: 'u', table: 'older', after: { id: 1, v: 'old' }, lsn: 50 }),
+      event({ op: 'u', table: 'older', after: { id: 1, v: 'new' }, lsn: 150 }),
+    );
+    // Assert
+    expect(result.retryableRejected).toBeUndefined();
+    expect(await row('older', 1)).toEqual({ id: 1, v: 'new' });
+  });
+
+  it('takes only WRONGTYPE for a row’s own failure; anything else fails the whole partition', async () => {
+    // Arrange: real Redis errors
+    const hash = `${prefix}:wrongtype`;
+    await redis.hset(hash, 'a', '1');
+    const wrongType = await redis.get(hash).catch((e: unknown) => e);
+    const unknown = await redis.call('NOSUCHCOMMAND').catch((e: unknown) => e);
+    const script = await redis.eval("return redis.call('NOSUCHCOMMAND')", 0).catch((e: unknown) => e);
+    // Act + Assert
+    expect(isRowError(wrongType)).toBe(true);
+    expect(isRowError(unknown)).toBe(false);
+    expect(isRowError(script)).toBe(false);
+    expect(isRowError(new Error('Connection is closed.'))).toBe(false);
+  });
+
+  it('fails the partition when the cache itself fails', async () => {
+    // Arrange: a sink whose connection is gone
+    const closed = new RedisCacheSink(redis.duplicate({ maxRetriesPerRequest: 0, enableOfflineQueue: false }), {
+      prefix,
+      tombstoneTtlSeconds: 3600,
+    });
+    await closed.close();
+    // Act
+    const result = await closed.write({
+      partition: { id: 'pg.public.gone-0', topic: 'pg.public.gone', partition: 0, records: [] },
+      events: [event({ op: 'c', table: 'gone', after: { id: 1 }, lsn: 10 })],
+      columns: [undefined],
+      state: undefined,
+    });
+    // Assert
+    expect(result).toMatchObject({ ok: false, error: { code: 'SINK_UNAVAILABLE', retryable: true } });
   });
 });

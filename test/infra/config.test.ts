@@ -148,6 +148,20 @@ describe('synth-time validation', () => {
       /source 'orders': freshnessBoundSeconds 86401 must be more than 0 and at most 86400/,
     ],
     [
+      'a lane parking a poison key only after the event source mapping gave its batch up',
+      (d) => {
+        d.lanes.cache.parkAfterAttempts = 5;
+      },
+      /lane 'cache': parkAfterAttempts 5 exceeds retryAttempts \+ 1 \(4\)/,
+    ],
+    [
+      'a negative parkAfterAttempts',
+      (d) => {
+        d.lanes.warehouse.parkAfterAttempts = -1;
+      },
+      /lane 'warehouse': parkAfterAttempts must be a whole number, 0 \(never park\) or more/,
+    ],
+    [
       'a lane without a DLQ',
       (d) => {
         d.lanes.audit.deadLetterQueue = undefined;

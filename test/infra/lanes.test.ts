@@ -1,7 +1,8 @@
 import { Match } from 'aws-cdk-lib/assertions';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { DEFAULT_PARK_AFTER_ATTEMPTS as FUNCTION_DEFAULT_PARK_AFTER_ATTEMPTS } from '../../functions/core/parking';
 import { AvroRegistrySchema, LaneEnvSchemas, SignallerEnvSchema } from '../../functions/shared/config';
-import { LANE_NAMES, type LaneName, laneTopics } from '../../lib/config';
+import { DEFAULT_PARK_AFTER_ATTEMPTS, LANE_NAMES, type LaneName, laneTopics } from '../../lib/config';
 import { render, resourcesOf, type SynthesizedEnvironment, statementsOfRole, synthesize } from './support';
 
 type Props = Record<string, unknown>;
@@ -227,6 +228,16 @@ describe('lanes stack', () => {
         POWERTOOLS_LOG_LEVEL: 'DEBUG',
         NODE_OPTIONS: expect.stringMatching(/^--enable-source-maps --max-semi-space-size=(16|32|64)$/),
       });
+    });
+
+    it('passes each lane its PARK_AFTER_ATTEMPTS: the configured one, else the same default as the function’s', () => {
+      const parkAfter = (env: SynthesizedEnvironment, lane: LaneName) =>
+        (laneFunction(env, lane).Environment as { Variables: Record<string, unknown> }).Variables.PARK_AFTER_ATTEMPTS;
+      // dev sets 3 (its mappings retry 3 times); staging leaves the default
+      expect(LANE_NAMES.map((lane) => parkAfter(dev, lane))).toEqual(['3', '3', '3']);
+      expect(parkAfter(staging, 'cache')).toBe(String(DEFAULT_PARK_AFTER_ATTEMPTS));
+      expect(DEFAULT_PARK_AFTER_ATTEMPTS).toBe(FUNCTION_DEFAULT_PARK_AFTER_ATTEMPTS);
+      expect(LaneEnvSchemas.cache.shape.PARK_AFTER_ATTEMPTS.parse(undefined)).toBe(DEFAULT_PARK_AFTER_ATTEMPTS);
     });
 
     it.each(LANE_NAMES)('gives the %s lane the signals queue and no Kafka signal channel', (lane) => {

@@ -30,7 +30,7 @@ describe('observability stack', () => {
     for (const metric of ['Invocations', 'Errors', 'Duration', 'OffsetLag']) {
       expect(body).toContain(`\\"AWS/Lambda\\",\\"${metric}\\"`);
     }
-    for (const metric of ['EventsProcessed', 'Duplicates', 'DeadLettered', 'CommitToSinkLatency']) {
+    for (const metric of ['EventsProcessed', 'Duplicates', 'DeadLettered', 'KeysParked', 'CommitToSinkLatency']) {
       expect(body).toContain(`\\"cdc-sync\\",\\"${metric}\\",\\"lane\\",\\"${lane}\\",\\"service\\",\\"cdc-sync\\"`);
     }
     const queue = `${lane.charAt(0).toUpperCase()}${lane.slice(1)}DeadLetters`;
@@ -57,6 +57,28 @@ describe('observability stack', () => {
     dev.template('observability').hasResourceProperties('AWS::CloudWatch::Alarm', {
       AlarmName: `cdc-sync-dev-${lane}-lane-Offset-Lag-Max-Critical`,
       Threshold: dev.config.lanes[lane].maxOffsetLagAlarm,
+    });
+  });
+
+  it.each(LANE_NAMES)('alarms when the %s lane parks a key (KeysParked > 0 over 5 minutes)', (lane) => {
+    alarm(dev, `cdc-sync-dev-${lane}-keys-parked`);
+    dev.template('observability').hasResourceProperties('AWS::CloudWatch::Alarm', {
+      AlarmName: `cdc-sync-dev-${lane}-keys-parked`,
+      OKActions: [{ Ref: Match.stringLikeRegexp('^AlarmTopic') }],
+      Namespace: 'cdc-sync',
+      MetricName: 'KeysParked',
+      Dimensions: [
+        { Name: 'lane', Value: lane },
+        { Name: 'service', Value: 'cdc-sync' },
+      ],
+      Statistic: 'Sum',
+      Period: 300,
+      Threshold: 0,
+      ComparisonOperator: 'GreaterThanThreshold',
+      EvaluationPeriods: 1,
+      DatapointsToAlarm: 1,
+      TreatMissingData: 'notBreaching',
+      AlarmDescription: Match.stringLikeRegexp(`npm run redrive -- ${lane} --parked`),
     });
   });
 

@@ -19,6 +19,14 @@ describe('loadLaneEnv', () => {
     });
   });
 
+  it('parks a poison key after 5 failed deliveries by default, never with PARK_AFTER_ATTEMPTS 0', () => {
+    const cache = { ...base, REDIS_URL: 'redis://127.0.0.1:6379' };
+    expect(loadLaneEnv('cache', cache).PARK_AFTER_ATTEMPTS).toBe(5);
+    expect(loadLaneEnv('cache', { ...cache, PARK_AFTER_ATTEMPTS: '0' }).PARK_AFTER_ATTEMPTS).toBe(0);
+    expect(() => loadLaneEnv('cache', { ...cache, PARK_AFTER_ATTEMPTS: '-1' })).toThrow(/PARK_AFTER_ATTEMPTS/);
+    expect(() => loadLaneEnv('cache', { ...cache, PARK_AFTER_ATTEMPTS: '2.5' })).toThrow(/PARK_AFTER_ATTEMPTS/);
+  });
+
   it('defaults the schema change policy to auto and leaves the signals queue unset', () => {
     const env = loadLaneEnv('audit', { ...base, AUDIT_BUCKET: 'audit' });
     expect(env).toMatchObject({ SCHEMA_CHANGE_POLICY: { default: 'auto' } });
