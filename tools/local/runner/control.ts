@@ -34,6 +34,8 @@ export interface RunCoordinates {
   s3: { endpoint: string; region: string; accessKeyId: string; secretAccessKey: string };
   warehouse: { bucket: string; prefix: string };
   audit: { bucket: string; prefix: string };
+  /** The lanes' checkpoints (local DynamoDB, same region and credentials): how far each lane has committed. */
+  dedupe?: { endpoint: string; table: string };
 }
 
 /** What the run file holds. */

@@ -92,6 +92,7 @@ function startControl(
         s3: { endpoint: source.services.endpoints.s3, region: LOCAL_REGION, ...LOCAL_CREDENTIALS },
         warehouse: { bucket: LOCAL_NAMES.warehouseBucket, prefix: WAREHOUSE_PREFIX },
         audit: { bucket: LOCAL_NAMES.auditBucket, prefix: AUDIT_PREFIX },
+        dedupe: { endpoint: source.services.endpoints.dynamodb, table: LOCAL_NAMES.dedupeTable },
       },
     },
     runFile,
