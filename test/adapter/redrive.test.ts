@@ -86,19 +86,23 @@ describe('redriving dead letters (fauxqs, dynalite)', () => {
   });
 });
 
+/** A cache lane on the local services parking after `attempts`, its client settings, and a Redis to look with. */
+function parkingLane(prefix: string, attempts: number) {
+  const env: Record<string, string> = {
+    ...services().laneEnv('cache'),
+    CACHE_KEY_PREFIX: prefix,
+    PARK_AFTER_ATTEMPTS: String(attempts),
+    POWERTOOLS_LOG_LEVEL: 'SILENT',
+  };
+  return { env, clientConfig: localClientConfig(env), redis: new Redis(env.REDIS_URL ?? 'redis://127.0.0.1:6379') };
+}
+
 describe('redriving a parked key (fauxqs, dynalite, Redis)', () => {
   it('replays its letters in order, unparks it, and then applies a later change of the key normally', async () => {
     // Arrange: a cache lane parking after 2 attempts; something else wrote a hash where row 2's version lives, so
     // every write of row 2 fails (WRONGTYPE) while rows 1, 3 and 4 go through
     const prefix = `parked-${Date.now()}-a`;
-    const env: Record<string, string> = {
-      ...services().laneEnv('cache'),
-      CACHE_KEY_PREFIX: prefix,
-      PARK_AFTER_ATTEMPTS: '2',
-      POWERTOOLS_LOG_LEVEL: 'SILENT',
-    };
-    const clientConfig = localClientConfig(env);
-    const redis = new Redis(env.REDIS_URL ?? 'redis://127.0.0.1:6379');
+    const { env, clientConfig, redis } = parkingLane(prefix, 2);
     const row = async (id: number) => redis.hgetall(`${prefix}:pg.public.orders:{${id}}`);
     const versionKey = `${prefix}:pg.public.orders:{2}:v`;
     await redis.hset(versionKey, 'not', 'a version');
@@ -184,14 +188,7 @@ describe('redriving a parked key (fauxqs, dynalite, Redis)', () => {
   it('keeps the key parked and its letters in the queue while the replay still fails; a plain redrive leaves them', async () => {
     // Arrange: row 2 parked at its first failure, and the cause not fixed
     const prefix = `parked-${Date.now()}-b`;
-    const env: Record<string, string> = {
-      ...services().laneEnv('cache'),
-      CACHE_KEY_PREFIX: prefix,
-      PARK_AFTER_ATTEMPTS: '1',
-      POWERTOOLS_LOG_LEVEL: 'SILENT',
-    };
-    const clientConfig = localClientConfig(env);
-    const redis = new Redis(env.REDIS_URL ?? 'redis://127.0.0.1:6379');
+    const { env, clientConfig, redis } = parkingLane(prefix, 1);
     await redis.hset(`${prefix}:pg.public.orders:{2}:v`, 'not', 'a version');
     const topic = `${prefix}.orders`;
     const stream = createLaneHandler('cache', SINKS.cache, env, { clientConfig });

@@ -1,4 +1,3 @@
-import { Metrics } from '@aws-lambda-powertools/metrics';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { JsonDebeziumDecoder } from '../../functions/core/decode';
 import { createEnricher } from '../../functions/core/enrich';
@@ -6,26 +5,12 @@ import { type PipelineDeps, processBatch } from '../../functions/core/pipeline';
 import type { Lane } from '../../functions/core/types';
 import { recordBatchMetrics } from '../../functions/shared/observability';
 import { eventOf, pgMessage } from '../support/builders';
+import { captureEmf } from '../support/emf';
 import { MemoryDeadLetterQueue, MemoryDedupeStore, MemorySink } from '../support/fakes';
 
 afterEach(() => {
   vi.restoreAllMocks();
 });
-
-/** A cache lane's Metrics whose EMF documents (one JSON line each) are captured instead of printed. */
-function captureEmf(): { lines: string[]; metrics: Metrics } {
-  const lines: string[] = [];
-  vi.spyOn(process.stdout, 'write').mockImplementation((chunk: string | Uint8Array) => {
-    lines.push(
-      ...String(chunk)
-        .split('\n')
-        .filter((l) => l.startsWith('{')),
-    );
-    return true;
-  });
-  const metrics = new Metrics({ namespace: 'cdc-sync', serviceName: 'cdc-sync', defaultDimensions: { lane: 'cache' } });
-  return { lines, metrics };
-}
 
 /** A lane's pipeline with in-memory dedupe, sink and dead letters: what recordBatchMetrics reads is its result. */
 function depsOf(lane: Lane): PipelineDeps {

@@ -1,4 +1,3 @@
-import { Metrics } from '@aws-lambda-powertools/metrics';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { JsonDebeziumDecoder } from '../../functions/core/decode';
 import { createEnricher } from '../../functions/core/enrich';
@@ -8,6 +7,7 @@ import { type PipelineDeps, processBatch } from '../../functions/core/pipeline';
 import type { Checkpoint, KafkaEvent, ParkedKey, SinkPartition, SinkPartitionResult } from '../../functions/core/types';
 import { recordBatchMetrics } from '../../functions/shared/observability';
 import { eventOf, pgMessage } from '../support/builders';
+import { captureEmf } from '../support/emf';
 import { MemoryDeadLetterQueue, MemoryDedupeStore, MemorySink } from '../support/fakes';
 
 afterEach(() => {
@@ -349,20 +349,7 @@ describe('KeysParked', () => {
     sink.poisoned.add(2);
     const parked = await processBatch(batch(), deps);
     const quiet = await processBatch(eventOf([pgMessage({ op: 'c', after: { id: 5 }, lsn: 300, offset: 30 })]), deps);
-    const lines: string[] = [];
-    vi.spyOn(process.stdout, 'write').mockImplementation((chunk: string | Uint8Array) => {
-      lines.push(
-        ...String(chunk)
-          .split('\n')
-          .filter((l) => l.startsWith('{')),
-      );
-      return true;
-    });
-    const metrics = new Metrics({
-      namespace: 'cdc-sync',
-      serviceName: 'cdc-sync',
-      defaultDimensions: { lane: 'cache' },
-    });
+    const { lines, metrics } = captureEmf();
     // Act
     recordBatchMetrics(metrics, parked);
     metrics.publishStoredMetrics();
