@@ -11,7 +11,7 @@ import { emptyCaptureCounts } from '../../tools/local/capture/types';
 import { WRITTEN_FIELDS } from '../../tools/local/runner/lane-host';
 import { LatencyHistogram } from '../../tools/local/runner/latency';
 import type { RunResult } from '../../tools/local/runner/result';
-import { lsnText, RunStatus, sourceState, verdictChecks } from '../../tools/local/runner/status';
+import { RunStatus, sourceState, verdictChecks } from '../../tools/local/runner/status';
 import type { LaneTotals, LocalPipeline } from '../../tools/local/runner/system';
 import { emptyStreamSummary, type StreamSummary } from '../../tools/local/runner/verify';
 import { StatusReportSchema } from '../../tools/status/report';
@@ -145,7 +145,6 @@ describe('RunStatus', () => {
     expect(sourceState(captureStatus({ phase: 'stopped' }), false)).toBe('restarting');
     expect(sourceState(captureStatus({ phase: 'stopped' }), true)).toBe('stopped');
     expect(sourceState(captureStatus({ phase: 'failed' }), false)).toBe('failed');
-    expect(lsnText(0n)).toBe('0/0');
 
     // Arrange: a run that failed while an incremental snapshot was running
     const status = new RunStatus('pg');

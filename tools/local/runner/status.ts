@@ -13,6 +13,7 @@ import {
   type VerdictCheck,
 } from '../../status/report';
 import type { CaptureStatus } from '../capture';
+import { formatLsn } from '../capture/lsn';
 import { WRITTEN_FIELDS, type WrittenChanges } from './lane-host';
 import type { LatencyHistogram } from './latency';
 import type { RunResult } from './result';
@@ -26,11 +27,6 @@ const ERROR_SHOWN_MS = 15_000;
 const ERROR_REPEAT_MS = 10_000;
 const SNAPSHOT = WRITTEN_FIELDS.indexOf('snapshot');
 const COMMIT_TS = WRITTEN_FIELDS.indexOf('commitTs');
-
-/** A PostgreSQL LSN as PostgreSQL prints it (`16/B374D848`). */
-export function lsnText(lsn: bigint): string {
-  return `${(lsn >> 32n).toString(16).toUpperCase()}/${(lsn & 0xffffffffn).toString(16).toUpperCase()}`;
-}
 
 /** The report's source state for a capture status; `stopped` while the run still goes on is a restart. */
 export function sourceState(status: CaptureStatus, runEnded: boolean): SourceStatus['state'] {
@@ -247,7 +243,7 @@ export class RunStatus {
         name: this.sourceName,
         state: this.phase === 'failed' && status.phase !== 'failed' ? 'failed' : sourceState(status, ended),
         detail: status.error ?? pipeline.failure()?.message ?? null,
-        position: status.producedLsn > 0n ? lsnText(status.producedLsn) : null,
+        position: status.producedLsn > 0n ? formatLsn(status.producedLsn) : null,
         freshnessMs: applied === undefined ? null : Math.max(0, asOf - applied),
         snapshot: incremental
           ? {
