@@ -102,8 +102,10 @@ export const dev: EnvironmentConfig = {
     auditRetentionDays: 1,
     accessLogRetentionDays: 30,
     failureRetentionDays: 14,
-    crawlerSchedule: 'cron(0 */6 * * ? *)',
+    changeLogStartDate: '2026-01-01',
+    compaction: { closedAfterHours: 6, noncurrentVersionDays: 7 },
   },
   cache: { majorEngineVersion: '8', maxDataStorageGb: 1, maxEcpuPerSecond: 5_000, snapshotRetentionLimit: 0 },
+  currentState: { freshnessBoundSeconds: 600, scheduleMinutes: 5 },
   observability: { alarmEmails: ['cdc-sync-dev@example.com'], logRetentionDays: 14, maxLaneErrors: 5 },
 };

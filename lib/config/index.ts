@@ -6,6 +6,7 @@ import type { EnvironmentConfig } from './types';
 export * from './topics';
 export * from './types';
 export * from './validate';
+export * from './warehouse';
 
 /** Every deployable environment, by the name `-c env=<name>` selects. */
 export const ENVIRONMENTS: Readonly<Record<string, EnvironmentConfig>> = { dev, staging, prod };

@@ -121,11 +121,13 @@ export const prod: EnvironmentConfig = {
     auditRetentionDays: 2_557,
     accessLogRetentionDays: 365,
     failureRetentionDays: 90,
-    crawlerSchedule: 'cron(15 * * * ? *)',
+    changeLogStartDate: '2026-01-01',
+    compaction: { closedAfterHours: 6, noncurrentVersionDays: 30 },
   },
   cache: { majorEngineVersion: '8', maxDataStorageGb: 50, maxEcpuPerSecond: 100_000, snapshotRetentionLimit: 7 },
   // The largest table: re-reading it is a decision for a person (alarm, then npm run backfill), not automatic.
   schemaChanges: { default: 'auto', tables: { 'public.order_lines': 'alarm' } },
+  currentState: { freshnessBoundSeconds: 300, scheduleMinutes: 1, parallelTables: 6, bytesScannedCutoffGiB: 500 },
   observability: {
     alarmEmails: ['cdc-sync-oncall@example.com', 'data-platform@example.com'],
     logRetentionDays: 90,

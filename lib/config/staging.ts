@@ -101,8 +101,10 @@ export const staging: EnvironmentConfig = {
     auditRetentionDays: 30,
     accessLogRetentionDays: 90,
     failureRetentionDays: 30,
-    crawlerSchedule: 'cron(0 * * * ? *)',
+    changeLogStartDate: '2026-01-01',
+    compaction: { closedAfterHours: 6, noncurrentVersionDays: 30 },
   },
   cache: { majorEngineVersion: '8', maxDataStorageGb: 5, maxEcpuPerSecond: 20_000, snapshotRetentionLimit: 1 },
+  currentState: { freshnessBoundSeconds: 300, scheduleMinutes: 1 },
   observability: { alarmEmails: ['cdc-sync-staging@example.com'], logRetentionDays: 30, maxLaneErrors: 5 },
 };

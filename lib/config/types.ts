@@ -31,6 +31,11 @@ export interface EnvironmentConfig {
   readonly cache: CacheConfig;
   readonly observability: ObservabilityConfig;
   /**
+   * Current-state tables: one Apache Iceberg table per keyed captured table, kept up to date from the change log by a
+   * scheduled Athena `MERGE INTO` (docs/operations.md, "Current-state tables").
+   */
+  readonly currentState: CurrentStateConfig;
+  /**
    * What the lanes do when a table's schema changes in a way the sinks cannot reconcile from the change stream alone
    * (rename, drop, retype, added column with a default or NOT NULL, a new table whose first rows were missed).
    * @default { default: 'auto' }
@@ -488,9 +493,77 @@ export interface DataConfig {
   readonly accessLogRetentionDays: number;
   /** Days on-failure batches and large dead-letter payloads are kept. */
   readonly failureRetentionDays: number;
-  /** Glue crawler schedule (cron in UTC) that keeps the warehouse tables and partitions current for Athena. */
-  readonly crawlerSchedule: string;
+  /**
+   * The schema catalog the warehouse's Glue tables take their columns from: `<dir>/<schema|db>.<table>.json` per table
+   * (the schema gate's files, `npm run schemas -- check --write`), relative to the repository root. A listed table
+   * without a file gets a change-log table with the `_cdc_*` columns only, and no current-state table.
+   * @default 'schemas'
+   */
+  readonly schemaCatalogDir?: string;
+  /**
+   * First day (`YYYY-MM-DD`, UTC) the change-log tables' partition projection enumerates: a query without a date
+   * filter lists every day from here to today. Set it to the day the environment started capturing.
+   */
+  readonly changeLogStartDate: string;
+  readonly compaction: CompactionConfig;
 }
+
+/**
+ * Compaction of the change log: every day partition closed for `closedAfterHours` is rewritten as one Parquet file
+ * per schema (functions/compaction), and the small files it replaces are deleted. Their noncurrent versions (the
+ * warehouse bucket is versioned) expire after `noncurrentVersionDays`.
+ */
+export interface CompactionConfig {
+  /** @default true */
+  readonly enabled?: boolean;
+  /**
+   * Hours after the end of a day (UTC) before its partition is compacted: late changes of the day (a lane catching
+   * up) land in it meanwhile. A file that arrives later still is compacted with the next run's pass. 1–168.
+   * @default 6
+   */
+  readonly closedAfterHours?: number;
+  /** Days the replaced small files stay recoverable as noncurrent versions. 1–365. @default 7 */
+  readonly noncurrentVersionDays?: number;
+}
+
+export const DEFAULT_COMPACTION_CLOSED_AFTER_HOURS = 6;
+export const DEFAULT_COMPACTION_NONCURRENT_DAYS = 7;
+export const DEFAULT_SCHEMA_CATALOG_DIR = 'schemas';
+
+export interface CurrentStateConfig {
+  /**
+   * Build the current-state function, its schedules and its alarms. The change-log tables, the Athena workgroup and
+   * the named queries exist either way.
+   * @default true
+   */
+  readonly enabled?: boolean;
+  /**
+   * How stale a current-state table may get, in seconds, before the CurrentStateFreshness alarm fires: the time since
+   * the last run that brought the table up to the change log (every run that succeeds does, including one that found
+   * nothing new). At least two runs (`2 × scheduleMinutes × 60`: the alarm needs every period of the bound to breach,
+   * and one run's metric may land in the next period), at most 86400.
+   * @default DEFAULT_CURRENT_STATE_FRESHNESS_SECONDS (300)
+   */
+  readonly freshnessBoundSeconds?: number;
+  /** Minutes between runs of the merge (EventBridge Scheduler `rate(n minutes)`). 1–60. @default 1 */
+  readonly scheduleMinutes?: number;
+  /**
+   * When the Iceberg tables are compacted and expired snapshots removed (`OPTIMIZE … BIN_PACK`, `VACUUM`), as an
+   * EventBridge Scheduler cron expression in UTC.
+   * @default 'cron(30 3 * * ? *)'
+   */
+  readonly maintenanceSchedule?: string;
+  /** Tables merged at the same time (each is one Athena query at a time). 1–20. @default 4 */
+  readonly parallelTables?: number;
+  /** The Athena workgroup's per-query scan limit (`BytesScannedCutoffPerQuery`), GiB. @default 100 */
+  readonly bytesScannedCutoffGiB?: number;
+}
+
+export const DEFAULT_CURRENT_STATE_FRESHNESS_SECONDS = 300;
+export const DEFAULT_CURRENT_STATE_SCHEDULE_MINUTES = 1;
+export const DEFAULT_CURRENT_STATE_MAINTENANCE_SCHEDULE = 'cron(30 3 * * ? *)';
+export const DEFAULT_CURRENT_STATE_PARALLEL_TABLES = 4;
+export const DEFAULT_BYTES_SCANNED_CUTOFF_GIB = 100;
 
 export interface CacheConfig {
   /** Valkey major version. */

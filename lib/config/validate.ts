@@ -10,6 +10,11 @@ import {
   unlistedTopicName,
 } from './topics';
 import {
+  DEFAULT_COMPACTION_CLOSED_AFTER_HOURS,
+  DEFAULT_COMPACTION_NONCURRENT_DAYS,
+  DEFAULT_CURRENT_STATE_FRESHNESS_SECONDS,
+  DEFAULT_CURRENT_STATE_PARALLEL_TABLES,
+  DEFAULT_CURRENT_STATE_SCHEDULE_MINUTES,
   DEFAULT_FRESHNESS_BOUND_SECONDS,
   DEFAULT_PARK_AFTER_ATTEMPTS,
   type EnvironmentConfig,
@@ -17,6 +22,7 @@ import {
   SCHEMA_CHANGE_POLICIES,
   type SourceConfig,
 } from './types';
+import { warehouseTables } from './warehouse';
 
 /** Thrown at synth time when an environment's configuration is known to be bad. Lists every problem at once. */
 export class ConfigValidationError extends Error {
@@ -50,6 +56,8 @@ export function validateConfig(config: EnvironmentConfig): string[] {
     ...checkUniqueness(config),
     ...checkLanes(config),
     ...checkSchemaChanges(config),
+    ...checkWarehouseCatalog(config),
+    ...checkCurrentState(config),
   ];
 }
 
@@ -338,6 +346,77 @@ function checkSchemaChanges(config: EnvironmentConfig): string[] {
     if (!valid(value)) {
       problems.push(`schemaChanges.tables['${table}'] '${value}' must be one of ${SCHEMA_CHANGE_POLICIES.join(', ')}`);
     }
+  }
+  return problems;
+}
+
+/** Characters of the current-state function's CURRENT_STATE_TABLES, leaving room in Lambda's 4 KB for the rest. */
+const MAX_TABLE_LIST_CHARS = 3_000;
+
+const wholeIn = (value: number, min: number, max: number) => Number.isInteger(value) && value >= min && value <= max;
+
+/** The change log's Glue tables and compaction: names that stay distinct, a start day, sane compaction windows. */
+function checkWarehouseCatalog(config: EnvironmentConfig): string[] {
+  const problems: string[] = [];
+  const start = config.data.changeLogStartDate;
+  if (!/^\d{4}-\d{2}-\d{2}$/.test(start) || Number.isNaN(Date.parse(`${start}T00:00:00Z`))) {
+    problems.push(`data.changeLogStartDate '${start}' must be a day, YYYY-MM-DD`);
+  }
+  const compaction = config.data.compaction;
+  const closedAfter = compaction.closedAfterHours ?? DEFAULT_COMPACTION_CLOSED_AFTER_HOURS;
+  if (!wholeIn(closedAfter, 1, 168)) {
+    problems.push(`data.compaction.closedAfterHours ${closedAfter} must be a whole number of hours, 1–168`);
+  }
+  const noncurrent = compaction.noncurrentVersionDays ?? DEFAULT_COMPACTION_NONCURRENT_DAYS;
+  if (!wholeIn(noncurrent, 1, 365)) {
+    problems.push(`data.compaction.noncurrentVersionDays ${noncurrent} must be a whole number of days, 1–365`);
+  }
+  // Glue names fold case and punctuation: two table ids may fold to one name.
+  const tables = warehouseTables(config);
+  // The current-state function gets its tables in one variable; Lambda allows 4 KB for all of them.
+  const listed = tables.map((t) => t.changesTable).join(',').length;
+  if (listed > MAX_TABLE_LIST_CHARS) {
+    problems.push(
+      `the warehouse lane's listed tables make a table list of ${listed} characters, more than the ${MAX_TABLE_LIST_CHARS} the current-state function's environment can hold (Lambda: 4 KB of variables)`,
+    );
+  }
+  for (const name of duplicates(tables.map((t) => t.changesTable))) {
+    const ids = tables.filter((t) => t.changesTable === name).map((t) => t.tableId);
+    problems.push(`tables ${ids.join(', ')} would share the Glue table name '${name}': rename one (topicPrefix)`);
+  }
+  return problems;
+}
+
+/**
+ * The current-state merge: a schedule the freshness bound leaves room for. The alarm needs every period of the bound
+ * to breach, and runs are `scheduleMinutes` apart, so a bound shorter than two runs would fire whenever one run's
+ * metric lands in the next period.
+ */
+function checkCurrentState(config: EnvironmentConfig): string[] {
+  const cs = config.currentState;
+  const problems: string[] = [];
+  const minutes = cs.scheduleMinutes ?? DEFAULT_CURRENT_STATE_SCHEDULE_MINUTES;
+  const bound = cs.freshnessBoundSeconds ?? DEFAULT_CURRENT_STATE_FRESHNESS_SECONDS;
+  if (!wholeIn(minutes, 1, 60)) {
+    problems.push(`currentState.scheduleMinutes ${minutes} must be a whole number of minutes, 1–60`);
+  } else if (!wholeIn(bound, 2 * minutes * 60, 86_400)) {
+    problems.push(
+      `currentState.freshnessBoundSeconds ${bound} must be a whole number of seconds from two runs (${2 * minutes * 60}, scheduleMinutes ${minutes}) to 86400: a healthy table is up to one run behind, and one late run must not alarm`,
+    );
+  }
+  const parallel = cs.parallelTables ?? DEFAULT_CURRENT_STATE_PARALLEL_TABLES;
+  if (!wholeIn(parallel, 1, 20)) {
+    problems.push(
+      `currentState.parallelTables ${parallel} must be 1–20 (Athena runs 20 DML queries at a time by default)`,
+    );
+  }
+  const cutoff = cs.bytesScannedCutoffGiB;
+  if (cutoff !== undefined && !wholeIn(cutoff, 1, 7_000_000)) {
+    problems.push(`currentState.bytesScannedCutoffGiB ${cutoff} must be a whole number of GiB, at least 1`);
+  }
+  const maintenance = cs.maintenanceSchedule;
+  if (maintenance !== undefined && !/^(cron|rate)\(.+\)$/.test(maintenance)) {
+    problems.push(`currentState.maintenanceSchedule '${maintenance}' must be a cron(…) or rate(…) expression`);
   }
   return problems;
 }

@@ -1,6 +1,6 @@
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { Duration, type RemovalPolicy } from 'aws-cdk-lib';
+import { Duration, type RemovalPolicy, Stack } from 'aws-cdk-lib';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as nodejs from 'aws-cdk-lib/aws-lambda-nodejs';
@@ -93,4 +93,25 @@ export class ProjectFunction extends nodejs.NodejsFunction {
       },
     );
   }
+}
+
+/**
+ * The role EventBridge Scheduler assumes to invoke `fn` (only from schedules of this account). Its Lambda target
+ * grants invoke with `grantInvoke`, on the function and `<arn>:*` (its versions and aliases): acknowledged here.
+ */
+export function scheduleInvokeRole(scope: Construct, id: string, fn: lambda.IFunction): iam.Role {
+  const role = new iam.Role(scope, id, {
+    assumedBy: new iam.ServicePrincipal('scheduler.amazonaws.com', {
+      conditions: { StringEquals: { 'aws:SourceAccount': Stack.of(scope).account } },
+    }),
+    description: `EventBridge Scheduler: invokes ${fn.node.path}`,
+  });
+  acknowledgeNag(role, {
+    rule: 'AwsSolutions-IAM5',
+    resources: [`${fn.functionArn}:*`],
+    actions: ['lambda:InvokeFunction'],
+    reason:
+      "EventBridge Scheduler's Lambda target grants invoke on the function's versions and aliases (<arn>:*) besides the function; this role invokes only that one function.",
+  });
+  return role;
 }

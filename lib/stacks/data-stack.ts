@@ -8,11 +8,11 @@ import * as kms from 'aws-cdk-lib/aws-kms';
 import * as s3 from 'aws-cdk-lib/aws-s3';
 import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
 import type { Construct } from 'constructs';
-import type { EnvironmentConfig } from '../config';
+import { DEFAULT_COMPACTION_NONCURRENT_DAYS, type EnvironmentConfig, glueDatabaseName } from '../config';
 import { ON_FAILURE_PREFIX } from '../constructs/lane-function';
 import { SecureBucket } from '../constructs/secure-bucket';
-import { acknowledgeNag } from '../nag';
-import { grantKeyVia, removalPolicyOf, resourcePrefix } from '../util';
+import { WarehouseCatalog } from '../constructs/warehouse-catalog';
+import { removalPolicyOf, resourcePrefix } from '../util';
 
 export interface DataStackProps extends StackProps {
   readonly config: EnvironmentConfig;
@@ -21,7 +21,7 @@ export interface DataStackProps extends StackProps {
   readonly cacheSecurityGroup: ec2.ISecurityGroup;
 }
 
-/** Key prefix of the warehouse change log (the lane's WAREHOUSE_PREFIX), also the crawler's target. */
+/** Key prefix of the warehouse change log (the lane's WAREHOUSE_PREFIX). */
 export const DEFAULT_WAREHOUSE_PREFIX = 'changes/';
 export const DEFAULT_AUDIT_PREFIX = 'audit/';
 /** Id of the failure bucket's request metrics filter on failed batches (the `FilterId` metric dimension). */
@@ -30,7 +30,7 @@ export const FAILED_BATCHES_METRICS_FILTER = 'failed-batches';
 export const WAREHOUSE_SCHEMAS_FOLDER = '_schemas/';
 
 /**
- * The stateful sinks and the lanes' shared state: the warehouse data lake (S3 + Glue crawler for Athena), the audit
+ * The stateful sinks and the lanes' shared state: the warehouse data lake (S3, Glue tables and an Athena workgroup), the audit
  * bucket (Object Lock, compliance mode), the on-failure/dead-letter payload bucket, the DynamoDB dedupe table, the
  * Valkey cache and the PII hash salt. Everything is encrypted with customer managed KMS keys.
  */
@@ -48,6 +48,8 @@ export class DataStack extends Stack {
   readonly cache: elasticache.CfnServerlessCache;
   readonly piiHashSalt: secretsmanager.Secret;
   readonly glueDatabaseName: string;
+  /** The warehouse's Glue tables, Athena workgroup and named queries. */
+  readonly catalog: WarehouseCatalog;
   readonly warehousePrefix: string;
   readonly auditPrefix: string;
 
@@ -99,6 +101,15 @@ export class DataStack extends Stack {
       }).bucket;
 
     this.warehouseBucket = bucket('Warehouse', { versioned: true });
+    // Compaction replaces a day's small files and Iceberg's VACUUM deletes expired data files: what they delete stays
+    // recoverable as a noncurrent version for a while, then goes.
+    this.warehouseBucket.addLifecycleRule({
+      id: 'expire-replaced-files',
+      noncurrentVersionExpiration: Duration.days(
+        config.data.compaction.noncurrentVersionDays ?? DEFAULT_COMPACTION_NONCURRENT_DAYS,
+      ),
+      abortIncompleteMultipartUploadAfter: Duration.days(1),
+    });
     this.failureBucket = bucket('Failures', { expireAfterDays: config.data.failureRetentionDays });
     // S3 request metrics on the prefix the event source mappings write failed batches to: PutRequests counts the
     // batches dropped from a lane after its retries, which the observability stack alarms on (docs/deploy.md,
@@ -149,8 +160,8 @@ export class DataStack extends Stack {
         'A hash salt must stay stable: rotating it would change every pseudonymised value and break joins across time.',
     });
 
-    this.glueDatabaseName = `cdc_sync_${config.name.replaceAll('-', '_')}`;
-    this.createWarehouseCatalog(config);
+    this.glueDatabaseName = glueDatabaseName(config);
+    this.catalog = this.createWarehouseCatalog(config, removalPolicy);
 
     this.cache = new elasticache.CfnServerlessCache(this, 'Cache', {
       serverlessCacheName: `${prefix}-cache`,
@@ -170,146 +181,36 @@ export class DataStack extends Stack {
   }
 
   /**
-   * A Glue database and a crawler over the warehouse change log so Athena can query it. The change log is Hive-style
-   * (`changes/table=<tableId>/date=<YYYY-MM-DD>/*.parquet`) and every source table has its own columns, so the crawler
-   * makes one Glue table per `table=` folder (TableLevelConfiguration 3 = bucket/changes/table=…) partitioned by
-   * `date`, and keeps schemas and partitions current as new tables and days appear. On a schema change it updates the
-   * table's columns in place (UPDATE_IN_DATABASE) to the union of the Parquet schemas it finds, and partitions
-   * inherit the table's columns, so older files read a new column as null (docs/deploy.md, "Schema changes").
+   * The Glue database of the warehouse and what lives in it (lib/constructs/warehouse-catalog.ts): a change-log table
+   * per listed table with partition projection, the Athena workgroup and its named queries. The change log is
+   * Hive-style, `changes/table=<tableId>/date=<YYYY-MM-DD>/*.parquet`.
    */
-  private createWarehouseCatalog(config: EnvironmentConfig): void {
-    const prefix = resourcePrefix(config);
+  private createWarehouseCatalog(config: EnvironmentConfig, removalPolicy: RemovalPolicy): WarehouseCatalog {
     const database = new glue.CfnDatabase(this, 'GlueDatabase', {
       catalogId: this.account,
       databaseInput: {
         name: this.glueDatabaseName,
-        description: `cdc-sync ${config.name} warehouse change log (Parquet, one table per source table)`,
+        description: `cdc-sync ${config.name} warehouse: the change log (Parquet) and current-state tables (Iceberg), one each per source table`,
       },
     });
-
-    // Crawler logs are encrypted with the data key; CloudWatch Logs must be allowed to use it.
-    this.dataKey.addToResourcePolicy(
-      new iam.PolicyStatement({
-        sid: 'AllowCloudWatchLogsForGlueCrawlerLogs',
-        principals: [new iam.ServicePrincipal(`logs.${this.region}.amazonaws.com`)],
-        actions: [
-          'kms:Encrypt',
-          'kms:Decrypt',
-          'kms:ReEncryptFrom',
-          'kms:ReEncryptTo',
-          'kms:GenerateDataKey',
-          'kms:GenerateDataKeyWithoutPlaintext',
-          'kms:DescribeKey',
-        ],
-        resources: ['*'],
-        conditions: {
-          ArnLike: {
-            'kms:EncryptionContext:aws:logs:arn': `arn:${this.partition}:logs:${this.region}:${this.account}:log-group:/aws-glue/*`,
-          },
-        },
-      }),
-    );
-    const securityConfiguration = new glue.CfnSecurityConfiguration(this, 'GlueSecurityConfiguration', {
-      name: `${prefix}-crawler`,
-      encryptionConfiguration: {
-        s3Encryptions: [{ s3EncryptionMode: 'SSE-KMS', kmsKeyArn: this.dataKey.keyArn }],
-        cloudWatchEncryption: { cloudWatchEncryptionMode: 'SSE-KMS', kmsKeyArn: this.dataKey.keyArn },
-        jobBookmarksEncryption: { jobBookmarksEncryptionMode: 'CSE-KMS', kmsKeyArn: this.dataKey.keyArn },
-      },
-    });
-
-    const role = new iam.Role(this, 'CrawlerRole', {
-      assumedBy: new iam.ServicePrincipal('glue.amazonaws.com'),
-      description: 'Glue crawler: reads the warehouse change log, maintains its tables',
-    });
-    const catalogArn = (resource: string) => `arn:${this.partition}:glue:${this.region}:${this.account}:${resource}`;
-    const catalogActions = [
-      'glue:GetDatabase',
-      'glue:GetTable',
-      'glue:GetTables',
-      'glue:CreateTable',
-      'glue:UpdateTable',
-      'glue:GetPartition',
-      'glue:GetPartitions',
-      'glue:BatchGetPartition',
-      'glue:CreatePartition',
-      'glue:BatchCreatePartition',
-      'glue:UpdatePartition',
-      'glue:BatchUpdatePartition',
-    ];
-    role.addToPolicy(
-      new iam.PolicyStatement({
-        actions: catalogActions,
-        resources: [
-          catalogArn('catalog'),
-          catalogArn(`database/${this.glueDatabaseName}`),
-          catalogArn(`table/${this.glueDatabaseName}/*`),
-        ],
-      }),
-    );
-    const changeLog = this.warehouseBucket.arnForObjects(`${this.warehousePrefix}*`);
-    role.addToPolicy(new iam.PolicyStatement({ actions: ['s3:GetObject'], resources: [changeLog] }));
-    role.addToPolicy(
-      new iam.PolicyStatement({
-        actions: ['s3:ListBucket'],
-        resources: [this.warehouseBucket.bucketArn],
-        conditions: { StringLike: { 's3:prefix': [`${this.warehousePrefix}*`] } },
-      }),
-    );
-    // Reads the change log's objects, which S3 decrypts with the data key on the crawler's behalf.
-    grantKeyVia(role, this.dataKey, 's3', 'kms:Decrypt');
-    const crawlerLogs = `arn:${this.partition}:logs:${this.region}:${this.account}:log-group:/aws-glue/crawlers*`;
-    const logActions = ['logs:CreateLogGroup', 'logs:CreateLogStream', 'logs:PutLogEvents', 'logs:AssociateKmsKey'];
-    role.addToPolicy(new iam.PolicyStatement({ actions: logActions, resources: [crawlerLogs] }));
-
-    acknowledgeNag(
-      role,
-      {
-        rule: 'AwsSolutions-IAM5',
-        resources: [catalogArn(`table/${this.glueDatabaseName}/*`)],
-        actions: catalogActions,
-        reason:
-          'The crawler creates one table per source table in its own Glue database; table names appear at runtime.',
-      },
-      {
-        rule: 'AwsSolutions-IAM5',
-        resources: [changeLog],
-        actions: ['s3:GetObject'],
-        reason:
-          'Read-only (s3:GetObject) on the warehouse change log prefix, whose object keys are written at runtime.',
-      },
-      {
-        rule: 'AwsSolutions-IAM5',
-        resources: [crawlerLogs],
-        actions: logActions,
-        reason: 'Glue names the crawler log group and streams itself (/aws-glue/crawlers…).',
-      },
-    );
-    const crawler = new glue.CfnCrawler(this, 'WarehouseCrawler', {
-      name: `${prefix}-warehouse`,
-      description: 'Keeps the warehouse change log tables and date partitions current for Athena',
-      role: role.roleArn,
+    const catalog = new WarehouseCatalog(this, 'WarehouseCatalog', {
+      config,
+      database,
       databaseName: this.glueDatabaseName,
-      targets: {
-        s3Targets: [
-          {
-            path: `s3://${this.warehouseBucket.bucketName}/${this.warehousePrefix}`,
-            // The lanes' schema history (`_schemas/<table>/<fingerprint>.json`, JSON) is not change log data: left to
-            // the crawler, it would become a table of its own.
-            exclusions: [`${WAREHOUSE_SCHEMAS_FOLDER}**`],
-          },
-        ],
-      },
-      schedule: { scheduleExpression: config.data.crawlerSchedule },
-      schemaChangePolicy: { updateBehavior: 'UPDATE_IN_DATABASE', deleteBehavior: 'LOG' },
-      recrawlPolicy: { recrawlBehavior: 'CRAWL_EVERYTHING' },
-      crawlerSecurityConfiguration: securityConfiguration.name,
-      configuration: JSON.stringify({
-        Version: 1.0,
-        Grouping: { TableLevelConfiguration: 3 },
-        CrawlerOutput: { Partitions: { AddOrUpdateBehavior: 'InheritFromTable' } },
-      }),
+      warehouseBucket: this.warehouseBucket,
+      warehousePrefix: this.warehousePrefix,
+      dataKey: this.dataKey,
+      accessLogsBucket: this.accessLogsBucket,
+      removalPolicy,
     });
-    crawler.node.addDependency(database, securityConfiguration);
+    new CfnOutput(this, 'AthenaWorkGroup', {
+      value: catalog.workGroupName,
+      description: 'Athena workgroup of the warehouse: named queries, current-state merges',
+    });
+    new CfnOutput(this, 'GlueDatabaseName', {
+      value: this.glueDatabaseName,
+      description: 'Glue database of the warehouse',
+    });
+    return catalog;
   }
 }

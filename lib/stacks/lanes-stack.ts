@@ -3,6 +3,8 @@ import type * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as sqs from 'aws-cdk-lib/aws-sqs';
 import type { Construct } from 'constructs';
 import { type EnvironmentConfig, LANE_NAMES, type LaneName, laneSources, laneTopics } from '../config';
+import { ChangeLogCompaction } from '../constructs/compaction-function';
+import { CurrentState } from '../constructs/current-state-function';
 import { LaneFunction } from '../constructs/lane-function';
 import { Signaller } from '../constructs/signaller-function';
 import { acknowledgeNag } from '../nag';
@@ -31,6 +33,10 @@ export class LanesStack extends Stack {
   readonly functions: Record<LaneName, LaneFunction>;
   readonly deadLetterQueues: Record<LaneName, sqs.Queue>;
   readonly signaller: Signaller;
+  /** The current-state merge; absent when `currentState.enabled` is false or no table has a current-state table. */
+  readonly currentState: CurrentState | undefined;
+  /** Compaction of the change log; absent when `data.compaction.enabled` is false. */
+  readonly compaction: ChangeLogCompaction | undefined;
 
   constructor(scope: Construct, id: string, props: LanesStackProps) {
     super(scope, id, props);
@@ -119,6 +125,35 @@ export class LanesStack extends Stack {
     }
     this.functions = functions as Record<LaneName, LaneFunction>;
     this.deadLetterQueues = queues as Record<LaneName, sqs.Queue>;
+
+    const tables = data.catalog.currentStateTables;
+    this.currentState =
+      config.currentState.enabled !== false && tables.length > 0
+        ? new CurrentState(this, 'CurrentState', {
+            env: config,
+            tables,
+            databaseName: data.glueDatabaseName,
+            workGroupName: data.catalog.workGroupName,
+            warehouseBucket: data.warehouseBucket,
+            warehousePrefix: data.warehousePrefix,
+            resultsBucket: data.catalog.resultsBucket,
+            dataKey: data.dataKey,
+            stateTable: data.dedupeTable,
+            logRetention: logRetention(config.observability.logRetentionDays),
+            removalPolicy,
+          })
+        : undefined;
+    this.compaction =
+      config.data.compaction.enabled !== false
+        ? new ChangeLogCompaction(this, 'Compaction', {
+            env: config,
+            warehouseBucket: data.warehouseBucket,
+            warehousePrefix: data.warehousePrefix,
+            dataKey: data.dataKey,
+            logRetention: logRetention(config.observability.logRetentionDays),
+            removalPolicy,
+          })
+        : undefined;
   }
 }
 

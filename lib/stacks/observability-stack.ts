@@ -14,6 +14,8 @@ import {
 import type { Construct } from 'constructs';
 import {
   connectorName,
+  DEFAULT_CURRENT_STATE_FRESHNESS_SECONDS,
+  DEFAULT_CURRENT_STATE_SCHEDULE_MINUTES,
   DEFAULT_FRESHNESS_BOUND_SECONDS,
   type EnvironmentConfig,
   heartbeatTableName,
@@ -22,6 +24,7 @@ import {
   laneSources,
   type SourceConfig,
 } from '../config';
+import { CURRENT_STATE_METRICS } from '../constructs/current-state-function';
 import { METRICS_NAMESPACE, METRICS_SERVICE } from '../constructs/lane-function';
 import { removalPolicyOf, resourcePrefix } from '../util';
 import { type DataStack, FAILED_BATCHES_METRICS_FILTER } from './data-stack';
@@ -136,6 +139,7 @@ export class ObservabilityStack extends Stack {
     this.monitorStreaming(config, streaming);
     this.monitorSources(config);
     this.monitorFreshness(config);
+    this.monitorWarehouseJobs(config, lanes);
 
     this.monitoring.addLargeHeader('State').monitorDynamoTable({
       table: data.dedupeTable,
@@ -577,6 +581,81 @@ export class ObservabilityStack extends Stack {
           new cloudwatch.AlarmStatusWidget({ title: `${source.name}: freshness alarms`, width: 12, height: 6, alarms }),
         ),
       );
+    }
+  }
+
+  /**
+   * The warehouse's scheduled jobs: the current-state merge (its errors, and `CurrentStateFreshness`, the largest over
+   * the tables, against `currentState.freshnessBoundSeconds`) and the change log's compaction (its errors).
+   *
+   * Freshness is published by every run, one point per run, so the alarm's period is the schedule's interval and it
+   * fires when every period over the bound breaches: the tables stayed behind for the whole bound. No data breaches: a
+   * merge that does not run (schedule disabled, the function failing before it publishes) leaves the tables behind.
+   */
+  private monitorWarehouseJobs(config: EnvironmentConfig, lanes: LanesStack): void {
+    const prefix = resourcePrefix(config);
+    const currentState = lanes.currentState;
+    if (currentState === undefined && lanes.compaction === undefined) return;
+    this.monitoring.addLargeHeader('Warehouse: current state and compaction');
+    if (currentState !== undefined) {
+      const minutes = config.currentState.scheduleMinutes ?? DEFAULT_CURRENT_STATE_SCHEDULE_MINUTES;
+      const bound = config.currentState.freshnessBoundSeconds ?? DEFAULT_CURRENT_STATE_FRESHNESS_SECONDS;
+      const periods = Math.ceil(bound / (minutes * 60));
+      this.monitoring.monitorLambdaFunction({
+        lambdaFunction: currentState.function,
+        humanReadableName: 'current-state merge function',
+        alarmFriendlyName: 'current-state',
+        // A run fails when a table failed; three failed runs in a row (a transient Athena error is retried by the next).
+        addFaultCountAlarm: {
+          Critical: { maxErrorCount: 0, datapointsToAlarm: 3, evaluationPeriods: 3 * minutes },
+        },
+      });
+      const freshness = new cloudwatch.Metric({
+        namespace: CURRENT_STATE_METRICS.namespace,
+        metricName: 'CurrentStateFreshness',
+        dimensionsMap: { service: CURRENT_STATE_METRICS.service },
+        statistic: 'Maximum',
+        period: Duration.minutes(minutes),
+        label: 'stalest table (s)',
+      });
+      const alarm = this.alarm('CurrentStateFreshnessAlarm', {
+        alarmName: `${prefix}-current-state-freshness`,
+        alarmDescription: `A current-state table has not been brought up to the change log for more than ${bound} s (CurrentStateFreshness, the stalest table), or the merge did not run. The function's log line 'table not brought up to date' names the table and the error. Runbook: docs/operations.md, "Current-state tables".`,
+        metric: freshness,
+        threshold: bound,
+        comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+        evaluationPeriods: periods,
+        datapointsToAlarm: periods,
+        treatMissingData: cloudwatch.TreatMissingData.BREACHING,
+      });
+      this.monitoring.addWidget(
+        new cloudwatch.Row(
+          new cloudwatch.GraphWidget({
+            title: 'Current-state freshness per table (CurrentStateFreshness, s)',
+            width: 12,
+            height: 6,
+            left: [
+              new cloudwatch.MathExpression({
+                expression: `SEARCH('{"${CURRENT_STATE_METRICS.namespace}",service,"table"} service="${CURRENT_STATE_METRICS.service}" MetricName="CurrentStateFreshness"', 'Maximum', ${minutes * 60})`,
+                usingMetrics: {},
+                label: '',
+                period: Duration.minutes(minutes),
+              }),
+            ],
+            leftAnnotations: [{ value: bound, label: `bound ${bound} s` }],
+          }),
+          new cloudwatch.AlarmWidget({ title: 'Current-state freshness alarm', width: 12, height: 6, alarm }),
+        ),
+      );
+    }
+    if (lanes.compaction !== undefined) {
+      this.monitoring.monitorLambdaFunction({
+        lambdaFunction: lanes.compaction.function,
+        humanReadableName: 'change-log compaction function',
+        alarmFriendlyName: 'compaction',
+        // Hourly: one failed run is one data point.
+        addFaultCountAlarm: { Warning: { maxErrorCount: 0, datapointsToAlarm: 1, evaluationPeriods: 1 } },
+      });
     }
   }
 

@@ -10,10 +10,10 @@ import { throwawayDir } from '../support/scratch';
 // The one infra test that needs the lanes' real code (functions/<lane>/index.ts and what it imports): it runs the
 // local esbuild exactly as `cdk synth` does, so a handler that does not bundle as ESM fails here, not at deploy.
 describe('lane bundles (needs the handler code in functions/)', () => {
-  it('bundles every lane with the local esbuild into a minified ESM module with a source map', {
+  it('bundles every function of the lanes stack with the local esbuild into a minified ESM module with a source map', {
     timeout: 120_000,
   }, () => {
-    // Arrange: bundle the lanes stack only (the other stacks' functions are not lanes).
+    // Arrange: bundle the lanes stack only (the other stacks' functions are custom resource handlers).
     const outdir = throwawayDir('bundles-');
     const { app } = createApp({
       context: { env: 'dev', 'aws:cdk:bundling-stacks': ['dev/Lanes'] },
@@ -28,7 +28,8 @@ describe('lane bundles (needs the handler code in functions/)', () => {
     const template = assembly.getStackByName('cdc-sync-dev-lanes').template as {
       Resources: Record<string, { Type: string; Properties: { FunctionName?: string } }>;
     };
-    for (const name of [...LANE_NAMES, 'signaller']) {
+    const functions = [...LANE_NAMES, 'signaller', 'current-state', 'compaction'];
+    for (const name of functions) {
       const fn = Object.entries(template.Resources).find(
         ([, r]) => r.Type === 'AWS::Lambda::Function' && r.Properties.FunctionName === `cdc-sync-dev-${name}`,
       );
@@ -38,8 +39,8 @@ describe('lane bundles (needs the handler code in functions/)', () => {
     const bundles = readdirSync(outdir)
       .map((entry) => join(outdir, entry))
       .filter((dir) => existsSync(join(dir, 'index.mjs')));
-    // The lanes and the signaller.
-    expect(bundles).toHaveLength(LANE_NAMES.length + 1);
+    // The lanes, the signaller, the current-state merge and the compaction.
+    expect(bundles).toHaveLength(functions.length);
     for (const dir of bundles) {
       const code = readFileSync(join(dir, 'index.mjs'), 'utf8');
       expect(code).toMatch(/export\s*\{[^}]*\bas handler\b|export\s*\{[^}]*\bhandler\b/);

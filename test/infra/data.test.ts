@@ -17,6 +17,7 @@ describe('data stack', () => {
       expect.stringMatching(/^WarehouseBucket/),
       expect.stringMatching(/^FailuresBucket/),
       expect.stringMatching(/^AuditBucket/),
+      expect.stringMatching(/^WarehouseCatalogAthenaResultsBucket/),
     ]);
     for (const [, bucket] of kmsBuckets) {
       expect(bucket.Properties?.BucketEncryption).toMatchObject({
@@ -56,7 +57,7 @@ describe('data stack', () => {
 
   it('denies non-TLS requests on every bucket', () => {
     const policies = resourcesOf(dev.template('data'), 'AWS::S3::BucketPolicy');
-    expect(policies).toHaveLength(4);
+    expect(policies).toHaveLength(5);
     for (const [, policy] of policies) {
       expect(policy.Properties?.PolicyDocument).toMatchObject({
         Statement: expect.arrayContaining([
@@ -161,29 +162,6 @@ describe('data stack', () => {
     for (const [, key] of resourcesOf(dev.template('data'), 'AWS::KMS::Key')) {
       expect(key.Properties?.EnableKeyRotation).toBe(true);
     }
-  });
-
-  it('catalogues the warehouse change log for Athena with a crawler, one table per source table', () => {
-    const template = dev.template('data');
-    template.hasResourceProperties('AWS::Glue::Database', { DatabaseInput: { Name: 'cdc_sync_dev' } });
-    template.hasResourceProperties('AWS::Glue::Crawler', {
-      DatabaseName: 'cdc_sync_dev',
-      Targets: {
-        S3Targets: [
-          Match.objectLike({ Path: { 'Fn::Join': ['', ['s3://', { Ref: Match.anyValue() }, '/changes/']] } }),
-        ],
-      },
-      Configuration: Match.stringLikeRegexp('"TableLevelConfiguration":3'),
-      CrawlerSecurityConfiguration: 'cdc-sync-dev-crawler',
-    });
-  });
-
-  it("follows schema changes in place, and leaves the lanes' _schemas history out of the catalogue", () => {
-    dev.template('data').hasResourceProperties('AWS::Glue::Crawler', {
-      Targets: { S3Targets: [Match.objectLike({ Exclusions: ['_schemas/**'] })] },
-      SchemaChangePolicy: { UpdateBehavior: 'UPDATE_IN_DATABASE', DeleteBehavior: 'LOG' },
-      Configuration: Match.stringLikeRegexp('"AddOrUpdateBehavior":"InheritFromTable"'),
-    });
   });
 
   it('outputs the failure bucket name (FailureBucketName), where npm run status finds failed batches', () => {

@@ -201,8 +201,8 @@ describe('lanes stack', () => {
     });
 
     it('keeps lane logs for the configured retention', () => {
-      // The three lanes and the signaller.
-      dev.template('lanes').resourcePropertiesCountIs('AWS::Logs::LogGroup', { RetentionInDays: 14 }, 4);
+      // The three lanes, the signaller, the current-state merge and the compaction.
+      dev.template('lanes').resourcePropertiesCountIs('AWS::Logs::LogGroup', { RetentionInDays: 14 }, 6);
     });
 
     it.each(LANE_NAMES)('sets exactly the environment the %s lane parses (functions/shared/config.ts)', (lane) => {

@@ -5,7 +5,7 @@ import type { KafkaRecord } from '../../functions/core/types';
 import { type FuzzBatch, fuzzBatches, type MutationCounts } from '../../tools/fuzz/batches';
 import { type Base, loadCorpus, recordOf, valueText } from '../../tools/fuzz/corpus';
 import { MUTATION_KINDS, type MutationKind, mutate } from '../../tools/fuzz/mutations';
-import { Prng } from '../../tools/fuzz/prng';
+import { Prng } from '../../tools/lib/prng';
 
 const MAX_RECORD_BYTES = 1_048_576;
 let corpus: Base[];

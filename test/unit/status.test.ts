@@ -190,6 +190,7 @@ describe('RunStatus', () => {
         files: 1,
         changes: 10,
       },
+      currentState: { checked: false as const, consistent: false as const, reason: 'verification was not asked for' },
       cache: {
         checked: true as const,
         consistent: false,
@@ -206,6 +207,7 @@ describe('RunStatus', () => {
     // Assert
     expect(rows).toEqual([
       expect.objectContaining({ sink: 'warehouse', table: 'pg.public.t', ok: true, missing: 0 }),
+      expect.objectContaining({ sink: 'currentState', ok: false, note: 'not checked: verification was not asked for' }),
       expect.objectContaining({ sink: 'cache', table: 'pg.public.t', ok: false, missing: 1, note: 'id=3: missing' }),
       expect.objectContaining({ sink: 'audit', ok: false, note: 'not checked: no audit lane' }),
     ]);

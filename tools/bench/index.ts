@@ -1,10 +1,11 @@
 /**
- * npm run bench -- [--json] [--e2e | --snapshot [--chunk-size <rows>]] [--quick]
+ * npm run bench -- [--json] [--e2e | --snapshot [--chunk-size <rows>] | --files] [--quick]
  *
  * Pipeline benchmarks, each measured side by side with its baseline in the same run (never timed assertions in
  * tests), Avro decoding included (avro.ts). `--e2e` runs the local pipeline end to end (e2e.ts), `--snapshot` an
  * incremental snapshot of a 100k-row table under the demo workload against a run without it
- * (incremental-snapshot.ts). Prints one JSON object with --json.
+ * (incremental-snapshot.ts), `--files` the change log's files and bytes per 10,000 changes before and after compaction
+ * (files.ts). Prints one JSON object with --json.
  */
 import { parseFlagsOrExit } from '../lib/args';
 import { reserveStdout } from '../lib/cli';
@@ -14,11 +15,12 @@ import { measureDdbCalls } from './ddb-calls';
 import { benchEvent } from './fixtures';
 import { measureInit } from './init';
 
-const USAGE = 'usage: npm run bench -- [--json] [--e2e | --snapshot [--chunk-size <rows>]] [--quick]';
+const USAGE = 'usage: npm run bench -- [--json] [--e2e | --snapshot [--chunk-size <rows>] | --files] [--quick]';
 const FLAGS = {
   json: { type: 'boolean' },
   e2e: { type: 'boolean' },
   snapshot: { type: 'boolean' },
+  files: { type: 'boolean' },
   'chunk-size': { type: 'string' },
   quick: { type: 'boolean' },
 } as const;
@@ -99,6 +101,9 @@ async function main() {
   if (flags.e2e) {
     const { e2eBenchmarks } = await import('./e2e');
     result = await e2eBenchmarks({ quick });
+  } else if (flags.files) {
+    const { fileBenchmarks } = await import('./files');
+    result = await fileBenchmarks({ quick });
   } else if (flags.snapshot) {
     const { snapshotBenchmarks } = await import('./incremental-snapshot');
     const chunk = flags['chunk-size'];

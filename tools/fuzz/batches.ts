@@ -5,9 +5,9 @@
  * keep growing, with the odd gap), as the event source mapping delivers them.
  */
 import type { KafkaEvent, KafkaRecord } from '../../functions/core/types';
+import { Prng } from '../lib/prng';
 import { type Base, recordOf, valueText } from './corpus';
 import { applicableKinds, type Expectation, type MutationKind, mutate } from './mutations';
-import { Prng } from './prng';
 
 /** What a record is and what each lane must do with it. */
 export interface SentRecord {

@@ -9,8 +9,8 @@
  */
 import { isLosslessNumber, parse, stringify } from 'lossless-json';
 import type { KafkaRecord } from '../../functions/core/types';
+import type { Prng } from '../lib/prng';
 import { type Base, payloadOf } from './corpus';
-import type { Prng } from './prng';
 
 export const MUTATION_KINDS = [
   'base64-bitflip',

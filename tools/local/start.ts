@@ -36,7 +36,7 @@ function exploreLines(result: RunResult): string[] {
   }
   const dir = relative(process.cwd(), `${result.details.stateDir}/warehouse`) || '.';
   return [
-    `current rows per table (rebuilt from the change log) and the raw log, with DuckDB (views: <table>, <table>_changes, changes):`,
+    `current rows per table (its current-state table) and the raw log, with DuckDB (views: <table>, <table>_changes, changes):`,
     `npx tsx tools/local/runner/query.ts "${example}"`,
     `npx tsx tools/local/runner/query.ts "SELECT _cdc_op, count(*) FROM changes GROUP BY ALL ORDER BY ALL"`,
     `or plain DuckDB SQL: SELECT * FROM read_parquet('${dir}/**/*.parquet', union_by_name = true) LIMIT 10`,

@@ -139,7 +139,7 @@ export function formatSummary(result: RunResult, info: { explore: string[]; warn
   out.push('');
   out.push(
     result.consistent
-      ? `cdc-sync local pipeline: CONSISTENT${result.checks.cache.checked ? '' : ' (warehouse and audit only: the cache was NOT checked)'}`
+      ? `cdc-sync local pipeline: CONSISTENT${result.checks.cache.checked ? '' : ' (warehouse, current state and audit only: the cache was NOT checked)'}`
       : 'cdc-sync local pipeline: INCONSISTENT',
   );
   out.push('');
@@ -205,7 +205,7 @@ export function formatSummary(result: RunResult, info: { explore: string[]; warn
   );
   out.push('');
   out.push('checks');
-  const { warehouse, cache, audit } = result.checks;
+  const { warehouse, currentState, cache, audit } = result.checks;
   if (warehouse.checked) {
     out.push(
       `  warehouse ${mark(warehouse.consistent)}: ${fmt(warehouse.rowsCompared)} source rows compared with the change log ` +
@@ -214,6 +214,14 @@ export function formatSummary(result: RunResult, info: { explore: string[]; warn
     out.push(...tableLines(warehouse.tables));
     for (const p of warehouse.problems) out.push(`    ! ${p}`);
   } else out.push(`  warehouse NOT CHECKED: ${warehouse.reason}`);
+  if (currentState.checked) {
+    out.push(
+      `  current   ${mark(currentState.consistent)}: ${fmt(currentState.rowsCompared)} source rows compared with the current-state tables ` +
+        `(DuckDB MERGE of the change log: ${fmt(currentState.steps)} steps, ${fmt(currentState.changes)} changes, ${fmt(currentState.mergeMs)} ms)`,
+    );
+    out.push(...tableLines(currentState.tables));
+    for (const p of currentState.problems) out.push(`    ! ${p}`);
+  } else out.push(`  current   NOT CHECKED: ${currentState.reason}`);
   if (cache.checked) {
     out.push(
       `  cache     ${mark(cache.consistent)}: ${fmt(cache.rowsCompared)} source rows compared with Redis hashes`,

@@ -1,22 +1,26 @@
 /**
- * npx tsx tools/local/runner/query.ts [--dir <change-log folder>] [--json] "<sql>"
+ * npx tsx tools/local/runner/query.ts [--dir <change-log folder>] [--db <current-state file>] [--json] "<sql>"
  *
- * Runs DuckDB SQL over the warehouse change log that `npm start -- --keep` leaves in .local/start/warehouse (the
- * Parquet files as the warehouse lane wrote them to S3). Views make it easy to explore:
+ * Runs DuckDB SQL over what `npm start -- --keep` leaves in .local/start/: the warehouse change log in `warehouse/`
+ * (the Parquet files as the warehouse lane wrote them to S3) and the current-state tables the run kept up to date in
+ * `current-state.duckdb` (attached read-only as `current_state`). Views make it easy to explore:
  * - `changes`: every change of every table (`_cdc_*` metadata columns + row columns);
  * - `<table>_changes`: one table's changes (bare table name, e.g. `orders_changes`);
- * - `<table>`: the table's current rows rebuilt from its log (latest change per key, deletes and truncates applied,
- *   unchanged TOAST columns filled from earlier changes) — keyed tables only.
+ * - `<table>`: the table's current rows — its current-state table (current-state.ts), or for a change log without
+ *   one, the rows rebuilt from the log (latest change per key, deletes and truncates applied, unchanged TOAST columns
+ *   filled from earlier changes) — keyed tables only.
  * Prints a table, or JSON lines with --json.
  */
 import { existsSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { parseFlagsOrExit } from '../../lib/args';
 import { fail } from '../../lib/cli';
 import { openWarehouse, rebuildSql, tableGlob } from '../../lib/warehouse';
+import { CURRENT_STATE_FILE } from './current-state';
 
-const USAGE = 'usage: npx tsx tools/local/runner/query.ts [--dir .local/start/warehouse] [--json] "<sql>"';
-const FLAGS = { dir: { type: 'string' }, json: { type: 'boolean' } } as const;
+const USAGE =
+  'usage: npx tsx tools/local/runner/query.ts [--dir .local/start/warehouse] [--db .local/start/current-state.duckdb] [--json] "<sql>"';
+const FLAGS = { dir: { type: 'string' }, db: { type: 'string' }, json: { type: 'boolean' } } as const;
 const quote = (identifier: string) => `"${identifier.replaceAll('"', '""')}"`;
 const literal = (text: string) => `'${text.replaceAll("'", "''")}'`;
 
@@ -27,9 +31,19 @@ async function main(): Promise<void> {
   const dir = resolve(values.dir ?? '.local/start/warehouse');
   if (!existsSync(dir)) fail(`no change log at ${dir}: run "npm start -- --keep" first (or pass --dir)`);
 
+  const db = resolve(values.db ?? join(dirname(dir), CURRENT_STATE_FILE));
+
   const warehouse = await openWarehouse(dir);
   try {
     const tables = await warehouse.tables();
+    const current = new Set<string>();
+    if (existsSync(db)) {
+      await warehouse.query(`ATTACH ${literal(db)} AS current_state (READ_ONLY)`);
+      const rows = await warehouse.query(
+        `SELECT table_name FROM duckdb_tables() WHERE database_name = 'current_state' AND schema_name = 'main'`,
+      );
+      for (const row of rows) current.add(String(row.table_name));
+    }
     await warehouse.query(
       `CREATE VIEW changes AS SELECT * FROM read_parquet(${literal(join(dir, '**', '*.parquet'))}, union_by_name = true, hive_partitioning = false)`,
     );
@@ -45,7 +59,9 @@ async function main(): Promise<void> {
         await warehouse.query(
           `CREATE VIEW ${quote(`${name}_changes`)} AS SELECT * FROM read_parquet(${literal(tableGlob(dir, table))}, union_by_name = true, hive_partitioning = false) ORDER BY _cdc_order, _cdc_offset`,
         );
-        if (Number(keyed[0]?.n ?? 0) > 0) {
+        if (current.has(table)) {
+          await warehouse.query(`CREATE VIEW ${quote(name)} AS SELECT * FROM current_state.main.${quote(table)}`);
+        } else if (Number(keyed[0]?.n ?? 0) > 0) {
           await warehouse.query(`CREATE VIEW ${quote(name)} AS ${rebuildSql(tableGlob(dir, table), columns)}`);
         }
       }

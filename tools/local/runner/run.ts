@@ -4,6 +4,7 @@
  * it; the end-to-end tests call it directly. Each phase is a module of its own; this one only puts them in order.
  */
 import type { RunContext, RunHooks } from './context';
+import { startCurrentState } from './current-state';
 import { drain, drive } from './drive';
 import type { RunOptions } from './options';
 import { LiveProgress } from './progress';
@@ -30,6 +31,7 @@ export async function runLocal(options: RunOptions, hooks: RunHooks = {}): Promi
     const source = await prepareSource(run);
     await hooks.beforeCapture?.({ connectionString: source.connectionString });
     const started = await startPipeline(run, source, progress);
+    const currentState = await startCurrentState(run, source.services.clients.s3);
     let workload: { changes(): number } | undefined;
     const context: RunContext = {
       pipeline: started.running,
@@ -53,6 +55,7 @@ export async function runLocal(options: RunOptions, hooks: RunHooks = {}): Promi
     await drain(run, started.running, progress);
     const drainedAt = performance.now();
     timings.drain = drainedAt - drainStart;
+    await currentState.stop();
 
     const verifyStart = performance.now();
     const topics = started.running.tableTopics();
@@ -62,6 +65,7 @@ export async function runLocal(options: RunOptions, hooks: RunHooks = {}): Promi
       topics,
       source,
       emittedAtStart: driven.emittedAtStart,
+      currentState,
     });
     timings.verify = performance.now() - verifyStart;
 

@@ -48,7 +48,7 @@ export function sourceState(status: CaptureStatus, runEnded: boolean): SourceSta
 export function verdictChecks(checks: Checks): VerdictCheck[] {
   const rows: VerdictCheck[] = [];
   const empty = { sourceRows: 0, sinkRows: 0, missing: 0, extra: 0, different: 0 };
-  for (const sink of ['warehouse', 'cache'] as const) {
+  for (const sink of ['warehouse', 'currentState', 'cache'] as const) {
     const check = checks[sink];
     if (!check.checked) {
       rows.push({ sink, table: '(all)', ok: false, note: `not checked: ${check.reason}`, ...empty });

@@ -63,11 +63,13 @@ export function summarize(run: Run, input: SummaryInput): RunResult {
   const { options } = run;
   const { running, stages, lanes } = input.started;
   const { checks, changes } = input.verified;
-  const { warehouse, cache, audit } = checks;
+  const { warehouse, currentState, cache, audit } = checks;
   const consistent =
     warehouse.checked &&
+    currentState.checked &&
     audit.checked &&
     warehouse.consistent &&
+    currentState.consistent &&
     audit.consistent &&
     (!cache.checked || cache.consistent);
   const latency = running.latency().summary();

@@ -1,6 +1,7 @@
 /**
- * A run's verification, once it drained: the source read again (through a throw-away snapshot, source-rows.ts) and
- * every sink compared with it (verify.ts), or nothing when `--no-verify` said so.
+ * A run's verification, once it drained: the current-state tables brought up to the whole change log, the source
+ * read again (through a throw-away snapshot, source-rows.ts) and every sink compared with it (verify.ts), or nothing
+ * when `--no-verify` said so.
  */
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
@@ -8,12 +9,13 @@ import pg from 'pg';
 import type { Lane } from '../../../functions/core/types';
 import { LOCAL_NAMES } from '../services';
 import type { RunContext } from './context';
+import { CURRENT_STATE_FILE, type CurrentStateTables } from './current-state';
 import type { Run } from './setup';
 import type { PreparedSource } from './source';
 import { capturedTables } from './source-checks';
 import { readSourceRows } from './source-rows';
 import { AUDIT_PREFIX, WAREHOUSE_PREFIX } from './system';
-import { type Checks, type NotChecked, verifyAudit, verifyCache, verifyWarehouse } from './verify';
+import { type Checks, type NotChecked, verifyAudit, verifyCache, verifyCurrentState, verifyWarehouse } from './verify';
 
 /** What verification found. */
 export interface Verified {
@@ -33,14 +35,28 @@ interface VerifyInput {
   source: Pick<PreparedSource, 'selection' | 'signalTable'>;
   /** What the capture had emitted when the workload began (counts the changes when nothing is verified). */
   emittedAtStart: number;
+  /** The run's current-state tables, their periodic steps stopped. */
+  currentState: CurrentStateTables;
+}
+
+/** The last step of the current-state tables, once the lanes wrote everything: why it failed, if it did. */
+async function catchUp(currentState: CurrentStateTables): Promise<string | undefined> {
+  try {
+    await currentState.step();
+    return undefined;
+  } catch (error) {
+    return error instanceof Error ? error.message : String(error);
+  }
 }
 
 /** Checks every sink against the source, unless verification was not asked for. */
 export async function verifyRun(run: Run, input: VerifyInput): Promise<Verified> {
   if (run.options.verify === false) {
+    const failure = await catchUp(input.currentState);
+    if (failure) run.problems.push(`the current-state tables could not apply the change log: ${failure}`);
     const skipped: NotChecked = { checked: false, consistent: false, reason: 'verification was not asked for' };
     return {
-      checks: { warehouse: skipped, cache: skipped, audit: skipped },
+      checks: { warehouse: skipped, currentState: skipped, cache: skipped, audit: skipped },
       changes: input.context.pipeline.captureEmitted() - input.emittedAtStart,
       dropped: [],
     };
@@ -76,6 +92,7 @@ async function compareWithSource(run: Run, input: VerifyInput): Promise<Verified
     log('the source changed during verification; reading it again…');
     source = await read();
   }
+  const currentStateFailure = await catchUp(input.currentState);
   await run.hooks.beforeVerify?.(context);
 
   // The signal table is the connector's, not data: its watermark rows are in the source but never captured.
@@ -94,6 +111,15 @@ async function compareWithSource(run: Run, input: VerifyInput): Promise<Verified
     bucket: LOCAL_NAMES.warehouseBucket,
     prefix: WAREHOUSE_PREFIX,
     dir: join(run.stateDir, 'warehouse'),
+    source,
+    stream,
+    tables,
+    dropped,
+  });
+  const currentState = await verifyCurrentState({
+    currentState: input.currentState,
+    database: join(run.stateDir, CURRENT_STATE_FILE),
+    ...(currentStateFailure ? { failure: currentStateFailure } : {}),
     source,
     stream,
     tables,
@@ -126,5 +152,9 @@ async function compareWithSource(run: Run, input: VerifyInput): Promise<Verified
     captureEmitted: running.captureChangeRecords(),
     crashed: running.crashed(),
   });
-  return { checks: { warehouse: warehouse.check, cache, audit }, changes: stream.streamed, dropped: [...dropped] };
+  return {
+    checks: { warehouse: warehouse.check, currentState, cache, audit },
+    changes: stream.streamed,
+    dropped: [...dropped],
+  };
 }

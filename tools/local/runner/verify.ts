@@ -5,6 +5,9 @@
  *   source order, truncates and deletes removed, TOAST-unchanged columns from the last change that had them) equals
  *   the source rows, column by column; a keyless table is the multiset its changes leave when replayed in source
  *   order; no change id is in the log twice.
+ * - current state: every keyed table's current-state table (current-state.ts, kept by the MERGE statements of
+ *   functions/current-state/merge-sql.ts) equals the source rows, compared as the warehouse's rebuild is. Keyless
+ *   tables have none: "not applicable".
  * - cache: every source row of a keyed table is the Redis hash at `RedisCacheSink.rowKey`, and no other row hash
  *   exists under the run's prefix. Keyless tables are not cached (skip reason `no-key`): "not applicable".
  * - audit: every hash chain is intact; every change id the capture put into the broker is in the audit log exactly
@@ -28,6 +31,7 @@ import type {
 import { verifyAuditLog } from '../../lib/audit-verify';
 import { downloadChangeLog, openWarehouse, type Warehouse } from '../../lib/warehouse';
 import type { BrokerRecord } from '../broker';
+import { CurrentStateTables } from './current-state';
 import { comparable, rowDifferences, stableJson } from './normalize';
 import type { SourceTable } from './source-rows';
 
@@ -71,6 +75,17 @@ export interface WarehouseCheck extends SinkCheck {
   dir: string;
 }
 
+export interface CurrentStateCheck extends SinkCheck {
+  /** Steps that applied the change log (every few seconds during the run, and once after the drain). */
+  steps: number;
+  /** Change-log objects the steps applied, the changes in them, and the time their statements took (ms). */
+  objects: number;
+  changes: number;
+  mergeMs: number;
+  /** The DuckDB file holding the tables. */
+  database: string;
+}
+
 export interface NotChecked {
   checked: false;
   consistent: false;
@@ -103,6 +118,7 @@ export interface AuditCheck {
 
 export interface Checks {
   warehouse: WarehouseCheck | NotChecked;
+  currentState: CurrentStateCheck | NotChecked;
   cache: SinkCheck | NotChecked;
   audit: AuditCheck | NotChecked;
 }
@@ -395,7 +411,7 @@ export async function compareChangeLog(
         if (result.missing > 0) note(result, `no change-log files for this table (${result.missing} source rows)`);
         continue;
       }
-      if (keyed) await compareKeyed(warehouse, table, source, types, result);
+      if (keyed) compareKeyed(await warehouse.rebuild(table), source, types, result);
       else await compareKeyless(warehouse, table, source, types, result);
     }
   } finally {
@@ -404,15 +420,15 @@ export async function compareChangeLog(
   return { check: finish(check), ids };
 }
 
-async function compareKeyed(
-  warehouse: Warehouse,
-  table: string,
+/** A keyed table's rows in a sink read with DuckDB (each with its `_cdc_key`) against the source rows. */
+function compareKeyed(
+  rows: ReadonlyArray<Record<string, unknown>>,
   source: SourceTable | undefined,
   types: ColumnTypes | undefined,
   result: TableCheck,
-): Promise<void> {
+): void {
   const rebuilt = new Map<string, Row>();
-  for (const row of await warehouse.rebuild(table)) {
+  for (const row of rows) {
     rebuilt.set(stableJson(JSON.parse(String(row._cdc_key))), row);
   }
   result.sinkRows = rebuilt.size;
@@ -489,6 +505,53 @@ async function compareKeyless(
     result.extra += n;
     note(result, `extra row ×${n} ${clip(text)}`);
   }
+}
+
+export interface VerifyCurrentStateOptions extends SinkCheckInput {
+  currentState: CurrentStateTables;
+  database: string;
+  /** Why the last step failed, if it did: the tables may lag the change log. */
+  failure?: string;
+}
+
+/** Compares every keyed table's current-state table with the source rows. */
+export async function verifyCurrentState(options: VerifyCurrentStateOptions): Promise<CurrentStateCheck> {
+  const { currentState } = options;
+  const { steps, objects, changes, mergeMs } = currentState.stats;
+  const check: CurrentStateCheck = {
+    checked: true,
+    consistent: false,
+    rowsCompared: 0,
+    tables: {},
+    problems: options.failure ? [`applying the change log failed: ${options.failure}`] : [],
+    steps,
+    objects,
+    changes,
+    mergeMs: Math.round(mergeMs),
+    database: options.database,
+  };
+  const present = new Set(currentState.tables());
+  for (const table of options.tables) {
+    if (options.dropped?.has(table)) {
+      check.tables[table] = droppedCheck();
+      continue;
+    }
+    const source = options.source.get(table);
+    const keyed = source ? source.rows.some((r) => r.key !== null) : (options.stream.keyed.get(table) ?? true);
+    const result = tableCheck(keyed ? 'keyed' : 'not-applicable');
+    check.tables[table] = result;
+    result.sourceRows = source?.rows.length ?? 0;
+    if (!keyed) continue;
+    check.rowsCompared += result.sourceRows;
+    if (!present.has(table)) {
+      result.missing = result.sourceRows;
+      if (result.missing > 0) note(result, `no current-state table (${result.missing} source rows)`);
+      continue;
+    }
+    const rows = await currentState.query(`SELECT * FROM ${CurrentStateTables.relation(table)}`);
+    compareKeyed(rows, source, source?.columns ?? options.stream.columns.get(table), result);
+  }
+  return finish(check);
 }
 
 export interface VerifyCacheOptions extends SinkCheckInput {
