@@ -34,8 +34,9 @@ import { runLocal } from '../../tools/local/runner/run';
 import { AUDIT_PREFIX, WAREHOUSE_PREFIX } from '../../tools/local/runner/system';
 import { LOCAL_NAMES } from '../../tools/local/services';
 import { main } from '../../tools/rebuild';
-import { BrokenChainError } from '../../tools/rebuild/audit';
-import { dynamoCheckpoints } from '../../tools/rebuild/checkpoints';
+import { AuditLogReader, BrokenChainError } from '../../tools/rebuild/audit';
+import { repairTable } from '../../tools/rebuild/cache';
+import { dynamoCheckpoints, partitionKey } from '../../tools/rebuild/checkpoints';
 import { type RebuildSummary, rebuild } from '../../tools/rebuild/rebuild';
 import { pgMessage, recordOf } from '../support/builders';
 import { useLocalServices } from '../support/local';
@@ -447,6 +448,132 @@ describe('rebuild against the local services', () => {
         .sort(),
     );
     expect((await idCounts(s3, where)).size).toBe(8);
+  });
+
+  it('a change the cache lane wrote just before the loss and committed after the rebuild read it comes back in a repair round', async () => {
+    // Arrange: the audited changes of three rows (a create and rename, a create, a create and delete); the cache (lost)
+    // holds the first row at its create only and the others not at all: the lane's writes of the newer changes went
+    // with it
+    const created = change('customers', 'c', { id: 1, name: 'a' }, 10, 0);
+    const renamed = change('customers', 'u', { id: 1, name: 'b' }, 20, 1);
+    const other = change('customers', 'c', { id: 2, name: 'x' }, 30, 2);
+    const gone = change('customers', 'c', { id: 3, name: 'y' }, 40, 3);
+    const deleted = change('customers', 'd', { id: 3 }, 50, 4);
+    const cachePrefix = `rebuild-behind-${Date.now()}`;
+    redisPrefixes.push(cachePrefix);
+    const client = redis();
+    const sink = new RedisCacheSink(client, { prefix: cachePrefix, tombstoneTtlSeconds: 60 });
+    await sink.write({ partition: partitionOf('customers'), events: [created], columns: [], state: undefined });
+
+    try {
+      // Act
+      const round = await repairTable(sink, client, 'pg.public.customers', [created, renamed, other, gone, deleted]);
+
+      // Assert: both rows replayed to their newest audited change; the deleted row stays away
+      expect(round.behind).toBe(2);
+      expect(await client.hgetall(sink.rowKey('pg.public.customers', { id: 1 }))).toEqual({ id: '1', name: '"b"' });
+      expect(await client.hgetall(sink.rowKey('pg.public.customers', { id: 2 }))).toEqual({ id: '2', name: '"x"' });
+      expect(await client.hgetall(sink.rowKey('pg.public.customers', { id: 3 }))).toEqual({});
+      // Caught up: a second round finds nothing behind
+      expect((await repairTable(sink, client, 'pg.public.customers', [created, renamed, other])).behind).toBe(0);
+    } finally {
+      client.disconnect();
+    }
+  });
+
+  it('repairs a row whose version survived the loss and whose hash did not (a flush racing the lane, an eviction)', async () => {
+    // Arrange: a row written by the lane; then its hash is lost but not its version
+    const created = change('customers', 'c', { id: 7, name: 'kept' }, 10, 0);
+    const cachePrefix = `rebuild-hollow-${Date.now()}`;
+    redisPrefixes.push(cachePrefix);
+    const client = redis();
+    const sink = new RedisCacheSink(client, { prefix: cachePrefix, tombstoneTtlSeconds: 60 });
+    await sink.write({ partition: partitionOf('customers'), events: [created], columns: [], state: undefined });
+    const row = sink.rowKey('pg.public.customers', { id: 7 });
+    await client.del(row);
+
+    try {
+      // Act
+      const round = await repairTable(sink, client, 'pg.public.customers', [created]);
+
+      // Assert
+      expect(round.repaired).toBe(1);
+      expect(await client.hgetall(row)).toEqual({ id: '7', name: '"kept"' });
+    } finally {
+      client.disconnect();
+    }
+  });
+
+  it('reads a chain again when the audit lane rewrote its last object (a replay after a failed checkpoint commit)', async () => {
+    // Arrange: a chain of two objects, read once; then the lane replays its second batch with one more change, which
+    // rewrites the same key with a longer stretch of the same chain
+    const prefix = `reread-${Date.now()}/`;
+    const changes = Array.from({ length: 3 }, (_, i) => change('orders', 'c', { id: i }, 300 + i, i));
+    const sink = new S3AuditSink(services().clients.s3, { bucket: LOCAL_NAMES.auditBucket, prefix });
+    const first = await sink.write({
+      partition: partitionOf('orders'),
+      events: [changes[0] as ChangeEvent],
+      columns: [],
+      state: undefined,
+    });
+    if (!first.ok) throw new Error('audit write failed');
+    await sink.write({
+      partition: partitionOf('orders'),
+      events: [changes[1] as ChangeEvent],
+      columns: [],
+      state: first.state,
+    });
+    const reader = new AuditLogReader(services().clients.s3, { bucket: LOCAL_NAMES.auditBucket, prefix });
+    expect((await reader.read(() => true)).tables.get('pg.public.orders')).toHaveLength(2);
+
+    // Act
+    await sink.write({ partition: partitionOf('orders'), events: changes.slice(1), columns: [], state: first.state });
+    const again = await reader.read(() => true);
+
+    // Assert
+    expect(
+      again.tables
+        .get('pg.public.orders')
+        ?.map((c) => c.event.id)
+        .sort(),
+    ).toEqual(changes.map((c) => c.id).sort());
+  });
+
+  it('restores in a further pass the changes the warehouse lane committed after the first pass read its offsets', async () => {
+    // Arrange: six changes audited; the lane wrote them all, but its file of offsets 4–5 was lost before it committed
+    // them: the first pass reads offset 3 committed, the lane commits 5 right after
+    const s3 = services().clients.s3;
+    const stamp = Date.now();
+    const auditPrefix = `wh2-audit-${stamp}/`;
+    const where = { bucket: LOCAL_NAMES.warehouseBucket, prefix: `wh2-${stamp}/` };
+    const changes = Array.from({ length: 6 }, (_, i) => change('orders', 'c', { id: i }, 200 + i, i));
+    await audit(auditPrefix, 'orders', [changes]);
+    const lane = new S3WarehouseSink(s3, where);
+    await lane.write({ partition: partitionOf('orders'), events: changes.slice(0, 4), columns: [], state: undefined });
+    const key = partitionKey('pg.public.orders', 0);
+    let reads = 0;
+    const checkpoints = {
+      async offsets(which: string) {
+        if (which === 'audit') return new Map([[key, 5]]);
+        reads++;
+        return new Map([[key, reads === 1 ? 3 : 5]]);
+      },
+    };
+
+    // Act
+    const summary = await rebuild({
+      sink: 'warehouse',
+      s3,
+      audit: { bucket: LOCAL_NAMES.auditBucket, prefix: auditPrefix },
+      warehouse: where,
+      checkpoints,
+    });
+
+    // Assert: offsets 4–5 restored by the second pass, each change once
+    expect(summary.tables['pg.public.orders']).toMatchObject({ applied: 2, pendingInLane: 0 });
+    const counts = await idCounts(s3, where);
+    expect([...counts.keys()].sort()).toEqual(changes.map((c) => c.id).sort());
+    expect([...counts.values()].every((n) => n === 1)).toBe(true);
   });
 });
 

@@ -91,7 +91,8 @@ function versionAt(versions: readonly SchemaEntry[] | undefined, order: string):
 }
 
 export class AuditLogReader {
-  private readonly texts = new Map<string, string>();
+  /** Objects read so far, with the ETag read: a lane's replay rewrites the last object of a chain, read it again. */
+  private readonly texts = new Map<string, { etag: string; text: string }>();
   private readonly typesByFingerprint = new Map<string, ColumnTypes>();
 
   constructor(
@@ -103,20 +104,27 @@ export class AuditLogReader {
   async read(wanted: (table: string) => boolean): Promise<AuditRead> {
     const { bucket, prefix } = this.where;
     const byChain = new Map<string, string[]>();
-    for (const key of await this.listKeys()) {
+    const listed = await this.listKeys();
+    for (const { key } of listed) {
       const chain = key.slice(prefix.length, key.lastIndexOf('/'));
       byChain.set(chain, [...(byChain.get(chain) ?? []), key]);
     }
-    const missing = [...byChain.values()].flat().filter((key) => !this.texts.has(key));
-    await mapInOrder(missing, READS_IN_FLIGHT, async (key) => {
+    // Without an ETag (an emulator that lists none) an object is read every time.
+    const stale = listed
+      .filter(({ key, etag }) => etag === '' || this.texts.get(key)?.etag !== etag)
+      .map(({ key }) => key);
+    await mapInOrder(stale, READS_IN_FLIGHT, async (key) => {
       const object = await this.s3.send(new GetObjectCommand({ Bucket: bucket, Key: key }));
       const bytes = await object.Body?.transformToByteArray();
-      this.texts.set(key, gunzipSync(bytes ?? new Uint8Array()).toString('utf8'));
+      this.texts.set(key, { etag: object.ETag ?? '', text: gunzipSync(bytes ?? new Uint8Array()).toString('utf8') });
     });
 
     const checked = [...byChain].map(([chain, keys]) => {
       keys.sort(); // object names are zero-padded first sequence numbers
-      return { chain, ...verifyChain(keys.map((key) => ({ key, text: this.texts.get(key) as string }))) };
+      return {
+        chain,
+        ...verifyChain(keys.map((key) => ({ key, text: (this.texts.get(key) as { text: string }).text }))),
+      };
     });
     const known = new Set<string>();
     const refused: BrokenChain[] = [];
@@ -170,14 +178,16 @@ export class AuditLogReader {
     return types;
   }
 
-  private async listKeys(): Promise<string[]> {
-    const keys: string[] = [];
+  private async listKeys(): Promise<Array<{ key: string; etag: string }>> {
+    const keys: Array<{ key: string; etag: string }> = [];
     let marker: string | undefined;
     do {
       const page = await this.s3.send(
         new ListObjectsCommand({ Bucket: this.where.bucket, Prefix: this.where.prefix, Marker: marker }),
       );
-      for (const o of page.Contents ?? []) if (o.Key?.endsWith('.ndjson.gz')) keys.push(o.Key);
+      for (const o of page.Contents ?? []) {
+        if (o.Key?.endsWith('.ndjson.gz')) keys.push({ key: o.Key, etag: o.ETag ?? '' });
+      }
       // ListObjects (v1) pages by the last key: s3rver cannot make v2 continuation tokens on Node 20 (DES).
       marker = page.IsTruncated ? page.Contents?.at(-1)?.Key : undefined;
     } while (marker);

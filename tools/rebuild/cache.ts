@@ -9,7 +9,14 @@
  * so refused. So after the replay, every row whose stored version is such a merge is compared with the state its
  * audited changes give up to that version ({@link expectedRow}); a row that differs is lost again — only if its
  * version is still the one compared (a small script: a newer lane write meanwhile wins) — and its changes are
- * replayed again through the sink. Rounds repeat while rows differ or their version is not audited yet.
+ * replayed again through the sink.
+ *
+ * And one the replay cannot see: a change the lane wrote just before the loss whose checkpoint it committed only
+ * after the rebuild read the lane's offsets. The lane will not write it again, and the audit log may not have held it
+ * when the replay read it. Each round reads the audit log again (once it caught up with the lane's offsets as they are
+ * then), and a row whose stored version is older than its newest audited change, or that is missing while that
+ * change is not a delete, is behind: its changes are replayed again (the guard makes that harmless when the lane was
+ * merely on its way). Rounds repeat while rows differ, lag or their version is not audited yet.
  */
 import type { RedisCacheSink, RedisLike } from '../../functions/adapters/redis-cache-sink';
 import type { ChangeEvent, SinkPartition } from '../../functions/core/types';
@@ -136,6 +143,8 @@ export interface RepairRound {
   checked: number;
   /** Of which differed, and were lost and replayed again. */
   repaired: number;
+  /** Rows older than their newest audited change, or missing (see the module comment): replayed again. */
+  behind: number;
   /** Rows whose stored version is a change the audit log does not hold yet (checked in a later round). */
   unaudited: number;
 }
@@ -150,7 +159,7 @@ export async function repairTable(
   table: string,
   changes: readonly ChangeEvent[],
 ): Promise<RepairRound> {
-  const round: RepairRound = { checked: 0, repaired: 0, unaudited: 0 };
+  const round: RepairRound = { checked: 0, repaired: 0, behind: 0, unaudited: 0 };
   const truncates = changes.filter((e) => e.op === 't');
   const byRow = new Map<string, ChangeEvent[]>();
   for (const event of changes) {
@@ -162,14 +171,35 @@ export async function repairTable(
   }
   const rows = [...byRow.keys()];
   const versions = await readAll(rows, (row) => redis.get(`${row}:v`));
-  const suspects: Array<{ row: string; version: string; expected: CachedRow | null }> = [];
+  const suspects: Array<{ row: string; version: string; expected: CachedRow | null; hollow?: boolean }> = [];
+  const lastTruncate = truncates.reduce<string | null>(
+    (last, e) => (last === null || !notNewer(e.source.order, last) ? e.source.order : last),
+    null,
+  );
+  const behind: string[] = [];
+  // A live version whose row hash is gone (the loss took one key and not the other: a flush that raced the lane's
+  // writes, an eviction) makes every replayed change look older: such a row is lost again and replayed too.
+  const live = rows.filter((_, i) => versions[i] && !(versions[i] as string).includes('|'));
+  const present = await readAll(live, (row) => redis.exists(row));
+  const hollow = new Set(live.filter((_, i) => present[i] === 0));
   rows.forEach((row, i) => {
     const version = versions[i];
+    const newest = (byRow.get(row) as ChangeEvent[]).reduce((a, b) => (bySourceOrder(a, b) >= 0 ? a : b));
+    const cleared = lastTruncate !== null && notNewer(newest.source.order, lastTruncate);
+    const stored = version ? storedOrder(version) : null;
+    if (!cleared && (stored === null ? newest.op !== 'd' : !notNewer(newest.source.order, stored))) {
+      behind.push(row);
+      return;
+    }
     if (!version || version.includes('|')) return; // no row, or a tombstone: nothing kept from before
     const own = byRow.get(row) as ChangeEvent[];
     const at = own.find((e) => e.source.order === version);
     if (!at) {
       round.unaudited++;
+      return;
+    }
+    if (hollow.has(row)) {
+      suspects.push({ row, version, expected: null, hollow: true });
       return;
     }
     if (at.unchanged.length === 0) return; // a full image: the row is that image, whoever wrote it
@@ -178,13 +208,17 @@ export async function repairTable(
     );
     suspects.push({ row, version, expected: expectedRow(upTo).row });
   });
+  for (const row of behind) {
+    await write(sink, table, (byRow.get(row) as ChangeEvent[]).slice().sort(bySourceOrder));
+    round.behind++;
+  }
   round.checked = suspects.length;
   const actual = await readAll(
     suspects.map((s) => s.row),
     (row) => redis.hgetall(row),
   );
   for (const [i, suspect] of suspects.entries()) {
-    if (sameRow(actual[i] as Record<string, string>, suspect.expected)) continue;
+    if (!suspect.hollow && sameRow(actual[i] as Record<string, string>, suspect.expected)) continue;
     const reset = (await redis.eval(RESET_IF_UNCHANGED, 2, suspect.row, `${suspect.row}:v`, suspect.version)) as number;
     if (reset !== 1) continue; // the lane wrote the row meanwhile: the next round looks again
     const own = (byRow.get(suspect.row) as ChangeEvent[]).slice().sort(bySourceOrder);

@@ -11,7 +11,7 @@
  *    not write again (warehouse.ts).
  *
  * `asOf` never touches the live sink: cache key prefix `<prefix>-asof-<time>`, warehouse prefix
- * `asof=<time>/<prefix>` (beside the live change log, never under it: readers and the crawler of the live prefix do
+ * `asof=<time>/<prefix>` (beside the live change log, never under it: readers and the compaction of the live prefix do
  * not see it).
  */
 import type { S3Client } from '@aws-sdk/client-s3';
@@ -19,7 +19,7 @@ import type { ChainProblem } from '../../functions/adapters/audit-chain';
 import { RedisCacheSink, type RedisLike } from '../../functions/adapters/redis-cache-sink';
 import { S3WarehouseSink } from '../../functions/adapters/s3-warehouse-sink';
 import type { Lane } from '../../functions/core/types';
-import { type AuditedChange, AuditLogReader, type AuditRead, describeProblem } from './audit';
+import { type AuditedChange, AuditLogReader, type AuditRead, BrokenChainError, describeProblem } from './audit';
 import { repairTable, replayTable } from './cache';
 import { type LaneCheckpoints, type LaneOffsets, waitForAudit } from './checkpoints';
 import { asOfLabel, bySourceOrder, committedBy } from './order';
@@ -30,6 +30,11 @@ export const REBUILD_SINKS: readonly RebuildSink[] = ['cache', 'warehouse'];
 
 /** Tombstones of deletes replayed into the cache: the lanes' default (lib/stacks/lanes-stack.ts). */
 export const DEFAULT_TOMBSTONE_TTL_SECONDS = 7 * 24 * 3600;
+/** Reads of the audit log before a live rebuild calls a chain broken, and the pause between them (settledReader). */
+const SETTLE_READS = 5;
+const SETTLE_PAUSE_MS = 500;
+/** Passes over the live warehouse at most (see catchUpWarehouse). */
+const WAREHOUSE_PASSES = 5;
 
 export interface RebuildOptions {
   sink: RebuildSink;
@@ -66,6 +71,11 @@ export interface TableSummary {
   skipped?: number;
   /** Cache: rows found wrong after a lane's change kept columns of a lost row, lost and replayed again. */
   repaired?: number;
+  /**
+   * Cache: rows found older than their newest audited change, or missing, in a repair round (a change the lane wrote
+   * just before the loss and committed after the rebuild read its offsets), replayed again.
+   */
+  caughtUp?: number;
   /** Cache: rows whose newest version was not audited yet when the rebuild ended (not checked). */
   unchecked?: number;
   /** Warehouse: changes the change log already held. */
@@ -142,7 +152,10 @@ export async function rebuild(options: RebuildOptions): Promise<RebuildSummary> 
 
   // 1 + 2: the audit log, once it holds what the sink's lane had (topics named after the tables; a table found in
   // another topic too, a catch-all, makes the rebuild wait for that one and read again).
-  const reader = new AuditLogReader(options.s3, options.audit);
+  const reader = settledReader(
+    new AuditLogReader(options.s3, options.audit),
+    live && options.checkpoints !== undefined,
+  );
   let waited = false;
   const waitFor = async (relevant: (topic: string) => boolean): Promise<LaneOffsets | null> => {
     if (!live || !options.checkpoints) return null;
@@ -229,9 +242,66 @@ export async function rebuild(options: RebuildOptions): Promise<RebuildSummary> 
         `${table}: ${counts.applied} change(s) restored, ${counts.present} already there, ${counts.pendingInLane} left to the lane`,
       );
     }
+    if (live) await catchUpWarehouse(target, options, where, summary, selected, waitFor, reader, wanted);
   }
   summary.ms = Math.round(performance.now() - started);
   return summary;
+}
+
+/**
+ * While the lanes run, the audit lane may be rewriting the last object of a chain (a replay after a failed checkpoint
+ * commit writes the same key again, a prefix or an extension of the same chain), and a read that lists and gets
+ * objects one after another can meet a chain between its old and new last object: it looks broken for a moment. A
+ * live rebuild reads again a few times before it calls a chain broken; a chain that really was changed stays broken.
+ */
+function settledReader(reader: AuditLogReader, live: boolean): Pick<AuditLogReader, 'read'> {
+  if (!live) return reader;
+  return {
+    async read(wanted) {
+      for (let attempt = 1; ; attempt++) {
+        try {
+          return await reader.read(wanted);
+        } catch (error) {
+          if (!(error instanceof BrokenChainError) || attempt >= SETTLE_READS) throw error;
+          await new Promise((r) => setTimeout(r, SETTLE_PAUSE_MS));
+        }
+      }
+    },
+  };
+}
+
+/**
+ * Further passes over the live warehouse, each with the lane's offsets read anew: a change the lane wrote just before
+ * the loss and committed only after the first pass read its offsets is left to the lane by that pass, but the lane
+ * will not write it again. A pass writes only committed changes the log lacks, so passes stop once one writes
+ * nothing (at most {@link WAREHOUSE_PASSES}).
+ */
+async function catchUpWarehouse(
+  target: S3WarehouseSink,
+  options: RebuildOptions,
+  where: { bucket: string; prefix: string },
+  summary: RebuildSummary,
+  selected: ReadonlyMap<string, AuditedChange[]>,
+  waitFor: (relevant: (topic: string) => boolean) => Promise<LaneOffsets | null>,
+  reader: Pick<AuditLogReader, 'read'>,
+  wanted: (topic: string) => boolean,
+): Promise<void> {
+  for (let pass = 2; pass <= WAREHOUSE_PASSES; pass++) {
+    const offsets = await waitFor(wanted);
+    const read = await reader.read(wanted);
+    let written = 0;
+    for (const table of selected.keys()) {
+      const changes = (read.tables.get(table) ?? []).slice().sort((a, b) => bySourceOrder(a.event, b.event));
+      const counts = await rebuildTable(target, options.s3, where, table, changes, offsets);
+      const entry = summary.tables[table] as TableSummary;
+      entry.applied += counts.applied;
+      entry.rejected = (entry.rejected ?? 0) + counts.rejected;
+      entry.pendingInLane = counts.pendingInLane;
+      written += counts.applied;
+    }
+    if (written === 0) return;
+    options.log?.(`pass ${pass}: ${written} change(s) the lane committed after the first pass read its offsets`);
+  }
 }
 
 /**
@@ -250,6 +320,7 @@ async function repairCache(
   for (let round = 1; round <= rounds; round++) {
     const read = await readAudit();
     let repaired = 0;
+    let behind = 0;
     let unchecked = 0;
     for (const table of tables) {
       const result = await repairTable(
@@ -260,13 +331,16 @@ async function repairCache(
       );
       const entry = summary.tables[table] as TableSummary;
       entry.repaired = (entry.repaired ?? 0) + result.repaired;
+      entry.caughtUp = (entry.caughtUp ?? 0) + result.behind;
       entry.unchecked = result.unaudited;
       repaired += result.repaired;
+      behind += result.behind;
       unchecked += result.unaudited;
     }
     if (repaired > 0)
       options.log?.(`repair round ${round}: ${repaired} row(s) lost a lane's change and were replayed again`);
-    if (repaired === 0 && unchecked === 0) return;
+    if (behind > 0) options.log?.(`repair round ${round}: ${behind} row(s) behind the audit log were replayed again`);
+    if (repaired === 0 && behind === 0 && unchecked === 0) return;
     await new Promise((r) => setTimeout(r, options.repairPauseMs ?? 300));
   }
 }
