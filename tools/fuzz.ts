@@ -16,7 +16,7 @@
  */
 import { LANES, type Lane } from '../functions/core/types';
 import { type FuzzReport, FuzzSetupError, runFuzz } from './fuzz/run';
-import { parseFlagsOrExit } from './lib/args';
+import { parseFlagsOrExit, wholeNumber } from './lib/args';
 import { fail } from './lib/cli';
 
 const USAGE =
@@ -33,13 +33,6 @@ const FLAGS = {
 
 /** Failures printed for a human; --json has them all. */
 const SHOWN_FAILURES = 20;
-
-function wholeNumber(text: string | undefined, flag: string, fallback: number, max: number): number {
-  if (text === undefined) return fallback;
-  const n = Number(text);
-  if (!/^\d+$/.test(text) || n > max) fail(`--${flag} must be a whole number up to ${max}, not "${text}"\n${USAGE}`);
-  return n;
-}
 
 function lanesOf(text: string | undefined): Lane[] {
   if (text === undefined) return [...LANES];
@@ -73,9 +66,9 @@ async function main(): Promise<void> {
   const write = process.stdout.write.bind(process.stdout);
   const { positionals, values: flags } = parseFlagsOrExit(process.argv.slice(2), FLAGS, USAGE);
   if (positionals.length > 0) fail(`unexpected argument "${positionals[0]}"\n${USAGE}`);
-  const records = wholeNumber(flags.records, 'records', 1_000, 1_000_000);
+  const records = wholeNumber(flags.records, 'records', 1_000, 1_000_000, USAGE);
   if (records === 0) fail(`--records must be at least 1\n${USAGE}`);
-  const seed = wholeNumber(flags.seed, 'seed', Math.floor(Math.random() * 2 ** 31), 2 ** 32 - 1);
+  const seed = wholeNumber(flags.seed, 'seed', Math.floor(Math.random() * 2 ** 31), 2 ** 32 - 1, USAGE);
   const lanes = lanesOf(flags.lanes);
   // The lanes publish metrics (EMF) on stdout for every batch, and log: stdout is this command's result, and
   // thousands of batch lines would bury the failures, so both are dropped (on stderr with --verbose).

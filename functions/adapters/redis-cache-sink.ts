@@ -11,14 +11,20 @@ export function createRedis(url: string, cluster: boolean): Redis | Cluster {
   const parsed = new URL(url);
   const tls = parsed.protocol === 'rediss:' ? {} : undefined;
   const common = { enableAutoPipelining: true, maxRetriesPerRequest: 2, connectTimeout: 5000 };
-  if (!cluster) return new Redis(url, { ...common, lazyConnect: true });
-  return new Cluster([{ host: parsed.hostname, port: Number(parsed.port || 6379) }], {
-    ...common,
-    lazyConnect: true,
-    // ElastiCache's TLS certificates name the configuration endpoint, not the node IPs it returns.
-    dnsLookup: (address, callback) => callback(null, address),
-    redisOptions: { tls, username: parsed.username || undefined, password: parsed.password || undefined },
-  });
+  // A dropped connection also fails (or, once reconnected, resends) the commands it carried, and those failures reach
+  // the sink as retryable errors; the client's own 'error' event says nothing more. Without a listener ioredis prints
+  // every reset as "Unhandled error event" on stderr.
+  const quiet = <C extends Redis | Cluster>(client: C): C => client.on('error', () => undefined) as C;
+  if (!cluster) return quiet(new Redis(url, { ...common, lazyConnect: true }));
+  return quiet(
+    new Cluster([{ host: parsed.hostname, port: Number(parsed.port || 6379) }], {
+      ...common,
+      lazyConnect: true,
+      // ElastiCache's TLS certificates name the configuration endpoint, not the node IPs it returns.
+      dnsLookup: (address, callback) => callback(null, address),
+      redisOptions: { tls, username: parsed.username || undefined, password: parsed.password || undefined },
+    }),
+  );
 }
 
 export interface RedisCacheSinkOptions {

@@ -443,6 +443,25 @@ describe('errors and retries', () => {
     expect(esm.stats()).toMatchObject({ invocations: 3, retries: 2, recordsDelivered: 9 });
   });
 
+  it('delivers a successful batch again when its commit is lost (loseCommit), then commits it', async () => {
+    // Arrange
+    const broker = new LocalBroker();
+    broker.createTopic('t', 1);
+    const losses = [true, false];
+    const { esm, delivered } = mapping(broker, { loseCommit: () => losses.shift() ?? false });
+
+    // Act
+    await produceTo(broker, 't', 0, 2);
+    await esm.drain();
+
+    // Assert
+    expect(delivered()).toEqual([
+      ['t-0:0', 't-0:1'],
+      ['t-0:0', 't-0:1'],
+    ]);
+    expect(broker.committed('cache', 't', 0)).toBe(2);
+  });
+
   it('honours batchItemFailures: commits up to the reported offset, redelivers from it, commits other partitions', async () => {
     // Arrange
     const broker = new LocalBroker();

@@ -7,14 +7,13 @@
  * what it applied) without changing what it does.
  */
 
-import { GetObjectCommand } from '@aws-sdk/client-s3';
-import { DeleteMessageBatchCommand, ReceiveMessageCommand } from '@aws-sdk/client-sqs';
 import type { DeadLetterMessage } from '../../functions/adapters/sqs-dead-letter-queue';
 import { type BatchResult, emptyCounts } from '../../functions/core/pipeline';
 import type { KafkaEvent, KafkaRecord, Lane, SinkPartition, SinkPartitionResult } from '../../functions/core/types';
 import type { SinkFactory } from '../../functions/shared/lane-deps';
 import { createLaneHandler } from '../../functions/shared/lane-handler';
 import { lambdaContext } from '../lib/cli';
+import { drainDeadLetters } from '../lib/dead-letters';
 import { SINKS } from '../lib/lanes';
 import { deleteKeysWithPrefix } from '../lib/redis-keys';
 import { localClientConfig } from '../local/aws-clients';
@@ -80,40 +79,6 @@ function observedSink<L extends Lane>(
 
 function messageOf(error: unknown): string {
   return error instanceof Error ? error.message : String(error ?? 'no result');
-}
-
-/** Every dead letter in a queue, with claim-checked payloads fetched from S3; the queue is left empty. */
-async function drainDeadLetters(services: LocalServices, queueUrl: string): Promise<DeadLetterMessage[]> {
-  const { sqs, s3 } = services.clients;
-  const letters: DeadLetterMessage[] = [];
-  for (;;) {
-    const page = await sqs.send(
-      new ReceiveMessageCommand({
-        QueueUrl: queueUrl,
-        MaxNumberOfMessages: 10,
-        VisibilityTimeout: 600,
-        WaitTimeSeconds: 0,
-      }),
-    );
-    const messages = page.Messages ?? [];
-    if (messages.length === 0) return letters;
-    for (const message of messages) {
-      let letter = JSON.parse(message.Body ?? '{}') as DeadLetterMessage;
-      if (letter.payloadLocation) {
-        const object = await s3.send(
-          new GetObjectCommand({ Bucket: letter.payloadLocation.bucket, Key: letter.payloadLocation.key }),
-        );
-        letter = JSON.parse((await object.Body?.transformToString()) ?? '{}') as DeadLetterMessage;
-      }
-      letters.push(letter);
-    }
-    await sqs.send(
-      new DeleteMessageBatchCommand({
-        QueueUrl: queueUrl,
-        Entries: messages.map((m, i) => ({ Id: String(i), ReceiptHandle: m.ReceiptHandle ?? '' })),
-      }),
-    );
-  }
 }
 
 /** A lane under test: its handler, its oracle, and how one delivery goes. */

@@ -88,3 +88,17 @@ export function parseFlagsOrExit<const F extends Readonly<Record<string, FlagSpe
     throw error;
   }
 }
+
+/** A `--flag <n>` value: a whole number up to `max`, `fallback` when absent; otherwise one line and exit 2. */
+export function wholeNumber(
+  text: string | undefined,
+  flag: string,
+  fallback: number,
+  max: number,
+  usage: string,
+): number {
+  if (text === undefined) return fallback;
+  const n = Number(text);
+  if (!/^\d+$/.test(text) || n > max) fail(`--${flag} must be a whole number up to ${max}, not "${text}"\n${usage}`);
+  return n;
+}

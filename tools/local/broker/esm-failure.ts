@@ -58,6 +58,8 @@ export interface FailureSettings {
   onFailure: ((record: OnFailureRecord) => Promise<void>) | undefined;
   backoffMs: number;
   backoffMaxMs: number;
+  /** Fault injection: true after a success loses the commit, and the batch is delivered again. */
+  loseCommit?: (() => boolean) | undefined;
   onError: EsmErrorHook | undefined;
 }
 
@@ -108,6 +110,7 @@ export class FailurePolicy {
       }
       const outcome = await this.invoker.invoke(current, state);
       if (outcome.kind === 'success') {
+        if (this.settings.loseCommit?.()) continue;
         for (const slice of current.slices) this.commits.finish(slice.part, lastOffset(slice) + 1);
         return;
       }

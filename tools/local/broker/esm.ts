@@ -67,6 +67,11 @@ export interface LocalEventSourceMappingOptions {
   retryBackoffMs?: number;
   /** @default 1000 */
   retryBackoffMaxMs?: number;
+  /**
+   * Fault injection (`npm run chaos`): asked after every successful invocation; true loses its commit, as when the
+   * consumer's offset commit does not reach the broker, and the same batch is delivered again.
+   */
+  loseCommit?: () => boolean;
   /** How a null key is delivered: `"key": null` or no `key` field (both occur, docs/formats.md §1.3). @default 'null' */
   nullKey?: 'null' | 'absent';
   /** How a null value (tombstone) is delivered. @default 'null' */
@@ -154,6 +159,7 @@ export class LocalEventSourceMapping {
         backoffMs: options.retryBackoffMs ?? 50,
         backoffMaxMs: options.retryBackoffMaxMs ?? 1000,
         onError,
+        loseCommit: options.loseCommit,
       },
       this.invoker,
       format,

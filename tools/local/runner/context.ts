@@ -6,7 +6,7 @@
 import type { LocalServices } from '../services';
 import type { StageTimings } from './stages';
 import type { RunStatus } from './status';
-import type { LocalPipeline, PipelineOptions } from './system';
+import type { LocalPipeline, PipelineFaults, PipelineOptions } from './system';
 
 /** What tests and tools can reach while a run is under way. */
 export interface RunContext {
@@ -49,4 +49,6 @@ export interface RunHooks {
   beforeVerify?: (context: RunContext) => Promise<void>;
   /** The status page's data (tools/local/runner/status.ts): the run attaches the pipeline and reports its phases. */
   status?: RunStatus;
+  /** Fault injection into the pipeline (`npm run chaos`, tools/chaos/). */
+  faults?: PipelineFaults;
 }

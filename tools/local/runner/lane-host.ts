@@ -100,12 +100,18 @@ export interface LaneHostOptions {
 
 /** A lane's handler, wherever it runs. */
 export interface LaneHost {
-  invoke(event: unknown, context: Context): Promise<unknown>;
+  /** Runs one invocation; `fresh` runs it in a new execution environment (a partition moved to another poller). */
+  invoke(event: unknown, context: Context, options?: { fresh?: boolean }): Promise<unknown>;
   /** Handler instances made so far: the lane's peak concurrency. */
   environments(): number;
   /** Event loop utilization of the thread the lane runs on (cumulative; diff two readings for a window). */
   utilization(): EventLoopUtilization;
   close(): Promise<void>;
+  /**
+   * Ends the lane at once, like a crashed or timed-out Lambda runtime: invocations in flight fail, their requests
+   * are cut off. (On the main thread, where nothing can be cut off, the same as close.)
+   */
+  kill(): Promise<void>;
 }
 
 interface PoolOptions {
@@ -181,13 +187,24 @@ async function createPool(options: PoolOptions): Promise<LaneHost> {
   };
   // The first environment is made now: a bad configuration fails here, not at the first batch.
   const instances: Handler[] = [build()];
-  const idle: Handler[] = [...instances];
+  let idle: Handler[] = [...instances];
+  let made = instances.length;
   return {
-    async invoke(event, context) {
-      let instance = idle.pop();
+    async invoke(event, context, invokeOptions) {
+      let instance = invokeOptions?.fresh ? undefined : idle.pop();
+      if (invokeOptions?.fresh) {
+        // A new environment takes over from an idle one (which goes, as Lambda retires it), so the pool stays small.
+        const retired = idle.shift();
+        if (retired) {
+          idle = idle.filter((i) => i !== retired);
+          instances.splice(instances.indexOf(retired), 1);
+          void retired.close().catch(() => undefined);
+        }
+      }
       if (!instance) {
         instance = build();
         instances.push(instance);
+        made++;
       }
       try {
         return await instance(event, context);
@@ -195,9 +212,12 @@ async function createPool(options: PoolOptions): Promise<LaneHost> {
         idle.push(instance);
       }
     },
-    environments: () => instances.length,
+    environments: () => made,
     utilization: () => performance.eventLoopUtilization(),
     async close() {
+      await Promise.all(instances.map((i) => i.close()));
+    },
+    async kill() {
       await Promise.all(instances.map((i) => i.close()));
     },
   };
@@ -216,7 +236,9 @@ type ContextFields = Pick<
   | 'logStreamName'
 > & { deadline: number };
 
-type ToWorker = { type: 'invoke'; id: number; event: unknown; context: ContextFields } | { type: 'close' };
+type ToWorker =
+  | { type: 'invoke'; id: number; event: unknown; context: ContextFields; fresh: boolean }
+  | { type: 'close' };
 /** What the lane reports while it runs an invocation: each batch's counters, each sink write. */
 type Report = { type: 'batch'; summary: BatchSummary } | { type: 'writes'; changes: WrittenChanges; writtenAt: number };
 type FromWorker =
@@ -283,7 +305,7 @@ async function serveLane(data: WorkerData): Promise<void> {
       return;
     }
     const { id } = message;
-    pool.invoke(message.event, contextOf(message.context)).then(
+    pool.invoke(message.event, contextOf(message.context), { fresh: message.fresh }).then(
       (response) => postResult({ type: 'result', id, reports, ok: true, response, environments: pool.environments() }),
       (error: unknown) => {
         const e = error instanceof Error ? error : new Error(String(error));
@@ -416,7 +438,7 @@ export async function startLaneWorker(options: LaneHostOptions): Promise<LaneHos
   }
 
   return {
-    invoke(event, context) {
+    invoke(event, context, invokeOptions) {
       if (failure) return Promise.reject(failure);
       const id = nextId++;
       const fields: ContextFields = {
@@ -431,7 +453,7 @@ export async function startLaneWorker(options: LaneHostOptions): Promise<LaneHos
       };
       return new Promise((resolve, reject) => {
         pending.set(id, { resolve, reject });
-        const message: ToWorker = { type: 'invoke', id, event, context: fields };
+        const message: ToWorker = { type: 'invoke', id, event, context: fields, fresh: invokeOptions?.fresh ?? false };
         worker.postMessage(message);
       });
     },
@@ -444,6 +466,10 @@ export async function startLaneWorker(options: LaneHostOptions): Promise<LaneHos
           worker.postMessage({ type: 'close' } satisfies ToWorker);
         });
       }
+      await worker.terminate();
+    },
+    async kill() {
+      failure ??= new Error(`the ${options.lane} lane's runtime was killed`);
       await worker.terminate();
     },
   };

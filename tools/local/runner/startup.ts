@@ -157,6 +157,7 @@ export async function startPipeline(
     concurrency: options.concurrency,
     logLevel: options.logLevel,
     laneThreads: options.laneThreads ?? true,
+    ...(hooks.faults ? { faults: hooks.faults } : {}),
     releaseConsumed: options.releaseConsumed ?? true,
     ...(options.maxBacklog !== undefined ? { maxBacklog: options.maxBacklog } : {}),
     ...(options.offsetFlushIntervalMs ? { offsetFlushIntervalMs: options.offsetFlushIntervalMs } : {}),

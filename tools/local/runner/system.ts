@@ -27,6 +27,7 @@ import type { AddedTable, CaptureOptions, CaptureSignal, SnapshotNotification } 
 import { AvroConverter } from '../registry/avro-converter';
 import { LOCAL_NAMES, type LocalServices } from '../services';
 import { type BatchSummary, type LaneHost, startLaneInThread, startLaneWorker, type WrittenChanges } from './lane-host';
+import { type SupervisedLane, superviseLane } from './lane-supervisor';
 import { LatencyHistogram } from './latency';
 import { type SnapshotOrigin, SnapshotTracker } from './snapshots';
 import { StreamSummarizer, type StreamSummary } from './verify';
@@ -36,6 +37,25 @@ export const WAREHOUSE_PREFIX = 'changes/';
 export const AUDIT_PREFIX = 'audit/';
 /** Where on-failure records of the event source mappings go, in the dead-letter bucket. */
 export const ON_FAILURE_PREFIX = 'on-failure/';
+
+/**
+ * Where `npm run chaos` injects faults into the pipeline (tools/local/faults): the lanes' view of the services,
+ * their runtimes, their event source mappings and the capture's producer. Absent, nothing changes.
+ */
+export interface PipelineFaults {
+  /** The lane's environment as its handler sees it: chaos points the service endpoints at fault proxies. */
+  laneEnv?(lane: Lane, env: Record<string, string>): Promise<Record<string, string>>;
+  /** The lanes' function timeout: an invocation past it fails and its runtime is killed (lane-supervisor.ts). */
+  invocationTimeoutMs?: number;
+  /** Asked before each invocation: true runs it in a new execution environment (a partition moved). */
+  freshEnvironment?(lane: Lane): boolean;
+  /** Asked after each successful invocation: true loses its commit, and the batch is delivered again. */
+  loseCommit?(lane: Lane): boolean;
+  /** Asked at each hand-over of the capture: true produces it twice (a producer retry after a lost acknowledgement). */
+  duplicateProduce?(): boolean;
+  /** Told when a lane's runtime is killed (a crash or a timeout). */
+  onKill?(lane: Lane, reason: string): void;
+}
 
 export interface PipelineOptions {
   services: LocalServices;
@@ -133,6 +153,8 @@ export interface PipelineOptions {
   format?: 'json' | 'avro';
   /** The Confluent-compatible registry of `format: 'avro'` (the run's local one, see tools/local/registry). */
   registry?: { url: string };
+  /** Fault injection (`npm run chaos`). */
+  faults?: PipelineFaults;
 }
 
 /** Totals of one lane since the pipeline started, from every batch's `BatchResult`. */
@@ -168,7 +190,10 @@ export interface LocalPipeline {
    * changes. The heartbeat action's are not among them (they go on while nothing else happens).
    */
   captureEmitted(): number;
-  /** Every change record the captures emitted, the heartbeat action's included: what the broker should hold. */
+  /**
+   * Every change record the captures emitted, the heartbeat action's included, and any a producer retry wrote twice
+   * (PipelineFaults.duplicateProduce): what the broker should hold.
+   */
   captureChangeRecords(): number;
   /** True when a capture was stopped without flushing (a crash): its counts may include records never produced. */
   crashed(): boolean;
@@ -218,6 +243,13 @@ export interface LocalPipeline {
   readonly snapshots: SnapshotTracker;
   /** Tables the capture found while streaming (created during the run), in order. */
   addedTables(): AddedTable[];
+  /** Kills a lane's runtime now (invocations in flight fail) and starts another; only with `faults`. */
+  crashLane(lane: Lane): void;
+  /**
+   * Every event source mapping stops and starts again, as consumers do when a broker restarts: what was in flight
+   * and not committed is delivered again.
+   */
+  restartMappings(): Promise<void>;
   /** Stops the capture, the mappings and the handlers (not the services, not the database). */
   stop(): Promise<void>;
 }
@@ -291,11 +323,13 @@ export async function startLocalPipeline(options: PipelineOptions): Promise<Loca
 
   const totals = {} as Record<Lane, LaneTotals>;
   const hosts = new Map<Lane, LaneHost>();
+  const supervised = new Map<Lane, SupervisedLane>();
+  const faults = options.faults;
   const mappings = new Map<Lane, LocalEventSourceMapping>();
   const setUpLane = async (lane: Lane) => {
     const laneTotals = emptyTotals();
     totals[lane] = laneTotals;
-    const env: Record<string, string> = {
+    const baseEnv: Record<string, string> = {
       ...services.laneEnv(lane),
       WAREHOUSE_PREFIX,
       AUDIT_PREFIX,
@@ -304,6 +338,7 @@ export async function startLocalPipeline(options: PipelineOptions): Promise<Loca
       POWERTOOLS_SERVICE_NAME: `cdc-sync-${lane}`,
       ...(registry ? { AVRO_REGISTRY: JSON.stringify({ kind: 'confluent', url: registry.url }) } : {}),
     };
+    const env = faults?.laneEnv ? await faults.laneEnv(lane, baseEnv) : baseEnv;
     const onBatch = (result: BatchSummary) => {
       laneTotals.batches++;
       laneTotals.records += result.records;
@@ -320,19 +355,29 @@ export async function startLocalPipeline(options: PipelineOptions): Promise<Loca
         options.onLaneError?.(lane, `${result.retried} records handed back for a retry: ${result.error}`);
     };
     const onSinkWrite = options.onSinkWrite;
-    const host = await (options.laneThreads === false ? startLaneInThread : startLaneWorker)({
-      lane,
-      env,
-      metrics: options.metrics ?? false,
-      observeWrites: onSinkWrite !== undefined,
-      onBatch,
-      ...(onSinkWrite
-        ? { onWrites: (changes: WrittenChanges, writtenAt: number) => onSinkWrite(lane, changes, writtenAt) }
-        : {}),
-      // A lane that met a schema change the sinks cannot reconcile asks for an incremental snapshot of the table.
-      onSignal: (signal: SnapshotSignal) => sendSignal(signal, 'lane'),
-      onProblem: problem,
-    });
+    const startHost = () =>
+      (options.laneThreads === false ? startLaneInThread : startLaneWorker)({
+        lane,
+        env,
+        metrics: options.metrics ?? false,
+        observeWrites: onSinkWrite !== undefined,
+        onBatch,
+        ...(onSinkWrite
+          ? { onWrites: (changes: WrittenChanges, writtenAt: number) => onSinkWrite(lane, changes, writtenAt) }
+          : {}),
+        // A lane that met a schema change the sinks cannot reconcile asks for an incremental snapshot of the table.
+        onSignal: (signal: SnapshotSignal) => sendSignal(signal, 'lane'),
+        onProblem: problem,
+      });
+    let host: LaneHost = await startHost();
+    if (faults) {
+      const lanes = superviseLane(host, startHost, {
+        ...(faults.invocationTimeoutMs !== undefined ? { timeoutMs: faults.invocationTimeoutMs } : {}),
+        onKill: (reason) => faults.onKill?.(lane, reason),
+      });
+      supervised.set(lane, lanes);
+      host = lanes;
+    }
     hosts.set(lane, host);
     const onFailure = async (record: OnFailureRecord) => {
       // Lambda writes the record to the S3 on-failure destination; so do we, so nothing vanishes silently.
@@ -351,7 +396,9 @@ export async function startLocalPipeline(options: PipelineOptions): Promise<Loca
       broker,
       groupId: lane,
       topics: isTableTopic,
-      handler: (event, context) => host.invoke(event, context),
+      handler: (event, context) => host.invoke(event, context, { fresh: faults?.freshEnvironment?.(lane) ?? false }),
+      ...(faults?.loseCommit ? { loseCommit: () => faults.loseCommit?.(lane) ?? false } : {}),
+      ...(faults?.invocationTimeoutMs !== undefined ? { timeoutMs: faults.invocationTimeoutMs } : {}),
       batchSize: options.batchSize,
       maxBatchingWindowMs: options.windowMs,
       maxConcurrency: options.concurrency ?? 1,
@@ -397,6 +444,8 @@ export async function startLocalPipeline(options: PipelineOptions): Promise<Loca
 
   let failure: Error | null = null;
   let producedChanges = 0;
+  /** Change records a fault produced a second time (a producer retry): the broker holds them on top of the capture's. */
+  let producedTwice = 0;
   const snapshots = new SnapshotTracker();
   /** The running capture, or the restart that will replace it (signals wait for it). */
   let current: Promise<PostgresCapture> | undefined;
@@ -481,7 +530,12 @@ export async function startLocalPipeline(options: PipelineOptions): Promise<Loca
       offsets,
       produce: async (records) => {
         // With Avro, a schema the registry refuses fails the produce, and so the capture (as it fails a Debezium task).
-        await broker.produce(converter ? await converter.convert(records) : records);
+        const produced = converter ? await converter.convert(records) : records;
+        await broker.produce(produced);
+        if (faults?.duplicateProduce?.()) {
+          await broker.produce(produced);
+          for (const r of records) if (r.value !== null && isTableTopic(r.topic)) producedTwice++;
+        }
         for (const r of records) if (r.value !== null && isTableTopic(r.topic)) producedChanges++;
         await roomForMore();
       },
@@ -567,6 +621,7 @@ export async function startLocalPipeline(options: PipelineOptions): Promise<Loca
     captureStatuses: () => [...finished, capture.status()],
     captureEmitted: () => [...finished, capture.status()].reduce((sum, s) => sum + changeCount(s.emitted), 0),
     captureChangeRecords: () =>
+      producedTwice +
       [...finished, capture.status()].reduce((sum, s) => sum + changeCount(s.emitted) + s.emitted.heartbeatAction, 0),
     crashed: () => crashed,
     totals: () => totals,
@@ -637,6 +692,13 @@ export async function startLocalPipeline(options: PipelineOptions): Promise<Loca
     },
     backpressure: () => ({ ...pressure }),
     signal: (signal, origin = 'runner') => sendSignal(signal, origin),
+    crashLane(lane) {
+      supervised.get(lane)?.crash();
+    },
+    async restartMappings() {
+      await Promise.all([...mappings.values()].map((m) => m.stop()));
+      for (const mapping of mappings.values()) mapping.start();
+    },
     snapshots,
     addedTables: () => [...added],
     async stop() {
