@@ -148,32 +148,25 @@ const ALL_WIDENINGS = new Set([
   ),
 ]);
 
+/** DuckDB spells a column's type the same in DDL and in casts. */
+const DUCKDB_TYPES: Record<CurrentStateType, string> = {
+  boolean: 'BOOLEAN',
+  int32: 'INTEGER',
+  int64: 'BIGINT',
+  double: 'DOUBLE',
+  string: 'VARCHAR',
+  json: 'JSON',
+  date: 'DATE',
+  timestamp: 'TIMESTAMP',
+  timestamptz: 'TIMESTAMPTZ',
+};
+
 const DIALECTS: Record<Dialect, DialectRules> = {
   duckdb: {
     quote: doubleQuoted,
     ddlQuote: doubleQuoted,
-    dmlType: {
-      boolean: 'BOOLEAN',
-      int32: 'INTEGER',
-      int64: 'BIGINT',
-      double: 'DOUBLE',
-      string: 'VARCHAR',
-      json: 'JSON',
-      date: 'DATE',
-      timestamp: 'TIMESTAMP',
-      timestamptz: 'TIMESTAMPTZ',
-    },
-    ddlType: {
-      boolean: 'BOOLEAN',
-      int32: 'INTEGER',
-      int64: 'BIGINT',
-      double: 'DOUBLE',
-      string: 'VARCHAR',
-      json: 'JSON',
-      date: 'DATE',
-      timestamp: 'TIMESTAMP',
-      timestamptz: 'TIMESTAMPTZ',
-    },
+    dmlType: DUCKDB_TYPES,
+    ddlType: DUCKDB_TYPES,
     maxBy: 'arg_max_null',
     unchanged: (column) =>
       `coalesce(list_contains(from_json(_cdc_unchanged, '["VARCHAR"]'), ${literal(column)}), false)`,

@@ -1,12 +1,9 @@
-import { execFile } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { runTool } from '../support/tool';
 
-const run = promisify(execFile);
-const tsx = join('node_modules', '.bin', 'tsx');
 let state: string;
 
 beforeAll(async () => {
@@ -16,18 +13,7 @@ afterAll(async () => {
   await rm(state, { recursive: true, force: true });
 });
 
-async function cli(...args: string[]): Promise<{ stdout: string; stderr: string; code: number }> {
-  try {
-    const { stdout, stderr } = await run(tsx, args, {
-      env: { ...process.env, POWERTOOLS_LOG_LEVEL: 'INFO' },
-      maxBuffer: 64 * 1024 * 1024,
-    });
-    return { stdout, stderr, code: 0 };
-  } catch (error) {
-    const e = error as { stdout: string; stderr: string; code: number };
-    return { stdout: e.stdout, stderr: e.stderr, code: e.code };
-  }
-}
+const cli = (...args: string[]) => runTool(args[0] as string, args.slice(1), { POWERTOOLS_LOG_LEVEL: 'INFO' });
 
 describe('npm run invoke', () => {
   it('prints exactly one JSON summary with --json, and reports duplicates the second time', async () => {

@@ -1,8 +1,6 @@
-import { execFile } from 'node:child_process';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { DeadLetterMessage } from '../../functions/adapters/sqs-dead-letter-queue';
 import { emptyCounts } from '../../functions/core/pipeline';
@@ -10,19 +8,9 @@ import type { ChangeEvent, KafkaRecord, SinkPartition } from '../../functions/co
 import type { FuzzBatch, SentRecord } from '../../tools/fuzz/batches';
 import { MUTATION_KINDS } from '../../tools/fuzz/mutations';
 import { type Failure, type LaneCounts, LaneOracle, mayBeReEmission } from '../../tools/fuzz/oracle';
+import { runTool } from '../support/tool';
 
-const run = promisify(execFile);
-const tsx = join('node_modules', '.bin', 'tsx');
-
-async function fuzz(...args: string[]): Promise<{ stdout: string; stderr: string; code: number }> {
-  try {
-    const { stdout, stderr } = await run(tsx, ['tools/fuzz.ts', ...args], { maxBuffer: 64 * 1024 * 1024 });
-    return { stdout, stderr, code: 0 };
-  } catch (error) {
-    const e = error as { stdout: string; stderr: string; code: number };
-    return { stdout: e.stdout, stderr: e.stderr, code: e.code };
-  }
-}
+const fuzz = (...args: string[]) => runTool('tools/fuzz.ts', args);
 
 describe('npm run fuzz', () => {
   it('drives 1,000 fuzzed records per lane through the three lanes without a failure, and the counts add up', async () => {

@@ -1,27 +1,15 @@
-import { execFile } from 'node:child_process';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { createDemoSchema } from '../../tools/local/postgres';
 import { formatCatalogJson, readEntry } from '../../tools/schemas/catalog';
 import { parseSchemasArgs, runSchemasCheck, type SchemasOptions, UsageError } from '../../tools/schemas/cli';
 import { unique, usePostgres } from '../capture/helpers';
 import { throwawayDir } from '../support/scratch';
-
-const run = promisify(execFile);
-const tsx = join('node_modules', '.bin', 'tsx');
+import { runTool } from '../support/tool';
 
 /** `npm run schemas -- …` as CI runs it: a process, its exit code and output. */
-async function cli(...args: string[]): Promise<{ stdout: string; stderr: string; code: number }> {
-  try {
-    const { stdout, stderr } = await run(tsx, ['tools/schemas/cli.ts', ...args]);
-    return { stdout, stderr, code: 0 };
-  } catch (error) {
-    const e = error as { stdout: string; stderr: string; code: number };
-    return { stdout: e.stdout, stderr: e.stderr, code: e.code };
-  }
-}
+const cli = (...args: string[]) => runTool('tools/schemas/cli.ts', args);
 
 /** The check in-process (faster than a process per call where the exit path is not what is tested). */
 async function check(options: Partial<SchemasOptions> & { source: string }) {

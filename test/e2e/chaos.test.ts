@@ -3,26 +3,14 @@
  * runs it, every run consistent, every kind of fault injected at least once over the three; and the checker itself:
  * a run whose flushed cache is not rebuilt must be reported stale.
  */
-import { execFile } from 'node:child_process';
-import { join } from 'node:path';
-import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
 import { chaosRun } from '../../tools/chaos/run';
 import { FAULT_KINDS } from '../../tools/local/faults/injector';
+import { runTool } from '../support/tool';
 
-const run = promisify(execFile);
-const tsx = join('node_modules', '.bin', 'tsx');
 const SEED = 20261203;
 
-async function chaos(...args: string[]): Promise<{ stdout: string; stderr: string; code: number }> {
-  try {
-    const { stdout, stderr } = await run(tsx, ['tools/chaos.ts', ...args], { maxBuffer: 16 * 1024 * 1024 });
-    return { stdout, stderr, code: 0 };
-  } catch (error) {
-    const e = error as { stdout: string; stderr: string; code: number };
-    return { stdout: e.stdout, stderr: e.stderr, code: e.code };
-  }
-}
+const chaos = (...args: string[]) => runTool('tools/chaos.ts', args);
 
 describe('npm run chaos', () => {
   it('3 runs × 2,000 changes under every kind of fault: nothing lost, duplicated or stale', async () => {
