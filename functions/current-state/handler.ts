@@ -381,10 +381,10 @@ export function createCurrentStateHandler(
         ...next,
         columns: columnsOf(current, (name) => CURRENT_META.has(name), `${database}.${currentTable}`),
       };
-      const evolved = evolveTable(shape, next, ddlRelation(currentTable), 'athena');
+      // The Glue change-log table is the table's whole current shape: a column dropped at the source goes here too.
+      const evolved = evolveTable(shape, next, ddlRelation(currentTable), 'athena', { dropMissing: true });
       statements.push(...evolved.statements);
-      // Columns the change log no longer has stay in the table (new rows get NULL) but cannot be read from the log.
-      table = { ...next, columns: evolved.table.columns.filter((c) => next.columns.some((n) => n.name === c.name)) };
+      table = evolved.table;
     }
     if (deleted === undefined) {
       statements.push(

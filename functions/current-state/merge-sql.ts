@@ -130,6 +130,7 @@ interface DialectRules {
   processedAt(epochMs: number): string;
   createTable(table: TableToCreate, columns: string): string;
   addColumn(relation: string, column: string, type: string): string;
+  dropColumn(relation: string, column: string): string;
   changeType(relation: string, column: string, type: string): string;
   /** Type changes the engine can make in place (`from>to`); others need the table rebuilt. */
   typeChanges: ReadonlySet<string>;
@@ -173,6 +174,7 @@ const DIALECTS: Record<Dialect, DialectRules> = {
     processedAt: (ms) => `TIMESTAMPTZ ${literal(new Date(ms).toISOString().replace('T', ' ').replace('Z', '+00'))}`,
     createTable: (table, columns) => `CREATE TABLE IF NOT EXISTS ${table.relation} (${columns})`,
     addColumn: (relation, column, type) => `ALTER TABLE ${relation} ADD COLUMN ${column} ${type}`,
+    dropColumn: (relation, column) => `ALTER TABLE ${relation} DROP COLUMN ${column}`,
     changeType: (relation, column, type) => `ALTER TABLE ${relation} ALTER COLUMN ${column} SET DATA TYPE ${type}`,
     typeChanges: ALL_WIDENINGS,
   },
@@ -213,6 +215,7 @@ const DIALECTS: Record<Dialect, DialectRules> = {
       );
     },
     addColumn: (relation, column, type) => `ALTER TABLE ${relation} ADD COLUMNS (${column} ${type})`,
+    dropColumn: (relation, column) => `ALTER TABLE ${relation} DROP COLUMN ${column}`,
     changeType: (relation, column, type) => `ALTER TABLE ${relation} CHANGE COLUMN ${column} ${column} ${type}`,
     // Iceberg promotes int to long in place; nothing else of ours.
     typeChanges: new Set(['int32>int64']),
@@ -268,31 +271,44 @@ export function widened(a: CurrentStateType, b: CurrentStateType): CurrentStateT
 /**
  * What it takes to change a current-state table from shape `current` to hold `next` (the columns seen in newer
  * changes): new columns are added, a column whose values need a wider type is widened; columns `next` lacks stay
- * (later changes set them NULL). Returns the table's new shape and the ALTER statements. A widening the engine cannot
- * make in place (on Athena, anything but int → bigint) throws: recreate the table and apply the log from its start.
+ * (later changes set them NULL) unless `dropMissing` says `next` is the table's whole current shape (in AWS, the Glue
+ * change-log table defined from the schema catalog: a column dropped at the source is dropped here too). Returns the
+ * table's new shape and the ALTER statements. A widening the engine cannot make in place (on Athena, anything but int
+ * → bigint) throws: recreate the table and apply the log from its start.
  */
 export function evolveTable(
   current: CurrentStateTable,
   next: CurrentStateTable,
   targetRelation: string,
   dialect: Dialect,
+  options: { dropMissing?: boolean } = {},
 ): { table: CurrentStateTable; statements: string[] } {
   const rules = DIALECTS[dialect];
   const statements: string[] = [];
-  const columns = current.columns.map((column) => {
-    const seen = next.columns.find((c) => c.name === column.name);
-    if (!seen) return column;
-    const type = widened(column.type, seen.type);
-    if (type === column.type) return column;
-    if (!rules.typeChanges.has(`${column.type}>${type}`)) {
-      throw new CurrentStateError(
-        'UNSUPPORTED_TYPE_CHANGE',
-        `${current.table}.${column.name}: ${dialect} cannot change ${column.type} to ${type} in place; recreate the table`,
-      );
-    }
-    statements.push(rules.changeType(targetRelation, rules.ddlQuote(column.name), rules.ddlType[type]));
-    return { name: column.name, type };
-  });
+  const dropped = new Set(
+    options.dropMissing
+      ? current.columns
+          .filter((c) => !next.columns.some((n) => n.name === c.name) && !current.keyColumns.includes(c.name))
+          .map((c) => c.name)
+      : [],
+  );
+  for (const name of dropped) statements.push(rules.dropColumn(targetRelation, rules.ddlQuote(name)));
+  const columns = current.columns
+    .filter((c) => !dropped.has(c.name))
+    .map((column) => {
+      const seen = next.columns.find((c) => c.name === column.name);
+      if (!seen) return column;
+      const type = widened(column.type, seen.type);
+      if (type === column.type) return column;
+      if (!rules.typeChanges.has(`${column.type}>${type}`)) {
+        throw new CurrentStateError(
+          'UNSUPPORTED_TYPE_CHANGE',
+          `${current.table}.${column.name}: ${dialect} cannot change ${column.type} to ${type} in place; recreate the table`,
+        );
+      }
+      statements.push(rules.changeType(targetRelation, rules.ddlQuote(column.name), rules.ddlType[type]));
+      return { name: column.name, type };
+    });
   for (const column of next.columns) {
     if (columns.some((c) => c.name === column.name)) continue;
     statements.push(rules.addColumn(targetRelation, rules.ddlQuote(column.name), rules.ddlType[column.type]));

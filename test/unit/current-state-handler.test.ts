@@ -309,6 +309,21 @@ describe('current-state handler', () => {
     expect(statements[3]).toContain('"currency" = CASE WHEN');
   });
 
+  it('drops the columns the change log no longer has (dropped at the source) before merging', async () => {
+    // Arrange: the Iceberg table still has `legacy`, which the catalog (and so the change log's table) dropped.
+    const current = currentTable();
+    current.StorageDescriptor?.Columns?.push({ Name: 'legacy', Type: 'string' });
+    tables.set('orders_public_orders_current', current);
+    tables.set('orders_public_orders_deleted', { Name: 'orders_public_orders_deleted' });
+
+    // Act
+    await handler()({ task: 'merge' }, context());
+
+    // Assert
+    expect(statements[0]).toBe('ALTER TABLE `cdc_sync_dev`.`orders_public_orders_current` DROP COLUMN `legacy`');
+    expect(statements.slice(1).some((s) => s.includes('legacy'))).toBe(false);
+  });
+
   it('stops a statement that outlives the function and reports a retryable timeout', async () => {
     // Arrange: statements never finish, each poll finds the clock further on; 200 s left, of which 20 s are kept for
     // bookkeeping.

@@ -428,6 +428,11 @@ describe('the generated statements', () => {
     expect(evolveTable(narrow, SHAPE, 'db.items', 'athena').statements).toEqual([
       'ALTER TABLE db.items CHANGE COLUMN `qty` `qty` bigint',
     ]);
+    const withoutNote: CurrentStateTable = { ...SHAPE, columns: SHAPE.columns.filter((c) => c.name !== 'note') };
+    expect(evolveTable(SHAPE, withoutNote, 'db.items', 'athena').statements).toEqual([]);
+    expect(evolveTable(SHAPE, withoutNote, 'db.items', 'athena', { dropMissing: true }).statements).toEqual([
+      'ALTER TABLE db.items DROP COLUMN `note`',
+    ]);
     const retyped: CurrentStateTable = { ...SHAPE, columns: [{ name: 'qty', type: 'string' }] };
     expect(() => evolveTable(SHAPE, retyped, 'db.items', 'athena')).toThrow(
       expect.objectContaining({ code: 'UNSUPPORTED_TYPE_CHANGE' }),
