@@ -38,7 +38,7 @@ const ENV = {
   LOOKBACK_HOURS: '96',
   PARALLEL_TABLES: '2',
   LEASE_SECONDS: '600',
-  POWERTOOLS_LOG_LEVEL: 'ERROR',
+  POWERTOOLS_LOG_LEVEL: 'SILENT',
 };
 
 const changesTable = (extra: Array<{ Name: string; Type: string }> = []): Table => ({
