@@ -15,9 +15,11 @@
  *   > t._cdc_order`); deleted keys and the last truncate are remembered in a companion table (the deleted keys
  *   table: `_cdc_key`, `_cdc_order`; key `*` is the last truncate) so that an older change arriving later (a range
  *   applied again, a redriven dead letter, a rebuilt file) cannot bring a deleted row back.
- * So a range applied twice, overlapping ranges, or ranges applied out of order leave the same table (out of order, a
- * change older than the row's is ignored as a whole: a TOASTed column it changed and the newer change left out keeps
- * the older value). Each statement is idempotent on its own: after a failure, run the list again from the start.
+ * So a range applied twice, overlapping ranges, or ranges applied out of order leave the same table: a change older
+ * than the row's only fills the columns no applied change has sent a value for yet (`_cdc_unsent`: a row inserted
+ * from a TOAST update whose create came later, from a rebuilt file or a redriven dead letter), and nothing else. Two
+ * such older changes applied in separate steps in the wrong order between themselves fill from the first applied.
+ * Each statement is idempotent on its own: after a failure, run the list again from the start.
  *
  * Tables without a key have no current-state table (their changes cannot be told apart by row): they stay
  * history-only in the change log. The generator refuses them.
@@ -90,6 +92,12 @@ export const CURRENT_STATE_META: readonly CurrentStateColumn[] = [
   { name: '_cdc_order', type: 'string' },
   { name: '_cdc_op', type: 'string' },
   { name: '_cdc_commit_ts', type: 'timestamptz' },
+  /**
+   * The columns no applied change has sent a value for yet (`,a,b,`; `,` when none): a TOAST-unchanged column of a row
+   * inserted from a change that left it out. An older change applied later (a rebuilt file, a redriven dead letter)
+   * fills exactly these, and nothing else of the row.
+   */
+  { name: '_cdc_unsent', type: 'string' },
 ];
 
 /** The deleted keys table's columns. */
@@ -353,6 +361,13 @@ export function mergeStatements(
   const columns = ordered(t);
   const q = rules.quote;
   const sent = (i: number) => `_cdc_sent_${i}`;
+  /** `t`'s column has no value yet (see CURRENT_STATE_META `_cdc_unsent`). */
+  const unsent = (c: CurrentStateColumn) => `strpos(coalesce(t._cdc_unsent, ','), ${literal(`,${c.name},`)}) > 0`;
+  /** The `_cdc_unsent` list of the columns `still(i)` says have no value. */
+  const unsentList = (still: (c: CurrentStateColumn, i: number) => string) =>
+    ["','", ...columns.map((c, i) => `CASE WHEN ${still(c, i)} THEN ${literal(`${c.name},`)} ELSE '' END`)].join(
+      ' || ',
+    );
 
   const truncate = `MERGE INTO ${deleted} AS d
 USING (
@@ -387,7 +402,8 @@ USING (
     WHERE ${live}
     GROUP BY _cdc_key
   )
-  SELECT range_latest.*, gone._cdc_order AS _cdc_deleted_at
+  SELECT range_latest.*, gone._cdc_order AS _cdc_deleted_at,
+    ${unsentList((_, i) => `NOT range_latest.${sent(i)}`)} AS _cdc_unsent
   FROM range_latest LEFT JOIN ${deleted} AS gone ON gone._cdc_key = range_latest._cdc_key
 ) AS s
 ON t._cdc_key = s._cdc_key
@@ -398,6 +414,14 @@ WHEN MATCHED AND s._cdc_order > t._cdc_order THEN UPDATE SET
     '_cdc_order = s._cdc_order',
     '_cdc_op = s._cdc_op',
     '_cdc_commit_ts = s._cdc_commit_ts',
+    `_cdc_unsent = ${unsentList((c, i) => `NOT s.${sent(i)} AND ${unsent(c)}`)}`,
+  ].join(',\n  ')}
+WHEN MATCHED AND s._cdc_order < t._cdc_order AND s._cdc_op <> 'd' AND coalesce(t._cdc_unsent, ',') <> ',' THEN UPDATE SET
+  ${[
+    ...columns.map(
+      (c, i) => `${q(c.name)} = CASE WHEN s.${sent(i)} AND ${unsent(c)} THEN s.${q(c.name)} ELSE t.${q(c.name)} END`,
+    ),
+    `_cdc_unsent = ${unsentList((c, i) => `NOT s.${sent(i)} AND ${unsent(c)}`)}`,
   ].join(',\n  ')}
 WHEN NOT MATCHED AND s._cdc_op <> 'd' AND (s._cdc_deleted_at IS NULL OR s._cdc_order > s._cdc_deleted_at) THEN INSERT
   (${[...columns.map((c) => q(c.name)), ...CURRENT_STATE_META.map((c) => c.name)].join(', ')})

@@ -284,6 +284,20 @@ describe('current-state MERGE on DuckDB', () => {
     });
   });
 
+  it('an older change applied after a newer one that left a column out fills that column, and nothing else', async () => {
+    // Arrange: the row's create (which sent the note) reaches the table only after its later TOAST update, as when a
+    // rebuild restores a lost file or a dead letter is redriven
+    await h.apply([change('u', 20, { id: 1, name: 'renamed', qty: 2, note: TOAST })]);
+    expect(await h.rows()).toEqual({ 1: { name: 'renamed', qty: '2', note: null } });
+
+    // Act
+    await h.apply([change('c', 10, { id: 1, name: 'first', qty: 1, note: 'long text' })]);
+    await h.apply([change('c', 10, { id: 1, name: 'first', qty: 1, note: 'long text' })]);
+
+    // Assert: the note from the older change; the name and qty of the newer one
+    expect(await h.rows()).toEqual({ 1: { name: 'renamed', qty: '2', note: 'long text' } });
+  });
+
   it('a deleted row inserted again comes back with its new values, in one range or across two', async () => {
     // Arrange
     await h.apply([change('c', 10, { id: 1, name: 'a', qty: 1, note: 'x' }), change('c', 20, { id: 2, name: 'b' })]);

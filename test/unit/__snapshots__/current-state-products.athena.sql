@@ -1,4 +1,4 @@
-CREATE TABLE IF NOT EXISTS cdc_sync_dev.pg_public_products_current (`id` bigint, `sku` string, `name` string, `price` string, `weight_kg` string, `attributes` string, `tags` string, `description` string, `_cdc_key` string, `_cdc_order` string, `_cdc_op` string, `_cdc_commit_ts` timestamp) LOCATION 's3://warehouse-bucket/current/products/' TBLPROPERTIES ('table_type' = 'ICEBERG', 'format' = 'parquet', 'write_compression' = 'zstd');
+CREATE TABLE IF NOT EXISTS cdc_sync_dev.pg_public_products_current (`id` bigint, `sku` string, `name` string, `price` string, `weight_kg` string, `attributes` string, `tags` string, `description` string, `_cdc_key` string, `_cdc_order` string, `_cdc_op` string, `_cdc_commit_ts` timestamp, `_cdc_unsent` string) LOCATION 's3://warehouse-bucket/current/products/' TBLPROPERTIES ('table_type' = 'ICEBERG', 'format' = 'parquet', 'write_compression' = 'zstd');
 
 CREATE TABLE IF NOT EXISTS cdc_sync_dev.pg_public_products_deleted (`_cdc_key` string, `_cdc_order` string) LOCATION 's3://warehouse-bucket/current/products_deleted/' TBLPROPERTIES ('table_type' = 'ICEBERG', 'format' = 'parquet', 'write_compression' = 'zstd');
 
@@ -53,7 +53,8 @@ USING (
     WHERE _cdc_op <> 't' AND _cdc_key IS NOT NULL AND _cdc_order > coalesce((SELECT _cdc_order FROM cdc_sync_dev.pg_public_products_deleted WHERE _cdc_key = '*'), '')
     GROUP BY _cdc_key
   )
-  SELECT range_latest.*, gone._cdc_order AS _cdc_deleted_at
+  SELECT range_latest.*, gone._cdc_order AS _cdc_deleted_at,
+    ',' || CASE WHEN NOT range_latest._cdc_sent_0 THEN 'id,' ELSE '' END || CASE WHEN NOT range_latest._cdc_sent_1 THEN 'sku,' ELSE '' END || CASE WHEN NOT range_latest._cdc_sent_2 THEN 'name,' ELSE '' END || CASE WHEN NOT range_latest._cdc_sent_3 THEN 'price,' ELSE '' END || CASE WHEN NOT range_latest._cdc_sent_4 THEN 'weight_kg,' ELSE '' END || CASE WHEN NOT range_latest._cdc_sent_5 THEN 'attributes,' ELSE '' END || CASE WHEN NOT range_latest._cdc_sent_6 THEN 'tags,' ELSE '' END || CASE WHEN NOT range_latest._cdc_sent_7 THEN 'description,' ELSE '' END AS _cdc_unsent
   FROM range_latest LEFT JOIN cdc_sync_dev.pg_public_products_deleted AS gone ON gone._cdc_key = range_latest._cdc_key
 ) AS s
 ON t._cdc_key = s._cdc_key
@@ -69,10 +70,21 @@ WHEN MATCHED AND s._cdc_order > t._cdc_order THEN UPDATE SET
   "description" = CASE WHEN s._cdc_sent_7 THEN s."description" ELSE t."description" END,
   _cdc_order = s._cdc_order,
   _cdc_op = s._cdc_op,
-  _cdc_commit_ts = s._cdc_commit_ts
+  _cdc_commit_ts = s._cdc_commit_ts,
+  _cdc_unsent = ',' || CASE WHEN NOT s._cdc_sent_0 AND strpos(coalesce(t._cdc_unsent, ','), ',id,') > 0 THEN 'id,' ELSE '' END || CASE WHEN NOT s._cdc_sent_1 AND strpos(coalesce(t._cdc_unsent, ','), ',sku,') > 0 THEN 'sku,' ELSE '' END || CASE WHEN NOT s._cdc_sent_2 AND strpos(coalesce(t._cdc_unsent, ','), ',name,') > 0 THEN 'name,' ELSE '' END || CASE WHEN NOT s._cdc_sent_3 AND strpos(coalesce(t._cdc_unsent, ','), ',price,') > 0 THEN 'price,' ELSE '' END || CASE WHEN NOT s._cdc_sent_4 AND strpos(coalesce(t._cdc_unsent, ','), ',weight_kg,') > 0 THEN 'weight_kg,' ELSE '' END || CASE WHEN NOT s._cdc_sent_5 AND strpos(coalesce(t._cdc_unsent, ','), ',attributes,') > 0 THEN 'attributes,' ELSE '' END || CASE WHEN NOT s._cdc_sent_6 AND strpos(coalesce(t._cdc_unsent, ','), ',tags,') > 0 THEN 'tags,' ELSE '' END || CASE WHEN NOT s._cdc_sent_7 AND strpos(coalesce(t._cdc_unsent, ','), ',description,') > 0 THEN 'description,' ELSE '' END
+WHEN MATCHED AND s._cdc_order < t._cdc_order AND s._cdc_op <> 'd' AND coalesce(t._cdc_unsent, ',') <> ',' THEN UPDATE SET
+  "id" = CASE WHEN s._cdc_sent_0 AND strpos(coalesce(t._cdc_unsent, ','), ',id,') > 0 THEN s."id" ELSE t."id" END,
+  "sku" = CASE WHEN s._cdc_sent_1 AND strpos(coalesce(t._cdc_unsent, ','), ',sku,') > 0 THEN s."sku" ELSE t."sku" END,
+  "name" = CASE WHEN s._cdc_sent_2 AND strpos(coalesce(t._cdc_unsent, ','), ',name,') > 0 THEN s."name" ELSE t."name" END,
+  "price" = CASE WHEN s._cdc_sent_3 AND strpos(coalesce(t._cdc_unsent, ','), ',price,') > 0 THEN s."price" ELSE t."price" END,
+  "weight_kg" = CASE WHEN s._cdc_sent_4 AND strpos(coalesce(t._cdc_unsent, ','), ',weight_kg,') > 0 THEN s."weight_kg" ELSE t."weight_kg" END,
+  "attributes" = CASE WHEN s._cdc_sent_5 AND strpos(coalesce(t._cdc_unsent, ','), ',attributes,') > 0 THEN s."attributes" ELSE t."attributes" END,
+  "tags" = CASE WHEN s._cdc_sent_6 AND strpos(coalesce(t._cdc_unsent, ','), ',tags,') > 0 THEN s."tags" ELSE t."tags" END,
+  "description" = CASE WHEN s._cdc_sent_7 AND strpos(coalesce(t._cdc_unsent, ','), ',description,') > 0 THEN s."description" ELSE t."description" END,
+  _cdc_unsent = ',' || CASE WHEN NOT s._cdc_sent_0 AND strpos(coalesce(t._cdc_unsent, ','), ',id,') > 0 THEN 'id,' ELSE '' END || CASE WHEN NOT s._cdc_sent_1 AND strpos(coalesce(t._cdc_unsent, ','), ',sku,') > 0 THEN 'sku,' ELSE '' END || CASE WHEN NOT s._cdc_sent_2 AND strpos(coalesce(t._cdc_unsent, ','), ',name,') > 0 THEN 'name,' ELSE '' END || CASE WHEN NOT s._cdc_sent_3 AND strpos(coalesce(t._cdc_unsent, ','), ',price,') > 0 THEN 'price,' ELSE '' END || CASE WHEN NOT s._cdc_sent_4 AND strpos(coalesce(t._cdc_unsent, ','), ',weight_kg,') > 0 THEN 'weight_kg,' ELSE '' END || CASE WHEN NOT s._cdc_sent_5 AND strpos(coalesce(t._cdc_unsent, ','), ',attributes,') > 0 THEN 'attributes,' ELSE '' END || CASE WHEN NOT s._cdc_sent_6 AND strpos(coalesce(t._cdc_unsent, ','), ',tags,') > 0 THEN 'tags,' ELSE '' END || CASE WHEN NOT s._cdc_sent_7 AND strpos(coalesce(t._cdc_unsent, ','), ',description,') > 0 THEN 'description,' ELSE '' END
 WHEN NOT MATCHED AND s._cdc_op <> 'd' AND (s._cdc_deleted_at IS NULL OR s._cdc_order > s._cdc_deleted_at) THEN INSERT
-  ("id", "sku", "name", "price", "weight_kg", "attributes", "tags", "description", _cdc_key, _cdc_order, _cdc_op, _cdc_commit_ts)
-  VALUES (s."id", s."sku", s."name", s."price", s."weight_kg", s."attributes", s."tags", s."description", s._cdc_key, s._cdc_order, s._cdc_op, s._cdc_commit_ts);
+  ("id", "sku", "name", "price", "weight_kg", "attributes", "tags", "description", _cdc_key, _cdc_order, _cdc_op, _cdc_commit_ts, _cdc_unsent)
+  VALUES (s."id", s."sku", s."name", s."price", s."weight_kg", s."attributes", s."tags", s."description", s._cdc_key, s._cdc_order, s._cdc_op, s._cdc_commit_ts, s._cdc_unsent);
 
 MERGE INTO cdc_sync_dev.pg_public_products_deleted AS d
 USING (
