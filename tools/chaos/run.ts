@@ -12,8 +12,8 @@
  * cancelled transactions, Redis resets, lost commits, moved partitions) go on through the drain.
  *
  * What counts: lost (changes the audit log lacks, bad records no dead-letter queue holds), duplicated (changes
- * audited or in the change log twice), stale (rows the cache or the warehouse hold differently from the source), and
- * unexpected dead letters (anything but the bad records).
+ * audited or in the change log twice), stale (rows the cache, the warehouse or its current-state tables hold
+ * differently from the source), and unexpected dead letters (anything but the bad records).
  */
 import { DeleteObjectsCommand, ListObjectsV2Command } from '@aws-sdk/client-s3';
 import { Redis } from 'ioredis';
@@ -95,7 +95,7 @@ export function tally(checks: Checks): { lost: number; duplicated: number; stale
   let lost = 0;
   let duplicated = 0;
   let stale = 0;
-  const { audit, warehouse, cache } = checks;
+  const { audit, warehouse, cache, currentState } = checks;
   if (audit.checked) {
     lost += audit.missing;
     duplicated += audit.duplicateIds;
@@ -111,6 +111,7 @@ export function tally(checks: Checks): { lost: number; duplicated: number; stale
   }
   for (const [sink, check] of [
     ['warehouse', warehouse],
+    ['current-state', currentState],
     ['cache', cache],
   ] as const) {
     if (!check.checked) {
@@ -122,7 +123,14 @@ export function tally(checks: Checks): { lost: number; duplicated: number; stale
       stale += bad;
       if (bad > 0) what.push(`${sink} ${table}: ${t.missing} missing, ${t.extra} extra, ${t.different} different rows`);
     }
-    if (!check.consistent && what.length === 0) what.push(`${sink}: ${check.problems.join('; ') || 'inconsistent'}`);
+    if (!check.consistent) {
+      for (const [table, t] of Object.entries(check.tables)) {
+        if (t.missing + t.extra + t.different === 0 && t.samples.length > 0)
+          what.push(`${sink} ${table}: ${t.samples[0]}`);
+      }
+      what.push(...check.problems.map((p) => `${sink}: ${p}`));
+      if (what.length === 0) what.push(`${sink}: inconsistent`);
+    }
   }
   return { lost, duplicated, stale, what };
 }
