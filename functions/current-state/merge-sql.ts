@@ -15,10 +15,10 @@
  *   > t._cdc_order`); deleted keys and the last truncate are remembered in a companion table (the deleted keys
  *   table: `_cdc_key`, `_cdc_order`; key `*` is the last truncate) so that an older change arriving later (a range
  *   applied again, a redriven dead letter, a rebuilt file) cannot bring a deleted row back.
- * So a range applied twice, overlapping ranges, or ranges applied out of order leave the same table: a change older
- * than the row's only fills the columns no applied change has sent a value for yet (`_cdc_unsent`: a row inserted
- * from a TOAST update whose create came later, from a rebuilt file or a redriven dead letter), and nothing else. Two
- * such older changes applied in separate steps in the wrong order between themselves fill from the first applied.
+ * So a range applied twice, overlapping ranges, or ranges applied out of order leave the same table: each column's
+ * value comes from the newest change that sent it, and a row remembers where its kept (TOAST) values came from
+ * (`_cdc_kept`), so a change older than the row's (a rebuilt file, a redriven dead letter) replaces exactly the kept
+ * values older than itself, and nothing else.
  * Each statement is idempotent on its own: after a failure, run the list again from the start.
  *
  * Tables without a key have no current-state table (their changes cannot be told apart by row): they stay
@@ -93,11 +93,12 @@ export const CURRENT_STATE_META: readonly CurrentStateColumn[] = [
   { name: '_cdc_op', type: 'string' },
   { name: '_cdc_commit_ts', type: 'timestamptz' },
   /**
-   * The columns no applied change has sent a value for yet (`,a,b,`; `,` when none): a TOAST-unchanged column of a row
-   * inserted from a change that left it out. An older change applied later (a rebuilt file, a redriven dead letter)
-   * fills exactly these, and nothing else of the row.
+   * Where the values of the columns the row's latest change did not send come from (TOAST-unchanged, kept from an
+   * earlier change): `,<column>@<source order of the change that sent the value>,…` (`<column>@` with no order: never
+   * sent, NULL); `,` when the latest change sent every column. An older change applied later (a rebuilt file, a
+   * redriven dead letter) replaces such a value when it is newer than the value's own change, and nothing else.
    */
-  { name: '_cdc_unsent', type: 'string' },
+  { name: '_cdc_kept', type: 'string' },
 ];
 
 /** The deleted keys table's columns. */
@@ -325,6 +326,11 @@ export function evolveTable(
   return { table: checked({ ...current, columns }), statements };
 }
 
+/** A column name as a literal part of a regular expression. */
+function regexEscape(name: string): string {
+  return name.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+}
+
 /** The WHERE condition selecting the table's changes in the range. */
 function rangeFilter(t: CurrentStateTable, range: ChangeRange, rules: DialectRules): string {
   const parts = [`_cdc_table = ${literal(t.table)}`];
@@ -360,14 +366,25 @@ export function mergeStatements(
   const key = `CAST(_cdc_key AS ${rules.dmlType.string})`;
   const columns = ordered(t);
   const q = rules.quote;
-  const sent = (i: number) => `_cdc_sent_${i}`;
-  /** `t`'s column has no value yet (see CURRENT_STATE_META `_cdc_unsent`). */
-  const unsent = (c: CurrentStateColumn) => `strpos(coalesce(t._cdc_unsent, ','), ${literal(`,${c.name},`)}) > 0`;
-  /** The `_cdc_unsent` list of the columns `still(i)` says have no value. */
-  const unsentList = (still: (c: CurrentStateColumn, i: number) => string) =>
-    ["','", ...columns.map((c, i) => `CASE WHEN ${still(c, i)} THEN ${literal(`${c.name},`)} ELSE '' END`)].join(
-      ' || ',
-    );
+  /** The source order of the change that sent the range's value of column i (NULL: none in the range sent it). */
+  const origin = (i: number) => `_cdc_origin_${i}`;
+  /** The source order of the change `t`'s value of a column came from (see CURRENT_STATE_META `_cdc_kept`). */
+  const kept = (c: CurrentStateColumn) =>
+    `CASE WHEN strpos(coalesce(t._cdc_kept, ','), ${literal(`,${c.name}@`)}) > 0 THEN regexp_extract(t._cdc_kept, ${literal(`,${regexEscape(c.name)}@([^,]*),`)}, 1) ELSE t._cdc_order END`;
+  /** The range's value of column i is newer than `t`'s. */
+  const newer = (c: CurrentStateColumn, i: number) => `(s.${origin(i)} IS NOT NULL AND s.${origin(i)} > ${kept(c)})`;
+  const merged = (c: CurrentStateColumn, i: number) =>
+    `CASE WHEN ${newer(c, i)} THEN s.${origin(i)} ELSE ${kept(c)} END`;
+  const order = 'greatest(t._cdc_order, s._cdc_order)';
+  /** The `_cdc_kept` list: every column whose value's order `from(c, i)` is not the row's order `at`. */
+  const keptList = (from: (c: CurrentStateColumn, i: number) => string, at: string) =>
+    [
+      "','",
+      ...columns.map(
+        (c, i) =>
+          `CASE WHEN ${from(c, i)} IS NULL THEN ${literal(`${c.name}@,`)} WHEN ${from(c, i)} <> ${at} THEN ${literal(`${c.name}@`)} || ${from(c, i)} || ',' ELSE '' END`,
+      ),
+    ].join(' || ');
 
   const truncate = `MERGE INTO ${deleted} AS d
 USING (
@@ -384,7 +401,7 @@ WHEN NOT MATCHED THEN INSERT (_cdc_key, _cdc_order) VALUES (s._cdc_key, s._cdc_o
 
   const latestColumns = columns.flatMap((c, i) => [
     `${rules.maxBy}(${q(c.name)}, _cdc_order) FILTER (WHERE NOT ${rules.unchanged(c.name)}) AS ${q(c.name)}`,
-    `bool_or(NOT ${rules.unchanged(c.name)}) AS ${sent(i)}`,
+    `max(_cdc_order) FILTER (WHERE NOT ${rules.unchanged(c.name)}) AS ${origin(i)}`,
   ]);
   const rows = `MERGE INTO ${target} AS t
 USING (
@@ -403,25 +420,18 @@ USING (
     GROUP BY _cdc_key
   )
   SELECT range_latest.*, gone._cdc_order AS _cdc_deleted_at,
-    ${unsentList((_, i) => `NOT range_latest.${sent(i)}`)} AS _cdc_unsent
+    ${keptList((_, i) => `range_latest.${origin(i)}`, 'range_latest._cdc_order')} AS _cdc_kept
   FROM range_latest LEFT JOIN ${deleted} AS gone ON gone._cdc_key = range_latest._cdc_key
 ) AS s
 ON t._cdc_key = s._cdc_key
 WHEN MATCHED AND s._cdc_order > t._cdc_order AND s._cdc_op = 'd' THEN DELETE
-WHEN MATCHED AND s._cdc_order > t._cdc_order THEN UPDATE SET
+WHEN MATCHED AND s._cdc_order <> t._cdc_order AND s._cdc_op <> 'd' THEN UPDATE SET
   ${[
-    ...columns.map((c, i) => `${q(c.name)} = CASE WHEN s.${sent(i)} THEN s.${q(c.name)} ELSE t.${q(c.name)} END`),
-    '_cdc_order = s._cdc_order',
-    '_cdc_op = s._cdc_op',
-    '_cdc_commit_ts = s._cdc_commit_ts',
-    `_cdc_unsent = ${unsentList((c, i) => `NOT s.${sent(i)} AND ${unsent(c)}`)}`,
-  ].join(',\n  ')}
-WHEN MATCHED AND s._cdc_order < t._cdc_order AND s._cdc_op <> 'd' AND coalesce(t._cdc_unsent, ',') <> ',' THEN UPDATE SET
-  ${[
-    ...columns.map(
-      (c, i) => `${q(c.name)} = CASE WHEN s.${sent(i)} AND ${unsent(c)} THEN s.${q(c.name)} ELSE t.${q(c.name)} END`,
-    ),
-    `_cdc_unsent = ${unsentList((c, i) => `NOT s.${sent(i)} AND ${unsent(c)}`)}`,
+    ...columns.map((c, i) => `${q(c.name)} = CASE WHEN ${newer(c, i)} THEN s.${q(c.name)} ELSE t.${q(c.name)} END`),
+    `_cdc_kept = ${keptList(merged, order)}`,
+    `_cdc_order = ${order}`,
+    '_cdc_op = CASE WHEN s._cdc_order > t._cdc_order THEN s._cdc_op ELSE t._cdc_op END',
+    '_cdc_commit_ts = CASE WHEN s._cdc_order > t._cdc_order THEN s._cdc_commit_ts ELSE t._cdc_commit_ts END',
   ].join(',\n  ')}
 WHEN NOT MATCHED AND s._cdc_op <> 'd' AND (s._cdc_deleted_at IS NULL OR s._cdc_order > s._cdc_deleted_at) THEN INSERT
   (${[...columns.map((c) => q(c.name)), ...CURRENT_STATE_META.map((c) => c.name)].join(', ')})

@@ -284,18 +284,34 @@ describe('current-state MERGE on DuckDB', () => {
     });
   });
 
-  it('an older change applied after a newer one that left a column out fills that column, and nothing else', async () => {
-    // Arrange: the row's create (which sent the note) reaches the table only after its later TOAST update, as when a
-    // rebuild restores a lost file or a dead letter is redriven
-    await h.apply([change('u', 20, { id: 1, name: 'renamed', qty: 2, note: TOAST })]);
-    expect(await h.rows()).toEqual({ 1: { name: 'renamed', qty: '2', note: null } });
+  it('an older change applied after a newer one replaces exactly the kept values older than itself', async () => {
+    // Arrange: row 1's create reaches the table after its TOAST update; row 2's update of the note (20) reaches it
+    // after a later TOAST update (30) had kept the note of the create (10). As when a rebuild restores a lost file or
+    // a dead letter is redriven.
+    await h.apply([change('c', 10, { id: 2, name: 'b', qty: 1, note: 'short' })]);
+    await h.apply([
+      change('u', 20, { id: 1, name: 'renamed', qty: 2, note: TOAST }),
+      change('u', 30, { id: 2, name: 'b3', qty: 3, note: TOAST }),
+    ]);
+    expect(await h.rows()).toEqual({
+      1: { name: 'renamed', qty: '2', note: null },
+      2: { name: 'b3', qty: '3', note: 'short' },
+    });
 
     // Act
-    await h.apply([change('c', 10, { id: 1, name: 'first', qty: 1, note: 'long text' })]);
-    await h.apply([change('c', 10, { id: 1, name: 'first', qty: 1, note: 'long text' })]);
+    const late = [
+      change('c', 10, { id: 1, name: 'first', qty: 1, note: 'long text' }),
+      change('u', 20, { id: 2, name: 'b2', qty: 2, note: 'long text' }),
+    ];
+    await h.apply(late);
+    await h.apply(late);
+    await h.apply([change('u', 15, { id: 2, name: 'b1', qty: 1, note: 'older' })]);
 
-    // Assert: the note from the older change; the name and qty of the newer one
-    expect(await h.rows()).toEqual({ 1: { name: 'renamed', qty: '2', note: 'long text' } });
+    // Assert: the notes of the late changes (newer than the kept ones), names and quantities of the newer changes
+    expect(await h.rows()).toEqual({
+      1: { name: 'renamed', qty: '2', note: 'long text' },
+      2: { name: 'b3', qty: '3', note: 'long text' },
+    });
   });
 
   it('a deleted row inserted again comes back with its new values, in one range or across two', async () => {

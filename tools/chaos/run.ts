@@ -121,7 +121,11 @@ export function tally(checks: Checks): { lost: number; duplicated: number; stale
     for (const [table, t] of Object.entries(check.tables)) {
       const bad = t.missing + t.extra + t.different;
       stale += bad;
-      if (bad > 0) what.push(`${sink} ${table}: ${t.missing} missing, ${t.extra} extra, ${t.different} different rows`);
+      if (bad > 0) {
+        what.push(
+          `${sink} ${table}: ${t.missing} missing, ${t.extra} extra, ${t.different} different rows${t.samples[0] ? ` (${t.samples[0]})` : ''}`,
+        );
+      }
     }
     if (!check.consistent) {
       for (const [table, t] of Object.entries(check.tables)) {
