@@ -8,13 +8,15 @@
  * - per key (`_cdc_key`, the row key as JSON text, as the change log and the cache have it) the latest change by
  *   source order (`_cdc_order`); identical replays of a change tie and agree;
  * - a delete removes the row; a truncate removes every row older than it, and changes older than it are ignored;
- * - columns a change did not send (TOAST, listed in `_cdc_unchanged`) keep the value of the latest change in the range
- *   that sent them, else the row's current value; a row inserted without any change in the range sending such a
- *   column gets NULL there (as rebuilding from the whole log would: no change had it);
- * - the version guard: a row changes only for a change newer than the one it holds (`WHEN MATCHED AND s._cdc_order
- *   > t._cdc_order`); deleted keys and the last truncate are remembered in a companion table (the deleted keys
- *   table: `_cdc_key`, `_cdc_order`; key `*` is the last truncate) so that an older change arriving later (a range
- *   applied again, a redriven dead letter, a rebuilt file) cannot bring a deleted row back.
+ * - columns a change did not send (TOAST, listed in `_cdc_unchanged`) keep the value of the newest change that sent
+ *   them, in the range or before it (the row records where each kept value came from: `_cdc_kept`); a row inserted
+ *   without any change sending such a column gets NULL there (as rebuilding from the whole log would: no change had
+ *   it);
+ * - the version guard: the row's order, op and sent columns move only to a newer change (a delete only for a newer
+ *   one), and an older change only replaces kept values older than itself; deleted keys and the last truncate are
+ *   remembered in a companion table (the deleted keys table: `_cdc_key`, `_cdc_order`; key `*` is the last truncate)
+ *   so that an older change arriving later (a range applied again, a redriven dead letter, a rebuilt file) cannot
+ *   bring a deleted row back.
  * So a range applied twice, overlapping ranges, or ranges applied out of order leave the same table: each column's
  * value comes from the newest change that sent it, and a row remembers where its kept (TOAST) values came from
  * (`_cdc_kept`), so a change older than the row's (a rebuilt file, a redriven dead letter) replaces exactly the kept
